@@ -1,0 +1,191 @@
+"""SQLAlchemy 2 typed models; column names carry their units (SQL users rely on them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC ``DATETIME(3)`` in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=3))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every powerflow table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        float: Float(precision=53),
+    }
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Seoul")
+    region: Mapped[str] = mapped_column(String(16), default="KR")
+    floor_area_m2: Mapped[float | None]
+    created_at: Mapped[datetime]
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    location: Mapped[str | None] = mapped_column(String(128))
+    payload_format: Mapped[str] = mapped_column(String(32), default="original")
+    meter_role: Mapped[str] = mapped_column(String(16), default="standalone")
+    bidirectional: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class ReadingRow(Base):
+    """The original ``power_readings``; no foreign key so that it can be partitioned by month."""
+
+    __tablename__ = "readings"
+
+    device_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[datetime] = mapped_column(primary_key=True)
+    power_w: Mapped[float | None]
+    energy_wh: Mapped[float | None]
+    energy_export_wh: Mapped[float | None]
+    voltage_v: Mapped[float | None]
+    current_a: Mapped[float | None]
+    temperature_c: Mapped[float | None]
+    humidity_pct: Mapped[float | None]
+    brightness_lux: Mapped[float | None]
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+
+
+class HourlyStat(Base):
+    __tablename__ = "hourly_stats"
+
+    device_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hour_start: Mapped[datetime] = mapped_column(primary_key=True)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    coverage: Mapped[float] = mapped_column(default=0.0)
+    energy_kwh: Mapped[float] = mapped_column(default=0.0)
+    export_kwh: Mapped[float] = mapped_column(default=0.0)
+    unallocated_kwh: Mapped[float] = mapped_column(default=0.0)
+    power_avg_w: Mapped[float | None]
+    power_min_w: Mapped[float | None]
+    power_max_w: Mapped[float | None]
+    temperature_avg_c: Mapped[float | None]
+    humidity_avg_pct: Mapped[float | None]
+    brightness_avg_lux: Mapped[float | None]
+    co2_kg: Mapped[float] = mapped_column(default=0.0)
+    emission_factor_id: Mapped[int | None] = mapped_column(ForeignKey("emission_factors.id"))
+    energy_source: Mapped[str | None] = mapped_column(String(16))
+    flags: Mapped[str | None] = mapped_column(String(255))
+    computed_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_hourly_stats_hour_start", "hour_start"),)
+
+
+class EmissionFactorRow(Base):
+    __tablename__ = "emission_factors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    factor_set: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(16))
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    kg_co2e_per_kwh: Mapped[float]
+    source: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(16), default="location")
+
+    __table_args__ = (
+        UniqueConstraint("factor_set", "region", "method", "valid_from", name="uq_factor_period"),
+    )
+
+
+class RenewableContract(Base):
+    __tablename__ = "renewable_contracts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    energy_kwh: Mapped[float]
+    instrument: Mapped[str] = mapped_column(String(32))  # REC, PPA, green_tariff
+    note: Mapped[str | None] = mapped_column(String(255))
+
+
+class EsgReport(Base):
+    __tablename__ = "esg_reports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    scope: Mapped[str] = mapped_column(String(16))
+    scope_ref: Mapped[Any | None] = mapped_column(JSON)
+    language: Mapped[str] = mapped_column(String(8))
+    model: Mapped[str | None] = mapped_column(String(64))
+    input_tokens: Mapped[int | None]
+    output_tokens: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    grounding: Mapped[Any | None] = mapped_column(JSON)
+    facts: Mapped[Any | None] = mapped_column(JSON)
+    html_path: Mapped[str | None] = mapped_column(String(512))
+    pdf_path: Mapped[str | None] = mapped_column(String(512))
+    markdown_path: Mapped[str | None] = mapped_column(String(512))
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

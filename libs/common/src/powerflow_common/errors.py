@@ -1,0 +1,24 @@
+"""The errors powerflow raises on purpose; one module, like dramatiq's."""
+
+from __future__ import annotations
+
+
+class PowerflowError(Exception):
+    """Base of every error raised on purpose by powerflow."""
+
+
+class Rejected(PowerflowError):
+    """Input that can never be stored; it goes to the REJECTED stream with ``reason``.
+
+    ``reason`` is machine-readable (``[a-z_]+``, also a subject token); ``detail`` is for people.
+    """
+
+    def __init__(self, reason: str, detail: str, *, format_name: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.format_name = format_name
+
+
+class ConfigurationError(PowerflowError):
+    """A setting or a deployment is wrong in a way a person must fix."""

@@ -1,0 +1,135 @@
+"""One frozen, typed settings object from ``POWERFLOW_*`` environment variables and ``.env``.
+
+Build it in ``main()`` with :func:`load_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from powerflow_common.names import NAMESPACE_PATTERN, Names
+
+
+class Settings(BaseSettings):
+    """Every setting of every powerflow process, with defaults that work on one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POWERFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Connections (names fixed by DESIGN.md).
+    database_url: SecretStr = SecretStr("mysql+pymysql://root@127.0.0.1:3306/powerflow")
+    mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
+    mqtt_topics: Annotated[tuple[str, ...], NoDecode] = ("power/measurement", "power/+/measurement")
+    nats_url: str = "nats://127.0.0.1:4222"
+    namespace: str = ""
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    emission_region: str = "KR"
+    factor_set: str = "original"
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "POWERFLOW_ANTHROPIC_API_KEY"),
+    )
+    anthropic_model: str = "claude-sonnet-5-5"
+    reports_dir: Path = Path("./var/reports")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # Logging.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    # Validation of the original device format.
+    max_power_w: float = Field(default=100_000.0, gt=0)
+    max_future_s: float = Field(default=300.0, ge=0)
+
+    # Ingest: MQTT session and micro-batching.
+    ingest_instance: str = "0"
+    mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, gt=0)
+    mqtt_receive_maximum: int = Field(default=10_000, ge=20, le=65_535)
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+    ingest_batch_max_messages: int = Field(default=500, ge=1)
+    ingest_batch_linger_ms: int = Field(default=20, ge=0)
+    ingest_max_publishes_in_flight: int = Field(default=32, ge=1)
+    ingest_metrics_port: int = 9101
+
+    # JetStream.
+    readings_max_age_days: int = Field(default=7, ge=1)
+    rejected_max_age_days: int = Field(default=30, ge=1)
+    persisted_max_age_days: int = Field(default=7, ge=1)
+    duplicate_window_s: int = Field(default=120, ge=1)
+    nats_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Writer.
+    writer_batch_max_readings: int = Field(default=1_000, ge=1)
+    writer_batch_linger_ms: int = Field(default=200, ge=1)
+    writer_ack_wait_s: float = Field(default=30.0, gt=0)
+    writer_max_deliver: int = Field(default=10, ge=2)
+    writer_retry_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
+    writer_metrics_port: int = 9102
+
+    # Energy rules.
+    max_gap_s: float = Field(default=60.0, gt=0)
+    counter_reset_tolerance_wh: float = Field(default=10.0, ge=0)
+
+    @field_validator("mqtt_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("writer_retry_backoff_s", mode="before")
+    @classmethod
+    def _split_floats(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(v) for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("namespace", "ingest_instance")
+    @classmethod
+    def _name_safe(cls, value: str) -> str:
+        if not NAMESPACE_PATTERN.fullmatch(value):
+            raise ValueError(f"must match {NAMESPACE_PATTERN.pattern}")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return value
+
+    @property
+    def names(self) -> Names:
+        """Stream, subject and consumer names in this namespace."""
+        return Names(self.namespace)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS server URLs, split from the comma-separated setting."""
+        return [s.strip() for s in self.nats_url.split(",") if s.strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and ``.env``) into a frozen Settings; overrides win."""
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

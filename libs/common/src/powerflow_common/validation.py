@@ -1,0 +1,95 @@
+"""Validation rules every canonical reading must pass, whichever format it came in."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from powerflow_common.errors import Rejected
+from powerflow_common.wire import Reading
+
+DEVICE_CODE_PATTERN = re.compile(r"[A-Za-z0-9_:-]{1,64}")
+EARLIEST_TS = datetime(2020, 1, 1, tzinfo=UTC)
+
+# Physical ranges (inclusive) per field; None means unbounded on that side.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "temperature_c": (-40.0, 125.0),
+    "humidity_pct": (0.0, 100.0),
+    "brightness_lux": (0.0, None),
+    "energy_wh": (0.0, None),
+    "energy_export_wh": (0.0, None),
+    "voltage_v": (0.0, 2_000.0),
+    "current_a": (0.0, None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The configurable parts of validation."""
+
+    max_power_w: float = 100_000.0
+    max_future: timedelta = timedelta(minutes=5)
+    allow_negative_power: bool = False  # only for devices marked bidirectional
+
+
+def check_device_code(code: str) -> str:
+    """The code itself when it matches the device code pattern, else Rejected."""
+    if not DEVICE_CODE_PATTERN.fullmatch(code):
+        raise Rejected(
+            "invalid_device_code",
+            f"device code {code[:80]!r} must match {DEVICE_CODE_PATTERN.pattern}",
+        )
+    return code
+
+
+def truncate_to_ms(ts: datetime) -> datetime:
+    """``ts`` in UTC with microseconds cut to milliseconds, the stored precision."""
+    ts = ts.astimezone(UTC)
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
+def check_timestamp(ts: datetime, now: datetime, limits: Limits) -> datetime:
+    """The timestamp in UTC at millisecond precision, if it is neither too old nor ahead."""
+    if ts.tzinfo is None:
+        raise Rejected("timestamp_no_offset", "timestamp has no UTC offset")
+    ts = truncate_to_ms(ts)
+    if ts < EARLIEST_TS:
+        raise Rejected("timestamp_too_old", f"timestamp {ts.isoformat()} is before 2020")
+    if ts > now + limits.max_future:
+        raise Rejected(
+            "timestamp_in_future",
+            f"timestamp {ts.isoformat()} is more than {limits.max_future} "
+            f"ahead of {now.isoformat()}",
+        )
+    return ts
+
+
+def validate(reading: Reading, now: datetime, limits: Limits) -> Reading:
+    """The reading itself when every rule holds, else Rejected naming the first broken rule."""
+    check_device_code(reading.device_code)
+    ts = check_timestamp(reading.ts, now, limits)
+    for name in ("power_w", *RANGES):
+        value = getattr(reading, name)
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise Rejected("not_finite", f"{name} is {value}, only finite numbers are accepted")
+        if name == "power_w":
+            low: float | None = None if limits.allow_negative_power else 0.0
+            high: float | None = limits.max_power_w
+        else:
+            low, high = RANGES[name]
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise Rejected(
+                "out_of_range",
+                f"{name} {value} outside {'-inf' if low is None else low}..{high or 'inf'}",
+            )
+    if reading.seq is not None and not 0 <= reading.seq < 2**63:
+        raise Rejected("out_of_range", f"seq {reading.seq} outside 0..2^63")
+    if reading.firmware is not None and len(reading.firmware) > 64:
+        raise Rejected("out_of_range", "firmware longer than 64 characters")
+    return reading if ts == reading.ts else msgspec.structs.replace(reading, ts=ts)

@@ -1,0 +1,220 @@
+"""The bridge: decoded MQTT messages -> JetStream, acking MQTT only after JetStream acked.
+
+Messages are gathered for a few milliseconds into one batch; the batch's valid readings go
+out as one JetStream message whose ``Nats-Msg-Id`` is derived from the (device, ts) keys it
+carries, its rejections each as a REJECTED message; then its MQTT messages are acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from nats.js import JetStreamContext
+from powerflow_common.backoff import jittered_delay
+from powerflow_common.errors import Rejected
+from powerflow_common.formats import PayloadFormat, decode_message, find_format, rejection_record
+from powerflow_common.logs import get_logger
+from powerflow_common.names import Names
+from powerflow_common.validation import Limits
+from powerflow_common.wire import Reading, ReadingBatch, json_encoder
+
+from powerflow_ingest import metrics
+from powerflow_ingest.mqtt import Inbound
+
+log = get_logger(__name__)
+
+MAX_READINGS_PER_MESSAGE = 1_000  # keeps a JetStream message far below NATS's 1 MiB
+
+
+def batch_msg_id(readings: Sequence[Reading]) -> str:
+    """A content-derived id: the same readings always get it, different ones never share it."""
+    digest = hashlib.sha256()
+    for code, ts in sorted({r.key for r in readings}):
+        digest.update(f"{code}\x1f{ts.isoformat()}\x1e".encode())
+    return f"r-{digest.hexdigest()}"
+
+
+def rejection_msg_id(topic: str, payload: bytes) -> str:
+    """Redelivered copies of one bad message are dead-lettered once (within the window)."""
+    return "x-" + hashlib.sha256(topic.encode() + b"\x00" + payload).hexdigest()
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """What one gathered batch becomes: publishes to make, then messages to ack."""
+
+    readings: list[Reading] = field(default_factory=list)
+    rejections: list[tuple[Inbound, Rejected]] = field(default_factory=list)
+    messages: list[Inbound] = field(default_factory=list)
+
+
+def sort_batch(
+    inbound: Sequence[Inbound], formats: Sequence[PayloadFormat], limits: Limits, now: datetime
+) -> Outgoing:
+    """Decode every message of a batch into readings or rejections; pure, never raises."""
+    out = Outgoing(messages=list(inbound))
+    for message in inbound:
+        fmt = find_format(formats, message.topic)
+        metrics.MESSAGES_RECEIVED.labels(fmt.name if fmt else "none").inc()
+        try:
+            out.readings.extend(
+                decode_message(formats, message.topic, message.payload, now, limits)
+            )
+        except Rejected as exc:
+            out.rejections.append((message, exc))
+    return out
+
+
+class Bridge:
+    """Moves gathered MQTT messages into JetStream with bounded concurrency and retries."""
+
+    def __init__(
+        self,
+        *,
+        js: JetStreamContext,
+        names: Names,
+        partition: str,
+        formats: Sequence[PayloadFormat],
+        limits: Limits,
+        ack: Callable[[Inbound], object],
+        batch_max_messages: int,
+        batch_linger_s: float,
+        max_in_flight: int,
+        publish_timeout_s: float,
+    ) -> None:
+        self._js = js
+        self._names = names
+        self._partition = partition
+        self._formats = formats
+        self._limits = limits
+        self._ack = ack
+        self._batch_max = batch_max_messages
+        self._linger_s = batch_linger_s
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._publish_timeout_s = publish_timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unacked = 0
+
+    async def run(self, queue: asyncio.Queue[Inbound], stop: asyncio.Event) -> None:
+        """Gather, decode and publish until ``stop`` is set; then finish what is in flight."""
+        while not stop.is_set():
+            batch = await self._gather(queue, stop)
+            if not batch:
+                continue
+            self._unacked += len(batch)
+            metrics.UNACKED_MESSAGES.set(self._unacked)
+            out = sort_batch(batch, self._formats, self._limits, datetime.now(UTC))
+            await self._slots.acquire()
+            task = asyncio.create_task(self._deliver(out))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _gather(self, queue: asyncio.Queue[Inbound], stop: asyncio.Event) -> list[Inbound]:
+        try:
+            first = await asyncio.wait_for(queue.get(), timeout=0.25)
+        except TimeoutError:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self._linger_s
+        while len(batch) < self._batch_max:
+            try:
+                batch.append(queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), timeout=remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _deliver(self, out: Outgoing) -> None:
+        try:
+            publishes = [self._publish_rejection(m, exc) for m, exc in out.rejections]
+            for start in range(0, len(out.readings), MAX_READINGS_PER_MESSAGE):
+                publishes.append(
+                    self._publish_readings(out.readings[start : start + MAX_READINGS_PER_MESSAGE])
+                )
+            await asyncio.gather(*publishes)
+            for message in out.messages:
+                self._ack(message)
+            self._unacked -= len(out.messages)
+            metrics.UNACKED_MESSAGES.set(self._unacked)
+        finally:
+            self._slots.release()
+
+    async def _publish_readings(self, readings: list[Reading]) -> None:
+        body = json_encoder.encode(
+            ReadingBatch(readings=readings, ingested_at=datetime.now(UTC), source=self._partition)
+        )
+        await self._publish(
+            self._names.readings_subject(self._partition), body, batch_msg_id(readings)
+        )
+        metrics.READINGS_PUBLISHED.inc(len(readings))
+        metrics.BATCHES_PUBLISHED.inc()
+
+    async def _publish_rejection(self, message: Inbound, exc: Rejected) -> None:
+        record = rejection_record(
+            exc, topic=message.topic, payload=message.payload, received_at=message.received_at
+        )
+        await self._publish(
+            self._names.rejected_subject(exc.reason),
+            json_encoder.encode(record),
+            rejection_msg_id(message.topic, message.payload),
+        )
+        metrics.MESSAGES_REJECTED.labels(exc.reason).inc()
+        log.info(
+            "message_rejected",
+            reason=exc.reason,
+            detail=exc.detail[:200],
+            topic=message.topic,
+            size=len(message.payload),
+        )
+
+    async def _publish(self, subject: str, body: bytes, msg_id: str) -> None:
+        """Publish until JetStream acknowledges; the retried id makes a repeat harmless."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._js.publish(
+                    subject,
+                    body,
+                    timeout=self._publish_timeout_s,
+                    headers={"Nats-Msg-Id": msg_id},
+                )
+            except Exception as exc:  # any failure: keep the MQTT message unacked and retry
+                metrics.PUBLISH_FAILURES.inc()
+                metrics.NATS_CONNECTED.set(0)
+                delay = jittered_delay(attempt, base_s=0.2, cap_s=5.0)
+                if attempt == 0 or attempt % 10 == 0:
+                    log.error(
+                        "jetstream_publish_failed",
+                        subject=subject,
+                        error=str(exc) or type(exc).__name__,
+                        attempt=attempt,
+                        retry_in_s=round(delay, 2),
+                    )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
+            metrics.NATS_CONNECTED.set(1)
+            if attempt:
+                log.warning("jetstream_publish_recovered", subject=subject, attempts=attempt)
+            return
+
+
+def limits_from(max_power_w: float, max_future_s: float) -> Limits:
+    """Validation limits from settings values."""
+    return Limits(max_power_w=max_power_w, max_future=timedelta(seconds=max_future_s))

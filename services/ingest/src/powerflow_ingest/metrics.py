@@ -1,0 +1,31 @@
+"""Prometheus metrics of the ingest bridge."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_RECEIVED = Counter(
+    "powerflow_ingest_messages_received_total", "MQTT messages received", ["format"]
+)
+READINGS_PUBLISHED = Counter(
+    "powerflow_ingest_readings_published_total", "Readings acknowledged by JetStream"
+)
+BATCHES_PUBLISHED = Counter(
+    "powerflow_ingest_batches_published_total", "Reading batches acknowledged by JetStream"
+)
+MESSAGES_REJECTED = Counter(
+    "powerflow_ingest_messages_rejected_total", "Messages dead-lettered to REJECTED", ["reason"]
+)
+PUBLISH_LATENCY = Histogram(
+    "powerflow_ingest_publish_latency_seconds",
+    "From JetStream publish to its acknowledgement",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PUBLISH_FAILURES = Counter(
+    "powerflow_ingest_publish_failures_total", "JetStream publishes that failed and were retried"
+)
+MQTT_CONNECTED = Gauge("powerflow_ingest_mqtt_connected", "1 while connected to the MQTT broker")
+NATS_CONNECTED = Gauge("powerflow_ingest_nats_connected", "1 while connected to NATS")
+UNACKED_MESSAGES = Gauge(
+    "powerflow_ingest_unacked_messages", "MQTT messages received but not yet acknowledged"
+)

@@ -1,0 +1,236 @@
+"""The MQTT edge: a paho-mqtt 2 client over MQTT 5 with a persistent session and manual acks.
+
+paho runs its network loop in a thread of its own; messages cross into asyncio through
+``call_soon_threadsafe``, and acks go back through ``Client.ack`` (paho queues them safely).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from powerflow_common.backoff import jittered_delay
+from powerflow_common.logs import get_logger
+
+from powerflow_ingest import metrics
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One MQTT message, held until JetStream has it; ``epoch`` names the MQTT session."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    received_at: datetime
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where the broker is and how to log in, parsed from ``POWERFLOW_MQTT_URL``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """Parse ``mqtt://user:pass@host:port`` (``mqtts://`` for TLS)."""
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+class MqttSource:
+    """Subscribes with QoS 1 in a persistent session and hands messages to an asyncio queue."""
+
+    def __init__(
+        self,
+        *,
+        address: BrokerAddress,
+        client_id: str,
+        topics: tuple[str, ...],
+        session_expiry_s: int,
+        receive_maximum: int,
+        keepalive_s: int,
+        deliver: Callable[[Inbound], None],
+    ) -> None:
+        self._address = address
+        self._client_id = client_id
+        self._topics = topics
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._keepalive_s = keepalive_s
+        self._deliver = deliver
+        self._epoch = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+            reconnect_on_failure=False,  # we reconnect ourselves, with jitter
+        )
+        if self._address.username is not None:
+            client.username_pw_set(self._address.username, self._address.password)
+        if self._address.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        # Our own acks bound what is in flight; paho's queue limits must not drop anything.
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    # paho thread --------------------------------------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("mqtt_connect_refused", reason=str(reason))
+            return
+        if not flags.session_present:
+            # A new session: acks still pending for the old one would name other messages.
+            self._epoch += 1
+        log.info(
+            "mqtt_connected",
+            host=self._address.host,
+            port=self._address.port,
+            session_present=bool(flags.session_present),
+            client_id=self._client_id,
+        )
+        options = SubscribeOptions(qos=1)
+        client.subscribe([(t, options) for t in self._topics])
+        metrics.MQTT_CONNECTED.set(1)
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: list[Any], _p: Any
+    ) -> None:
+        for topic, code in zip(self._topics, reason_codes, strict=False):
+            if code.is_failure:
+                log.error("mqtt_subscribe_refused", topic=topic, reason=str(code))
+        self.connected.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self.connected.clear()
+        metrics.MQTT_CONNECTED.set(0)
+        if not self._stopping.is_set():
+            log.error("mqtt_disconnected", reason=str(reason))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._deliver(
+            Inbound(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=message.qos,
+                mid=message.mid,
+                retain=bool(message.retain),
+                received_at=datetime.now(UTC),
+                epoch=self._epoch,
+            )
+        )
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self._session_expiry_s
+            properties.ReceiveMaximum = self._receive_maximum
+            try:
+                # clean_start=False explicitly: paho's default starts every process clean.
+                self._client.connect(
+                    self._address.host,
+                    self._address.port,
+                    keepalive=self._keepalive_s,
+                    clean_start=False,
+                    properties=properties,
+                )
+            except OSError as exc:
+                delay = jittered_delay(attempt, base_s=0.25, cap_s=10.0)
+                log.error(
+                    "mqtt_unreachable",
+                    host=self._address.host,
+                    port=self._address.port,
+                    error=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                attempt += 1
+                self._stopping.wait(delay)
+                continue
+            attempt = 0
+            self._client.loop_forever(retry_first_connection=False)
+            if not self._stopping.is_set():
+                delay = jittered_delay(attempt, base_s=0.25, cap_s=10.0)
+                attempt += 1
+                self._stopping.wait(delay)
+
+    # any thread ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect and keep connected in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def ack(self, inbound: Inbound) -> bool:
+        """Acknowledge a message to the broker, unless its session is gone (then it is void)."""
+        if inbound.qos == 0 or inbound.epoch != self._epoch:
+            return False
+        self._client.ack(inbound.mid, inbound.qos)
+        return True
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Disconnect (the session and its unacked messages stay with the broker)."""
+        self._stopping.set()
+        self._client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+
+def asyncio_deliverer(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Inbound]
+) -> Callable[[Inbound], None]:
+    """A thread-safe callback that puts messages on an asyncio queue."""
+
+    def deliver(inbound: Inbound) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, inbound)
+
+    return deliver
+
+
+def wait_connected(source: MqttSource, timeout_s: float) -> bool:
+    """Block until subscribed (for tests and start-up messages)."""
+    deadline = time.monotonic() + timeout_s
+    return source.connected.wait(max(0.0, deadline - time.monotonic()))

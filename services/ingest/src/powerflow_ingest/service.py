@@ -1,0 +1,84 @@
+"""``powerflow ingest``: wire settings, MQTT, NATS and the bridge together, and stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from powerflow_common.formats import PayloadFormat
+from powerflow_common.formats.original import ORIGINAL
+from powerflow_common.jetstream import connect_nats, ensure_streams
+from powerflow_common.logs import get_logger
+from powerflow_common.settings import Settings, redact_url
+from prometheus_client import start_http_server
+
+from powerflow_ingest import metrics
+from powerflow_ingest.bridge import Bridge, limits_from
+from powerflow_ingest.mqtt import BrokerAddress, Inbound, MqttSource, asyncio_deliverer
+
+log = get_logger(__name__)
+
+ENABLED_FORMATS: tuple[PayloadFormat, ...] = (ORIGINAL,)
+
+
+async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the bridge until ``stop`` is set (or SIGINT/SIGTERM)."""
+    stop = stop or _stop_on_signals()
+    names = settings.names
+    nc = await connect_nats(settings, name=f"powerflow-ingest-{settings.ingest_instance}")
+    js = nc.jetstream(timeout=settings.nats_timeout_s)
+    await ensure_streams(js, settings)
+    metrics.NATS_CONNECTED.set(1)
+
+    queue: asyncio.Queue[Inbound] = asyncio.Queue()
+    source = MqttSource(
+        address=BrokerAddress.parse(settings.mqtt_url.get_secret_value()),
+        client_id=names.mqtt_client_id(settings.ingest_instance),
+        topics=settings.mqtt_topics,
+        session_expiry_s=settings.mqtt_session_expiry_s,
+        receive_maximum=settings.mqtt_receive_maximum,
+        keepalive_s=settings.mqtt_keepalive_s,
+        deliver=asyncio_deliverer(asyncio.get_running_loop(), queue),
+    )
+    bridge = Bridge(
+        js=js,
+        names=names,
+        partition=settings.ingest_instance,
+        formats=ENABLED_FORMATS,
+        limits=limits_from(settings.max_power_w, settings.max_future_s),
+        ack=source.ack,
+        batch_max_messages=settings.ingest_batch_max_messages,
+        batch_linger_s=settings.ingest_batch_linger_ms / 1000,
+        max_in_flight=settings.ingest_max_publishes_in_flight,
+        publish_timeout_s=settings.nats_timeout_s,
+    )
+    log.info(
+        "ingest_starting",
+        mqtt=redact_url(settings.mqtt_url.get_secret_value()),
+        topics=list(settings.mqtt_topics),
+        nats=settings.nats_servers,
+        stream=names.readings_stream,
+        subject=names.readings_subject(settings.ingest_instance),
+    )
+    source.start()
+    try:
+        await bridge.run(queue, stop)
+    finally:
+        await asyncio.to_thread(source.stop)
+        await nc.drain()
+        log.info("ingest_stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def main(settings: Settings) -> None:
+    """Entry point of ``powerflow ingest``."""
+    if settings.ingest_metrics_port:
+        start_http_server(settings.ingest_metrics_port, addr="127.0.0.1")
+    asyncio.run(run_ingest(settings))

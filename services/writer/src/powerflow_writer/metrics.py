@@ -1,0 +1,34 @@
+"""Prometheus metrics of the writer."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ROWS_WRITTEN = Counter("powerflow_writer_rows_written_total", "New reading rows committed")
+DUPLICATES = Counter(
+    "powerflow_writer_duplicates_total", "Readings whose (device, ts) was already stored"
+)
+CONFLICTS = Counter(
+    "powerflow_writer_conflicting_duplicates_total",
+    "Duplicates with the same key but other values (the stored values were kept)",
+)
+ROWS_REFUSED = Counter(
+    "powerflow_writer_rows_refused_total", "Rows the database refused, sent to REJECTED"
+)
+BATCH_SIZE = Histogram(
+    "powerflow_writer_batch_readings",
+    "Readings per committed batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+COMMIT_LATENCY = Histogram(
+    "powerflow_writer_commit_latency_seconds",
+    "Time to store one batch in the database",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REDELIVERIES = Counter(
+    "powerflow_writer_redeliveries_total", "READINGS messages delivered more than once"
+)
+DEAD_LETTERED = Counter(
+    "powerflow_writer_dead_lettered_total", "Messages sent to REJECTED by the writer", ["reason"]
+)
+DATABASE_UP = Gauge("powerflow_writer_database_up", "1 while the database accepts writes")

@@ -1,0 +1,49 @@
+"""``powerflow writer``: connect, make sure the stream and consumer exist, run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from powerflow_common.db.engine import make_engine
+from powerflow_common.jetstream import connect_nats, ensure_streams
+from powerflow_common.logs import get_logger
+from powerflow_common.settings import Settings
+from prometheus_client import start_http_server
+
+from powerflow_writer.consumer import Writer, ensure_writer_consumer
+
+log = get_logger(__name__)
+
+
+async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run one writer copy until ``stop`` is set (or SIGINT/SIGTERM)."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    engine = make_engine(settings.database_url.get_secret_value())
+    nc = await connect_nats(settings, name="powerflow-writer")
+    js = nc.jetstream(timeout=settings.nats_timeout_s)
+    await ensure_streams(js, settings)
+    await ensure_writer_consumer(js, settings)
+    log.info(
+        "writer_starting",
+        stream=settings.names.readings_stream,
+        consumer=settings.names.writer_consumer,
+        batch_max_readings=settings.writer_batch_max_readings,
+    )
+    try:
+        await Writer(nc=nc, js=js, engine=engine, settings=settings).run(stop)
+    finally:
+        await nc.drain()
+        engine.dispose()
+        log.info("writer_stopped")
+
+
+def main(settings: Settings) -> None:
+    """Entry point of ``powerflow writer``."""
+    if settings.writer_metrics_port:
+        start_http_server(settings.writer_metrics_port, addr="127.0.0.1")
+    asyncio.run(run_writer(settings))

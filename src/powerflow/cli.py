@@ -1,0 +1,144 @@
+"""The ``powerflow`` command line: one entry point for every process and chore."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from powerflow_common.logs import configure_logging
+from powerflow_common.settings import Settings, load_settings, redact_url
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="powerflow: electricity, carbon and ESG reports.")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@app.command()
+def migrate() -> None:
+    """Create the database if needed and bring its schema up to date."""
+    from powerflow_common.db.engine import migrate as run_migrations
+
+    settings = _settings()
+    url = settings.database_url.get_secret_value()
+    run_migrations(url)
+    console.print(f"database migrated: {redact_url(url)}")
+
+
+@app.command()
+def ingest() -> None:
+    """Run the MQTT -> JetStream bridge."""
+    from powerflow_ingest.service import main
+
+    main(_settings())
+
+
+@app.command()
+def writer() -> None:
+    """Run a READINGS -> database writer (run as many as you like)."""
+    from powerflow_writer.service import main
+
+    main(_settings())
+
+
+@app.command()
+def streams(
+    delete: Annotated[bool, typer.Option(help="Delete this namespace's streams")] = False,
+) -> None:
+    """Show the JetStream streams, their sizes and consumer lag (or create them)."""
+    from powerflow_common.jetstream import connect_nats, delete_streams, ensure_streams
+
+    settings = _settings()
+
+    async def show() -> None:
+        nc = await connect_nats(settings, name="powerflow-cli")
+        js = nc.jetstream(timeout=settings.nats_timeout_s)
+        if delete:
+            await delete_streams(js, settings)
+            console.print("streams deleted")
+            await nc.close()
+            return
+        await ensure_streams(js, settings)
+        table = Table(
+            "stream", "messages", "bytes", "first", "last", "consumer", "pending", "unacked"
+        )
+        for name in (
+            settings.names.readings_stream,
+            settings.names.rejected_stream,
+            settings.names.persisted_stream,
+        ):
+            info = await js.stream_info(name)
+            state = info.state
+            consumers = await js.consumers_info(name)
+            row = [
+                name,
+                str(state.messages),
+                str(state.bytes),
+                str(state.first_seq),
+                str(state.last_seq),
+            ]
+            if not consumers:
+                table.add_row(*row, "-", "-", "-")
+            for ci in consumers:
+                table.add_row(*row, ci.name, str(ci.num_pending), str(ci.num_ack_pending))
+        Console().print(table)
+        await nc.close()
+
+    asyncio.run(show())
+
+
+@app.command()
+def simulate(
+    devices: Annotated[int, typer.Option(help="How many simulated devices")] = 20,
+    interval: Annotated[float, typer.Option(help="Seconds between one device's readings")] = 5.0,
+    count: Annotated[int | None, typer.Option(help="Readings per device, then stop")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds to run, then stop")] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Publish back-dated readings as fast as this many per second"),
+    ] = None,
+    per_device_topic: Annotated[bool, typer.Option(help="Use power/<device>/measurement")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (device codes stay sim-0001...)")] = 7,
+) -> None:
+    """Publish a realistic simulated fleet in the original device format (MQTT QoS 1)."""
+    from powerflow.simulate import run_fleet
+
+    settings = _settings()
+    sent = run_fleet(
+        settings.mqtt_url.get_secret_value(),
+        devices=devices,
+        interval_s=interval,
+        count=count,
+        duration_s=duration,
+        rate=rate,
+        per_device_topic=per_device_topic,
+        seed=seed,
+    )
+    console.print(f"published {sent} readings")
+
+
+@app.command()
+def up(
+    devices: Annotated[int, typer.Option(help="Simulated devices (0 for none)")] = 20,
+    mqtt_port: Annotated[int, typer.Option(help="Port for the project's broker")] = 1883,
+    data_dir: Annotated[Path, typer.Option(help="Where the broker keeps its store")] = Path(
+        "var/mosquitto"
+    ),
+) -> None:
+    """Everything on one machine in one process tree: broker, ingest, writer, simulator."""
+    from powerflow.up import run_all
+
+    settings = _settings()
+    raise typer.Exit(run_all(settings, devices=devices, mqtt_port=mqtt_port, data_dir=data_dir))
+
+
+if __name__ == "__main__":
+    app()
