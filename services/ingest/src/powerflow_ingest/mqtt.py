@@ -141,6 +141,7 @@ class MqttSource:
         for topic, code in zip(self._topics, reason_codes, strict=False):
             if code.is_failure:
                 log.error("mqtt_subscribe_refused", topic=topic, reason=str(code))
+        log.info("mqtt_subscribed", topics=list(self._topics))
         self.connected.set()
 
     def _on_disconnect(

@@ -55,12 +55,8 @@ def _classify_decode_error(payload: bytes, error: msgspec.DecodeError) -> Reject
             return Rejected("not_finite", message)
         return Rejected("wrong_type", message)
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejected("invalid_utf8", f"payload is not UTF-8: {exc}")
-    try:
         # Python's json accepts NaN and Infinity, which JSON itself does not: name them.
-        json.loads(text)
+        json.loads(payload)
     except RecursionError:
         return Rejected("too_deep", "payload nesting too deep")
     except ValueError:
@@ -78,6 +74,10 @@ class OriginalFormat:
         """The one reading of a message; Rejected when it is not the prototype's format."""
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise Rejected("too_large", f"{len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}")
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Rejected("invalid_utf8", f"payload is not UTF-8: {exc}") from None
         stripped = payload.lstrip()
         if stripped[:1] != b"{":
             try:

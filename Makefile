@@ -1,0 +1,47 @@
+# The one entry point for people, CI and hooks.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-fast lint fmt bench migrate firmware-test clean
+
+help:
+	@echo "make run    - the whole system on this machine (broker, ingest, writer, 20 simulated devices)"
+	@echo "make test   - the whole test suite against real MariaDB, NATS, Mosquitto and Redis"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - throughput and latency benchmarks (not part of make test)"
+
+install:
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --all-packages
+
+run: install
+	$(UV) run powerflow up
+
+migrate: install
+	$(UV) run powerflow migrate
+
+test: install
+	$(UV) run pytest $(PYTEST_ARGS)
+	@if [ -f firmware/Makefile ]; then $(MAKE) --no-print-directory -C firmware test; fi
+
+test-fast: install
+	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+fmt: install
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+bench: install
+	$(UV) run python bench/pipeline.py
+
+firmware-test:
+	$(MAKE) -C firmware test
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache firmware/build

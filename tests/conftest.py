@@ -1,0 +1,127 @@
+"""Fixtures for tests against real services: MariaDB, NATS JetStream and Mosquitto.
+
+The database is migrated once per run and emptied between tests; every test gets its own
+namespace (streams, subjects, consumers, client ids) and its own Mosquitto with the
+project's configuration, so tests run in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pf_testing import Service, clean_tables
+from sqlalchemy import Engine
+
+from powerflow.broker import Broker, free_port
+from powerflow_common.db.engine import drop_database, make_engine, migrate
+from powerflow_common.jetstream import connect_nats, delete_streams
+from powerflow_common.settings import Settings, load_settings
+
+SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
+NATS_URL = os.environ.get("POWERFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of this run's own, migrated once."""
+    url = f"{SERVER_URL}/pf_test_{uuid.uuid4().hex[:10]}"
+    migrate(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def session_engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(session_engine: Engine) -> Iterator[Engine]:
+    """The run's database, emptied before and after the test."""
+    clean_tables(session_engine)
+    yield session_engine
+    clean_tables(session_engine)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A Mosquitto of this test's own, with the project's configuration."""
+    instance = Broker(free_port(), tmp_path / "mosquitto")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, namespace: str, broker: Broker) -> Iterator[Settings]:
+    """Settings for this test: its namespace, its broker, short timeouts."""
+    values = load_settings(
+        database_url=database_url,
+        nats_url=NATS_URL,
+        namespace=namespace,
+        mqtt_url=broker.url,
+        ingest_metrics_port=0,
+        writer_metrics_port=0,
+        writer_ack_wait_s=3.0,
+        writer_batch_linger_ms=50,
+        nats_timeout_s=2.0,
+    )
+    yield values
+
+    async def cleanup() -> None:
+        nc = await connect_nats(values, name="pf-test-cleanup")
+        await delete_streams(nc.jetstream(), values)
+        await nc.close()
+
+    asyncio.run(cleanup())
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a worker process needs to use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
+    env.update(
+        POWERFLOW_DATABASE_URL=settings.database_url.get_secret_value(),
+        POWERFLOW_NATS_URL=settings.nats_url,
+        POWERFLOW_NAMESPACE=settings.namespace,
+        POWERFLOW_MQTT_URL=settings.mqtt_url.get_secret_value(),
+        POWERFLOW_INGEST_METRICS_PORT="0",
+        POWERFLOW_WRITER_METRICS_PORT="0",
+        POWERFLOW_WRITER_ACK_WAIT_S=str(settings.writer_ack_wait_s),
+        POWERFLOW_WRITER_BATCH_LINGER_MS=str(settings.writer_batch_linger_ms),
+        POWERFLOW_NATS_TIMEOUT_S=str(settings.nats_timeout_s),
+        POWERFLOW_LOG_FORMAT="json",
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture
+def services(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Service]]:
+    """ingest and writer as real processes for this test (not yet started)."""
+    env = service_env(settings)
+    procs = {name: Service(name, env, tmp_path) for name in ("ingest", "writer")}
+    yield procs
+    for proc in procs.values():
+        proc.stop()
+
+
+@pytest.fixture
+def running(services: dict[str, Service]) -> dict[str, Service]:
+    """ingest and writer started and ready."""
+    services["writer"].start()
+    services["ingest"].start()
+    services["ingest"].wait_logged("mqtt_subscribed")
+    services["writer"].wait_logged("writer_starting")
+    return services

@@ -1,0 +1,192 @@
+"""Test support shared by the integration tests: real processes, real brokers, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy import Engine, text
+
+from powerflow.simulate import connect_publisher
+from powerflow_common.wire import Rejection
+
+TRUNCATE_TABLES = ("readings", "hourly_stats", "devices", "esg_reports", "api_keys", "sites")
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.1, what: str = ""
+) -> Any:
+    """Poll ``condition`` until it returns something truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}: {last!r}")
+
+
+def count_rows(engine: Engine, table: str = "readings") -> int:
+    """Rows in a table."""
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+def clean_tables(engine: Engine) -> None:
+    """Empty every table the tests write (the schema stays migrated)."""
+    with engine.begin() as conn:
+        conn.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+        for table in TRUNCATE_TABLES:
+            conn.execute(text(f"TRUNCATE TABLE {table}"))
+        conn.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+
+
+def publish_all(url: str, messages: Iterable[tuple[str, bytes | str]], window: int = 1000) -> int:
+    """Publish at QoS 1 and return once the broker has acknowledged every message."""
+    client = connect_publisher(url, f"pf-test-pub-{os.getpid()}-{threading.get_ident()}")
+    pending = []
+    sent = 0
+    try:
+        for topic, payload in messages:
+            pending.append(client.publish(topic, payload, qos=1))
+            sent += 1
+            if len(pending) >= window:
+                for info in pending:
+                    info.wait_for_publish(30)
+                pending.clear()
+        for info in pending:
+            info.wait_for_publish(30)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return sent
+
+
+class Service:
+    """A powerflow worker as a real process (``powerflow <command>``) that tests can kill -9."""
+
+    def __init__(self, command: str, env: dict[str, str], log_dir: Path) -> None:
+        self.command = command
+        self.env = env
+        self.log_path = log_dir / f"{command}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        """Start the process; its output goes to a log file beside the test's data."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "powerflow.cli", self.command],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_logged(self, event: str, timeout_s: float = 20.0) -> None:
+        """Wait until the process logged ``event`` (e.g. that it is connected)."""
+        wait_for(
+            lambda: (
+                (self.log_path.exists() and event in self.log_path.read_text())
+                or (not self.alive and self._died())
+            ),
+            timeout_s,
+            what=f"{self.command} to log {event}",
+        )
+
+    def _died(self) -> bool:
+        raise AssertionError(f"{self.command} exited: {self.log_path.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        """SIGKILL: no clean-up, no flush, like a crash."""
+        if self.process is not None and self.alive:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop within 10 s."""
+        if self.process is None or not self.alive:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def read_rejections(nats_url: str, stream: str, expected: int, timeout_s: float) -> list[Rejection]:
+    """Every rejection record in ``stream``, waiting until at least ``expected`` are there."""
+    import nats
+
+    async def read() -> list[Rejection]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = await js.stream_info(stream)
+            if info.state.messages >= expected or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        records = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if info.state.messages == 0:
+                break
+            stored = await js.get_msg(stream, seq)
+            records.append(msgspec.json.decode(stored.data or b"", type=Rejection))
+        await nc.close()
+        return records
+
+    return asyncio.run(read())
+
+
+def consumer_idle(nats_url: str, stream: str, consumer: str) -> bool:
+    """True when the consumer has delivered and seen acked everything in its stream."""
+    import nats
+
+    async def check() -> bool:
+        nc = await nats.connect(nats_url)
+        try:
+            info = await nc.jetstream().consumer_info(stream, consumer)
+        finally:
+            await nc.close()
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    return asyncio.run(check())
+
+
+def sentinel_message(device: str = "sentinel") -> tuple[str, str]:
+    """A valid reading with a fresh key, published last to know that what came before is through."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return "power/measurement", f'{{"deviceCode":"{device}","timestamp":"{now}","electric":1}}'
+
+
+def device_rows(engine: Engine, code: str) -> int:
+    """Readings stored for one device code."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM readings r JOIN devices d ON d.id = r.device_id"
+                    " WHERE d.code = :code"
+                ),
+                {"code": code},
+            ).scalar_one()
+        )

@@ -1,0 +1,155 @@
+"""The backbone end to end: MQTT -> ingest -> JetStream -> writer -> MariaDB, real services."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from pf_testing import (
+    Service,
+    consumer_idle,
+    count_rows,
+    device_rows,
+    publish_all,
+    read_rejections,
+    sentinel_message,
+    wait_for,
+)
+from sqlalchemy import Engine, text
+
+from powerflow.broker import Broker
+from powerflow_common.settings import Settings
+
+
+def fleet_messages(devices: int, per_device: int, *, end: datetime | None = None):  # type: ignore[no-untyped-def]
+    """Original-format messages, 5 s apart per device, the newest at ``end``."""
+    end = end or datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(seconds=5 * per_device)
+    for i in range(per_device):
+        ts = (start + timedelta(seconds=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for d in range(devices):
+            body = {
+                "deviceCode": 1000 + d,
+                "timestamp": ts,
+                "temp": round(20 + d * 0.1 + i * 0.001, 3),
+                "humidity": 50.5,
+                "brightness": 300 + d,
+                "electric": round(100 + d + i * 0.25, 2),
+            }
+            yield "power/measurement", json.dumps(body)
+
+
+def test_every_reading_is_stored_exactly_once_even_when_published_twice(
+    running: dict[str, Service], broker: Broker, engine: Engine, settings: Settings
+) -> None:
+    end = datetime.now(UTC).replace(microsecond=0)
+    messages = list(fleet_messages(50, 200, end=end))
+    assert publish_all(broker.url, messages) == 10_000
+    wait_for(lambda: count_rows(engine) == 10_000, 60, what="10,000 rows")
+
+    with engine.connect() as conn:
+        stored = {
+            (code, ts.replace(tzinfo=UTC)): (power, temp, hum, lux)
+            for code, ts, power, temp, hum, lux in conn.execute(
+                text(
+                    "SELECT d.code, r.ts, r.power_w, r.temperature_c, r.humidity_pct,"
+                    " r.brightness_lux FROM readings r JOIN devices d ON d.id = r.device_id"
+                )
+            )
+        }
+    assert len(stored) == 10_000
+    for _topic, payload in messages:
+        body = json.loads(payload)
+        ts = datetime.fromisoformat(body["timestamp"])
+        assert stored[(str(body["deviceCode"]), ts)] == (
+            body["electric"],
+            body["temp"],
+            body["humidity"],
+            body["brightness"],
+        )
+    assert count_rows(engine, "devices") == 50
+
+    # The same 10,000 again, then a sentinel: once it is stored and the writer's consumer
+    # has nothing pending, the second copy has been through the whole pipeline.
+    publish_all(broker.url, [*messages, sentinel_message()])
+    wait_for(lambda: device_rows(engine, "sentinel") == 1, 60, what="sentinel stored")
+    names = settings.names
+    wait_for(
+        lambda: consumer_idle(settings.nats_url, names.readings_stream, names.writer_consumer),
+        30,
+        what="writer consumer idle",
+    )
+    assert count_rows(engine) == 10_001
+
+
+MALFORMED: list[tuple[str, bytes, str]] = [
+    ("power/measurement", b"this is not json", "not_json"),
+    ("power/measurement", b"[1, 2, 3]", "not_object"),
+    (
+        "power/measurement",
+        b'{"timestamp":"2024-01-01T00:00:00Z","electric":1}',
+        "missing_device_code",
+    ),
+    ("power/measurement", b'{"deviceCode":1,"electric":1}', "missing_timestamp"),
+    (
+        "power/measurement",
+        b'{"deviceCode":1,"timestamp":"2024-01-01T00:00:00Z","electric":"1"}',
+        "wrong_type",
+    ),
+    (
+        "power/measurement",
+        b'{"deviceCode":1,"timestamp":"2024-01-01T00:00:00Z","electric":NaN}',
+        "not_finite",
+    ),
+    (
+        "power/measurement",
+        b'{"deviceCode":1,"timestamp":"2024-01-01T00:00:00Z","humidity":140}',
+        "out_of_range",
+    ),
+    (
+        "power/measurement",
+        b'{"deviceCode":1,"timestamp":"2036-01-01T00:00:00Z","electric":1}',
+        "timestamp_in_future",
+    ),
+    ("power/measurement", b"{" + b" " * (1024 * 1024 - 100) + b"}", "too_large"),
+    (
+        "power/measurement",
+        b'{"deviceCode":"\xff","timestamp":"2024-01-01T00:00:00Z"}',
+        "invalid_utf8",
+    ),
+    ("power/measurement", b"[" * 5000 + b"]" * 5000, "too_deep"),
+    (
+        "power/measurement",
+        b'{"deviceCode":"my plug.1","timestamp":"2024-01-01T00:00:00Z"}',
+        "invalid_device_code",
+    ),
+    (
+        "power/plug-1/measurement",
+        b'{"deviceCode":"plug-2","timestamp":"2024-01-01T00:00:00Z","electric":1}',
+        "device_mismatch",
+    ),
+]
+
+
+def test_malformed_messages_are_dead_lettered_each_with_its_own_reason(
+    running: dict[str, Service], broker: Broker, engine: Engine, settings: Settings
+) -> None:
+    publish_all(broker.url, [(topic, payload) for topic, payload, _ in MALFORMED])
+    records = read_rejections(
+        settings.nats_url, settings.names.rejected_stream, len(MALFORMED), timeout_s=30
+    )
+    by_reason = {r.reason: r for r in records}
+    assert sorted(by_reason) == sorted(reason for _, _, reason in MALFORMED)
+    assert len(records) == len(MALFORMED)
+    for topic, payload, reason in MALFORMED:
+        record = by_reason[reason]
+        assert record.topic == topic
+        assert record.size == len(payload)
+        assert record.payload == payload[: 64 * 1024]
+        assert record.stage == "ingest"
+        assert record.detail
+    assert count_rows(engine) == 0
+    # Both services are still running and the next valid reading is stored.
+    publish_all(broker.url, [sentinel_message()])
+    wait_for(lambda: device_rows(engine, "sentinel") == 1, 30, what="valid reading stored")
+    assert running["ingest"].alive and running["writer"].alive
