@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from powerflow_common.wire import Rejection
 from sqlalchemy import Engine, text
 
 from powerflow.simulate import connect_publisher
-from powerflow_common.wire import Rejection
 
 TRUNCATE_TABLES = ("readings", "hourly_stats", "devices", "esg_reports", "api_keys", "sites")
 
@@ -165,15 +168,13 @@ def consumer_idle(nats_url: str, stream: str, consumer: str) -> bool:
             info = await nc.jetstream().consumer_info(stream, consumer)
         finally:
             await nc.close()
-        return info.num_pending == 0 and info.num_ack_pending == 0
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
     return asyncio.run(check())
 
 
 def sentinel_message(device: str = "sentinel") -> tuple[str, str]:
     """A valid reading with a fresh key, published last to know that what came before is through."""
-    from datetime import UTC, datetime
-
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     return "power/measurement", f'{{"deviceCode":"{device}","timestamp":"{now}","electric":1}}'
 
@@ -190,3 +191,102 @@ def device_rows(engine: Engine, code: str) -> int:
                 {"code": code},
             ).scalar_one()
         )
+
+
+class TcpProxy:
+    """A loopback TCP relay that a test can cut and restore: a real network outage."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        import socket
+
+        self._target = (target_host, target_port)
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port: int = probe.getsockname()[1]
+        probe.close()
+
+    def start(self) -> TcpProxy:
+        """Listen and relay."""
+        import socket
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        import socket
+
+        if self._listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would not.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._conns.clear()
+
+    def restore(self) -> None:
+        """Accept connections again."""
+        self.start()
+
+
+def fleet_messages(
+    devices: int, per_device: int, *, end: datetime | None = None
+) -> Iterator[tuple[str, str]]:
+    """Original-format messages, 5 s apart per device, the newest at ``end``."""
+    end = end or datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(seconds=5 * per_device)
+    for i in range(per_device):
+        ts = (start + timedelta(seconds=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for d in range(devices):
+            body = {
+                "deviceCode": 1000 + d,
+                "timestamp": ts,
+                "temp": round(20 + d * 0.1 + i * 0.001, 3),
+                "humidity": 50.5,
+                "brightness": 300 + d,
+                "electric": round(100 + d + i * 0.25, 2),
+            }
+            yield "power/measurement", json.dumps(body)

@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pf_testing import (
     Service,
     consumer_idle,
     count_rows,
     device_rows,
+    fleet_messages,
     publish_all,
     read_rejections,
     sentinel_message,
     wait_for,
 )
+from powerflow_common.settings import Settings
 from sqlalchemy import Engine, text
 
 from powerflow.broker import Broker
-from powerflow_common.settings import Settings
-
-
-def fleet_messages(devices: int, per_device: int, *, end: datetime | None = None):  # type: ignore[no-untyped-def]
-    """Original-format messages, 5 s apart per device, the newest at ``end``."""
-    end = end or datetime.now(UTC).replace(microsecond=0)
-    start = end - timedelta(seconds=5 * per_device)
-    for i in range(per_device):
-        ts = (start + timedelta(seconds=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for d in range(devices):
-            body = {
-                "deviceCode": 1000 + d,
-                "timestamp": ts,
-                "temp": round(20 + d * 0.1 + i * 0.001, 3),
-                "humidity": 50.5,
-                "brightness": 300 + d,
-                "electric": round(100 + d + i * 0.25, 2),
-            }
-            yield "power/measurement", json.dumps(body)
 
 
 def test_every_reading_is_stored_exactly_once_even_when_published_twice(

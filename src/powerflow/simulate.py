@@ -58,10 +58,7 @@ class SimDevice:
         """Load at a moment: shape by local hour (KST), noise, compressor cycling."""
         hour = (at.hour + 9) % 24 + at.minute / 60
         start, end = self.kind.peak_hours
-        if start <= hour < end:
-            ramp = min(1.0, (hour - start) / 0.75, (end - hour) / 0.75)
-        else:
-            ramp = 0.0
+        ramp = min(1.0, (hour - start) / 0.75, (end - hour) / 0.75) if start <= hour < end else 0.0
         level = self.kind.base_w + (self.kind.peak_w - self.kind.base_w) * ramp
         if self.kind.cycling and math.sin(at.timestamp() / 180 + self.rng.random() * 0.2) < -0.3:
             level *= 0.25
@@ -144,9 +141,9 @@ def run_fleet(
                 break
             for device in fleet:
                 body = device.payload(at, interval_s)
-                if rate is None and device.offline_until <= time.monotonic():
-                    if device.rng.random() < offline_chance:
-                        device.offline_until = time.monotonic() + device.rng.uniform(20, 90)
+                going_offline = device.rng.random() < offline_chance
+                if rate is None and device.offline_until <= time.monotonic() and going_offline:
+                    device.offline_until = time.monotonic() + device.rng.uniform(20, 90)
                 if device.offline_until > time.monotonic():
                     device.buffer.append(body)
                     continue

@@ -55,13 +55,13 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
     finally:
         # The simulator first, so ingest and writer can drain what it sent.
         for name in ("simulate", "ingest", "writer"):
-            child = children.get(name)
-            if child is not None and child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+            process = children.get(name)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
                 try:
-                    child.wait(15)
+                    process.wait(15)
                 except subprocess.TimeoutExpired:
-                    child.kill()
+                    process.kill()
         broker.stop()
         console.print("powerflow stopped")
     return code

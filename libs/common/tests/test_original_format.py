@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from powerflow_common.errors import Rejected
 from powerflow_common.formats import decode_message, rejection_record, topic_matches
 from powerflow_common.formats.original import ORIGINAL
@@ -195,7 +194,7 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(list(GOOD) + ["seq", "fw", "x"]), json_values))
+@given(st.dictionaries(st.sampled_from([*list(GOOD), "seq", "fw", "x"]), json_values))
 def test_any_json_object_gives_valid_readings_or_a_rejection(body: dict[str, object]) -> None:
     try:
         readings = decode(json.dumps(body))

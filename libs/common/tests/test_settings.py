@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from powerflow_common.names import Names
 from powerflow_common.settings import Settings, load_settings, redact_url
+from pydantic import ValidationError
 
 
 def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(__import__("os").environ):
         if key.startswith("POWERFLOW_") or key == "ANTHROPIC_API_KEY":
             monkeypatch.delenv(key)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.database_url.get_secret_value() == (
         "mysql+pymysql://root@127.0.0.1:3306/powerflow"
     )

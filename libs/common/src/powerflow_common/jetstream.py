@@ -6,7 +6,6 @@ import contextlib
 import random
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
 from nats.js import JetStreamContext
@@ -42,22 +41,32 @@ async def connect_nats(settings: Settings, name: str) -> NATS:
         log.warning("nats_error", error=str(exc) or type(exc).__name__)
 
     async def on_disconnected() -> None:
-        log.error("nats_disconnected", servers=settings.nats_servers)
+        if not (nc.is_closed or nc.is_draining):
+            log.error("nats_disconnected", servers=settings.nats_servers)
 
     async def on_reconnected() -> None:
         log.warning("nats_reconnected")
 
-    return await nats.connect(
+    nc = NATS()
+    await nc.connect(
         servers=settings.nats_servers,
         name=name,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         max_reconnect_attempts=-1,
-        connect_timeout=settings.nats_timeout_s,
+        connect_timeout=max(1, round(settings.nats_timeout_s)),
         reconnect_to_server_handler=_reconnect_with_jitter,
         allow_reconnect=True,
     )
+    return nc
+
+
+async def close_nats(nc: NATS, timeout_s: int = 5) -> None:
+    """Flush what is buffered (acks, publishes) and close, without hanging on a lost server."""
+    with contextlib.suppress(Exception):
+        await nc.flush(timeout=timeout_s)
+    await nc.close()
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:

@@ -7,7 +7,7 @@ import signal
 
 from powerflow_common.formats import PayloadFormat
 from powerflow_common.formats.original import ORIGINAL
-from powerflow_common.jetstream import connect_nats, ensure_streams
+from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings, redact_url
 from prometheus_client import start_http_server
@@ -65,7 +65,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         await bridge.run(queue, stop)
     finally:
         await asyncio.to_thread(source.stop)
-        await nc.drain()
+        await close_nats(nc)
         log.info("ingest_stopped")
 
 

@@ -106,7 +106,7 @@ class Writer:
                 break
             try:
                 got = await sub.fetch(MAX_MESSAGES_PER_FETCH, timeout=timeout)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 break
             except Exception as exc:  # NATS away: say so, wait, try again
                 log.error("jetstream_fetch_failed", error=str(exc) or type(exc).__name__)

@@ -6,7 +6,7 @@ import asyncio
 import signal
 
 from powerflow_common.db.engine import make_engine
-from powerflow_common.jetstream import connect_nats, ensure_streams
+from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 from prometheus_client import start_http_server
@@ -37,7 +37,7 @@ async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> N
     try:
         await Writer(nc=nc, js=js, engine=engine, settings=settings).run(stop)
     finally:
-        await nc.drain()
+        await close_nats(nc)
         engine.dispose()
         log.info("writer_stopped")
 

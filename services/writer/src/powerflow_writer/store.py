@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from powerflow_common.db.models import Device, ReadingRow
+from powerflow_common.energy import touched_hours
+from powerflow_common.validation import DEVICE_CODE_PATTERN
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Reading
 from sqlalchemy import Connection, Engine, Table, func, select, tuple_
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.exc import DataError, IntegrityError
-
-HOUR = timedelta(hours=1)
 
 _readings = cast(Table, ReadingRow.__table__)
 _devices = cast(Table, Device.__table__)
@@ -34,22 +34,6 @@ class StoreResult:
     conflicts: int = 0  # duplicates whose stored values differ from the new ones
     refused: list[tuple[Reading, str]] = field(default_factory=list)
     buckets: list[Bucket] = field(default_factory=list)
-
-
-def hour_floor(ts: datetime) -> datetime:
-    """The start of the UTC hour containing ``ts``."""
-    return ts.replace(minute=0, second=0, microsecond=0)
-
-
-def touched_hours(ts: datetime, max_gap: timedelta) -> list[datetime]:
-    """The hour of ``ts`` and, within ``max_gap`` of a boundary, the neighbouring hour."""
-    hour = hour_floor(ts)
-    hours = [hour]
-    if ts - hour < max_gap:
-        hours.insert(0, hour - HOUR)
-    if hour + HOUR - ts <= max_gap:
-        hours.append(hour + HOUR)
-    return hours
 
 
 def merge_same_key(readings: Iterable[Reading]) -> list[Reading]:
@@ -126,7 +110,12 @@ def store_readings(
 ) -> StoreResult:
     """Store readings exactly once; refused rows are returned, not raised."""
     result = StoreResult()
-    batch = merge_same_key(readings)
+    batch = []
+    for reading in merge_same_key(readings):
+        if DEVICE_CODE_PATTERN.fullmatch(reading.device_code):
+            batch.append(reading)
+        else:  # it would fail the device registration of the whole batch
+            result.refused.append((reading, "device code does not match the code pattern"))
     if not batch:
         return result
     with engine.begin() as conn:
