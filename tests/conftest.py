@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+
 from pf_testing import Service, clean_tables
+from powerflow.broker import Broker, free_port
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.jetstream import connect_nats, delete_streams
 from powerflow_common.settings import Settings, load_settings
-from sqlalchemy import Engine
-
-from powerflow.broker import Broker, free_port
 
 SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 NATS_URL = os.environ.get("POWERFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from powerflow_common.wire import Rejection
 from sqlalchemy import Engine, text
 
 from powerflow.simulate import connect_publisher
+from powerflow_common.wire import Rejection
 
 TRUNCATE_TABLES = ("readings", "hourly_stats", "devices", "esg_reports", "api_keys", "sites")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine, text
+
 from pf_testing import (
     Service,
     consumer_idle,
@@ -16,10 +18,8 @@ from pf_testing import (
     sentinel_message,
     wait_for,
 )
-from powerflow_common.settings import Settings
-from sqlalchemy import Engine, text
-
 from powerflow.broker import Broker
+from powerflow_common.settings import Settings
 
 
 def test_every_reading_is_stored_exactly_once_even_when_published_twice(

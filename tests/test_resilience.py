@@ -7,6 +7,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
 from pf_testing import (
     Service,
     TcpProxy,
@@ -18,13 +21,10 @@ from pf_testing import (
     sentinel_message,
     wait_for,
 )
+from powerflow.broker import Broker
 from powerflow_common.jetstream import connect_nats
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Reading, ReadingBatch, json_encoder
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-
-from powerflow.broker import Broker
 
 pytestmark = pytest.mark.slow
 

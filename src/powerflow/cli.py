@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings, redact_url
 from rich.console import Console
 from rich.table import Table
+
+from powerflow_common.logs import configure_logging
+from powerflow_common.settings import Settings, load_settings, redact_url
 
 app = typer.Typer(no_args_is_help=True, help="powerflow: electricity, carbon and ESG reports.")
 console = Console(stderr=True)

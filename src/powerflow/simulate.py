@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
 from powerflow_ingest.mqtt import BrokerAddress
 
 

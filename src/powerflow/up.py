@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from powerflow_common.db.engine import migrate
-from powerflow_common.settings import Settings
 from rich.console import Console
 
 from powerflow.broker import Broker, free_port
+from powerflow_common.db.engine import migrate
+from powerflow_common.settings import Settings
 
 console = Console(stderr=True)
 

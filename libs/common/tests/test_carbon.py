@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 from itertools import pairwise
 
 import pytest
+
 from powerflow_common.carbon import (
     FACTOR_SET_KR_GIR,
     FACTOR_SET_ORIGINAL,

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from powerflow_common.energy import (
     FLAG_COUNTER_NOISE,
     FLAG_COUNTER_RESET,

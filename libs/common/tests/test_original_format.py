@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from powerflow_common.errors import Rejected
 from powerflow_common.formats import decode_message, rejection_record, topic_matches
 from powerflow_common.formats.original import ORIGINAL

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from powerflow_common.names import Names
 from powerflow_common.settings import Settings, load_settings, redact_url
-from pydantic import ValidationError
 
 
 def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:

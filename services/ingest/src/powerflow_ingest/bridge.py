@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
+
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.errors import Rejected
 from powerflow_common.formats import PayloadFormat, decode_message, find_format, rejection_record
@@ -22,7 +23,6 @@ from powerflow_common.logs import get_logger
 from powerflow_common.names import Names
 from powerflow_common.validation import Limits
 from powerflow_common.wire import Reading, ReadingBatch, json_encoder
-
 from powerflow_ingest import metrics
 from powerflow_ingest.mqtt import Inbound
 

@@ -21,9 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.logs import get_logger
-
 from powerflow_ingest import metrics
 
 log = get_logger(__name__)

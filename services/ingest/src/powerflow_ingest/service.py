@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from prometheus_client import start_http_server
+
 from powerflow_common.formats import PayloadFormat
 from powerflow_common.formats.original import ORIGINAL
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings, redact_url
-from prometheus_client import start_http_server
-
 from powerflow_ingest import metrics
 from powerflow_ingest.bridge import Bridge, limits_from
 from powerflow_ingest.mqtt import BrokerAddress, Inbound, MqttSource, asyncio_deliverer

@@ -22,6 +22,9 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
@@ -33,9 +36,6 @@ from powerflow_common.wire import (
     batch_decoder,
     json_encoder,
 )
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
 from powerflow_writer import metrics
 from powerflow_writer.store import StoreResult, store_readings
 

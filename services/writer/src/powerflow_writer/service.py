@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from prometheus_client import start_http_server
+
 from powerflow_common.db.engine import make_engine
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
-from prometheus_client import start_http_server
-
 from powerflow_writer.consumer import Writer, ensure_writer_consumer
 
 log = get_logger(__name__)

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from sqlalchemy import Connection, Engine, Table, func, select, tuple_
+from sqlalchemy.dialects.mysql import insert
+from sqlalchemy.exc import DataError, IntegrityError
+
 from powerflow_common.db.models import Device, ReadingRow
 from powerflow_common.energy import touched_hours
 from powerflow_common.validation import DEVICE_CODE_PATTERN
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Reading
-from sqlalchemy import Connection, Engine, Table, func, select, tuple_
-from sqlalchemy.dialects.mysql import insert
-from sqlalchemy.exc import DataError, IntegrityError
 
 _readings = cast(Table, ReadingRow.__table__)
 _devices = cast(Table, Device.__table__)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from powerflow_common.db.models import Base
 from sqlalchemy import create_engine
+
+from powerflow_common.db.models import Base
 
 config = context.config
 url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
