@@ -22,7 +22,15 @@ from sqlalchemy import Engine, text
 from powerflow.simulate import connect_publisher
 from powerflow_common.wire import Rejection
 
-TRUNCATE_TABLES = ("readings", "hourly_stats", "devices", "esg_reports", "api_keys", "sites")
+TRUNCATE_TABLES = (
+    "readings",
+    "hourly_stats",
+    "devices",
+    "esg_reports",
+    "api_keys",
+    "sites",
+    "renewable_contracts",
+)
 
 
 def wait_for(

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # Where every process's Prometheus /metrics listens (0.0.0.0 in containers).
+    metrics_host: str = "127.0.0.1"
+
     # Logging.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -81,7 +84,21 @@ class Settings(BaseSettings):
     max_gap_s: float = Field(default=60.0, gt=0)
     counter_reset_tolerance_wh: float = Field(default=10.0, ge=0)
 
-    @field_validator("mqtt_topics", mode="before")
+    # API (services/api): limits, CORS, live tickets, query ranges.
+    api_rate_limit_per_window: int = Field(default=1200, ge=1)  # requests per key per window
+    api_rate_limit_window_s: int = Field(default=60, ge=1)
+    api_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # empty: CORS closed
+    api_online_threshold_s: float = Field(default=60.0, gt=0)
+    api_ticket_ttl_s: int = Field(default=30, ge=1)
+    api_static_dir: Path | None = None  # the built dashboard; None: the package's static/
+    api_raw_max_range_h: float = Field(default=48.0, gt=0)
+    api_minute_max_range_days: float = Field(default=7.0, gt=0)  # 1m and 15m resolutions
+    api_page_size_max: int = Field(default=5000, ge=1)
+    api_live_queue_size: int = Field(default=256, ge=1)  # per WebSocket client, then dropped
+    api_timezone: str = "Asia/Seoul"  # organisation-wide and site-less devices' calendar
+    api_redis_timeout_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("mqtt_topics", "api_cors_origins", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
         if isinstance(value, str):

@@ -80,5 +80,5 @@ def _stop_on_signals() -> asyncio.Event:
 def main(settings: Settings) -> None:
     """Entry point of ``powerflow ingest``."""
     if settings.ingest_metrics_port:
-        start_http_server(settings.ingest_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.ingest_metrics_port, addr=settings.metrics_host)
     asyncio.run(run_ingest(settings))

@@ -45,5 +45,5 @@ async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> N
 def main(settings: Settings) -> None:
     """Entry point of ``powerflow writer``."""
     if settings.writer_metrics_port:
-        start_http_server(settings.writer_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.writer_metrics_port, addr=settings.metrics_host)
     asyncio.run(run_writer(settings))
