@@ -24,6 +24,7 @@ from powerflow_common.names import Names
 from powerflow_common.validation import Limits
 from powerflow_common.wire import Reading, ReadingBatch, json_encoder
 from powerflow_ingest import metrics
+from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import Inbound
 
 log = get_logger(__name__)
@@ -100,10 +101,10 @@ class Bridge:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unacked = 0
 
-    async def run(self, queue: asyncio.Queue[Inbound], stop: asyncio.Event) -> None:
+    async def run(self, inbox: Inbox, stop: asyncio.Event) -> None:
         """Gather, decode and publish until ``stop`` is set; then finish what is in flight."""
         while not stop.is_set():
-            batch = await self._gather(queue, stop)
+            batch = await inbox.get_batch(self._batch_max, self._linger_s)
             if not batch:
                 continue
             self._unacked += len(batch)
@@ -115,28 +116,6 @@ class Bridge:
             task.add_done_callback(self._tasks.discard)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _gather(self, queue: asyncio.Queue[Inbound], stop: asyncio.Event) -> list[Inbound]:
-        try:
-            first = await asyncio.wait_for(queue.get(), timeout=0.25)
-        except TimeoutError:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self._linger_s
-        while len(batch) < self._batch_max:
-            try:
-                batch.append(queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or stop.is_set():
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), timeout=remaining))
-            except TimeoutError:
-                break
-        return batch
 
     async def _deliver(self, out: Outgoing) -> None:
         try:

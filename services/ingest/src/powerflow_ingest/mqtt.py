@@ -1,15 +1,13 @@
 """The MQTT edge: a paho-mqtt 2 client over MQTT 5 with a persistent session and manual acks.
 
 paho runs its network loop in a thread of its own; messages cross into asyncio through
-``call_soon_threadsafe``, and acks go back through ``Client.ack`` (paho queues them safely).
+an ``Inbox``, and acks go back through ``Client.ack`` (paho queues them safely).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,7 +65,7 @@ class BrokerAddress:
 
 
 class MqttSource:
-    """Subscribes with QoS 1 in a persistent session and hands messages to an asyncio queue."""
+    """Subscribes with QoS 1 in a persistent session and hands messages to a callback."""
 
     def __init__(
         self,
@@ -218,20 +216,3 @@ class MqttSource:
         self._client.disconnect()
         if self._thread is not None:
             self._thread.join(timeout_s)
-
-
-def asyncio_deliverer(
-    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Inbound]
-) -> Callable[[Inbound], None]:
-    """A thread-safe callback that puts messages on an asyncio queue."""
-
-    def deliver(inbound: Inbound) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, inbound)
-
-    return deliver
-
-
-def wait_connected(source: MqttSource, timeout_s: float) -> bool:
-    """Block until subscribed (for tests and start-up messages)."""
-    deadline = time.monotonic() + timeout_s
-    return source.connected.wait(max(0.0, deadline - time.monotonic()))

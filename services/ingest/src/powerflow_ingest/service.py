@@ -14,7 +14,8 @@ from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings, redact_url
 from powerflow_ingest import metrics
 from powerflow_ingest.bridge import Bridge, limits_from
-from powerflow_ingest.mqtt import BrokerAddress, Inbound, MqttSource, asyncio_deliverer
+from powerflow_ingest.inbox import Inbox
+from powerflow_ingest.mqtt import BrokerAddress, MqttSource
 
 log = get_logger(__name__)
 
@@ -30,7 +31,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     await ensure_streams(js, settings)
     metrics.NATS_CONNECTED.set(1)
 
-    queue: asyncio.Queue[Inbound] = asyncio.Queue()
+    inbox = Inbox(asyncio.get_running_loop())
     source = MqttSource(
         address=BrokerAddress.parse(settings.mqtt_url.get_secret_value()),
         client_id=names.mqtt_client_id(settings.ingest_instance),
@@ -38,7 +39,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         session_expiry_s=settings.mqtt_session_expiry_s,
         receive_maximum=settings.mqtt_receive_maximum,
         keepalive_s=settings.mqtt_keepalive_s,
-        deliver=asyncio_deliverer(asyncio.get_running_loop(), queue),
+        deliver=inbox.put,
     )
     bridge = Bridge(
         js=js,
@@ -62,7 +63,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     )
     source.start()
     try:
-        await bridge.run(queue, stop)
+        await bridge.run(inbox, stop)
     finally:
         await asyncio.to_thread(source.stop)
         await close_nats(nc)

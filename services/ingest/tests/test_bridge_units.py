@@ -1,0 +1,87 @@
+"""The bridge's pure parts: content-derived ids, batch sorting, the thread hand-over."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+
+from powerflow_common.formats.original import ORIGINAL
+from powerflow_common.validation import Limits
+from powerflow_common.wire import Reading
+from powerflow_ingest.bridge import batch_msg_id, rejection_msg_id, sort_batch
+from powerflow_ingest.inbox import Inbox
+from powerflow_ingest.mqtt import BrokerAddress, Inbound
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def reading(code: str, seconds: int, power_w: float = 1.0) -> Reading:
+    return Reading(device_code=code, ts=T0 + timedelta(seconds=seconds), power_w=power_w)
+
+
+def inbound(topic: str, payload: bytes, mid: int = 1) -> Inbound:
+    return Inbound(
+        topic=topic, payload=payload, qos=1, mid=mid, retain=False, received_at=T0, epoch=1
+    )
+
+
+def test_same_readings_in_any_order_get_the_same_message_id() -> None:
+    a = [reading("a", 0), reading("b", 0), reading("a", 5)]
+    assert batch_msg_id(a) == batch_msg_id(list(reversed(a)))
+
+
+def test_different_batches_never_share_a_message_id() -> None:
+    assert batch_msg_id([reading("a", 0)]) != batch_msg_id([reading("a", 5)])
+    assert batch_msg_id([reading("a", 0)]) != batch_msg_id([reading("a", 0), reading("b", 0)])
+    # Keys, not their spelling: "a" at 0 and 5 is not "a0" at 5.
+    assert batch_msg_id([reading("a", 0), reading("a", 5)]) != batch_msg_id([reading("a0", 5)])
+
+
+def test_a_bad_message_is_identified_by_its_topic_and_bytes() -> None:
+    assert rejection_msg_id("power/measurement", b"x") == rejection_msg_id(
+        "power/measurement", b"x"
+    )
+    assert rejection_msg_id("power/measurement", b"x") != rejection_msg_id(
+        "power/a/measurement", b"x"
+    )
+
+
+def test_a_batch_is_sorted_into_readings_and_rejections_and_keeps_every_message() -> None:
+    good = b'{"deviceCode":1,"timestamp":"2025-01-01T00:00:00Z","electric":5}'
+    batch = [inbound("power/measurement", good, 1), inbound("power/measurement", b"nope", 2)]
+    out = sort_batch(batch, [ORIGINAL], Limits(), T0)
+    assert [r.device_code for r in out.readings] == ["1"]
+    assert [(m.mid, exc.reason) for m, exc in out.rejections] == [(2, "not_json")]
+    assert out.messages == batch
+
+
+def test_inbox_hands_over_every_message_put_from_another_thread() -> None:
+    async def run() -> list[int]:
+        inbox = Inbox(asyncio.get_running_loop())
+
+        def produce() -> None:
+            for mid in range(5_000):
+                inbox.put(inbound("t", b"", mid))
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        got: list[int] = []
+        while len(got) < 5_000:
+            got += [m.mid for m in await inbox.get_batch(500, 0.005, idle_s=5)]
+        thread.join()
+        return got
+
+    assert asyncio.run(run()) == list(range(5_000))
+
+
+def test_broker_url_gives_host_port_tls_and_credentials() -> None:
+    plain = BrokerAddress.parse("mqtt://127.0.0.1:1884")
+    assert (plain.host, plain.port, plain.tls, plain.username) == ("127.0.0.1", 1884, False, None)
+    secure = BrokerAddress.parse("mqtts://ingest:p%40ss@broker.example")
+    assert (secure.port, secure.tls, secure.username, secure.password) == (
+        8883,
+        True,
+        "ingest",
+        "p@ss",
+    )
