@@ -51,7 +51,10 @@ class Broker:
         config = self.data_dir / "mosquitto.conf"
         config.write_text(render_config(self.port, self.data_dir))
         log = (self.data_dir / "mosquitto.log").open("ab")
-        self.process = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=log)
+        # Its own process group, so a Ctrl-C meant for us does not stop it before its clients.
+        self.process = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from powerflow_common.errors import Rejected
+from powerflow_common.errors import Ignored, Rejected
 from powerflow_common.formats import decode_message, rejection_record, topic_matches
 from powerflow_common.formats.original import ORIGINAL
 from powerflow_common.validation import Limits
@@ -143,8 +143,8 @@ def test_timestamp_a_little_ahead_is_accepted_but_not_beyond_five_minutes() -> N
     )
 
 
-def test_topic_no_format_claims_is_rejected_not_raised() -> None:
-    with pytest.raises(Rejected) as info:
+def test_topic_no_format_claims_is_ignored_not_dead_lettered() -> None:
+    with pytest.raises(Ignored) as info:
         decode_message([ORIGINAL], "other/topic", b"{}", NOW, LIMITS)
     assert info.value.reason == "unclaimed_topic"
 

@@ -20,5 +20,18 @@ class Rejected(PowerflowError):
         self.format_name = format_name
 
 
+class Ignored(PowerflowError):
+    """A message with nothing to store and nothing wrong: counted, acked, not dead-lettered.
+
+    Examples: a topic no enabled format claims (a shared broker carries other systems'
+    traffic), a retained state replayed on subscribe, an event that carries no measurement.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 class ConfigurationError(PowerflowError):
     """A setting or a deployment is wrong in a way a person must fix."""

@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     # Connections (names fixed by DESIGN.md).
     database_url: SecretStr = SecretStr("mysql+pymysql://root@127.0.0.1:3306/powerflow")
     mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
-    mqtt_topics: Annotated[tuple[str, ...], NoDecode] = ("power/measurement", "power/+/measurement")
+    # None: the topic patterns of the enabled payload formats.
+    mqtt_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
     nats_url: str = "nats://127.0.0.1:4222"
     namespace: str = ""
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
@@ -50,6 +51,17 @@ class Settings(BaseSettings):
     # Logging.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
+
+    # Payload formats ingest decodes (original, tasmota, shelly, esphome, emonhub).
+    formats: Annotated[tuple[str, ...], NoDecode] = (
+        "original",
+        "tasmota",
+        "shelly",
+        "esphome",
+        "emonhub",
+    )
+    # Timezone of a device clock without an offset (Tasmota) when its device has no site.
+    default_timezone: str = "Asia/Seoul"
 
     # Validation of the original device format.
     max_power_w: float = Field(default=100_000.0, gt=0)
@@ -80,6 +92,13 @@ class Settings(BaseSettings):
     writer_retry_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
     writer_metrics_port: int = 9102
 
+    # Aggregator.
+    aggregator_batch_max_messages: int = Field(default=100, ge=1)
+    aggregator_ack_wait_s: float = Field(default=30.0, gt=0)
+    aggregator_max_deliver: int = Field(default=10, ge=2)
+    aggregator_lock_timeout_s: float = Field(default=10.0, ge=0)
+    aggregator_metrics_port: int = 9103
+
     # Energy rules.
     max_gap_s: float = Field(default=60.0, gt=0)
     counter_reset_tolerance_wh: float = Field(default=10.0, ge=0)
@@ -98,7 +117,22 @@ class Settings(BaseSettings):
     api_timezone: str = "Asia/Seoul"  # organisation-wide and site-less devices' calendar
     api_redis_timeout_s: float = Field(default=1.0, gt=0)
 
-    @field_validator("mqtt_topics", "api_cors_origins", mode="before")
+    # Reporter (services/reporter): one retry policy (dramatiq's), none in the SDK.
+    anthropic_base_url: str | None = None  # None: the SDK's default endpoint
+    anthropic_timeout_s: float = Field(default=120.0, gt=0)
+    anthropic_max_tokens: int = Field(default=8000, ge=256)
+    report_max_retries: int = Field(default=4, ge=0)
+    report_min_backoff_s: float = Field(default=15.0, gt=0)
+    report_max_backoff_s: float = Field(default=300.0, gt=0)
+    report_time_limit_s: float = Field(default=600.0, gt=0)
+    report_reaper_interval_s: float = Field(default=60.0, gt=0)
+    report_stale_after_s: float = Field(default=900.0, gt=0)  # untouched queued/running: requeue
+    report_give_up_after_s: float = Field(default=6 * 3600.0, gt=0)  # since creation: fail
+    report_schedule_enabled: bool = False  # monthly report per site, for the previous month
+    report_schedule_language: Literal["en", "ko"] = "en"
+    reporter_worker_threads: int = Field(default=2, ge=1)
+
+    @field_validator("mqtt_topics", "api_cors_origins", "formats", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
         if isinstance(value, str):

@@ -14,6 +14,7 @@ from powerflow_common.wire import Reading
 
 DEVICE_CODE_PATTERN = re.compile(r"[A-Za-z0-9_:-]{1,64}")
 EARLIEST_TS = datetime(2020, 1, 1, tzinfo=UTC)
+MAX_UTC_OFFSET = timedelta(hours=14)
 
 # Physical ranges (inclusive) per field; None means unbounded on that side.
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -52,8 +53,24 @@ def truncate_to_ms(ts: datetime) -> datetime:
     return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
 
 
-def check_timestamp(ts: datetime, now: datetime, limits: Limits) -> datetime:
-    """The timestamp in UTC at millisecond precision, if it is neither too old nor ahead."""
+def check_timestamp(
+    ts: datetime, now: datetime, limits: Limits, *, local: bool = False
+) -> datetime:
+    """The timestamp at millisecond precision, if it is neither too old nor ahead.
+
+    A ``local`` timestamp is naive local time: it is checked with a margin of the largest UTC
+    offset (14 h) and stays naive; the writer resolves it with the device's timezone.
+    """
+    if local:
+        if ts.tzinfo is not None:
+            ts = ts.replace(tzinfo=None)
+        ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+        naive_now = now.astimezone(UTC).replace(tzinfo=None)
+        if ts < EARLIEST_TS.replace(tzinfo=None) - MAX_UTC_OFFSET:
+            raise Rejected("timestamp_too_old", f"timestamp {ts.isoformat()} is before 2020")
+        if ts > naive_now + MAX_UTC_OFFSET + limits.max_future:
+            raise Rejected("timestamp_in_future", f"local time {ts.isoformat()} is ahead")
+        return ts
     if ts.tzinfo is None:
         raise Rejected("timestamp_no_offset", "timestamp has no UTC offset")
     ts = truncate_to_ms(ts)
@@ -71,7 +88,7 @@ def check_timestamp(ts: datetime, now: datetime, limits: Limits) -> datetime:
 def validate(reading: Reading, now: datetime, limits: Limits) -> Reading:
     """The reading itself when every rule holds, else Rejected naming the first broken rule."""
     check_device_code(reading.device_code)
-    ts = check_timestamp(reading.ts, now, limits)
+    ts = check_timestamp(reading.ts, now, limits, local=reading.local_time)
     for name in ("power_w", *RANGES):
         value = getattr(reading, name)
         if value is None:
@@ -79,8 +96,11 @@ def validate(reading: Reading, now: datetime, limits: Limits) -> Reading:
         if not math.isfinite(value):
             raise Rejected("not_finite", f"{name} is {value}, only finite numbers are accepted")
         if name == "power_w":
-            low: float | None = None if limits.allow_negative_power else 0.0
+            negative_ok = limits.allow_negative_power or reading.bidirectional
+            low: float | None = None if negative_ok else 0.0
             high: float | None = limits.max_power_w
+            if negative_ok and value < -limits.max_power_w:
+                raise Rejected("out_of_range", f"power_w {value} below -{limits.max_power_w}")
         else:
             low, high = RANGES[name]
         if (low is not None and value < low) or (high is not None and value > high):

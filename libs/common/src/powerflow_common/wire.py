@@ -22,6 +22,11 @@ class Reading(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     brightness_lux: float | None = None
     seq: int | None = None
     firmware: str | None = None
+    # A device clock without an offset (Tasmota's local Time): ``ts`` is naive local time,
+    # resolved to UTC by the writer with the device's site timezone.
+    local_time: bool = False
+    payload_format: str = "original"
+    bidirectional: bool = False  # a meter that reports export as negative power
 
     @property
     def key(self) -> tuple[str, datetime]:

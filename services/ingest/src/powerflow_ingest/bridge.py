@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from nats.js import JetStreamContext
 
 from powerflow_common.backoff import jittered_delay
-from powerflow_common.errors import Rejected
+from powerflow_common.errors import Ignored, Rejected
 from powerflow_common.formats import PayloadFormat, decode_message, find_format, rejection_record
 from powerflow_common.logs import get_logger
 from powerflow_common.names import Names
@@ -57,17 +57,21 @@ class Outgoing:
 def sort_batch(
     inbound: Sequence[Inbound], formats: Sequence[PayloadFormat], limits: Limits, now: datetime
 ) -> Outgoing:
-    """Decode every message of a batch into readings or rejections; pure, never raises."""
+    """Decode every message of a batch into readings, rejections or nothing; never raises."""
     out = Outgoing(messages=list(inbound))
     for message in inbound:
         fmt = find_format(formats, message.topic)
         metrics.MESSAGES_RECEIVED.labels(fmt.name if fmt else "none").inc()
         try:
-            out.readings.extend(
-                decode_message(formats, message.topic, message.payload, now, limits)
+            readings = decode_message(
+                formats, message.topic, message.payload, now, limits, retained=message.retain
             )
         except Rejected as exc:
             out.rejections.append((message, exc))
+        except Ignored as exc:
+            metrics.MESSAGES_IGNORED.labels(exc.reason).inc()
+        else:
+            out.readings.extend(readings)
     return out
 
 

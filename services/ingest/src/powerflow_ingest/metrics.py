@@ -16,6 +16,11 @@ BATCHES_PUBLISHED = Counter(
 MESSAGES_REJECTED = Counter(
     "powerflow_ingest_messages_rejected_total", "Messages dead-lettered to REJECTED", ["reason"]
 )
+MESSAGES_IGNORED = Counter(
+    "powerflow_ingest_messages_ignored_total",
+    "Messages with nothing to store: unclaimed topics, retained replays, non-status events",
+    ["reason"],
+)
 PUBLISH_LATENCY = Histogram(
     "powerflow_ingest_publish_latency_seconds",
     "From JetStream publish to its acknowledgement",

@@ -7,8 +7,7 @@ import signal
 
 from prometheus_client import start_http_server
 
-from powerflow_common.formats import PayloadFormat
-from powerflow_common.formats.original import ORIGINAL
+from powerflow_common.formats.registry import default_topics, enabled_formats
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings, redact_url
@@ -19,13 +18,13 @@ from powerflow_ingest.mqtt import BrokerAddress, MqttSource
 
 log = get_logger(__name__)
 
-ENABLED_FORMATS: tuple[PayloadFormat, ...] = (ORIGINAL,)
-
 
 async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the bridge until ``stop`` is set (or SIGINT/SIGTERM)."""
     stop = stop or _stop_on_signals()
     names = settings.names
+    formats = enabled_formats(settings.formats)
+    topics = settings.mqtt_topics or default_topics(formats)
     nc = await connect_nats(settings, name=f"powerflow-ingest-{settings.ingest_instance}")
     js = nc.jetstream(timeout=settings.nats_timeout_s)
     await ensure_streams(js, settings)
@@ -35,7 +34,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     source = MqttSource(
         address=BrokerAddress.parse(settings.mqtt_url.get_secret_value()),
         client_id=names.mqtt_client_id(settings.ingest_instance),
-        topics=settings.mqtt_topics,
+        topics=topics,
         session_expiry_s=settings.mqtt_session_expiry_s,
         receive_maximum=settings.mqtt_receive_maximum,
         keepalive_s=settings.mqtt_keepalive_s,
@@ -45,7 +44,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         js=js,
         names=names,
         partition=settings.ingest_instance,
-        formats=ENABLED_FORMATS,
+        formats=formats,
         limits=limits_from(settings.max_power_w, settings.max_future_s),
         ack=source.ack,
         batch_max_messages=settings.ingest_batch_max_messages,
@@ -56,7 +55,8 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     log.info(
         "ingest_starting",
         mqtt=redact_url(settings.mqtt_url.get_secret_value()),
-        topics=list(settings.mqtt_topics),
+        topics=list(topics),
+        formats=[f.name for f in formats],
         nats=settings.nats_servers,
         stream=names.readings_stream,
         subject=names.readings_subject(settings.ingest_instance),

@@ -191,7 +191,11 @@ class Writer:
 
     def _store(self, readings: list[Reading]) -> StoreResult:
         return store_readings(
-            self._engine, readings, received_at=datetime.now(UTC), max_gap=self._max_gap
+            self._engine,
+            readings,
+            received_at=datetime.now(UTC),
+            max_gap=self._max_gap,
+            default_timezone=self._settings.default_timezone,
         )
 
     async def _retry(self, what: str, messages: list[Msg], action: Callable[[], Awaitable[T]]) -> T:

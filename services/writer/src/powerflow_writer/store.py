@@ -10,20 +10,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import Connection, Engine, Table, func, select, tuple_
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.exc import DataError, IntegrityError
 
-from powerflow_common.db.models import Device, ReadingRow
+from powerflow_common.db.models import Device, ReadingRow, Site
 from powerflow_common.energy import touched_hours
 from powerflow_common.validation import DEVICE_CODE_PATTERN
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Reading
 
 _readings = cast(Table, ReadingRow.__table__)
 _devices = cast(Table, Device.__table__)
+_sites = cast(Table, Site.__table__)
 
 
 @dataclass(slots=True)
@@ -43,30 +46,38 @@ def merge_same_key(readings: Iterable[Reading]) -> list[Reading]:
     for reading in readings:
         current = merged.get(reading.key)
         if current is None:
-            merged[reading.key] = {
-                "device_code": reading.device_code,
-                "ts": reading.ts,
-                **{f: getattr(reading, f) for f in MEASUREMENT_FIELDS},
-            }
+            merged[reading.key] = msgspec.structs.asdict(reading)
             continue
         for name in MEASUREMENT_FIELDS:
             if current[name] is None:
                 current[name] = getattr(reading, name)
+        current["bidirectional"] = current["bidirectional"] or reading.bidirectional
     return [Reading(**fields) for fields in merged.values()]
 
 
 def register_devices(conn: Connection, readings: Sequence[Reading]) -> dict[str, int]:
     """Ids of the batch's devices; unknown ones are registered on first sight."""
-    seen: dict[str, tuple[datetime, datetime]] = {}
+    seen: dict[str, dict[str, Any]] = {}
     for r in readings:
-        first, last = seen.get(r.device_code, (r.ts, r.ts))
-        seen[r.device_code] = (min(first, r.ts), max(last, r.ts))
-    stmt = insert(_devices).values(
-        [{"code": code, "first_seen_at": a, "last_seen_at": b} for code, (a, b) in seen.items()]
-    )
+        device = seen.setdefault(
+            r.device_code,
+            {
+                "code": r.device_code,
+                "first_seen_at": r.ts,
+                "last_seen_at": r.ts,
+                "payload_format": r.payload_format,
+                "bidirectional": False,
+            },
+        )
+        device["first_seen_at"] = min(device["first_seen_at"], r.ts)
+        device["last_seen_at"] = max(device["last_seen_at"], r.ts)
+        device["bidirectional"] = device["bidirectional"] or r.bidirectional
+    stmt = insert(_devices).values(list(seen.values()))
     stmt = stmt.on_duplicate_key_update(
         last_seen_at=func.greatest(_devices.c.last_seen_at, stmt.inserted.last_seen_at),
         first_seen_at=func.least(_devices.c.first_seen_at, stmt.inserted.first_seen_at),
+        # A meter that ever reported export is bidirectional; nothing clears that but a person.
+        bidirectional=_devices.c.bidirectional | stmt.inserted.bidirectional,
     )
     conn.execute(stmt)
     rows = conn.execute(select(_devices.c.code, _devices.c.id).where(_devices.c.code.in_(seen)))
@@ -106,11 +117,45 @@ def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> tuple[int, int
     return len(existing), conflicts
 
 
+def resolve_local_times(
+    conn: Connection, readings: Sequence[Reading], default_timezone: str
+) -> list[Reading]:
+    """Readings with local device clocks turned into UTC with their device's site timezone."""
+    codes = {r.device_code for r in readings if r.local_time}
+    if not codes:
+        return list(readings)
+    zones: dict[str, str] = {
+        code: zone
+        for code, zone in conn.execute(
+            select(_devices.c.code, _sites.c.timezone)
+            .join(_sites, _sites.c.id == _devices.c.site_id)
+            .where(_devices.c.code.in_(codes))
+        )
+    }
+    resolved = []
+    for r in readings:
+        if r.local_time:
+            zone = ZoneInfo(zones.get(r.device_code, default_timezone))
+            # fold=0: an ambiguous autumn hour is read as its first occurrence.
+            utc = r.ts.replace(tzinfo=zone).astimezone(UTC)
+            r = msgspec.structs.replace(r, ts=utc, local_time=False)
+        resolved.append(r)
+    return resolved
+
+
 def store_readings(
-    engine: Engine, readings: Sequence[Reading], *, received_at: datetime, max_gap: timedelta
+    engine: Engine,
+    readings: Sequence[Reading],
+    *,
+    received_at: datetime,
+    max_gap: timedelta,
+    default_timezone: str = "Asia/Seoul",
 ) -> StoreResult:
     """Store readings exactly once; refused rows are returned, not raised."""
     result = StoreResult()
+    if any(r.local_time for r in readings):
+        with engine.connect() as conn:
+            readings = resolve_local_times(conn, readings, default_timezone)
     batch = []
     for reading in merge_same_key(readings):
         if DEVICE_CODE_PATTERN.fullmatch(reading.device_code):

@@ -7,9 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from powerflow_common.errors import Rejected
+from powerflow_common.errors import Ignored, Rejected
+from powerflow_common.formats.mqtt_topics import topic_matches
 from powerflow_common.validation import Limits, validate
 from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, Rejection
+
+__all__ = ["PayloadFormat", "decode_message", "find_format", "rejection_record", "topic_matches"]
 
 
 class PayloadFormat(Protocol):
@@ -18,47 +21,48 @@ class PayloadFormat(Protocol):
     name: str
     topic_patterns: tuple[str, ...]
 
-    def decode(self, topic: str, payload: bytes, now: datetime, limits: Limits) -> list[Reading]:
-        """Canonical (not yet validated) readings of one message, or Rejected."""
+    def claims(self, topic: str) -> bool:
+        """Whether a message on ``topic`` is this format's to decode."""
         ...
 
-
-def topic_matches(pattern: str, topic: str) -> bool:
-    """MQTT wildcard match of ``topic`` against ``pattern`` (``+`` one level, ``#`` the rest)."""
-    pat_levels = pattern.split("/")
-    top_levels = topic.split("/")
-    for i, pat in enumerate(pat_levels):
-        if pat == "#":
-            return True
-        if i >= len(top_levels):
-            return False
-        if pat != "+" and pat != top_levels[i]:
-            return False
-    return len(pat_levels) == len(top_levels)
+    def decode(
+        self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
+    ) -> list[Reading]:
+        """Canonical (not yet validated) readings of one message; Rejected or Ignored."""
+        ...
 
 
 def find_format(formats: Sequence[PayloadFormat], topic: str) -> PayloadFormat | None:
     """The first format claiming the topic, or None."""
     for fmt in formats:
-        if any(topic_matches(p, topic) for p in fmt.topic_patterns):
+        if fmt.claims(topic):
             return fmt
     return None
 
 
 def decode_message(
-    formats: Sequence[PayloadFormat], topic: str, payload: bytes, now: datetime, limits: Limits
+    formats: Sequence[PayloadFormat],
+    topic: str,
+    payload: bytes,
+    now: datetime,
+    limits: Limits,
+    *,
+    retained: bool = False,
 ) -> list[Reading]:
-    """Validated readings of one MQTT message, or Rejected; no other exception escapes."""
+    """Validated readings of one MQTT message; Rejected or Ignored, and no other exception."""
     fmt = find_format(formats, topic)
     if fmt is None:
-        raise Rejected("unclaimed_topic", f"no enabled payload format claims topic {topic!r}")
+        raise Ignored("unclaimed_topic", f"no enabled payload format claims topic {topic!r}")
     try:
-        readings = fmt.decode(topic, payload, now, limits)
+        readings = fmt.decode(topic, payload, now, limits, retained=retained)
         if not readings:
-            raise Rejected("no_readings", "the message carries no measurement")
+            raise Ignored("no_measurements", "the message carries nothing to store")
         return [validate(r, now, limits) for r in readings]
+    except Ignored:
+        raise
     except Rejected as exc:
         exc.format_name = fmt.name
+        exc.detail = f"{fmt.name}: {exc.detail}"
         raise
     except RecursionError:
         raise Rejected("too_deep", "payload nesting too deep", format_name=fmt.name) from None

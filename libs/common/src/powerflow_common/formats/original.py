@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from powerflow_common.errors import Rejected
+from powerflow_common.formats.mqtt_topics import topic_matches
 from powerflow_common.validation import Limits, check_device_code
 from powerflow_common.wire import Reading
 
@@ -70,7 +71,13 @@ class OriginalFormat:
     name: str = "original"
     topic_patterns: tuple[str, ...] = ("power/measurement", "power/+/measurement")
 
-    def decode(self, topic: str, payload: bytes, now: datetime, limits: Limits) -> list[Reading]:
+    def claims(self, topic: str) -> bool:
+        """``power/measurement`` and ``power/<device>/measurement``."""
+        return any(topic_matches(p, topic) for p in self.topic_patterns)
+
+    def decode(
+        self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
+    ) -> list[Reading]:
         """The one reading of a message; Rejected when it is not the prototype's format."""
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise Rejected("too_large", f"{len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}")
@@ -109,6 +116,9 @@ class OriginalFormat:
                     f"topic names device {topic_device!r}, payload names {payload_device[:80]!r}",
                 )
         code = check_device_code(topic_device or payload_device or "")
+        measurements = (body.electric, body.energy_wh, body.temp, body.humidity, body.brightness)
+        if all(v is None for v in (*measurements, body.voltage, body.current)):
+            raise Rejected("no_measurements", "the payload carries no measurement")
         return Reading(
             device_code=code,
             ts=_parse_timestamp(body.timestamp),
