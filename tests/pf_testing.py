@@ -298,3 +298,42 @@ def fleet_messages(
                 "electric": round(100 + d + i * 0.25, 2),
             }
             yield "power/measurement", json.dumps(body)
+
+
+class NatsServer:
+    """A nats-server with JetStream of a test's own, on a free port, that it can stop."""
+
+    def __init__(self, store_dir: Path) -> None:
+        from powerflow.broker import free_port
+
+        self.port = free_port()
+        self.store_dir = store_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        """Start it (again, on the same store) and wait until it accepts connections."""
+        import shutil
+        import socket
+
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.process = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_for(listening, 10, interval_s=0.05, what="nats-server to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)

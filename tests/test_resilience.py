@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from pf_testing import (
+    NatsServer,
     Service,
     TcpProxy,
     count_rows,
@@ -124,3 +126,29 @@ def test_row_the_database_refuses_is_dead_lettered_and_the_rest_stored(
     assert record.stage == "writer"
     assert record.reading is not None and record.reading.device_code == "dev-bad"
     assert "too long" in record.detail.lower()
+
+
+def test_nats_outage_keeps_readings_in_the_broker_until_it_returns(
+    services: dict[str, Service], broker: Broker, engine: Engine, tmp_path: Path
+) -> None:
+    nats_server = NatsServer(tmp_path / "jetstream").start()
+    try:
+        for service in services.values():
+            service.env["POWERFLOW_NATS_URL"] = nats_server.url
+        services["writer"].start()
+        services["ingest"].start().wait_logged("mqtt_subscribed")
+        end = datetime.now(UTC).replace(microsecond=0)
+        publish_all(broker.url, list(fleet_messages(10, 50, end=end - timedelta(hours=1))))
+        wait_for(lambda: count_rows(engine) == 500, 60, what="rows before the outage")
+
+        nats_server.stop()
+        publish_all(broker.url, list(fleet_messages(10, 100, end=end)))
+        services["ingest"].wait_logged("jetstream_publish_failed", timeout_s=30)
+        assert count_rows(engine) == 500
+        nats_server.start()
+        wait_for(lambda: count_rows(engine) == 1_500, 90, what="all rows after NATS returns")
+        assert services["ingest"].alive and services["writer"].alive
+    finally:
+        for service in services.values():
+            service.stop()
+        nats_server.stop()
