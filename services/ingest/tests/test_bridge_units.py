@@ -85,3 +85,26 @@ def test_broker_url_gives_host_port_tls_and_credentials() -> None:
         "ingest",
         "p@ss",
     )
+
+
+def test_http_items_in_either_format_are_validated_like_mqtt_ones() -> None:
+    from powerflow_ingest.http_ingest import decode_items
+
+    items = [
+        {"deviceCode": 7, "timestamp": "2025-12-01T00:00:00Z", "electric": 5.5},
+        {"device_code": "gw-1", "ts": "2025-12-01T00:00:05Z", "power_w": 3.0, "local_time": True},
+        {"device_code": "gw-1", "ts": "2025-12-01T00:00:05", "power_w": 3.0},
+        {"deviceCode": 7, "timestamp": "2025-12-01T00:00:00Z", "humidity": 140},
+        "not an object",
+    ]
+    readings, results, rejected = decode_items(items, T0.replace(year=2026), Limits())
+    assert [r.device_code for r in readings] == ["7", "gw-1"]
+    assert readings[1].local_time is False and readings[1].payload_format == "http"
+    assert [(r.status, r.reason) for r in results] == [
+        ("accepted", None),
+        ("accepted", None),
+        ("rejected", "timestamp_no_offset"),
+        ("rejected", "out_of_range"),
+        ("rejected", "not_object"),
+    ]
+    assert len(rejected) == 3

@@ -1,0 +1,119 @@
+"""HTTP ingest for gateways that cannot speak MQTT: the same validation and JetStream path.
+
+A batch is a list of items, each a reading in the original device format
+(``{"deviceCode":...,"timestamp":...,"electric":...}``) or in the canonical one
+(``{"device_code":...,"ts":...,"power_w":...}``). Valid readings go to READINGS as one
+message whose ``Nats-Msg-Id`` comes from their keys, so a retried POST stores nothing twice;
+invalid items go to REJECTED, each with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from nats.js import JetStreamContext
+
+from powerflow_common.errors import Rejected
+from powerflow_common.formats import rejection_record
+from powerflow_common.formats.original import ORIGINAL
+from powerflow_common.names import Names
+from powerflow_common.validation import Limits, validate
+from powerflow_common.wire import Reading, ReadingBatch, json_encoder
+from powerflow_ingest.bridge import MAX_READINGS_PER_MESSAGE, batch_msg_id
+
+HTTP_TOPIC = "http/ingest"  # the "topic" rejection records of HTTP items carry
+MAX_ITEMS = 5_000
+
+_canonical = msgspec.json.Decoder(Reading)
+
+
+class ItemResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What became of one item of a batch."""
+
+    index: int
+    status: Literal["accepted", "rejected"]
+    device_code: str | None = None
+    ts: datetime | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+def decode_item(item: Any, now: datetime, limits: Limits) -> Reading:
+    """One item as a validated canonical reading, or Rejected."""
+    if not isinstance(item, dict):
+        raise Rejected("not_object", "each item must be a JSON object")
+    raw = msgspec.json.encode(item)
+    if "device_code" in item or "ts" in item:
+        try:
+            reading = _canonical.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise Rejected("wrong_type", str(exc)) from None
+        # Over HTTP a device cannot claim a local clock or a meter type; those come from
+        # the device's registration.
+        reading = msgspec.structs.replace(
+            reading, local_time=False, payload_format="http", bidirectional=False
+        )
+        if reading.ts.tzinfo is None:
+            raise Rejected("timestamp_no_offset", "ts must carry a UTC offset")
+        return validate(reading, now, limits)
+    [reading] = ORIGINAL.decode("power/measurement", raw, now, limits, retained=False)
+    return validate(reading, now, limits)
+
+
+def decode_items(
+    items: list[Any], now: datetime, limits: Limits
+) -> tuple[list[Reading], list[ItemResult], list[tuple[bytes, Rejected]]]:
+    """Readings, a result per item, and the rejected items' bytes; pure, never raises."""
+    readings: list[Reading] = []
+    results: list[ItemResult] = []
+    rejected: list[tuple[bytes, Rejected]] = []
+    for index, item in enumerate(items):
+        try:
+            reading = decode_item(item, now, limits)
+        except Rejected as exc:
+            rejected.append((msgspec.json.encode(item), exc))
+            results.append(
+                ItemResult(index=index, status="rejected", reason=exc.reason, detail=exc.detail)
+            )
+            continue
+        readings.append(reading)
+        results.append(
+            ItemResult(
+                index=index, status="accepted", device_code=reading.device_code, ts=reading.ts
+            )
+        )
+    return readings, results, rejected
+
+
+async def publish_items(
+    js: JetStreamContext,
+    names: Names,
+    readings: list[Reading],
+    rejected: list[tuple[bytes, Rejected]],
+    *,
+    received_at: datetime,
+    timeout_s: float,
+) -> None:
+    """Publish to READINGS and REJECTED and await JetStream's acks (raises if it is away)."""
+    for start in range(0, len(readings), MAX_READINGS_PER_MESSAGE):
+        chunk = readings[start : start + MAX_READINGS_PER_MESSAGE]
+        body = json_encoder.encode(
+            ReadingBatch(readings=chunk, ingested_at=received_at, source="http")
+        )
+        await js.publish(
+            names.readings_subject("http"),
+            body,
+            timeout=timeout_s,
+            headers={"Nats-Msg-Id": batch_msg_id(chunk)},
+        )
+    for payload, exc in rejected:
+        record = rejection_record(exc, topic=HTTP_TOPIC, payload=payload, received_at=received_at)
+        await js.publish(
+            names.rejected_subject(exc.reason),
+            json_encoder.encode(record),
+            timeout=timeout_s,
+            headers={"Nats-Msg-Id": "h-" + hashlib.sha256(payload).hexdigest()},
+        )
