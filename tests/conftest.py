@@ -75,6 +75,8 @@ def settings(database_url: str, namespace: str, broker: Broker) -> Iterator[Sett
         ingest_metrics_port=0,
         writer_metrics_port=0,
         writer_ack_wait_s=3.0,
+        aggregator_metrics_port=0,
+        aggregator_ack_wait_s=3.0,
         writer_batch_linger_ms=50,
         nats_timeout_s=2.0,
     )
@@ -98,6 +100,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         POWERFLOW_MQTT_URL=settings.mqtt_url.get_secret_value(),
         POWERFLOW_INGEST_METRICS_PORT="0",
         POWERFLOW_WRITER_METRICS_PORT="0",
+        POWERFLOW_AGGREGATOR_METRICS_PORT="0",
+        POWERFLOW_AGGREGATOR_ACK_WAIT_S=str(settings.aggregator_ack_wait_s),
         POWERFLOW_WRITER_ACK_WAIT_S=str(settings.writer_ack_wait_s),
         POWERFLOW_WRITER_BATCH_LINGER_MS=str(settings.writer_batch_linger_ms),
         POWERFLOW_NATS_TIMEOUT_S=str(settings.nats_timeout_s),

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from powerflow import energy_cli
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings, redact_url
 
@@ -46,6 +47,21 @@ def ingest() -> None:
 def writer() -> None:
     """Run a READINGS -> database writer (run as many as you like)."""
     from powerflow_writer.service import main
+
+    main(_settings())
+
+
+# Rollups and carbon: `aggregator`, `rollup`, `factors list|set`, `import legacy`.
+app.command()(energy_cli.aggregator)
+app.command()(energy_cli.rollup)
+app.add_typer(energy_cli.factors_app, name="factors")
+app.add_typer(energy_cli.import_app, name="import")
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API, live WebSocket and dashboard (POWERFLOW_API_HOST/PORT)."""
+    from powerflow_api.service import main
 
     main(_settings())
 
@@ -134,7 +150,7 @@ def up(
         "var/mosquitto"
     ),
 ) -> None:
-    """Everything on one machine in one process tree: broker, ingest, writer, simulator."""
+    """Everything on one machine in one process tree: broker, every worker, the simulator."""
     from powerflow.up import run_all
 
     settings = _settings()

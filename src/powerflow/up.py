@@ -19,7 +19,7 @@ console = Console(stderr=True)
 
 
 def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path) -> int:
-    """Start broker, ingest, writer and the simulated fleet; returns an exit code."""
+    """Start broker, ingest, writer, aggregator and the simulated fleet; returns an exit code."""
     port = free_port(mqtt_port)
     if port != mqtt_port:
         console.print(f"[yellow]port {mqtt_port} is taken; the project's broker uses {port}[/]")
@@ -28,14 +28,20 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
     env = {**os.environ, "POWERFLOW_MQTT_URL": broker.url}
     migrate(settings.database_url.get_secret_value())
     exe = [sys.executable, "-m", "powerflow.cli"]
-    commands = {"ingest": [*exe, "ingest"], "writer": [*exe, "writer"]}
+    commands = {"ingest": [*exe, "ingest"], "writer": [*exe, "writer"], "api": [*exe, "api"]}
+    commands["aggregator"] = [*exe, "aggregator"]
     if devices:
         commands["simulate"] = [*exe, "simulate", "--devices", str(devices)]
-    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    # Own process groups: Ctrl-C reaches only us, and we stop the children in order.
+    children = {
+        name: subprocess.Popen(cmd, env=env, start_new_session=True)
+        for name, cmd in commands.items()
+    }
     console.print(
         f"[green]powerflow is up[/]: broker {broker.url} (project configuration), "
         f"NATS {settings.nats_url}, {len(children)} processes; Ctrl-C stops everything"
     )
+    _print_api_access(settings)
     stopping = False
 
     def request_stop(*_args: object) -> None:
@@ -54,7 +60,7 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
             time.sleep(0.2)
     finally:
         # The simulator first, so ingest and writer can drain what it sent.
-        for name in ("simulate", "ingest", "writer"):
+        for name in ("simulate", "api", "ingest", "writer", "aggregator"):
             process = children.get(name)
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -65,3 +71,24 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
         broker.stop()
         console.print("powerflow stopped")
     return code
+
+
+DEV_KEY_NAME = "powerflow-up (development)"
+
+
+def _print_api_access(settings: Settings) -> None:
+    """Print the API's URL and a fresh development admin key (the previous one is revoked)."""
+    from powerflow_api.keys import create_key, revoke_key
+    from powerflow_common.db.engine import make_engine
+
+    engine = make_engine(settings.database_url.get_secret_value())
+    try:
+        # A new key each start, shown once: the old one stops working, so none lingers.
+        revoke_key(engine, DEV_KEY_NAME)
+        key, _ = create_key(engine, DEV_KEY_NAME, "admin")
+    finally:
+        engine.dispose()
+    console.print(
+        f"[green]API and dashboard[/]: http://{settings.api_host}:{settings.api_port}/ "
+        f"(OpenAPI at /schema)\n[green]development admin key[/] (new each start): {key}"
+    )

@@ -17,7 +17,8 @@ def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.database_url.get_secret_value() == (
         "mysql+pymysql://root@127.0.0.1:3306/powerflow"
     )
-    assert settings.mqtt_topics == ("power/measurement", "power/+/measurement")
+    assert settings.mqtt_topics is None  # the enabled formats' topics
+    assert settings.formats == ("original", "tasmota", "shelly", "esphome", "emonhub")
     assert settings.nats_url == "nats://127.0.0.1:4222"
     assert settings.emission_region == "KR"
     assert settings.factor_set == "original"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,9 +20,9 @@ ALL = enabled_formats(list(FORMATS))
 
 
 def decode(
-    topic: str, payload: str | bytes | dict[str, object], retained: bool = False
+    topic: str, payload: str | bytes | Mapping[str, Any], retained: bool = False
 ) -> list[Reading]:
-    if isinstance(payload, dict):
+    if isinstance(payload, Mapping):
         payload = json.dumps(payload)
     if isinstance(payload, str):
         payload = payload.encode()

@@ -131,6 +131,7 @@ class Settings(BaseSettings):
     report_schedule_enabled: bool = False  # monthly report per site, for the previous month
     report_schedule_language: Literal["en", "ko"] = "en"
     reporter_worker_threads: int = Field(default=2, ge=1)
+    report_pdf_enabled: bool = True  # false: HTML, Markdown and facts only (no WeasyPrint)
 
     @field_validator("mqtt_topics", "api_cors_origins", "formats", mode="before")
     @classmethod

@@ -112,6 +112,7 @@ class HourlyStat(Base):
     energy_kwh: Mapped[float] = mapped_column(default=0.0)
     export_kwh: Mapped[float] = mapped_column(default=0.0)
     unallocated_kwh: Mapped[float] = mapped_column(default=0.0)
+    unallocated_export_kwh: Mapped[float] = mapped_column(default=0.0)
     power_avg_w: Mapped[float | None]
     power_min_w: Mapped[float | None]
     power_max_w: Mapped[float | None]
@@ -120,6 +121,7 @@ class HourlyStat(Base):
     brightness_avg_lux: Mapped[float | None]
     co2_kg: Mapped[float] = mapped_column(default=0.0)
     emission_factor_id: Mapped[int | None] = mapped_column(ForeignKey("emission_factors.id"))
+    factor_set: Mapped[str | None] = mapped_column(String(32))
     energy_source: Mapped[str | None] = mapped_column(String(16))
     flags: Mapped[str | None] = mapped_column(String(255))
     computed_at: Mapped[datetime]

@@ -1,0 +1,1 @@
+"""powerflow aggregator: PERSISTED -> hourly_stats."""

@@ -1,0 +1,491 @@
+"""The aggregator's handler: recompute (device, hour) buckets from raw readings into hourly_stats.
+
+Each bucket is recomputed in a fresh transaction under a named database lock, so any number
+of copies (and ``powerflow rollup``) converge on the result of the readings stored so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, Row, Table, and_, delete, func, or_, select, text
+from sqlalchemy.dialects.mysql import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from powerflow_common.carbon import EmissionFactor, FactorNotFound, co2_kg, select_factor
+from powerflow_common.db.models import (
+    Device,
+    EmissionFactorRow,
+    HourlyStat,
+    ReadingRow,
+    Site,
+)
+from powerflow_common.energy import HOUR, EnergySample, HourlyEnergy, hour_floor, hourly_energy
+from powerflow_common.settings import Settings
+from powerflow_common.wire import Bucket
+
+_readings = cast(Table, ReadingRow.__table__)
+_devices = cast(Table, Device.__table__)
+_sites = cast(Table, Site.__table__)
+_stats = cast(Table, HourlyStat.__table__)
+_factors = cast(Table, EmissionFactorRow.__table__)
+
+FLAG_NO_EMISSION_FACTOR = "no_emission_factor"
+_SAMPLE_COLUMNS = (
+    _readings.c.ts,
+    _readings.c.power_w,
+    _readings.c.energy_wh,
+    _readings.c.energy_export_wh,
+    _readings.c.temperature_c,
+    _readings.c.humidity_pct,
+    _readings.c.brightness_lux,
+)
+_COUNTERS = ("energy_wh", "energy_export_wh")
+_LOCK_NAME_MAX = 64  # MySQL's limit on GET_LOCK names
+# Errors worth waiting out: the database or the network is away, or another copy holds a lock.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+class LockTimeout(Exception):
+    """Another copy held a bucket's lock for longer than ``aggregator_lock_timeout_s``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupConfig:
+    """What a recompute needs from the settings."""
+
+    factor_set: str
+    default_region: str
+    default_timezone: str
+    max_gap: timedelta
+    counter_reset_tolerance_wh: float
+    lock_timeout_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RollupConfig:
+        """The configuration of ``settings``; ``overrides`` win (e.g. another factor set)."""
+        values: dict[str, Any] = {
+            "factor_set": settings.factor_set,
+            "default_region": settings.emission_region,
+            "default_timezone": settings.api_timezone,
+            "max_gap": timedelta(seconds=settings.max_gap_s),
+            "counter_reset_tolerance_wh": settings.counter_reset_tolerance_wh,
+            "lock_timeout_s": settings.aggregator_lock_timeout_s,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class RecomputeResult:
+    """What one call did."""
+
+    recomputed: int = 0
+    follow_on: int = 0  # hours of the next counter reading after a gap, recomputed as well
+    removed: int = 0  # rows deleted because no reading is near their hour any more
+    missing_factor: int = 0
+    failed: list[tuple[Bucket, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    """The device facts a bucket's result depends on."""
+
+    bidirectional: bool
+    region: str
+    timezone: str
+
+
+def lock_name(database: str, device_id: int, hour_start: datetime) -> str:
+    """The named lock of one bucket: ``pf:<db>:<device>:<hour>``, at most 64 characters."""
+    hour = hour_start.astimezone(UTC).strftime("%Y%m%d%H")
+    name = f"pf:{database}:{device_id}:{hour}"
+    if len(name) > _LOCK_NAME_MAX:
+        # A long database name is shortened to a digest; it only has to be unique per server.
+        digest = hashlib.sha256(database.encode()).hexdigest()[:16]
+        name = f"pf:{digest}:{device_id}:{hour}"
+    return name
+
+
+def stat_row(
+    result: HourlyEnergy,
+    *,
+    device_id: int,
+    factor: EmissionFactor | None,
+    factor_set: str,
+    computed_at: datetime,
+) -> dict[str, Any]:
+    """The hourly_stats row of one computed hour; co2_kg covers allocated and unallocated kWh."""
+    flags = set(result.flags)
+    if factor is None:
+        flags.add(FLAG_NO_EMISSION_FACTOR)
+    # Unallocated energy was consumed (its timing is unknown), so it emits too.
+    import_kwh = result.energy_kwh + result.unallocated_kwh
+    return {
+        "device_id": device_id,
+        "hour_start": result.hour_start,
+        "samples": result.samples,
+        "coverage": result.coverage,
+        "energy_kwh": result.energy_kwh,
+        "export_kwh": result.export_kwh,
+        "unallocated_kwh": result.unallocated_kwh,
+        "unallocated_export_kwh": result.unallocated_export_kwh,
+        "power_avg_w": result.power_avg_w,
+        "power_min_w": result.power_min_w,
+        "power_max_w": result.power_max_w,
+        "temperature_avg_c": result.temperature_avg_c,
+        "humidity_avg_pct": result.humidity_avg_pct,
+        "brightness_avg_lux": result.brightness_avg_lux,
+        "co2_kg": 0.0 if factor is None else co2_kg(import_kwh, factor),
+        "emission_factor_id": None if factor is None else factor.id,
+        "factor_set": factor_set,
+        "energy_source": result.source,
+        "flags": ",".join(sorted(flags)) or None,
+        "computed_at": computed_at,
+    }
+
+
+def is_empty(result: HourlyEnergy) -> bool:
+    """True when no reading is near the hour: the hour gets no row."""
+    return (
+        result.samples == 0
+        and result.source is None
+        and result.coverage == 0
+        and result.energy_kwh == result.export_kwh == 0
+        and result.unallocated_kwh == result.unallocated_export_kwh == 0
+    )
+
+
+def follow_on_hour(
+    hour_start: datetime,
+    last_counter_ts: datetime | None,
+    next_counter_ts: datetime | None,
+    max_gap: timedelta,
+) -> datetime | None:
+    """The hour of the next counter reading when a gap separates it from this hour's last one.
+
+    That hour's unallocated energy depends on this hour's readings, so it is recomputed too.
+    """
+    if last_counter_ts is None or next_counter_ts is None:
+        return None
+    if next_counter_ts - last_counter_ts <= max_gap:
+        return None  # within max_gap: the readings near the boundary touch that hour anyway
+    following = hour_floor(next_counter_ts)
+    return following if following != hour_start else None
+
+
+def load_factors(conn: Connection) -> list[EmissionFactor]:
+    """Every emission factor row, as the pure carbon module's structs."""
+    return [
+        EmissionFactor(
+            id=row.id,
+            factor_set=row.factor_set,
+            region=row.region,
+            valid_from=row.valid_from,
+            valid_to=row.valid_to,
+            kg_co2e_per_kwh=row.kg_co2e_per_kwh,
+            source=row.source,
+            method="market" if row.method == "market" else "location",
+        )
+        for row in conn.execute(select(_factors))
+    ]
+
+
+def recompute_buckets(
+    engine: Engine,
+    buckets: Iterable[Bucket],
+    config: RollupConfig,
+    *,
+    on_bucket: Callable[[Bucket], None] | None = None,
+) -> RecomputeResult:
+    """Recompute each bucket (and the follow-on hours it reveals) one at a time, each locked.
+
+    Database outages and lock timeouts raise; any other failure of a bucket is returned in
+    ``failed`` and the others go on.
+    """
+    result = RecomputeResult()
+    queue = deque(sorted(set(buckets), key=lambda b: (b.device_id, b.hour_start)))
+    done: set[tuple[int, datetime]] = set()
+    with engine.connect() as conn:
+        factors = load_factors(conn)
+        database = conn.engine.url.database or ""
+        contexts: dict[int, DeviceContext | None] = {}
+        while queue:
+            bucket = queue.popleft()
+            key = (bucket.device_id, bucket.hour_start.astimezone(UTC))
+            if key in done:
+                continue
+            done.add(key)
+            if bucket.device_id not in contexts:
+                contexts[bucket.device_id] = _device_context(conn, bucket.device_id, config)
+                conn.commit()
+            context = contexts[bucket.device_id]
+            if context is None:  # the device was deleted: its hours go with it
+                _delete_row(conn, bucket)
+                conn.commit()
+                continue
+            try:
+                follow, outcome = _recompute_locked(
+                    conn, database, bucket, context, factors, config
+                )
+            except (*TRANSIENT_DB_ERRORS, LockTimeout):
+                raise
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                result.failed.append((bucket, str(exc.orig)[:300]))
+                continue
+            except Exception as exc:  # one bad bucket never stops the others
+                result.failed.append((bucket, f"{type(exc).__name__}: {exc}"[:300]))
+                continue
+            result.recomputed += 1
+            result.removed += outcome == "removed"
+            result.missing_factor += outcome == "no_factor"
+            if on_bucket is not None:
+                on_bucket(bucket)
+            if follow is not None and (bucket.device_id, follow) not in done:
+                result.follow_on += 1
+                queue.append(Bucket(bucket.device_id, follow))
+    return result
+
+
+def _device_context(conn: Connection, device_id: int, config: RollupConfig) -> DeviceContext | None:
+    row = conn.execute(
+        select(_devices.c.bidirectional, _sites.c.region, _sites.c.timezone)
+        .select_from(_devices.outerjoin(_sites, _sites.c.id == _devices.c.site_id))
+        .where(_devices.c.id == device_id)
+    ).first()
+    if row is None:
+        return None
+    return DeviceContext(
+        bidirectional=bool(row.bidirectional),
+        region=row.region or config.default_region,
+        timezone=row.timezone or config.default_timezone,
+    )
+
+
+def _recompute_locked(
+    conn: Connection,
+    database: str,
+    bucket: Bucket,
+    context: DeviceContext,
+    factors: Sequence[EmissionFactor],
+    config: RollupConfig,
+) -> tuple[datetime | None, str]:
+    name = lock_name(database, bucket.device_id, bucket.hour_start)
+    got = conn.execute(
+        text("SELECT GET_LOCK(:name, :timeout)"),
+        {"name": name, "timeout": config.lock_timeout_s},
+    ).scalar()
+    # End the implicit transaction: the snapshot the bucket is read from must start after the
+    # lock is ours, so it sees everything committed by whoever held it.
+    conn.commit()
+    if got != 1:
+        raise LockTimeout(f"lock {name} not acquired within {config.lock_timeout_s} s")
+    try:
+        with conn.begin():
+            return _recompute(conn, bucket, context, factors, config)
+    finally:
+        with contextlib.suppress(DBAPIError):  # a lost connection releases its locks itself
+            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+            conn.commit()
+
+
+def _recompute(
+    conn: Connection,
+    bucket: Bucket,
+    context: DeviceContext,
+    factors: Sequence[EmissionFactor],
+    config: RollupConfig,
+) -> tuple[datetime | None, str]:
+    hour = bucket.hour_start.astimezone(UTC)
+    samples, follow = _load_samples(conn, bucket.device_id, hour, config.max_gap)
+    (computed,) = hourly_energy(
+        samples,
+        hour,
+        hour + HOUR,
+        max_gap=config.max_gap,
+        counter_reset_tolerance_wh=config.counter_reset_tolerance_wh,
+        bidirectional=context.bidirectional,
+    )
+    if is_empty(computed):
+        _delete_row(conn, bucket)
+        return follow, "removed"
+    try:
+        # Factors apply by the site's calendar date (carbon.select_factor's contract).
+        factor: EmissionFactor | None = select_factor(
+            factors,
+            factor_set=config.factor_set,
+            region=context.region,
+            at=hour.astimezone(ZoneInfo(context.timezone)),
+        )
+    except FactorNotFound:
+        factor = None
+    row = stat_row(
+        computed,
+        device_id=bucket.device_id,
+        factor=factor,
+        factor_set=config.factor_set,
+        computed_at=datetime.now(UTC),
+    )
+    stmt = insert(_stats).values(row)
+    stmt = stmt.on_duplicate_key_update(
+        {k: stmt.inserted[k] for k in row if k not in ("device_id", "hour_start")}
+    )
+    conn.execute(stmt)
+    return follow, "no_factor" if factor is None else "stored"
+
+
+def _delete_row(conn: Connection, bucket: Bucket) -> None:
+    conn.execute(
+        delete(_stats).where(
+            _stats.c.device_id == bucket.device_id,
+            _stats.c.hour_start == bucket.hour_start.astimezone(UTC),
+        )
+    )
+
+
+def _to_sample(row: Row[Any, Any, Any, Any, Any, Any, Any]) -> EnergySample:
+    return EnergySample(
+        ts=row.ts,
+        power_w=row.power_w,
+        energy_wh=row.energy_wh,
+        energy_export_wh=row.energy_export_wh,
+        temperature_c=row.temperature_c,
+        humidity_pct=row.humidity_pct,
+        brightness_lux=row.brightness_lux,
+    )
+
+
+def _load_samples(
+    conn: Connection, device_id: int, hour: datetime, max_gap: timedelta
+) -> tuple[list[EnergySample], datetime | None]:
+    """The hour's readings plus the neighbours each series needs; and the follow-on hour."""
+    end = hour + HOUR
+    device = _readings.c.device_id == device_id
+    inside = [
+        _to_sample(r)
+        for r in conn.execute(
+            select(*_SAMPLE_COLUMNS)
+            .where(device, _readings.c.ts >= hour, _readings.c.ts < end)
+            .order_by(_readings.c.ts)
+        )
+    ]
+    neighbours: dict[datetime, EnergySample] = {}
+
+    def last_before(*conditions: Any) -> EnergySample | None:
+        row = conn.execute(
+            select(*_SAMPLE_COLUMNS)
+            .where(device, _readings.c.ts < hour, *conditions)
+            .order_by(_readings.c.ts.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else _to_sample(row)
+
+    def first_after(*conditions: Any) -> EnergySample | None:
+        row = conn.execute(
+            select(*_SAMPLE_COLUMNS)
+            .where(device, _readings.c.ts >= end, *conditions)
+            .order_by(_readings.c.ts)
+            .limit(1)
+        ).first()
+        return None if row is None else _to_sample(row)
+
+    before = last_before()
+    after = first_after()
+    for sample in (before, after):
+        if sample is not None:
+            neighbours[sample.ts] = sample
+    # A series (power, import counter, export counter) needs its own neighbours: the nearest
+    # reading may lack that field. Power only reaches max_gap; a counter's previous value
+    # matters however old it is (the increase across a gap is unallocated, not lost).
+    follow: datetime | None = None
+    for name in ("power_w", *_COUNTERS):
+        column = _readings.c[name]
+        if not any(getattr(s, name) is not None for s in inside):
+            continue
+        if before is None or getattr(before, name) is None:
+            bound = [_readings.c.ts >= hour - max_gap] if name == "power_w" else []
+            found = last_before(column.is_not(None), *bound)
+            if found is not None:
+                neighbours[found.ts] = found
+        if name == "power_w":
+            if after is None or after.power_w is None:
+                found = first_after(column.is_not(None), _readings.c.ts <= end + max_gap)
+                if found is not None:
+                    neighbours[found.ts] = found
+            continue
+        next_counter = after if after is not None and getattr(after, name) is not None else None
+        if next_counter is None:
+            next_counter = first_after(column.is_not(None))
+            if next_counter is not None:
+                neighbours[next_counter.ts] = next_counter
+        last_counter = max(s.ts for s in inside if getattr(s, name) is not None)
+        candidate = follow_on_hour(
+            hour, last_counter, None if next_counter is None else next_counter.ts, max_gap
+        )
+        if candidate is not None:
+            follow = candidate if follow is None else min(follow, candidate)
+    return [*inside, *neighbours.values()], follow
+
+
+def buckets_in_range(
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    *,
+    device_codes: Sequence[str] = (),
+    other_factor_set_than: str | None = None,
+) -> list[Bucket]:
+    """Every (device, hour) in [start, end) with readings in the hour or a stored row.
+
+    With ``other_factor_set_than``, only stored hours computed with another factor set.
+    """
+    start_utc = hour_floor(start)
+    end_utc = hour_floor(end) + (HOUR if end != hour_floor(end) else timedelta(0))
+    with engine.connect() as conn:
+        device_ids: list[int] | None = None
+        if device_codes:
+            device_ids = list(
+                conn.execute(select(_devices.c.id).where(_devices.c.code.in_(device_codes)))
+                .scalars()
+                .all()
+            )
+            if not device_ids:
+                return []
+        found: set[tuple[int, datetime]] = set()
+        stat_filter = [_stats.c.hour_start >= start_utc, _stats.c.hour_start < end_utc]
+        if device_ids is not None:
+            stat_filter.append(_stats.c.device_id.in_(device_ids))
+        if other_factor_set_than is not None:
+            stat_filter.append(
+                or_(
+                    _stats.c.factor_set.is_(None),
+                    _stats.c.factor_set != other_factor_set_than,
+                )
+            )
+        for device_id, hour in conn.execute(
+            select(_stats.c.device_id, _stats.c.hour_start).where(and_(*stat_filter))
+        ):
+            found.add((device_id, hour))
+        if other_factor_set_than is None:
+            # Hours are cut in SQL (UTC storage, so no time zone tables are needed).
+            hour_expr = func.date_format(_readings.c.ts, "%Y-%m-%d %H:00:00")
+            reading_filter = [_readings.c.ts >= start_utc, _readings.c.ts < end_utc]
+            if device_ids is not None:
+                reading_filter.append(_readings.c.device_id.in_(device_ids))
+            for device_id, hour_text in conn.execute(
+                select(_readings.c.device_id, hour_expr)
+                .where(*reading_filter)
+                .group_by(_readings.c.device_id, hour_expr)
+            ):
+                hour = datetime.strptime(hour_text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+                found.add((device_id, hour))
+    return [Bucket(device_id, hour) for device_id, hour in sorted(found)]

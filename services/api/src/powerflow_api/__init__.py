@@ -1,0 +1,1 @@
+"""powerflow api: the Litestar application (REST, live WebSocket, auth, static dashboard)."""

@@ -1,0 +1,76 @@
+"""Devices: list, get, update (name, site, location, meter role)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, patch
+from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody, Parameter, PathParameter
+from msgspec import UNSET, structs
+from sqlalchemy import select, update
+
+from powerflow_api import schemas
+from powerflow_api.auth import requires
+from powerflow_api.data import device_rows, devices_t, sites_t, to_device
+from powerflow_api.problems import ApiError
+from powerflow_api.state import api_state
+
+Req = Request[Any, Any, Any]
+Code = Annotated[str, PathParameter(description="The device code, e.g. 1001 or A4:CF:12:9B:00:01")]
+
+
+def not_found(code: str) -> NotFoundException:
+    return NotFoundException(f"No device with code {code!r}; list them with GET /api/v1/devices.")
+
+
+class DeviceController(Controller):
+    path = "/devices"
+    tags = ["devices"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @get("/", guards=[requires("viewer")], sync_to_thread=True)
+    def list_devices(
+        self,
+        request: Req,
+        site_id: int | None = Parameter(default=None, description="Only this site's devices"),
+    ) -> list[schemas.Device]:
+        """Every device with its last reading time, online state and current power."""
+        state = api_state(request)
+        with state.engine.connect() as conn:
+            rows = device_rows(conn, site_id=site_id)
+        return [to_device(r, state.settings.api_online_threshold_s) for r in rows]
+
+    @get("/{code:str}", guards=[requires("viewer")], sync_to_thread=True)
+    def get_device(self, request: Req, code: Code) -> schemas.Device:
+        """One device by its code."""
+        state = api_state(request)
+        with state.engine.connect() as conn:
+            rows = device_rows(conn, code=code)
+        if not rows:
+            raise not_found(code)
+        return to_device(rows[0], state.settings.api_online_threshold_s)
+
+    @patch("/{code:str}", guards=[requires("operator")], sync_to_thread=True)
+    def update_device(
+        self, request: Req, data: JSONBody[schemas.DeviceUpdate], code: Code
+    ) -> schemas.Device:
+        """Change a device's name, site, location or meter role (operator)."""
+        state = api_state(request)
+        values = {k: v for k, v in structs.asdict(data).items() if v is not UNSET}
+        with state.engine.begin() as conn:
+            if values.get("site_id") is not None:
+                exists = conn.execute(
+                    select(sites_t.c.id).where(sites_t.c.id == values["site_id"])
+                ).first()
+                if exists is None:
+                    raise ApiError(
+                        status_code=422,
+                        detail=f"No site with id {values['site_id']}; create it first "
+                        "with POST /api/v1/sites or list them with GET /api/v1/sites.",
+                    )
+            if values:
+                conn.execute(update(devices_t).where(devices_t.c.code == code).values(**values))
+            rows = device_rows(conn, code=code)
+        if not rows:
+            raise not_found(code)
+        return to_device(rows[0], state.settings.api_online_threshold_s)

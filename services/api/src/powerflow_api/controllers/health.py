@@ -1,0 +1,69 @@
+"""Liveness, readiness and Prometheus metrics (no key needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import anyio.to_thread
+from litestar import Controller, MediaType, Request, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from powerflow_api import schemas
+from powerflow_api.state import api_state
+
+Req = Request[Any, Any, Any]
+
+
+class HealthController(Controller):
+    path = "/"
+    tags = ["health"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @get("/healthz")
+    async def healthz(self) -> schemas.Health:
+        """Liveness: the process answers."""
+        return schemas.Health(status="ok")
+
+    @get("/readyz")
+    async def readyz(self, request: Req) -> Response[schemas.Readiness]:
+        """Readiness: 200 when the database and NATS answer (Redis down: 200, 'degraded')."""
+        state = api_state(request)
+        detail: dict[str, str] = {}
+
+        def ping_db() -> None:
+            with state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(anyio.to_thread.run_sync(ping_db), 3)
+            database = True
+        except Exception as exc:
+            database, detail["database"] = False, type(exc).__name__
+        nats = state.nc is not None and state.nc.is_connected
+        if not nats:
+            detail["nats"] = "not connected"
+        try:
+            await state.redis.ping()
+            redis = True
+            state.redis_succeeded()
+        except Exception as exc:
+            redis, detail["redis"] = False, type(exc).__name__
+            state.redis_failed("readyz", exc)
+            detail["redis_consequence"] = "rate limits not enforced; live tickets refused"
+        if database and nats:
+            status: Literal["ready", "degraded", "unavailable"] = "ready" if redis else "degraded"
+            code = 200
+        else:
+            status, code = "unavailable", 503
+        return Response(
+            schemas.Readiness(
+                status=status, database=database, nats=nats, redis=redis, detail=detail
+            ),
+            status_code=code,
+        )
+
+    @get("/metrics", media_type=MediaType.TEXT)
+    async def metrics(self) -> Response[bytes]:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,93 @@
+"""HTTP ingest for gateways that cannot speak MQTT: the same validation and exactly-once path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody
+
+from powerflow_api.keys import Principal
+from powerflow_api.problems import ApiError
+from powerflow_api.state import api_state
+from powerflow_ingest.bridge import limits_from
+from powerflow_ingest.http_ingest import MAX_ITEMS, ItemResult, decode_items, publish_items
+
+Req = Request[Any, Any, Any]
+
+
+class IngestBatch(msgspec.Struct, frozen=True):
+    """Readings in the original device format or the canonical one, mixed as you like."""
+
+    readings: list[dict[str, Any]]
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    """How many were accepted and rejected, and what became of each item, in order."""
+
+    accepted: int
+    rejected: int
+    items: list[ItemResult]
+
+
+def may_ingest(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Device keys (which may do nothing else) and operators or admins; not viewers."""
+    principal = connection.scope.get("user")
+    if not isinstance(principal, Principal):
+        raise NotAuthorizedException("Missing API key.")
+    if principal.role == "viewer":
+        raise PermissionDeniedException(
+            "Ingest needs a 'device' key or an 'operator'/'admin' key; this key is a viewer's."
+        )
+
+
+class IngestController(Controller):
+    path = "/ingest"
+    tags = ["ingest"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @post("/", guards=[may_ingest], status_code=202)
+    async def ingest(self, request: Req, data: JSONBody[IngestBatch]) -> IngestResult:
+        """Validate a batch and queue its readings; a retried POST stores nothing twice."""
+        state = api_state(request)
+        if not data.readings:
+            raise ApiError(status_code=400, detail="'readings' is empty: send at least one.")
+        if len(data.readings) > MAX_ITEMS:
+            raise ApiError(
+                status_code=413,
+                detail=f"{len(data.readings)} readings in one batch; send at most {MAX_ITEMS}.",
+            )
+        settings = state.settings
+        now = datetime.now(UTC)
+        readings, results, rejected = decode_items(
+            data.readings, now, limits_from(settings.max_power_w, settings.max_future_s)
+        )
+        nc = state.nc
+        if nc is None or not nc.is_connected:
+            raise ApiError(
+                status_code=503,
+                detail="The message stream (NATS) is unreachable; nothing was stored. Retry.",
+                headers={"Retry-After": "5"},
+            )
+        try:
+            await publish_items(
+                nc.jetstream(),
+                settings.names,
+                readings,
+                rejected,
+                received_at=now,
+                timeout_s=settings.nats_timeout_s,
+            )
+        except Exception as exc:
+            # Some may have been queued: a retry with the same readings stores nothing twice.
+            raise ApiError(
+                status_code=503,
+                detail=f"The message stream did not acknowledge the batch ({type(exc).__name__});"
+                " retry the same request.",
+                headers={"Retry-After": "5"},
+            ) from exc
+        return IngestResult(accepted=len(readings), rejected=len(rejected), items=results)

@@ -1,0 +1,113 @@
+"""Live readings over a WebSocket, opened with a short-lived single-use ticket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from typing import Any
+
+from litestar import Controller, Request, WebSocket, post, websocket
+from litestar.exceptions import WebSocketDisconnect
+from redis.exceptions import RedisError
+
+from powerflow_api import schemas
+from powerflow_api.auth import principal_of, requires
+from powerflow_api.keys import sha256_hex
+from powerflow_api.problems import ApiError
+from powerflow_api.state import ApiState, api_state
+
+Req = Request[Any, Any, Any]
+
+# Close codes: 1008 policy violation (refused or too slow), 1011 server going away.
+POLICY_VIOLATION = 1008
+
+
+def ticket_key(state: ApiState, ticket: str) -> str:
+    # Only the hash is stored, so a Redis dump does not hold usable tickets.
+    return state.key("ticket", sha256_hex(ticket))
+
+
+class LiveController(Controller):
+    path = "/live"
+    tags = ["live"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @post("/ticket", guards=[requires("viewer")], status_code=201)
+    async def ticket(self, request: Req) -> schemas.Ticket:
+        """A single-use ticket for the live socket, valid for api_ticket_ttl_s seconds."""
+        state = api_state(request)
+        principal = principal_of(request)
+        ticket = secrets.token_urlsafe(24)
+        ttl = state.settings.api_ticket_ttl_s
+        try:
+            await state.redis.set(ticket_key(state, ticket), str(principal.key_id), ex=ttl)
+        except (RedisError, OSError, TimeoutError) as exc:
+            state.redis_failed("ticket", exc)
+            raise ApiError(
+                status_code=503,
+                detail="Live tickets are kept in Redis, which is unreachable; retry shortly.",
+                headers={"Retry-After": "5"},
+            ) from exc
+        state.redis_succeeded()
+        return schemas.Ticket(ticket=ticket, expires_in_s=ttl, url=f"/api/v1/live?ticket={ticket}")
+
+    @websocket("/", opt={"exclude_from_auth": True})
+    async def live(self, socket: WebSocket[Any, Any, Any]) -> None:
+        """Readings as JSON text frames; ?ticket=... (required), ?device=CODE (repeatable)."""
+        state = api_state(socket)
+        ticket = socket.query_params.get("ticket") or ""
+        valid = False
+        if ticket:
+            try:
+                # GETDEL: the first socket to present a ticket consumes it, on any process.
+                valid = await state.redis.getdel(ticket_key(state, ticket)) is not None
+            except (RedisError, OSError, TimeoutError) as exc:
+                state.redis_failed("ticket", exc)
+            else:
+                state.redis_succeeded()
+        if not valid:
+            # Closing before accepting answers the handshake with HTTP 403.
+            await socket.close(code=POLICY_VIOLATION, reason="a valid, unused ticket is required")
+            return
+        wanted = [
+            code.strip()
+            for value in socket.query_params.getall("device", [])
+            for code in value.split(",")
+            if code.strip()
+        ]
+        await socket.accept()
+        client = state.hub.register(frozenset(wanted) if wanted else None)
+        try:
+            await _pump(socket, client.queue, client.dropped)
+        finally:
+            state.hub.unregister(client)
+
+
+async def _pump(
+    socket: WebSocket[Any, Any, Any], queue: asyncio.Queue[bytes], dropped: asyncio.Event
+) -> None:
+    async def send() -> None:
+        while True:
+            await socket.send_text((await queue.get()).decode())
+
+    async def receive() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await socket.receive_data(mode="text")
+
+    tasks = [
+        asyncio.create_task(send()),
+        asyncio.create_task(receive()),
+        asyncio.create_task(dropped.wait()),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if dropped.is_set():
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                socket.close(code=POLICY_VIOLATION, reason="too slow: readings were dropped"), 2
+            )

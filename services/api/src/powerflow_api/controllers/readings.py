@@ -1,0 +1,215 @@
+"""Readings: one device's readings by time range (paged), the latest readings, CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.params import Parameter, PathParameter
+from litestar.response import Stream
+from sqlalchemy import Connection, select
+
+from powerflow_api import schemas
+from powerflow_api.auth import requires
+from powerflow_api.data import (
+    RAW_FIELDS,
+    device_rows,
+    devices_t,
+    raw_point,
+    readings_t,
+    sites_t,
+    to_device,
+)
+from powerflow_api.problems import ApiError
+from powerflow_api.readings import (
+    Window,
+    as_utc,
+    check_range,
+    decode_cursor,
+    iter_all,
+    read_page,
+)
+from powerflow_api.state import api_state
+from powerflow_common.settings import Settings
+
+Req = Request[Any, Any, Any]
+Code = Annotated[str, PathParameter(description="The device code")]
+
+START = Parameter(
+    default=None, description="Range start (ISO 8601; UTC when no offset); default: end - 24 h"
+)
+END = Parameter(default=None, description="Range end, exclusive (ISO 8601); default: now")
+RESOLUTION = Parameter(
+    default="raw",
+    description="raw (ranges up to api_raw_max_range_h), 1m/15m (grouped raw readings, up to "
+    "api_minute_max_range_days), 1h/1d (from hourly statistics; days in the site's timezone)",
+)
+
+POINT_FIELDS = tuple(schemas.ReadingPoint.__struct_fields__)
+
+
+def build_window(
+    conn: Connection,
+    settings: Settings,
+    code: str,
+    start: datetime | None,
+    end: datetime | None,
+    resolution: schemas.Resolution,
+    limit: int,
+    cursor: str | None,
+    *,
+    csv_export: bool = False,
+) -> Window:
+    """Validate a readings query into a Window (404 unknown device, 400 bad range/cursor)."""
+    row = conn.execute(
+        select(devices_t.c.id, sites_t.c.timezone)
+        .select_from(devices_t.outerjoin(sites_t, sites_t.c.id == devices_t.c.site_id))
+        .where(devices_t.c.code == code)
+    ).first()
+    if row is None:
+        raise ApiError(status_code=404, detail=f"No device with code {code!r}.")
+    if limit > settings.api_page_size_max:
+        raise ApiError(
+            status_code=400, detail=f"limit must be at most {settings.api_page_size_max}."
+        )
+    now = datetime.now(UTC)
+    after = None
+    as_of = now
+    if cursor:
+        decoded = decode_cursor(cursor)
+        if decoded.device_id != row.id or decoded.resolution != resolution:
+            raise ApiError(
+                status_code=400,
+                detail="This cursor belongs to another device or resolution; "
+                "repeat the query that returned it.",
+            )
+        after, as_of = decoded.after, decoded.as_of
+    end_utc = as_utc(end) if end else now
+    start_utc = as_utc(start) if start else end_utc - timedelta(hours=24)
+    check_range(settings, resolution, start_utc, end_utc, csv=csv_export)
+    return Window(
+        device_id=row.id,
+        device_code=code,
+        timezone=row.timezone or settings.api_timezone,
+        start=start_utc,
+        end=end_utc,
+        resolution=resolution,
+        limit=limit,
+        after=after,
+        as_of=as_of,
+    )
+
+
+class ReadingController(Controller):
+    path = "/devices/{code:str}/readings"
+    tags = ["readings"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @get("/", guards=[requires("viewer")], sync_to_thread=True)
+    def readings(
+        self,
+        request: Req,
+        code: Code,
+        start: datetime | None = START,
+        end: datetime | None = END,
+        resolution: schemas.Resolution = RESOLUTION,
+        limit: int = Parameter(default=1000, ge=1, description="Points per page"),
+        cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+    ) -> schemas.ReadingsPage:
+        """A device's readings in [start, end), oldest first, a page at a time."""
+        state = api_state(request)
+        with state.engine.connect() as conn:
+            w = build_window(conn, state.settings, code, start, end, resolution, limit, cursor)
+        items, next_cursor = read_page(state.engine, w)
+        return schemas.ReadingsPage(
+            device_code=code,
+            resolution=resolution,
+            start=w.start,
+            end=w.end,
+            items=items,
+            next_cursor=next_cursor,
+        )
+
+    @get("/latest", guards=[requires("viewer")], sync_to_thread=True)
+    def latest(self, request: Req, code: Code) -> schemas.LatestReading:
+        """The device's most recent reading."""
+        state = api_state(request)
+        with state.engine.connect() as conn:
+            devices = device_rows(conn, code=code)
+            if not devices:
+                raise ApiError(status_code=404, detail=f"No device with code {code!r}.")
+            return _latest(conn, devices[0], state.settings)
+
+    @get("/export", guards=[requires("viewer")], sync_to_thread=True, media_type="text/csv")
+    def export(
+        self,
+        request: Req,
+        code: Code,
+        start: datetime | None = START,
+        end: datetime | None = END,
+        resolution: schemas.Resolution = RESOLUTION,
+    ) -> Stream:
+        """The readings in [start, end) as CSV, streamed (up to 400 days at any resolution)."""
+        state = api_state(request)
+        with state.engine.connect() as conn:
+            w = build_window(
+                conn, state.settings, code, start, end, resolution, 1, None, csv_export=True
+            )
+        filename = f"readings-{code.replace(':', '')}-{resolution}.csv"
+        return Stream(
+            _csv_chunks(iter_all(state.engine, w)),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+
+class LatestController(Controller):
+    path = "/readings"
+    tags = ["readings"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+
+    @get("/latest", guards=[requires("viewer")], sync_to_thread=True)
+    def latest_all(self, request: Req) -> list[schemas.LatestReading]:
+        """The latest reading of every device."""
+        state = api_state(request)
+        with state.engine.connect() as conn:
+            return [_latest(conn, d, state.settings) for d in device_rows(conn)]
+
+
+def _latest(conn: Connection, device: Any, settings: Settings) -> schemas.LatestReading:
+    r = readings_t
+    row = conn.execute(
+        select(r.c.ts, *[r.c[f] for f in RAW_FIELDS])
+        .where(r.c.device_id == device.id)
+        .order_by(r.c.ts.desc())
+        .limit(1)
+    ).first()
+    return schemas.LatestReading(
+        device_code=device.code,
+        online=to_device(device, settings.api_online_threshold_s).online,
+        reading=None if row is None else raw_point(row),
+    )
+
+
+def _csv_chunks(
+    points: Iterator[schemas.ReadingPoint], rows_per_chunk: int = 2000
+) -> Iterator[str]:
+    """CSV text in chunks of many rows (each chunk is one hop to the worker thread)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(POINT_FIELDS)
+    for n, point in enumerate(points, 1):
+        writer.writerow(
+            ["" if (v := getattr(point, f)) is None else _cell(v) for f in POINT_FIELDS]
+        )
+        if n % rows_per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

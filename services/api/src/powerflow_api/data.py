@@ -1,0 +1,107 @@
+"""Database access of the API (sync SQLAlchemy Core; handlers run it in a worker thread)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, select
+
+from powerflow_api import schemas
+from powerflow_common.db.models import (
+    Device,
+    EmissionFactorRow,
+    HourlyStat,
+    ReadingRow,
+    RenewableContract,
+    Site,
+)
+
+devices_t = cast(Table, Device.__table__)
+sites_t = cast(Table, Site.__table__)
+readings_t = cast(Table, ReadingRow.__table__)
+hourly_t = cast(Table, HourlyStat.__table__)
+factors_t = cast(Table, EmissionFactorRow.__table__)
+contracts_t = cast(Table, RenewableContract.__table__)
+
+RAW_FIELDS = (
+    "power_w",
+    "energy_wh",
+    "energy_export_wh",
+    "voltage_v",
+    "current_a",
+    "temperature_c",
+    "humidity_pct",
+    "brightness_lux",
+)
+
+
+def device_rows(
+    conn: Connection, *, code: str | None = None, site_id: int | None = None
+) -> list[Any]:
+    """Devices with the power of their latest reading (a primary-key lookup at last_seen_at)."""
+    r = readings_t
+    d = devices_t
+    stmt = (
+        select(d, r.c.power_w.label("latest_power_w"))
+        .select_from(d.outerjoin(r, (r.c.device_id == d.c.id) & (r.c.ts == d.c.last_seen_at)))
+        .order_by(d.c.code)
+    )
+    if code is not None:
+        stmt = stmt.where(d.c.code == code)
+    if site_id is not None:
+        stmt = stmt.where(d.c.site_id == site_id)
+    return list(conn.execute(stmt).all())
+
+
+def to_device(row: Any, online_threshold_s: float, now: datetime | None = None) -> schemas.Device:
+    """A device row as the API shows it."""
+    now = now or datetime.now(UTC)
+    online = row.last_seen_at >= now - timedelta(seconds=online_threshold_s)
+    return schemas.Device(
+        id=row.id,
+        code=row.code,
+        name=row.name,
+        site_id=row.site_id,
+        location=row.location,
+        meter_role=row.meter_role,
+        payload_format=row.payload_format,
+        bidirectional=bool(row.bidirectional),
+        first_seen_at=row.first_seen_at,
+        last_seen_at=row.last_seen_at,
+        online=online,
+        power_w=row.latest_power_w,
+    )
+
+
+def to_site(row: Any) -> schemas.Site:
+    return schemas.Site(
+        id=row.id,
+        name=row.name,
+        timezone=row.timezone,
+        region=row.region,
+        floor_area_m2=row.floor_area_m2,
+        created_at=row.created_at,
+    )
+
+
+def raw_point(row: Any) -> schemas.ReadingPoint:
+    return schemas.ReadingPoint(ts=row.ts, **{f: getattr(row, f) for f in RAW_FIELDS})
+
+
+def factors_by_id(conn: Connection, ids: set[int]) -> list[schemas.Factor]:
+    """The emission factors with these ids, as the API names them."""
+    if not ids:
+        return []
+    rows = conn.execute(select(factors_t).where(factors_t.c.id.in_(sorted(ids)))).all()
+    return [
+        schemas.Factor(
+            id=row.id,
+            factor_set=row.factor_set,
+            region=row.region,
+            kg_co2e_per_kwh=row.kg_co2e_per_kwh,
+            source=row.source,
+            method=row.method,
+        )
+        for row in rows
+    ]

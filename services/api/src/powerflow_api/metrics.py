@@ -1,0 +1,25 @@
+"""Prometheus metrics of the API."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "powerflow_api_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "powerflow_api_request_seconds",
+    "Time to answer an HTTP request",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+RATE_LIMITED = Counter("powerflow_api_rate_limited_total", "Requests refused with 429")
+REDIS_UP = Gauge("powerflow_api_redis_up", "1 while Redis answers (rate limits, live tickets)")
+REDIS_ERRORS = Counter(
+    "powerflow_api_redis_errors_total", "Redis calls that failed (rate limits then fail open)"
+)
+LIVE_CLIENTS = Gauge("powerflow_api_live_clients", "Open live WebSocket connections")
+LIVE_DROPPED = Counter(
+    "powerflow_api_live_dropped_total", "Live clients dropped because they read too slowly"
+)
+LIVE_READINGS = Counter("powerflow_api_live_readings_total", "Readings received from NATS")

@@ -1,0 +1,307 @@
+"""Readings of one device by time range: raw or bucketed, paged by a keyset cursor.
+
+The cursor carries the last bucket start and ``as_of``, the time of the first page: later
+pages only return rows received by then, so a cursor never skips or repeats a row that
+existed when the first page was read, and late rows appear in a new query instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, Engine, func, literal, select, text
+
+from powerflow_api import schemas
+from powerflow_api.data import RAW_FIELDS, hourly_t, raw_point, readings_t
+from powerflow_api.problems import ApiError
+from powerflow_common.periods import iter_periods_utc
+from powerflow_common.settings import Settings
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_STEP_S = {"1m": 60, "15m": 900}
+CSV_MAX_RANGE = timedelta(days=400)
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    after: datetime  # the next page starts strictly after this bucket or reading
+    as_of: datetime  # rows received after this belong to a new query
+    resolution: str
+    device_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A validated query: device, range, resolution, page size and snapshot time."""
+
+    device_id: int
+    device_code: str
+    timezone: str
+    start: datetime
+    end: datetime
+    resolution: schemas.Resolution
+    limit: int
+    after: datetime | None
+    as_of: datetime
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return msgspec.json.decode(raw, type=Cursor)
+    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
+        raise ApiError(
+            status_code=400,
+            detail="Invalid cursor: pass next_cursor from the previous page unchanged, "
+            "or leave it out to start again.",
+        ) from exc
+
+
+def as_utc(ts: datetime) -> datetime:
+    """Aware UTC; a time without an offset is taken as UTC."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def check_range(
+    settings: Settings, resolution: str, start: datetime, end: datetime, *, csv: bool = False
+) -> None:
+    """Refuse ranges that would read too many raw rows for one answer (400, with the fix)."""
+    if end <= start:
+        raise ApiError(status_code=400, detail="'end' must be after 'start'.")
+    span = end - start
+    if csv:
+        limit: timedelta | None = CSV_MAX_RANGE
+    elif resolution == "raw":
+        limit = timedelta(hours=settings.api_raw_max_range_h)
+    elif resolution in _STEP_S:
+        limit = timedelta(days=settings.api_minute_max_range_days)
+    else:
+        limit = None
+    if limit is not None and span > limit:
+        hint = (
+            "use resolution=1m, 15m, 1h or 1d for longer ranges"
+            if resolution == "raw"
+            else "use resolution=1h or 1d for longer ranges"
+        )
+        if csv:
+            hint = "export in several parts"
+        raise ApiError(
+            status_code=400,
+            detail=(
+                f"Range of {span} is too long for resolution={resolution} "
+                f"(at most {limit}); {hint}, or narrow start/end."
+            ),
+        )
+
+
+def read_page(engine: Engine, w: Window) -> tuple[list[schemas.ReadingPoint], str | None]:
+    """One page of points and the cursor of the next page (None on the last)."""
+    with engine.connect() as conn:
+        points = list(_points(conn, w, w.limit + 1))
+    if len(points) <= w.limit:
+        return points, None
+    points = points[: w.limit]
+    last = points[-1].ts
+    return points, encode_cursor(
+        Cursor(after=last, as_of=w.as_of, resolution=w.resolution, device_id=w.device_id)
+    )
+
+
+def iter_all(engine: Engine, w: Window, batch: int = 5000) -> Iterator[schemas.ReadingPoint]:
+    """Every point of the window, read in keyset batches so a year never sits in memory."""
+    after = w.after
+    while True:
+        window = Window(**{**_fields(w), "after": after, "limit": batch})
+        with engine.connect() as conn:
+            points = list(_points(conn, window, batch))
+        yield from points
+        if len(points) < batch:
+            return
+        after = points[-1].ts
+
+
+def _fields(w: Window) -> dict[str, Any]:
+    return {name: getattr(w, name) for name in Window.__slots__}
+
+
+def _points(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
+    if w.resolution == "raw":
+        yield from _raw(conn, w, n)
+    elif w.resolution in _STEP_S:
+        yield from _grouped(conn, w, n, _STEP_S[w.resolution])
+    elif w.resolution == "1h":
+        yield from _hourly(conn, w, n)
+    else:
+        yield from _daily(conn, w, n)
+
+
+def _raw(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
+    r = readings_t
+    stmt = (
+        select(r.c.ts, *[r.c[f] for f in RAW_FIELDS])
+        .where(
+            r.c.device_id == w.device_id,
+            r.c.ts >= w.start,
+            r.c.ts < w.end,
+            r.c.received_at <= w.as_of,
+        )
+        .order_by(r.c.ts)
+        .limit(n)
+    )
+    if w.after is not None:
+        stmt = stmt.where(r.c.ts > w.after)
+    for row in conn.execute(stmt):
+        yield raw_point(row)
+
+
+def _grouped(conn: Connection, w: Window, n: int, step_s: int) -> Iterator[schemas.ReadingPoint]:
+    r = readings_t
+    # Integer bucket numbers from a fixed epoch: the same on MySQL and MariaDB, and no
+    # dependence on the session's time zone.
+    bucket = func.floor(_seconds_since_epoch(r.c.ts) / step_s).label("bucket")
+    stmt = (
+        select(
+            bucket,
+            func.count().label("samples"),
+            func.avg(r.c.power_w).label("power_avg_w"),
+            func.min(r.c.power_w).label("power_min_w"),
+            func.max(r.c.power_w).label("power_max_w"),
+            func.avg(r.c.temperature_c).label("temperature_avg_c"),
+            func.avg(r.c.humidity_pct).label("humidity_avg_pct"),
+            func.avg(r.c.brightness_lux).label("brightness_avg_lux"),
+        )
+        .where(
+            r.c.device_id == w.device_id,
+            r.c.ts >= w.start,
+            r.c.ts < w.end,
+            r.c.received_at <= w.as_of,
+        )
+        .group_by(bucket)
+        .order_by(bucket)
+        .limit(n)
+    )
+    if w.after is not None:
+        stmt = stmt.where(r.c.ts >= w.after + timedelta(seconds=step_s))
+    for row in conn.execute(stmt):
+        yield schemas.ReadingPoint(
+            ts=_EPOCH + timedelta(seconds=int(row.bucket) * step_s),
+            samples=int(row.samples),
+            power_avg_w=_f(row.power_avg_w),
+            power_min_w=_f(row.power_min_w),
+            power_max_w=_f(row.power_max_w),
+            temperature_avg_c=_f(row.temperature_avg_c),
+            humidity_avg_pct=_f(row.humidity_avg_pct),
+            brightness_avg_lux=_f(row.brightness_avg_lux),
+        )
+
+
+def _seconds_since_epoch(column: Any) -> Any:
+    return func.timestampdiff(text("SECOND"), literal("2000-01-01 00:00:00"), column)
+
+
+def _hourly(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
+    h = hourly_t
+    stmt = (
+        select(h)
+        .where(h.c.device_id == w.device_id, h.c.hour_start >= w.start, h.c.hour_start < w.end)
+        .order_by(h.c.hour_start)
+        .limit(n)
+    )
+    if w.after is not None:
+        stmt = stmt.where(h.c.hour_start > w.after)
+    for row in conn.execute(stmt):
+        yield schemas.ReadingPoint(
+            ts=row.hour_start,
+            samples=row.samples,
+            power_avg_w=row.power_avg_w,
+            power_min_w=row.power_min_w,
+            power_max_w=row.power_max_w,
+            temperature_avg_c=row.temperature_avg_c,
+            humidity_avg_pct=row.humidity_avg_pct,
+            brightness_avg_lux=row.brightness_avg_lux,
+            energy_kwh=row.energy_kwh,
+        )
+
+
+def _daily(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
+    # Days without data yield nothing, so read days in chunks until n points are found.
+    days: list[tuple[datetime, datetime]] = []
+    found = 0
+    for bounds in iter_periods_utc("day", w.start, w.end, w.timezone):
+        if w.after is not None and bounds[0] <= w.after:
+            continue
+        days.append(bounds)
+        if len(days) >= n:
+            for point in _days(conn, w, days):
+                yield point
+                found += 1
+                if found >= n:
+                    return
+            days = []
+    for point in _days(conn, w, days):
+        yield point
+        found += 1
+        if found >= n:
+            return
+
+
+def _days(
+    conn: Connection, w: Window, days: list[tuple[datetime, datetime]]
+) -> Iterator[schemas.ReadingPoint]:
+    if not days:
+        return
+    h = hourly_t
+    lo = max(days[0][0], w.start)
+    hi = min(days[-1][1], w.end)
+    rows = conn.execute(
+        select(h)
+        .where(h.c.device_id == w.device_id, h.c.hour_start >= lo, h.c.hour_start < hi)
+        .order_by(h.c.hour_start)
+    ).all()
+    i = 0
+    for day_start, day_end in days:
+        group = []
+        while i < len(rows) and rows[i].hour_start < day_end:
+            if rows[i].hour_start >= day_start:
+                group.append(rows[i])
+            i += 1
+        if not group:
+            continue
+        samples = sum(r.samples for r in group)
+        yield schemas.ReadingPoint(
+            ts=day_start,
+            samples=samples,
+            power_avg_w=_weighted(group, "power_avg_w"),
+            power_min_w=_extreme(group, "power_min_w", min),
+            power_max_w=_extreme(group, "power_max_w", max),
+            temperature_avg_c=_weighted(group, "temperature_avg_c"),
+            humidity_avg_pct=_weighted(group, "humidity_avg_pct"),
+            brightness_avg_lux=_weighted(group, "brightness_avg_lux"),
+            energy_kwh=sum(r.energy_kwh for r in group),
+        )
+
+
+def _weighted(rows: list[Any], name: str) -> float | None:
+    """Mean of hourly means weighted by samples (hours without the field do not count)."""
+    pairs = [(getattr(r, name), max(r.samples, 1)) for r in rows if getattr(r, name) is not None]
+    if not pairs:
+        return None
+    return float(sum(v * n for v, n in pairs) / sum(n for _, n in pairs))
+
+
+def _extreme(rows: list[Any], name: str, pick: Any) -> float | None:
+    values = [getattr(r, name) for r in rows if getattr(r, name) is not None]
+    return pick(values) if values else None
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)

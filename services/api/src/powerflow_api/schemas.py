@@ -1,0 +1,218 @@
+"""Request and response bodies (msgspec); every quantity names its unit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+MeterRole = Literal["main", "sub", "standalone"]
+Resolution = Literal["raw", "1m", "15m", "1h", "1d"]
+StatsPeriod = Literal["hour", "day", "week", "month"]
+
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+ShortText = Annotated[str, Meta(max_length=128)]
+Region = Annotated[str, Meta(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")]
+Timezone = Annotated[str, Meta(min_length=1, max_length=64)]
+FloorArea = Annotated[float, Meta(gt=0, le=1e9)]
+
+
+class Problem(Struct, omit_defaults=True):
+    """RFC 9457 problem details (served as application/problem+json)."""
+
+    title: str
+    status: int
+    detail: str
+    type: str = "about:blank"
+    instance: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class Device(Struct):
+    """A device, how recently it reported and what it draws now."""
+
+    id: int
+    code: str
+    name: str | None
+    site_id: int | None
+    location: str | None
+    meter_role: MeterRole
+    payload_format: str
+    bidirectional: bool
+    first_seen_at: datetime
+    last_seen_at: datetime
+    online: bool
+    power_w: float | None  # from the latest reading
+
+
+class DeviceUpdate(Struct, forbid_unknown_fields=True):
+    """Fields to change; an absent field stays as it is, null clears it."""
+
+    name: Name | UnsetType | None = UNSET
+    site_id: int | UnsetType | None = UNSET
+    location: ShortText | UnsetType | None = UNSET
+    meter_role: MeterRole | UnsetType = UNSET
+
+
+class Site(Struct):
+    id: int
+    name: str
+    timezone: str
+    region: str
+    floor_area_m2: float | None
+    created_at: datetime
+
+
+class SiteCreate(Struct, forbid_unknown_fields=True):
+    """A new site; the timezone must be an IANA zone with whole-hour offsets."""
+
+    name: Name
+    timezone: Timezone = "Asia/Seoul"
+    region: Region = "KR"
+    floor_area_m2: FloorArea | None = None
+
+
+class SiteUpdate(Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    timezone: Timezone | UnsetType = UNSET
+    region: Region | UnsetType = UNSET
+    floor_area_m2: FloorArea | UnsetType | None = UNSET
+
+
+class ReadingPoint(Struct, omit_defaults=True):
+    """A raw reading (``power_w`` ...) or a bucket (``samples``, ``power_avg_w`` ...) at ``ts``."""
+
+    ts: datetime
+    power_w: float | None = None
+    energy_wh: float | None = None
+    energy_export_wh: float | None = None
+    voltage_v: float | None = None
+    current_a: float | None = None
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+    brightness_lux: float | None = None
+    samples: int | None = None
+    power_avg_w: float | None = None
+    power_min_w: float | None = None
+    power_max_w: float | None = None
+    temperature_avg_c: float | None = None
+    humidity_avg_pct: float | None = None
+    brightness_avg_lux: float | None = None
+    energy_kwh: float | None = None
+
+
+class ReadingsPage(Struct):
+    device_code: str
+    resolution: Resolution
+    start: datetime
+    end: datetime
+    items: list[ReadingPoint]
+    next_cursor: str | None
+
+
+class LatestReading(Struct):
+    device_code: str
+    online: bool
+    reading: ReadingPoint | None
+
+
+class Factor(Struct):
+    """The emission factor a CO2 figure used, and where it comes from."""
+
+    id: int
+    factor_set: str
+    region: str
+    kg_co2e_per_kwh: float
+    source: str
+    method: str
+
+
+class StatsBucket(Struct):
+    """One hour/day/week/month, cut in the scope's timezone."""
+
+    start: datetime  # local time with its UTC offset
+    end: datetime
+    hours: int  # hourly buckets with data
+    energy_kwh: float
+    export_kwh: float
+    unallocated_kwh: float
+    co2_location_kg: float
+    co2_market_kg: float
+    power_avg_w: float | None
+    power_max_w: float | None
+    temperature_avg_c: float | None
+    humidity_avg_pct: float | None
+    brightness_avg_lux: float | None
+    coverage: float  # mean coverage of the hours with data, 0..1
+
+
+class StatsTotals(Struct):
+    energy_kwh: float
+    export_kwh: float
+    unallocated_kwh: float
+    co2_location_kg: float
+    co2_market_kg: float
+    contracted_renewable_kwh: float
+    power_max_w: float | None
+
+
+class StatsSeries(Struct):
+    scope: Literal["device", "site", "organisation"]
+    scope_ref: str | None
+    period: StatsPeriod
+    timezone: str
+    start: datetime
+    end: datetime
+    devices: list[str]  # the device codes counted (main meters, never sub-meters on top)
+    factors: list[Factor]
+    market_note: str
+    totals: StatsTotals
+    buckets: list[StatsBucket]
+
+
+class PeriodFigures(Struct):
+    start: datetime
+    end: datetime
+    energy_kwh: float
+    co2_location_kg: float
+
+
+class Comparison(Struct):
+    current: PeriodFigures
+    previous: PeriodFigures  # the same elapsed span of the previous period
+    change_pct: float | None  # energy versus the previous span; None when it was 0
+
+
+class Summary(Struct):
+    scope: Literal["site", "organisation"]
+    scope_ref: str | None
+    timezone: str
+    now_w: float  # sum of the counted devices' latest power, online devices only
+    devices_online: int
+    devices_total: int
+    today: Comparison
+    this_month: Comparison
+    factors: list[Factor]
+
+
+class Ticket(Struct):
+    ticket: str
+    expires_in_s: int
+    url: str
+
+
+class Health(Struct):
+    status: str
+
+
+class Readiness(Struct):
+    status: Literal["ready", "degraded", "unavailable"]
+    database: bool
+    nats: bool
+    redis: bool
+    detail: dict[str, str]
+
+
+encoder = msgspec.json.Encoder()

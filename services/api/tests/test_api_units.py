@@ -1,0 +1,73 @@
+"""Pure parts of the API: the live hub's bounded queues, cursors, keys and roles."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from powerflow_api.keys import KEY_PATTERN, Principal, check_role, new_key
+from powerflow_api.live import LiveHub
+from powerflow_api.problems import ApiError
+from powerflow_api.readings import Cursor, decode_cursor, encode_cursor
+from powerflow_common.wire import Reading, ReadingBatch, json_encoder
+
+
+@dataclass
+class FakeMsg:
+    """The two attributes of a NATS message the hub reads."""
+
+    data: bytes
+    subject: str = "readings.0"
+
+
+def _batch(*codes: str) -> FakeMsg:
+    now = datetime.now(UTC)
+    readings = [Reading(device_code=c, ts=now, power_w=1.0) for c in codes]
+    return FakeMsg(json_encoder.encode(ReadingBatch(readings=readings, ingested_at=now)))
+
+
+async def test_a_slow_client_is_dropped_without_holding_up_the_others() -> None:
+    hub = LiveHub(queue_size=2)
+    slow = hub.register(None)
+    picky = hub.register(frozenset({"b"}))
+    await hub.on_message(_batch("a", "a", "a", "b"))  # type: ignore[arg-type]
+    assert slow.dropped.is_set() and slow.queue.qsize() == 2
+    assert not picky.dropped.is_set() and picky.queue.qsize() == 1
+    await asyncio.wait_for(hub.on_message(_batch("b")), 1)  # type: ignore[arg-type]
+    assert picky.queue.qsize() == 2
+
+
+async def test_an_undecodable_message_is_skipped() -> None:
+    hub = LiveHub(queue_size=2)
+    client = hub.register(None)
+    await hub.on_message(FakeMsg(b"not json"))  # type: ignore[arg-type]
+    assert client.queue.empty() and not client.dropped.is_set()
+
+
+def test_a_cursor_round_trips_and_a_tampered_one_is_a_400() -> None:
+    cursor = Cursor(
+        after=datetime(2026, 1, 1, tzinfo=UTC),
+        as_of=datetime(2026, 1, 2, tzinfo=UTC),
+        resolution="raw",
+        device_id=3,
+    )
+    assert decode_cursor(encode_cursor(cursor)) == cursor
+    with pytest.raises(ApiError) as err:
+        decode_cursor("bm90IGEgY3Vyc29y")
+    assert err.value.status_code == 400
+
+
+def test_keys_have_the_documented_shape_and_roles_rank_in_order() -> None:
+    key, prefix = new_key()
+    match = KEY_PATTERN.fullmatch(key)
+    assert match is not None and match.group(1) == prefix
+    admin = Principal(1, "a", "admin")
+    device = Principal(2, "d", "device")
+    assert admin.at_least("operator") and admin.at_least("viewer")
+    assert not device.at_least("viewer")
+    assert not Principal(3, "v", "viewer").at_least("operator")
+    with pytest.raises(ValueError, match="expected one of"):
+        check_role("root")
