@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, Row, Table, and_, delete, func, or_, select, text
 from sqlalchemy.dialects.mysql import insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from powerflow_common.carbon import EmissionFactor, FactorNotFound, co2_kg, select_factor
+from powerflow_common.consumers import TRANSIENT_DB_ERRORS
 from powerflow_common.db.models import (
     Device,
     EmissionFactorRow,
@@ -50,7 +51,6 @@ _SAMPLE_COLUMNS = (
 _COUNTERS = ("energy_wh", "energy_export_wh")
 _LOCK_NAME_MAX = 64  # MySQL's limit on GET_LOCK names
 # Errors worth waiting out: the database or the network is away, or another copy holds a lock.
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
 class LockTimeout(Exception):
@@ -235,7 +235,9 @@ def recompute_buckets(
                 follow, outcome = _recompute_locked(
                     conn, database, bucket, context, factors, config
                 )
-            except (*TRANSIENT_DB_ERRORS, LockTimeout):
+            except TRANSIENT_DB_ERRORS:
+                raise
+            except LockTimeout:
                 raise
             except DBAPIError as exc:
                 if exc.connection_invalidated:

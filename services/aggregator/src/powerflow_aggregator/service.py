@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from prometheus_client import start_http_server
 
 from powerflow_aggregator.consumer import Aggregator, ensure_aggregator_consumer
 from powerflow_aggregator.rollup import RollupConfig
+from powerflow_common.consumers import stop_on_signals
 from powerflow_common.db.engine import make_engine
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
@@ -19,11 +19,7 @@ log = get_logger(__name__)
 
 async def run_aggregator(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one aggregator copy until ``stop`` is set (or SIGINT/SIGTERM)."""
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop or stop_on_signals()
     engine = make_engine(settings.database_url.get_secret_value())
     nc = await connect_nats(settings, name="powerflow-aggregator")
     js = nc.jetstream(timeout=settings.nats_timeout_s)
@@ -48,5 +44,5 @@ async def run_aggregator(settings: Settings, stop: asyncio.Event | None = None) 
 def main(settings: Settings) -> None:
     """Entry point of ``powerflow aggregator``."""
     if settings.aggregator_metrics_port:
-        start_http_server(settings.aggregator_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.aggregator_metrics_port, addr=settings.metrics_host)
     asyncio.run(run_aggregator(settings))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from prometheus_client import start_http_server
 
+from powerflow_common.consumers import stop_on_signals
 from powerflow_common.db.engine import make_engine
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
@@ -18,11 +18,7 @@ log = get_logger(__name__)
 
 async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one writer copy until ``stop`` is set (or SIGINT/SIGTERM)."""
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop or stop_on_signals()
     engine = make_engine(settings.database_url.get_secret_value())
     nc = await connect_nats(settings, name="powerflow-writer")
     js = nc.jetstream(timeout=settings.nats_timeout_s)
