@@ -39,6 +39,7 @@ fmt: install
 
 bench: install
 	$(UV) run python bench/pipeline.py
+	$(UV) run python bench/reporter_facts.py
 
 firmware-test:
 	$(MAKE) -C firmware test

@@ -67,6 +67,123 @@ def api() -> None:
 
 
 @app.command()
+def reporter() -> None:
+    """Run a report worker (dramatiq on Redis), the reaper and, if enabled, the monthly schedule."""
+    from powerflow_reporter.service import main
+
+    main(_settings())
+
+
+@app.command()
+def report(
+    start: Annotated[str, typer.Option("--from", help="First local day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option("--to", help="Day after the last, YYYY-MM-DD (exclusive)")],
+    site: Annotated[int | None, typer.Option(help="A site's id; all sites when omitted")] = None,
+    lang: Annotated[str, typer.Option(help="en or ko")] = "en",
+    wait: Annotated[bool, typer.Option(help="Follow the report until it is done")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 900.0,
+) -> None:
+    """Ask for an ESG report (HTML, PDF, Markdown, facts JSON); a reporter worker makes it."""
+    from datetime import date
+
+    from powerflow_reporter.command import request_report
+
+    if lang not in ("en", "ko"):
+        console.print("[red]--lang must be en or ko[/]")
+        raise typer.Exit(2)
+    try:
+        first, following = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    raise typer.Exit(
+        request_report(
+            _settings(),
+            start=first,
+            end=following,
+            site_id=site,
+            language="ko" if lang == "ko" else "en",
+            wait=wait,
+            timeout_s=timeout,
+            console=console,
+        )
+    )
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create (shown once), list, revoke.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. dashboard")],
+    role: Annotated[
+        str, typer.Option(help="device (ingest only), viewer, operator or admin")
+    ] = "viewer",
+) -> None:
+    """Create a key and print it once; only its sha256 is stored."""
+    from powerflow_api.keys import create_key
+    from powerflow_common.db.engine import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.database_url.get_secret_value())
+    try:
+        key, row = create_key(engine, name, role)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    console.print(f"key {row.id} '{row.name}' ({row.role}); it is shown only now:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys: id, name, prefix, role, created and revoked times (never the keys)."""
+    from powerflow_api.keys import list_keys
+    from powerflow_common.db.engine import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.database_url.get_secret_value())
+    try:
+        rows = list_keys(engine)
+    finally:
+        engine.dispose()
+    table = Table("id", "name", "prefix", "role", "created", "revoked")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.name,
+            f"pf_{row.prefix}_…",
+            row.role,
+            row.created_at.isoformat(timespec="seconds"),
+            row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id, prefix, name or the key itself")],
+) -> None:
+    """Revoke keys at once: requests with them get 401 from then on."""
+    from powerflow_api.keys import revoke_key
+    from powerflow_common.db.engine import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.database_url.get_secret_value())
+    try:
+        count = revoke_key(engine, key)
+    finally:
+        engine.dispose()
+    if not count:
+        console.print("[yellow]no unrevoked key matched[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {count} key(s)")
+
+
+@app.command()
 def streams(
     delete: Annotated[bool, typer.Option(help="Delete this namespace's streams")] = False,
 ) -> None:

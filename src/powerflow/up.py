@@ -30,6 +30,7 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
     exe = [sys.executable, "-m", "powerflow.cli"]
     commands = {"ingest": [*exe, "ingest"], "writer": [*exe, "writer"], "api": [*exe, "api"]}
     commands["aggregator"] = [*exe, "aggregator"]
+    commands["reporter"] = [*exe, "reporter"]
     if devices:
         commands["simulate"] = [*exe, "simulate", "--devices", str(devices)]
     # Own process groups: Ctrl-C reaches only us, and we stop the children in order.
@@ -60,7 +61,7 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
             time.sleep(0.2)
     finally:
         # The simulator first, so ingest and writer can drain what it sent.
-        for name in ("simulate", "api", "ingest", "writer", "aggregator"):
+        for name in ("simulate", "api", "ingest", "writer", "aggregator", "reporter"):
             process = children.get(name)
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -75,7 +75,7 @@ async def ensure_pull_consumer(
 
 
 async def fetch(sub: JetStreamContext.PullSubscription, batch: int, timeout_s: float) -> list[Msg]:
-    """Up to ``batch`` messages; none on a quiet stream, and none (said loudly) while NATS is away."""
+    """Up to ``batch`` messages; none on a quiet stream, none (said loudly) while NATS is away."""
     try:
         return await sub.fetch(batch, timeout=timeout_s)
     except (NatsTimeoutError, TimeoutError):

@@ -31,6 +31,7 @@ from powerflow_api.controllers.health import HealthController
 from powerflow_api.controllers.ingest import IngestController
 from powerflow_api.controllers.live import LiveController
 from powerflow_api.controllers.readings import LatestController, ReadingController
+from powerflow_api.controllers.reports import ReportController
 from powerflow_api.controllers.sites import SiteController
 from powerflow_api.controllers.stats import StatsController
 from powerflow_api.live import LiveHub
@@ -168,6 +169,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             StatsController,
             LiveController,
             IngestController,
+            ReportController,
         ],
         # Only /api/v1 needs a key: health, metrics, the schema and the dashboard are public.
         middleware=[DefineMiddleware(KeyAuthMiddleware)],

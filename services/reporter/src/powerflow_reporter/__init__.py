@@ -1,0 +1,1 @@
+"""powerflow reporter: ESG reports whose every number comes from the database."""

@@ -1,0 +1,683 @@
+"""The report's facts: every figure a report shows, computed by SQL and pure code, never by a model.
+
+``load_inputs`` reads hourly_stats and the scope's devices; ``compute_facts`` is pure. Each
+scalar fact has an id (``total_kwh``) that the narrative cites as a placeholder (``{{total_kwh}}``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, DateTime, Table, func, select
+
+from powerflow_common.db.models import (
+    Device,
+    EmissionFactorRow,
+    HourlyStat,
+    RenewableContract,
+    Site,
+)
+from powerflow_common.scope2 import ContractPeriod, contracted_kwh_in, market_based_scope2
+from powerflow_common.sitetotals import SiteDevice, site_basis
+
+__all__ = [
+    "BRIGHT_LUX",
+    "NIGHT_HOURS",
+    "DeviceInfo",
+    "Fact",
+    "FactInputs",
+    "FactorInfo",
+    "Facts",
+    "HourRow",
+    "NoData",
+    "Scope",
+    "compute_facts",
+    "load_inputs",
+    "utc_bounds",
+]
+
+Kind = Literal[
+    "kwh",
+    "kg",
+    "t",
+    "gj",
+    "pct",
+    "pct_change",
+    "w",
+    "c",
+    "r",
+    "count",
+    "m2",
+    "kwh_per_m2",
+    "kwh_per_c",
+    "kg_per_kwh",
+    "date",
+    "hour",
+    "text",
+]
+
+# Local hours [0, 5) count as night for the base-load rule.
+NIGHT_HOURS = range(0, 5)
+# An hour whose light sensor averaged at least this is daylight for the lighting rule.
+BRIGHT_LUX = 500.0
+GJ_PER_KWH = 0.0036
+TOP_DEVICES = 5
+MAX_SCATTER_POINTS = 800
+_HOUR = timedelta(hours=1)
+
+
+class NoData(ValueError):
+    """The scope has no devices or no hourly data in the period: a permanent report error."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device in the report's scope; ``counted`` says whether it adds to the total."""
+
+    id: int
+    code: str
+    name: str | None
+    location: str | None
+    site_id: int | None
+    meter_role: str
+    counted: bool
+
+    @property
+    def label(self) -> str:
+        """What people call it: its name, else its code (untrusted text either way)."""
+        return self.name or self.code
+
+
+@dataclass(frozen=True, slots=True)
+class HourRow:
+    """The parts of one hourly_stats row that facts use."""
+
+    device_id: int
+    hour_start: datetime  # UTC
+    energy_kwh: float
+    unallocated_kwh: float
+    coverage: float
+    co2_kg: float
+    emission_factor_id: int | None
+    power_max_w: float | None = None
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+    brightness_lux: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FactorInfo:
+    """An emission factor used by the period's hours."""
+
+    id: int
+    factor_set: str
+    region: str
+    kg_co2e_per_kwh: float
+    source: str
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class FactInputs:
+    """Everything ``compute_facts`` needs, loaded from the database or built by a test."""
+
+    scope: str  # organisation, site or devices
+    scope_label: str
+    tz: str
+    start_utc: datetime
+    end_utc: datetime
+    devices: Sequence[DeviceInfo]
+    rows: Sequence[HourRow]
+    previous_rows: Sequence[HourRow]
+    factors: Sequence[FactorInfo]
+    floor_area_m2: float | None = None
+    contracted_kwh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One figure: its id, value (None when it cannot be computed) and kind (how to format it)."""
+
+    id: str
+    value: float | int | str | None
+    kind: Kind
+
+
+@dataclass(slots=True)
+class Facts:
+    """Scalar facts by id, and the tables charts and appendices draw from."""
+
+    values: dict[str, Fact] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def add(self, fact_id: str, value: float | int | str | None, kind: Kind) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        self.values[fact_id] = Fact(fact_id, value, kind)
+
+    def value(self, fact_id: str) -> float | int | str | None:
+        return self.values[fact_id].value
+
+    def number(self, fact_id: str) -> float | None:
+        """The fact's numeric value, or None."""
+        v = self.values[fact_id].value
+        return float(v) if isinstance(v, int | float) else None
+
+
+def compute_facts(inputs: FactInputs) -> Facts:
+    """Every fact of the report from its inputs (pure); raises NoData when there is nothing."""
+    zone = ZoneInfo(inputs.tz)
+    counted = [d for d in inputs.devices if d.counted]
+    if not counted:
+        raise NoData("no device in the scope counts towards its total")
+    counted_ids = {d.id for d in counted}
+    rows = [r for r in inputs.rows if inputs.start_utc <= r.hour_start < inputs.end_utc]
+    counted_rows = [r for r in rows if r.device_id in counted_ids]
+    if not counted_rows:
+        raise NoData("no hourly data for the scope in the period")
+    facts = Facts()
+    hours_in_period = (inputs.end_utc - inputs.start_utc) // _HOUR
+    local_first = inputs.start_utc.astimezone(zone).date()
+    local_last = (inputs.end_utc - _HOUR).astimezone(zone).date()
+
+    facts.add("scope_label", inputs.scope_label, "text")
+    facts.add("timezone", inputs.tz, "text")
+    facts.add("period_start_date", local_first.isoformat(), "date")
+    facts.add("period_end_date", local_last.isoformat(), "date")
+    facts.add("period_days", (local_last - local_first).days + 1, "count")
+    facts.add("period_hours", hours_in_period, "count")
+
+    # Energy and emissions.
+    allocated = math.fsum(r.energy_kwh for r in counted_rows)
+    unallocated = math.fsum(r.unallocated_kwh for r in counted_rows)
+    total = allocated + unallocated
+    co2 = math.fsum(r.co2_kg for r in counted_rows)
+    facts.add("total_kwh", total, "kwh")
+    facts.add("allocated_kwh", allocated, "kwh")
+    facts.add("unallocated_kwh", unallocated, "kwh")
+    facts.add("unallocated_pct", _pct(unallocated, total), "pct")
+    facts.add("total_gj", total * GJ_PER_KWH, "gj")
+    scope2 = market_based_scope2(total, co2, inputs.contracted_kwh)
+    facts.add("co2_location_kg", co2, "kg")
+    facts.add("co2_location_t", co2 / 1000, "t")
+    facts.add("co2_market_kg", scope2.market_co2_kg, "kg")
+    facts.add("co2_market_t", scope2.market_co2_kg / 1000, "t")
+    facts.add("contracted_renewable_kwh", scope2.contracted_kwh, "kwh")
+    facts.add("renewable_covered_kwh", scope2.covered_kwh, "kwh")
+    facts.notes["scope2"] = scope2.note
+    effective = co2 / total if total > 0 else None
+    facts.add("effective_factor_kg_per_kwh", effective, "kg_per_kwh")
+    used_ids = {r.emission_factor_id for r in counted_rows if r.emission_factor_id is not None}
+    used = sorted((f for f in inputs.factors if f.id in used_ids), key=lambda f: f.id)
+    facts.add(
+        "factor_kg_per_kwh", used[0].kg_co2e_per_kwh if len(used) == 1 else None, "kg_per_kwh"
+    )
+    facts.add("factor_source", "; ".join(f.source for f in used) or None, "text")
+    facts.add("factor_set", ", ".join(sorted({f.factor_set for f in used})) or None, "text")
+    facts.add("factor_count", len(used), "count")
+    hours_without_factor = sum(
+        1
+        for r in counted_rows
+        if r.emission_factor_id is None and r.energy_kwh + r.unallocated_kwh > 0
+    )
+    facts.add("hours_without_factor", hours_without_factor, "count")
+    facts.tables["factors"] = [
+        {
+            "id": f.id,
+            "factor_set": f.factor_set,
+            "region": f.region,
+            "kg_co2e_per_kwh": f.kg_co2e_per_kwh,
+            "source": f.source,
+            "method": f.method,
+        }
+        for f in used
+    ]
+
+    # Hourly totals of counted devices (allocated energy: its timing is known).
+    hour_kwh: dict[datetime, float] = defaultdict(float)
+    hour_total_kwh: dict[datetime, float] = defaultdict(float)
+    for r in counted_rows:
+        hour_kwh[r.hour_start] += r.energy_kwh
+        hour_total_kwh[r.hour_start] += r.energy_kwh + r.unallocated_kwh
+
+    # By device.
+    by_device_kwh: dict[int, float] = defaultdict(float)
+    by_device_co2: dict[int, float] = defaultdict(float)
+    for r in rows:
+        by_device_kwh[r.device_id] += r.energy_kwh + r.unallocated_kwh
+        by_device_co2[r.device_id] += r.co2_kg
+    ranked = sorted(inputs.devices, key=lambda d: (-by_device_kwh.get(d.id, 0.0), d.code))
+    facts.tables["by_device"] = [
+        {
+            "rank": i + 1,
+            "code": d.code,
+            "label": d.label,
+            "location": d.location,
+            "meter_role": d.meter_role,
+            "counted": d.counted,
+            "kwh": by_device_kwh.get(d.id, 0.0),
+            "co2_kg": by_device_co2.get(d.id, 0.0),
+            "share_pct": _pct(by_device_kwh.get(d.id, 0.0), total),
+        }
+        for i, d in enumerate(ranked)
+    ]
+    facts.add("device_count", len(inputs.devices), "count")
+    facts.add("counted_device_count", len(counted), "count")
+    for i in range(TOP_DEVICES):
+        row = facts.tables["by_device"][i] if i < len(ranked) else None
+        facts.add(f"device_top{i + 1}_name", row["label"] if row else None, "text")
+        facts.add(f"device_top{i + 1}_kwh", row["kwh"] if row else None, "kwh")
+        facts.add(f"device_top{i + 1}_share_pct", row["share_pct"] if row else None, "pct")
+
+    # By local day.
+    day_kwh: dict[date, float] = defaultdict(float)
+    day_co2: dict[date, float] = defaultdict(float)
+    for r in counted_rows:
+        day = r.hour_start.astimezone(zone).date()
+        day_kwh[day] += r.energy_kwh + r.unallocated_kwh
+        day_co2[day] += r.co2_kg
+    temps_by_day: dict[date, list[float]] = defaultdict(list)
+    temps_by_hour: dict[datetime, list[float]] = defaultdict(list)
+    hum_by_hour: dict[datetime, list[float]] = defaultdict(list)
+    lux_by_hour: dict[datetime, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.temperature_c is not None:
+            temps_by_day[r.hour_start.astimezone(zone).date()].append(r.temperature_c)
+            temps_by_hour[r.hour_start].append(r.temperature_c)
+        if r.humidity_pct is not None:
+            hum_by_hour[r.hour_start].append(r.humidity_pct)
+        if r.brightness_lux is not None:
+            lux_by_hour[r.hour_start].append(r.brightness_lux)
+    days = sorted(day_kwh)
+    facts.tables["by_day"] = [
+        {
+            "date": d.isoformat(),
+            "weekday": d.weekday(),
+            "kwh": day_kwh[d],
+            "co2_kg": day_co2[d],
+            "temperature_avg_c": _mean(temps_by_day[d]) if temps_by_day.get(d) else None,
+        }
+        for d in days
+    ]
+    max_day = max(days, key=lambda d: (day_kwh[d], -d.toordinal()))
+    min_day = min(days, key=lambda d: (day_kwh[d], d.toordinal()))
+    facts.add("avg_daily_kwh", _mean([day_kwh[d] for d in days]), "kwh")
+    facts.add("max_day_date", max_day.isoformat(), "date")
+    facts.add("max_day_kwh", day_kwh[max_day], "kwh")
+    facts.add("min_day_date", min_day.isoformat(), "date")
+    facts.add("min_day_kwh", day_kwh[min_day], "kwh")
+    weekday = [day_kwh[d] for d in days if d.weekday() < 5]
+    weekend = [day_kwh[d] for d in days if d.weekday() >= 5]
+    facts.add("weekday_avg_daily_kwh", _mean(weekday) if weekday else None, "kwh")
+    facts.add("weekend_avg_daily_kwh", _mean(weekend) if weekend else None, "kwh")
+    facts.add(
+        "weekend_vs_weekday_pct",
+        _pct(_mean(weekend), _mean(weekday)) if weekend and weekday and _mean(weekday) else None,
+        "pct",
+    )
+
+    # Hour-of-day profile: mean allocated kWh at each local hour, over the hours with data.
+    by_hour_of_day: dict[int, list[float]] = defaultdict(list)
+    for hour, kwh in hour_kwh.items():
+        by_hour_of_day[hour.astimezone(zone).hour].append(kwh)
+    facts.tables["hourly_profile"] = [
+        {
+            "hour": h,
+            "avg_kwh": _mean(by_hour_of_day[h]) if by_hour_of_day.get(h) else None,
+            "avg_w": _mean(by_hour_of_day[h]) * 1000 if by_hour_of_day.get(h) else None,
+        }
+        for h in range(24)
+    ]
+
+    # Night base load, minimum and peak hours (average W over an hour = kWh x 1000).
+    night = [kwh for hour, kwh in hour_kwh.items() if hour.astimezone(zone).hour in NIGHT_HOURS]
+    night_w = _mean(night) * 1000 if night else None
+    min_w = min(hour_kwh.values()) * 1000
+    peak_hour = max(hour_kwh, key=lambda h: (hour_kwh[h], -h.timestamp()))
+    facts.add("night_base_load_w", night_w, "w")
+    facts.add("min_hour_w", min_w, "w")
+    facts.add("peak_hour_w", hour_kwh[peak_hour] * 1000, "w")
+    facts.add("peak_hour_start", peak_hour.astimezone(zone).strftime("%Y-%m-%d %H:%M"), "hour")
+    device_max = [r.power_max_w for r in counted_rows if r.power_max_w is not None]
+    facts.add("peak_device_max_w", max(device_max) if device_max else None, "w")
+    facts.add("avg_power_w", allocated / len(hour_kwh) * 1000, "w")
+
+    # Change versus the previous period of equal length.
+    prev = [r for r in inputs.previous_rows if r.device_id in counted_ids]
+    prev_total = math.fsum(r.energy_kwh + r.unallocated_kwh for r in prev)
+    facts.add("previous_total_kwh", prev_total if prev else None, "kwh")
+    facts.add("previous_co2_location_kg", math.fsum(r.co2_kg for r in prev) if prev else None, "kg")
+    facts.add("change_kwh", total - prev_total if prev else None, "kwh")
+    facts.add(
+        "change_pct",
+        (total - prev_total) / prev_total * 100 if prev and prev_total else None,
+        "pct_change",
+    )
+
+    # Coverage, gaps and unallocated energy.
+    slots = hours_in_period * len(counted)
+    rows_by_slot = {(r.device_id, r.hour_start): r for r in counted_rows}
+    facts.add("coverage_pct", math.fsum(r.coverage for r in counted_rows) / slots * 100, "pct")
+    facts.add("hours_with_data", len(hour_kwh), "count")
+    facts.add("missing_device_hours", slots - len(rows_by_slot), "count")
+    facts.add(
+        "gap_device_hours",
+        slots - len(rows_by_slot) + sum(1 for r in rows_by_slot.values() if r.coverage < 0.5),
+        "count",
+    )
+
+    # Intensity.
+    facts.add("floor_area_m2", inputs.floor_area_m2, "m2")
+    facts.add(
+        "intensity_kwh_per_m2",
+        total / inputs.floor_area_m2 if inputs.floor_area_m2 else None,
+        "kwh_per_m2",
+    )
+
+    # Environment: hourly power against hourly means of the scope's sensors.
+    for name, series in (
+        ("temperature", temps_by_hour),
+        ("humidity", hum_by_hour),
+        ("brightness", lux_by_hour),
+    ):
+        pairs = [(_mean(series[h]), hour_kwh[h] * 1000) for h in sorted(hour_kwh) if series.get(h)]
+        r_value = _pearson(pairs)
+        facts.add(f"corr_{name}_r", r_value, "r")
+        facts.add(f"corr_{name}_n", len(pairs), "count")
+    temp_points = [
+        (_mean(temps_by_hour[h]), hour_kwh[h] * 1000)
+        for h in sorted(hour_kwh)
+        if temps_by_hour.get(h)
+    ]
+    step = max(1, math.ceil(len(temp_points) / MAX_SCATTER_POINTS))
+    facts.tables["temperature_power"] = [
+        {"temperature_c": t, "power_w": w} for t, w in temp_points[::step]
+    ]
+    daily_pairs = [(_mean(temps_by_day[d]), day_kwh[d]) for d in days if temps_by_day.get(d)]
+    facts.add("daily_kwh_per_c_slope", _slope(daily_pairs), "kwh_per_c")
+    facts.add("daily_temperature_n", len(daily_pairs), "count")
+
+    # Savings potentials by rule, in kWh, kg CO2e and percent of the period's consumption.
+    factor = effective or 0.0
+    night_kwh: float | None = None
+    if night_w is not None:
+        night_kwh = max(0.0, night_w - min_w) * len(night) / 1000
+    _savings(facts, "savings_night_base", night_kwh, factor, total)
+    _savings(facts, "savings_bright_lighting", _bright_excess_kwh(counted_rows), factor, total)
+    return facts
+
+
+def _savings(facts: Facts, prefix: str, kwh: float | None, factor: float, total: float) -> None:
+    facts.add(f"{prefix}_kwh", kwh, "kwh")
+    facts.add(f"{prefix}_kg", None if kwh is None else kwh * factor, "kg")
+    facts.add(f"{prefix}_pct", None if kwh is None else _pct(kwh, total), "pct")
+
+
+def _bright_excess_kwh(rows: Iterable[HourRow]) -> float | None:
+    """Energy above each light-sensing device's own minimum hour, in hours it saw daylight."""
+    by_device: dict[int, list[HourRow]] = defaultdict(list)
+    for r in rows:
+        by_device[r.device_id].append(r)
+    sensing = {
+        d: rs for d, rs in by_device.items() if any(r.brightness_lux is not None for r in rs)
+    }
+    if not sensing:
+        return None
+    excess = 0.0
+    for rs in sensing.values():
+        floor = min(r.energy_kwh for r in rs)
+        excess += math.fsum(
+            max(0.0, r.energy_kwh - floor)
+            for r in rs
+            if r.brightness_lux is not None and r.brightness_lux >= BRIGHT_LUX
+        )
+    return excess
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return part / whole * 100 if whole else None
+
+
+def _pearson(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """Pearson's r of the pairs; None with fewer than 3 or no variance."""
+    if len(pairs) < 3:
+        return None
+    mx = _mean([p[0] for p in pairs])
+    my = _mean([p[1] for p in pairs])
+    sxy = math.fsum((x - mx) * (y - my) for x, y in pairs)
+    sxx = math.fsum((x - mx) ** 2 for x, _ in pairs)
+    syy = math.fsum((y - my) ** 2 for _, y in pairs)
+    if sxx <= 0 or syy <= 0:
+        return None
+    return sxy / math.sqrt(sxx * syy)
+
+
+def _slope(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of y on x; None with fewer than 3 or no spread in x."""
+    if len(pairs) < 3:
+        return None
+    mx = _mean([p[0] for p in pairs])
+    my = _mean([p[1] for p in pairs])
+    sxx = math.fsum((x - mx) ** 2 for x, _ in pairs)
+    if sxx <= 0:
+        return None
+    return math.fsum((x - mx) * (y - my) for x, y in pairs) / sxx
+
+
+# --- loading (SQL) -----------------------------------------------------------------------------
+
+_sites = cast(Table, Site.__table__)
+_devices = cast(Table, Device.__table__)
+_stats = cast(Table, HourlyStat.__table__)
+_factors = cast(Table, EmissionFactorRow.__table__)
+_contracts = cast(Table, RenewableContract.__table__)
+_RAW_DATETIME = DateTime()
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a report covers: the organisation, one site, or a list of devices."""
+
+    kind: Literal["organisation", "site", "devices"]
+    site_id: int | None = None
+    device_ids: tuple[int, ...] = ()
+
+
+def load_inputs(
+    conn: Connection,
+    scope: Scope,
+    start_utc: datetime,
+    end_utc: datetime,
+    *,
+    default_tz: str,
+) -> FactInputs:
+    """Read the scope's devices, hourly rows (this and the previous period) and factors."""
+    query = select(
+        _devices.c.id,
+        _devices.c.code,
+        _devices.c.name,
+        _devices.c.location,
+        _devices.c.site_id,
+        _devices.c.meter_role,
+    ).order_by(_devices.c.id)
+    tz = default_tz
+    label = "organisation"
+    floor_area: float | None = None
+    site_ids: list[int] = []
+    if scope.kind == "site":
+        site = conn.execute(select(_sites).where(_sites.c.id == scope.site_id)).first()
+        if site is None:
+            raise NoData(f"no site with id {scope.site_id}")
+        tz, label, floor_area = site.timezone, site.name, site.floor_area_m2
+        site_ids = [site.id]
+        query = query.where(_devices.c.site_id == scope.site_id)
+    elif scope.kind == "devices":
+        query = query.where(_devices.c.id.in_(scope.device_ids))
+        label = "devices"
+    raw = list(conn.execute(query))
+    if not raw:
+        raise NoData("the scope has no devices")
+    devices = _with_counted(raw)
+    if scope.kind == "organisation":
+        areas = list(conn.execute(select(_sites.c.id, _sites.c.floor_area_m2)))
+        site_ids = [a.id for a in areas]
+        if areas and all(a.floor_area_m2 for a in areas):
+            floor_area = math.fsum(a.floor_area_m2 for a in areas)
+    ids = [d.id for d in devices]
+    current = _hour_rows(conn, ids, start_utc, end_utc)
+    previous = _previous_totals(conn, ids, start_utc - (end_utc - start_utc), start_utc)
+    factor_ids = {r.emission_factor_id for r in current if r.emission_factor_id is not None}
+    factors = [
+        FactorInfo(
+            id=f.id,
+            factor_set=f.factor_set,
+            region=f.region,
+            kg_co2e_per_kwh=f.kg_co2e_per_kwh,
+            source=f.source,
+            method=f.method,
+        )
+        for f in conn.execute(select(_factors).where(_factors.c.id.in_(factor_ids or {-1})))
+    ]
+    contracted = 0.0
+    if site_ids and scope.kind != "devices":
+        for c in conn.execute(select(_contracts).where(_contracts.c.site_id.in_(site_ids))):
+            site_tz = tz
+            contracted += contracted_kwh_in(
+                [
+                    ContractPeriod(
+                        period_start=c.period_start,
+                        period_end=c.period_end,
+                        energy_kwh=c.energy_kwh,
+                        instrument=c.instrument,
+                    )
+                ],
+                start_utc,
+                end_utc,
+                site_tz,
+            )
+    return FactInputs(
+        scope=scope.kind,
+        scope_label=label,
+        tz=tz,
+        start_utc=start_utc,
+        end_utc=end_utc,
+        devices=devices,
+        rows=current,
+        previous_rows=previous,
+        factors=factors,
+        floor_area_m2=floor_area,
+        contracted_kwh=contracted,
+    )
+
+
+def _with_counted(raw: Sequence[Any]) -> list[DeviceInfo]:
+    """Mark the devices that add to the total: per site, its main meters, else standalone ones."""
+    by_site: dict[int | None, list[Any]] = defaultdict(list)
+    for d in raw:
+        by_site[d.site_id].append(d)
+    basis = {
+        site: site_basis(SiteDevice(id=d.id, code=d.code, meter_role=d.meter_role) for d in ds)
+        for site, ds in by_site.items()
+    }
+    return [
+        DeviceInfo(
+            id=d.id,
+            code=d.code,
+            name=d.name,
+            location=d.location,
+            site_id=d.site_id,
+            meter_role=d.meter_role,
+            counted=d.meter_role == basis[d.site_id],
+        )
+        for d in raw
+    ]
+
+
+def _hour_rows(
+    conn: Connection, device_ids: list[int], start_utc: datetime, end_utc: datetime
+) -> list[HourRow]:
+    if not device_ids:
+        return []
+    s = _stats.c
+    # Plain SQL columns: the UTC type decorator costs more than the query for a month of rows.
+    result = conn.execute(
+        select(
+            s.device_id,
+            s.hour_start.cast(_RAW_DATETIME),
+            s.energy_kwh,
+            s.unallocated_kwh,
+            s.coverage,
+            s.co2_kg,
+            s.emission_factor_id,
+            s.power_max_w,
+            s.temperature_avg_c,
+            s.humidity_avg_pct,
+            s.brightness_avg_lux,
+        ).where(s.device_id.in_(device_ids), s.hour_start >= start_utc, s.hour_start < end_utc)
+    )
+    return [
+        HourRow(
+            device_id=r[0],
+            hour_start=r[1].replace(tzinfo=UTC),
+            energy_kwh=r[2],
+            unallocated_kwh=r[3],
+            coverage=r[4],
+            co2_kg=r[5],
+            emission_factor_id=r[6],
+            power_max_w=r[7],
+            temperature_c=r[8],
+            humidity_pct=r[9],
+            brightness_lux=r[10],
+        )
+        for r in result
+    ]
+
+
+def _previous_totals(
+    conn: Connection, device_ids: list[int], start_utc: datetime, end_utc: datetime
+) -> list[HourRow]:
+    """The previous period summed per device in SQL (one row each, at its first hour)."""
+    if not device_ids:
+        return []
+    s = _stats.c
+    result = conn.execute(
+        select(
+            s.device_id,
+            func.sum(s.energy_kwh),
+            func.sum(s.unallocated_kwh),
+            func.sum(s.co2_kg),
+        )
+        .where(s.device_id.in_(device_ids), s.hour_start >= start_utc, s.hour_start < end_utc)
+        .group_by(s.device_id)
+    )
+    return [
+        HourRow(
+            device_id=r[0],
+            hour_start=start_utc,
+            energy_kwh=float(r[1] or 0.0),
+            unallocated_kwh=float(r[2] or 0.0),
+            coverage=0.0,
+            co2_kg=float(r[3] or 0.0),
+            emission_factor_id=None,
+        )
+        for r in result
+    ]
+
+
+def utc_bounds(first_day: date, end_day: date, tz: str) -> tuple[datetime, datetime]:
+    """UTC [start, end) of the local days first_day .. end_day (exclusive) in ``tz``."""
+    zone = ZoneInfo(tz)
+    start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=zone)
+    end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)

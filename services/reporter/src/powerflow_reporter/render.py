@@ -1,0 +1,341 @@
+"""HTML (Jinja2, autoescaped), Markdown and PDF (WeasyPrint) of a report.
+
+Model text is sanitised with nh3 before it reaches HTML; placeholders are filled afterwards with
+escaped values, so neither the model nor a device name can add markup.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nh3
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from powerflow_reporter.charts import bar_chart, scatter_chart
+from powerflow_reporter.facts import Facts
+from powerflow_reporter.formatting import Language, format_fact, format_number
+from powerflow_reporter.grounding import fill_placeholders
+from powerflow_reporter.narrative import SECTIONS, Narrative
+
+__all__ = ["RenderedReport", "render_html", "render_markdown", "render_pdf"]
+
+_TEMPLATES = Path(__file__).with_name("templates")
+_env = Environment(
+    loader=FileSystemLoader(_TEMPLATES),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+UI: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Environmental report: electricity and Scope 2 emissions",
+        "report_id": "Report",
+        "generated": "generated",
+        "without_ai": "Written without AI: template narrative",
+        "with_ai": "Narrative written with AI; every figure is filled in from the data",
+        "fallback": "Some sentences of the AI narrative quoted figures not taken from the data "
+        "and were replaced by template text.",
+        "key_figures": "Key figures",
+        "total_energy": "Electricity consumed",
+        "co2_location": "Scope 2 emissions, location-based",
+        "co2_market": "Scope 2 emissions, market-based",
+        "change": "Change vs previous period",
+        "coverage": "Data coverage",
+        "peak": "Peak hourly average power",
+        "night_base": "Night base load",
+        "executive_summary": "Executive summary",
+        "environmental": "Environmental disclosures",
+        "gri_302_1": "Energy consumption within the organisation",
+        "gri_302_3": "Energy intensity",
+        "gri_305_2": "Energy indirect (Scope 2) GHG emissions",
+        "source_col": "Source",
+        "electricity_purchased": "Electricity (metered)",
+        "renewable_contracted": "of which covered by renewable contracts",
+        "floor_area": "Floor area",
+        "intensity": "Electricity per floor area",
+        "method": "Method",
+        "location_based": "Location-based",
+        "market_based": "Market-based",
+        "consumption_analysis": "Consumption analysis",
+        "emissions": "Emissions",
+        "daily_chart": "Daily consumption (kWh)",
+        "profile_chart": "Average hourly profile (W, local time)",
+        "by_device": "Consumption by device",
+        "device": "Device",
+        "code": "Code",
+        "role": "Meter role",
+        "environmental_correlations": "Environmental correlations",
+        "scatter_chart": "Temperature (°C) against hourly power (W)",
+        "recommendations": "Recommendations",
+        "methodology": "Methodology",
+        "boundary": "Boundary",
+        "meters": "Meters counted / in scope",
+        "factor": "Emission factor",
+        "effective": "effective",
+        "factor_source": "Factor source",
+        "gaps": "device-hours with gaps",
+        "unallocated": "unallocated",
+        "methodology_text": "Energy is metered per device (cumulative counter, else the integral "
+        "of power); gaps longer than the configured maximum add nothing and lower coverage, and "
+        "counter energy across a gap is reported as unallocated. Site totals come from main "
+        "meters where a site has them, else from standalone meters, so sub-meters are never "
+        "counted twice. Location-based Scope 2 applies the grid factor valid for each hour; "
+        "market-based Scope 2 subtracts contracted renewable electricity (GHG Protocol Scope 2 "
+        "Guidance). Days are cut in the scope's local time zone.",
+        "grounding_text": "Every figure in this report is computed from the metering database "
+        "by software; the narrative cites figures only through placeholders that the software "
+        "fills in, and is checked for figures of its own.",
+        "boundary_site": "Site",
+        "boundary_organisation": "Organisation (all sites and devices)",
+        "boundary_devices": "Selected devices",
+    },
+    "ko": {
+        "title": "환경 보고서: 전력 사용량 및 Scope 2 배출량",
+        "report_id": "보고서",
+        "generated": "생성",
+        "without_ai": "AI 없이 작성됨: 템플릿 서술",
+        "with_ai": "AI로 작성된 서술이며, 모든 수치는 데이터에서 채워졌습니다",
+        "fallback": "AI 서술 중 데이터에 없는 수치를 인용한 문장은 템플릿 문장으로 대체되었습니다.",
+        "key_figures": "주요 수치",
+        "total_energy": "전력 사용량",
+        "co2_location": "Scope 2 배출량 (위치 기반)",
+        "co2_market": "Scope 2 배출량 (시장 기반)",
+        "change": "직전 기간 대비 변화",
+        "coverage": "데이터 수집률",
+        "peak": "최대 시간 평균 전력",
+        "night_base": "야간 기저 부하",
+        "executive_summary": "요약",
+        "environmental": "환경 공시",
+        "gri_302_1": "조직 내 에너지 소비",
+        "gri_302_3": "에너지 원단위",
+        "gri_305_2": "간접 온실가스 배출 (Scope 2)",
+        "source_col": "구분",
+        "electricity_purchased": "전력 (계측)",
+        "renewable_contracted": "그중 재생에너지 계약분",
+        "floor_area": "연면적",
+        "intensity": "면적당 전력 사용량",
+        "method": "산정 방식",
+        "location_based": "위치 기반",
+        "market_based": "시장 기반",
+        "consumption_analysis": "사용량 분석",
+        "emissions": "배출량",
+        "daily_chart": "일별 사용량 (kWh)",
+        "profile_chart": "시간대별 평균 전력 (W, 현지 시각)",
+        "by_device": "기기별 사용량",
+        "device": "기기",
+        "code": "코드",
+        "role": "계량 구분",
+        "environmental_correlations": "환경 요인과의 상관관계",
+        "scatter_chart": "온도 (°C)와 시간별 전력 (W)",
+        "recommendations": "권고 사항",
+        "methodology": "산정 방법",
+        "boundary": "경계",
+        "meters": "집계 계량기 / 범위 내 기기",
+        "factor": "배출계수",
+        "effective": "실효",
+        "factor_source": "배출계수 출처",
+        "gaps": "공백이 있는 기기-시간",
+        "unallocated": "미배분",
+        "methodology_text": "에너지는 기기별로 계측합니다(누적 계량값, 없으면 전력의 적분). 설정된 "
+        "최대 간격보다 긴 공백은 더하지 않고 수집률을 낮추며, 공백을 가로지른 누적 계량값의 증가는 "
+        "미배분으로 보고합니다. 사업장 합계는 주 계량기가 있으면 주 계량기에서, 없으면 독립 "
+        "계량기에서 구하므로 하위 계량기는 두 번 집계되지 않습니다. 위치 기반 Scope 2는 각 시간에 "
+        "유효한 전력망 배출계수를 적용하고, 시장 기반 Scope 2는 재생에너지 계약량을 차감합니다"
+        "(GHG Protocol Scope 2 지침). 날짜는 해당 범위의 현지 시간대로 나눕니다.",
+        "grounding_text": "이 보고서의 모든 수치는 소프트웨어가 계측 데이터베이스에서 "
+        "계산했습니다. "
+        "서술은 소프트웨어가 채우는 자리표시자로만 수치를 인용하며, 자체 수치가 없는지 검사됩니다.",
+        "boundary_site": "사업장",
+        "boundary_organisation": "조직 전체 (모든 사업장과 기기)",
+        "boundary_devices": "선택한 기기",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedReport:
+    """The report's text outputs."""
+
+    html: str
+    markdown: str
+
+
+def _displays(facts: Facts, language: Language) -> dict[str, str]:
+    return {fid: format_fact(f, language) for fid, f in facts.values.items()}
+
+
+def _html_text(text: str, displays_html: dict[str, str]) -> Markup:
+    """Model or template text as safe HTML paragraphs with placeholders filled in."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    out = []
+    for p in paragraphs:
+        # No tags at all: the model writes prose; nh3 also drops script and style contents.
+        clean = nh3.clean(p, tags=set(), clean_content_tags={"script", "style"})
+        out.append(f"<p>{fill_placeholders(clean, displays_html)}</p>")
+    return Markup("\n".join(out))
+
+
+def _inline_html(text: str, displays_html: dict[str, str]) -> Markup:
+    clean = nh3.clean(text, tags=set(), clean_content_tags={"script", "style"})
+    return Markup(fill_placeholders(clean, displays_html))
+
+
+def render_html(
+    *,
+    report_id: str,
+    generated_at: str,
+    scope: str,
+    facts: Facts,
+    narrative: Narrative,
+    language: Language,
+) -> str:
+    """The report as one self-contained HTML page (inline SVG charts, no external assets)."""
+    t = UI[language]
+    displays = _displays(facts, language)
+    displays_html = {k: html.escape(v) for k, v in displays.items()}
+    by_day = facts.tables.get("by_day", [])
+    profile = facts.tables.get("hourly_profile", [])
+    scatter = facts.tables.get("temperature_power", [])
+    charts = {
+        "daily": Markup(
+            bar_chart(
+                t["daily_chart"], [d["date"][5:] for d in by_day], [d["kwh"] for d in by_day], "kWh"
+            )
+        ),
+        "profile": Markup(
+            bar_chart(
+                t["profile_chart"],
+                [f"{p['hour']:02d}" for p in profile],
+                [p["avg_w"] for p in profile],
+                "W",
+            )
+        ),
+        "scatter": Markup(
+            scatter_chart(
+                t["scatter_chart"],
+                [(p["temperature_c"], p["power_w"]) for p in scatter],
+                "°C",
+                "W",
+            )
+        ),
+    }
+    devices = [
+        {
+            "rank": d["rank"],
+            "label": d["label"],  # untrusted: autoescaped by Jinja2
+            "code": d["code"],
+            "role": d["meter_role"] + ("" if d["counted"] else " (breakdown)"),
+            "kwh": format_number(d["kwh"], "kwh"),
+            "co2": format_number(d["co2_kg"], "kg"),
+            "share": "" if d["share_pct"] is None else format_number(d["share_pct"], "pct"),
+        }
+        for d in facts.tables.get("by_device", [])
+    ]
+    fallback = bool(narrative.grounding.get("fallback_sections"))
+    template = _env.get_template("report.html.j2")
+    return template.render(
+        lang=language,
+        t=t,
+        v=displays,
+        report_id=report_id,
+        generated_at=generated_at,
+        source=narrative.source,
+        model=narrative.model,
+        fallback_note=t["fallback"] if fallback else "",
+        sections={name: _html_text(narrative.sections[name], displays_html) for name in SECTIONS},
+        recommendations=[_inline_html(r.text, displays_html) for r in narrative.recommendations],
+        charts=charts,
+        devices=devices,
+        scope2_note=facts.notes.get("scope2", ""),
+        boundary=t[f"boundary_{scope}"] + f": {displays['scope_label']}",
+    )
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>])")
+# A placeholder (filled in) or a character the model's text must not use as Markdown.
+_MD_TEXT = re.compile(r"(\{\{\s*([A-Za-z0-9_.-]*)\s*\}\})|([\\`*_{}\[\]()#+!|<>])")
+
+
+def _md_escape(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def render_markdown(
+    *, report_id: str, generated_at: str, facts: Facts, narrative: Narrative, language: Language
+) -> str:
+    """The report as Markdown: the same narrative and figures, tables instead of charts."""
+    t = UI[language]
+    displays = _displays(facts, language)
+    md_values = {k: _md_escape(v) for k, v in displays.items()}
+
+    def text(raw: str) -> str:
+        plain = html.unescape(nh3.clean(raw, tags=set(), clean_content_tags={"script", "style"}))
+        # Escape the model's own Markdown, not our placeholders' braces.
+        return _MD_TEXT.sub(
+            lambda m: md_values.get(m.group(2), m.group(1)) if m.group(1) else "\\" + m.group(3),
+            plain,
+        )
+
+    lines = [
+        f"# {t['title']}",
+        "",
+        f"{md_values['scope_label']} · {displays['period_start_date']} – "
+        f"{displays['period_end_date']} ({displays['timezone']}) · {t['report_id']} {report_id} · "
+        f"{t['generated']} {generated_at}",
+        "",
+        f"**{t['without_ai'] if narrative.source == 'template' else t['with_ai']}**",
+        "",
+    ]
+    if narrative.grounding.get("fallback_sections"):
+        lines += [f"> {t['fallback']}", ""]
+    lines += [
+        f"## {t['key_figures']}",
+        "",
+        "| | |",
+        "|---|---:|",
+        f"| {t['total_energy']} | {displays['total_kwh']} |",
+        f"| {t['co2_location']} | {displays['co2_location_kg']} |",
+        f"| {t['co2_market']} | {displays['co2_market_kg']} |",
+        f"| {t['change']} | {displays['change_pct']} ({displays['change_kwh']}) |",
+        f"| {t['coverage']} | {displays['coverage_pct']} |",
+        "",
+    ]
+    for name in SECTIONS:
+        lines += [f"## {t[name]}", "", text(narrative.sections[name]), ""]
+        if name == "emissions":
+            lines += [
+                "| GHG Protocol Scope 2 | kWh | kg CO2e | t CO2e |",
+                "|---|---:|---:|---:|",
+                f"| {t['location_based']} | {displays['total_kwh']} | "
+                f"{displays['co2_location_kg']} | {displays['co2_location_t']} |",
+                f"| {t['market_based']} | {displays['total_kwh']} | "
+                f"{displays['co2_market_kg']} | {displays['co2_market_t']} |",
+                "",
+                f"GRI 302-1: {displays['total_kwh']} = {displays['total_gj']}; GRI 302-3: "
+                f"{displays['intensity_kwh_per_m2']}",
+                "",
+            ]
+    lines += [f"## {t['recommendations']}", ""]
+    lines += [f"- {text(r.text)}" for r in narrative.recommendations]
+    lines += ["", f"## {t['by_device']}", "", "| # | | kWh | % |", "|---:|---|---:|---:|"]
+    for d in facts.tables.get("by_device", []):
+        share = "" if d["share_pct"] is None else format_number(d["share_pct"], "pct")
+        lines.append(
+            f"| {d['rank']} | {_md_escape(d['label'])} | "
+            f"{format_number(d['kwh'], 'kwh')} | {share} |"
+        )
+    lines += ["", f"## {t['methodology']}", "", t["methodology_text"], "", t["grounding_text"], ""]
+    lines += [f"{t['factor_source']}: {md_values['factor_source']}", ""]
+    return "\n".join(lines)
+
+
+def render_pdf(html_text: str, path: Path) -> None:
+    """Write the HTML as a PDF with WeasyPrint (fonts from fontconfig, CJK from fonts-noto-cjk)."""
+    from weasyprint import HTML  # type: ignore[import-untyped]  # heavy: imported when needed
+
+    HTML(string=html_text).write_pdf(str(path))
