@@ -215,3 +215,24 @@ def test_periods_contain_their_instant_are_contiguous_and_hour_aligned(
         hour_bucket = a.replace(minute=0, second=0, microsecond=0)
         assert bucket_start_local(hour_bucket, period, tz) == a
         assert bucket_start_local(b - HOUR, period, tz) == a
+
+
+def test_offset_segments_follow_daylight_saving_changes() -> None:
+    from powerflow_common.periods import utc_offset_segments
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    assert utc_offset_segments("Asia/Seoul", start, end) == [(start, 540)]
+    assert utc_offset_segments("Europe/Berlin", start, end) == [
+        (start, 60),
+        (datetime(2025, 3, 30, 1, tzinfo=UTC), 120),
+        (datetime(2025, 10, 26, 1, tzinfo=UTC), 60),
+    ]
+
+
+def test_offset_segments_from_an_odd_start_still_change_on_the_hour() -> None:
+    from powerflow_common.periods import utc_offset_segments
+
+    start = datetime(2025, 3, 29, 7, 13, 27, tzinfo=UTC)
+    segments = utc_offset_segments("Europe/Berlin", start, start + timedelta(days=3))
+    assert segments == [(start, 60), (datetime(2025, 3, 30, 1, tzinfo=UTC), 120)]

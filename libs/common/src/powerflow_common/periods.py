@@ -102,6 +102,47 @@ def bucket_start_local(hour_start_utc: datetime, period: Period, tz: str) -> dat
     return start_utc.astimezone(timezone(offset))
 
 
+def utc_offset_segments(tz: str, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """The zone's UTC offset over [start, end) as (from, offset in minutes) pieces, in order.
+
+    Lets a database cut local periods with plain arithmetic: a zone changes its offset only
+    a few times a year, always on a UTC hour for the whole-hour zones we accept.
+    """
+    zone = _zone(tz)
+    start_utc = _require_aware(start, "start").astimezone(UTC)
+    end_utc = _require_aware(end, "end").astimezone(UTC)
+
+    def minutes(at: datetime) -> int:
+        offset = at.astimezone(zone).utcoffset()
+        assert offset is not None
+        return int(offset.total_seconds() // 60)
+
+    segments = [(start_utc, minutes(start_utc))]
+    day = timedelta(days=1)
+    low = start_utc
+    while low < end_utc:
+        high = min(low + day, end_utc)
+        if minutes(high) != segments[-1][1]:
+            # Bisect to the hour the offset changed.
+            lo, hi = low, high
+            while hi - lo > timedelta(hours=1):
+                mid = lo + (hi - lo) / 2
+                mid = mid.replace(minute=0, second=0, microsecond=0)
+                if mid <= lo:
+                    mid = lo + timedelta(hours=1)
+                if minutes(mid) == segments[-1][1]:
+                    lo = mid
+                else:
+                    hi = mid
+            floor = hi.replace(minute=0, second=0, microsecond=0)
+            if floor > lo and minutes(floor) != segments[-1][1]:
+                hi = floor
+            if hi < end_utc:
+                segments.append((hi, minutes(hi)))
+        low = high
+    return segments
+
+
 def _local_midnight_utc(day: date, zone: ZoneInfo) -> datetime:
     # fold=0 gives the first midnight when it repeats and, when a DST jump skips midnight,
     # the pre-transition offset, which lands exactly on the transition instant: the moment

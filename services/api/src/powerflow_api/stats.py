@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, func, select, text
 
 from powerflow_api import schemas
 from powerflow_api.data import (
@@ -25,7 +25,12 @@ from powerflow_api.data import (
     sites_t,
 )
 from powerflow_api.problems import ApiError
-from powerflow_common.periods import Period, bucket_start_local, period_bounds_utc
+from powerflow_common.periods import (
+    Period,
+    bucket_start_local,
+    period_bounds_utc,
+    utc_offset_segments,
+)
 from powerflow_common.settings import Settings
 from powerflow_common.sitetotals import SiteDevice, site_basis
 
@@ -137,18 +142,137 @@ def default_range(
     return start_utc, end_utc
 
 
-def _hourly_rows(conn: Connection, ids: Iterable[int], start: datetime, end: datetime) -> list[Any]:
-    ids = sorted(ids)
+@dataclass(slots=True)
+class _Sums:
+    """One local period of a scope, summed by the database (hours first, then the period)."""
+
+    first_hour: datetime
+    hours: int  # hours with data of a counted device
+    device_hours: int
+    energy_kwh: float
+    export_kwh: float
+    unallocated_kwh: float
+    co2_kg: float
+    coverage_sum: float
+    demand_sum_w: float  # per hour: the counted devices' summed average power
+    demand_hours: int
+    demand_max_w: float | None
+    sample_max_w: float | None  # the highest sample of any counted device
+    env: dict[str, tuple[float, float]]  # name -> (sum of value x samples, sum of samples)
+
+
+ENV_COLUMNS = ("temperature_avg_c", "humidity_avg_pct", "brightness_avg_lux")
+
+_LOCAL_KEY = {
+    "hour": "hs",
+    "day": "DATE(local_ts)",
+    "week": "DATE(local_ts) - INTERVAL WEEKDAY(local_ts) DAY",
+    "month": "DATE_FORMAT(local_ts, '%Y-%m-01')",
+}
+
+
+def _period_sums(
+    conn: Connection, scope: Scope, period: Period, start: datetime, end: datetime
+) -> tuple[list[_Sums], set[int]]:
+    """Per local period of the scope (ordered), and the emission factors its counted hours used.
+
+    The database sums devices per hour, then hours per local period (the zone's offset
+    pieces come from periods.utc_offset_segments), so a year of a site returns 366 rows.
+    """
+    ids = sorted(d.id for d in scope.devices)
     if not ids:
-        return []
-    h = hourly_t
-    return list(
-        conn.execute(
-            select(h)
-            .where(h.c.device_id.in_(ids), h.c.hour_start >= start, h.c.hour_start < end)
-            .order_by(h.c.hour_start)
-        ).all()
+        return [], set()
+    counted = sorted(scope.counted) or [-1]
+    segments = utc_offset_segments(scope.timezone, start, end)
+    offset_sql = "CASE " + " ".join(
+        f"WHEN hs < :seg_{i} THEN {segments[i - 1][1]}" for i in range(1, len(segments))
     )
+    offset_sql = (
+        f"{offset_sql} ELSE {segments[-1][1]} END" if len(segments) > 1 else str(segments[0][1])
+    )
+    env_inner = ", ".join(
+        f"SUM({c} * GREATEST(samples, 1)) AS {c}_vw,"
+        f" SUM(CASE WHEN {c} IS NOT NULL THEN GREATEST(samples, 1) END) AS {c}_w"
+        for c in ENV_COLUMNS
+    )
+    env_outer = ", ".join(f"SUM({c}_vw) AS {c}_vw, SUM({c}_w) AS {c}_w" for c in ENV_COLUMNS)
+    counted_case = "CASE WHEN device_id IN :counted THEN {} END"
+    statement = text(
+        f"""
+        SELECT MIN(hs) AS first_hour,
+               SUM(counted_rows > 0) AS hours, SUM(counted_rows) AS device_hours,
+               SUM(energy) AS energy, SUM(export) AS export, SUM(unallocated) AS unallocated,
+               SUM(co2) AS co2, SUM(coverage) AS coverage,
+               SUM(demand) AS demand_sum, COUNT(demand) AS demand_hours,
+               MAX(demand) AS demand_max, MAX(sample_max) AS sample_max, {env_outer}
+        FROM (
+            SELECT hour_start AS hs,
+                   hour_start + INTERVAL ({offset_sql}) MINUTE AS local_ts,
+                   SUM(device_id IN :counted) AS counted_rows,
+                   SUM({counted_case.format("energy_kwh")}) AS energy,
+                   SUM({counted_case.format("export_kwh")}) AS export,
+                   SUM({counted_case.format("unallocated_kwh")}) AS unallocated,
+                   SUM({counted_case.format("co2_kg")}) AS co2,
+                   SUM({counted_case.format("coverage")}) AS coverage,
+                   SUM({counted_case.format("power_avg_w")}) AS demand,
+                   MAX({counted_case.format("power_max_w")}) AS sample_max,
+                   {env_inner}
+            FROM hourly_stats
+            WHERE device_id IN :ids AND hour_start >= :start AND hour_start < :end
+            GROUP BY hour_start
+        ) AS per_hour
+        GROUP BY {_LOCAL_KEY[period]}
+        ORDER BY first_hour
+        """
+    ).bindparams(bindparam("ids", expanding=True), bindparam("counted", expanding=True))
+
+    def naive(at: datetime) -> datetime:  # plain SQL: UTC without an offset, as stored
+        return at.astimezone(UTC).replace(tzinfo=None)
+
+    params: dict[str, Any] = {
+        "ids": ids,
+        "counted": counted,
+        "start": naive(start),
+        "end": naive(end),
+    }
+    params.update({f"seg_{i}": naive(segments[i][0]) for i in range(1, len(segments))})
+    rows = conn.execute(statement, params).all()
+    h = hourly_t
+    factor_ids = set(
+        conn.execute(
+            select(h.c.emission_factor_id)
+            .distinct()
+            .where(
+                h.c.device_id.in_(counted),
+                h.c.hour_start >= start,
+                h.c.hour_start < end,
+                h.c.emission_factor_id.is_not(None),
+            )
+        ).scalars()
+    )
+
+    def num(value: Any) -> float:
+        return float(value or 0.0)
+
+    sums = [
+        _Sums(
+            first_hour=r.first_hour.replace(tzinfo=UTC),
+            hours=int(r.hours or 0),
+            device_hours=int(r.device_hours or 0),
+            energy_kwh=num(r.energy),
+            export_kwh=num(r.export),
+            unallocated_kwh=num(r.unallocated),
+            co2_kg=num(r.co2),
+            coverage_sum=num(r.coverage),
+            demand_sum_w=num(r.demand_sum),
+            demand_hours=int(r.demand_hours or 0),
+            demand_max_w=None if r.demand_max is None else float(r.demand_max),
+            sample_max_w=None if r.sample_max is None else float(r.sample_max),
+            env={c: (num(getattr(r, f"{c}_vw")), num(getattr(r, f"{c}_w"))) for c in ENV_COLUMNS},
+        )
+        for r in rows
+    ]
+    return sums, factor_ids
 
 
 @dataclass(slots=True)
@@ -203,21 +327,15 @@ def series(
     end: datetime,
 ) -> schemas.StatsSeries:
     """The scope's statistics per period in its timezone, with totals and the factors used."""
-    rows = _hourly_rows(conn, (d.id for d in scope.devices), start, end)
+    sums, factor_ids = _period_sums(conn, scope, period, start, end)
     contracts = _contracts(conn, settings, scope.site_ids, start, end)
     single = len(scope.counted) == 1
-    groups: dict[datetime, list[Any]] = defaultdict(list)
-    for row in rows:
-        groups[bucket_start_local(row.hour_start, period, scope.timezone)].append(row)
     buckets = []
-    factor_ids: set[int] = set()
     totals = schemas.StatsTotals(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None)
-    for local_start in sorted(groups):
-        group = groups[local_start]
-        counted = [r for r in group if r.device_id in scope.counted]
-        factor_ids |= {r.emission_factor_id for r in counted if r.emission_factor_id is not None}
-        lo, hi = period_bounds_utc(period, local_start, scope.timezone)
-        bucket = _bucket(counted, group, single, local_start, hi.astimezone(local_start.tzinfo))
+    for part in sums:
+        lo, hi = period_bounds_utc(period, part.first_hour, scope.timezone)
+        local_start = bucket_start_local(lo, period, scope.timezone)
+        bucket = _bucket(part, single, local_start, hi.astimezone(local_start.tzinfo))
         contracted = _contracted_kwh(contracts, max(lo, start), min(hi, end))
         if bucket.energy_kwh > 0:
             residual = max(0.0, bucket.energy_kwh - contracted)
@@ -257,43 +375,30 @@ def _market_note(contracts: list[_Contract], totals: schemas.StatsTotals) -> str
     )
 
 
-def _bucket(
-    counted: list[Any], group: list[Any], single: bool, start: datetime, end: datetime
-) -> schemas.StatsBucket:
-    per_hour: dict[datetime, float] = defaultdict(float)
-    for r in counted:
-        if r.power_avg_w is not None:
-            per_hour[r.hour_start] += r.power_avg_w
-    if single:
-        maxima = [r.power_max_w for r in counted if r.power_max_w is not None]
-        power_max = max(maxima) if maxima else None
-    else:
-        # Peaks of different meters rarely coincide: a site's peak is its highest hourly demand.
-        power_max = max(per_hour.values()) if per_hour else None
-    co2 = sum(r.co2_kg for r in counted)
+def _bucket(part: _Sums, single: bool, start: datetime, end: datetime) -> schemas.StatsBucket:
+    # Peaks of different meters rarely coincide: a site's peak is its highest hourly demand.
+    power_max = part.sample_max_w if single else part.demand_max_w
     return schemas.StatsBucket(
         start=start,
         end=end,
-        hours=len({r.hour_start for r in counted}),
-        energy_kwh=sum(r.energy_kwh for r in counted),
-        export_kwh=sum(r.export_kwh for r in counted),
-        unallocated_kwh=sum(r.unallocated_kwh for r in counted),
-        co2_location_kg=co2,
-        co2_market_kg=co2,
-        power_avg_w=sum(per_hour.values()) / len(per_hour) if per_hour else None,
+        hours=part.hours,
+        energy_kwh=part.energy_kwh,
+        export_kwh=part.export_kwh,
+        unallocated_kwh=part.unallocated_kwh,
+        co2_location_kg=part.co2_kg,
+        co2_market_kg=part.co2_kg,
+        power_avg_w=part.demand_sum_w / part.demand_hours if part.demand_hours else None,
         power_max_w=power_max,
-        temperature_avg_c=_weighted(group, "temperature_avg_c"),
-        humidity_avg_pct=_weighted(group, "humidity_avg_pct"),
-        brightness_avg_lux=_weighted(group, "brightness_avg_lux"),
-        coverage=sum(r.coverage for r in counted) / len(counted) if counted else 0.0,
+        temperature_avg_c=_weighted(part, "temperature_avg_c"),
+        humidity_avg_pct=_weighted(part, "humidity_avg_pct"),
+        brightness_avg_lux=_weighted(part, "brightness_avg_lux"),
+        coverage=part.coverage_sum / part.device_hours if part.device_hours else 0.0,
     )
 
 
-def _weighted(rows: list[Any], name: str) -> float | None:
-    pairs = [(getattr(r, name), max(r.samples, 1)) for r in rows if getattr(r, name) is not None]
-    if not pairs:
-        return None
-    return float(sum(v * n for v, n in pairs) / sum(n for _, n in pairs))
+def _weighted(part: _Sums, name: str) -> float | None:
+    value_sum, weights = part.env[name]
+    return None if weights == 0 else value_sum / weights
 
 
 def summary(
@@ -316,12 +421,8 @@ def summary(
             scope.timezone,
         )
         prev_end = min(prev_start + (now - start), start)
-        rows = _hourly_rows(conn, scope.counted, prev_start, now)
-        factor_ids |= {r.emission_factor_id for r in rows if r.emission_factor_id is not None}
-        cur = _figures([r for r in rows if r.hour_start >= start], start, now)
-        prev = _figures(
-            [r for r in rows if prev_start <= r.hour_start < prev_end], prev_start, prev_end
-        )
+        cur = _figures(conn, scope.counted, start, now, factor_ids)
+        prev = _figures(conn, scope.counted, prev_start, prev_end, factor_ids)
         change = (
             None
             if prev.energy_kwh == 0
@@ -341,10 +442,25 @@ def summary(
     )
 
 
-def _figures(rows: list[Any], start: datetime, end: datetime) -> schemas.PeriodFigures:
+def _figures(
+    conn: Connection, ids: set[int], start: datetime, end: datetime, factor_ids: set[int]
+) -> schemas.PeriodFigures:
+    """kWh and kg CO2 of ``ids`` over [start, end), summed by the database."""
+    energy_kwh = co2_kg = 0.0
+    if ids:
+        h = hourly_t
+        in_range = (h.c.device_id.in_(sorted(ids)), h.c.hour_start >= start, h.c.hour_start < end)
+        energy, co2 = conn.execute(
+            select(func.sum(h.c.energy_kwh), func.sum(h.c.co2_kg)).where(*in_range)
+        ).one()
+        energy_kwh, co2_kg = float(energy or 0.0), float(co2 or 0.0)
+        factor_ids |= set(
+            conn.execute(
+                select(h.c.emission_factor_id)
+                .distinct()
+                .where(*in_range, h.c.emission_factor_id.is_not(None))
+            ).scalars()
+        )
     return schemas.PeriodFigures(
-        start=start,
-        end=end,
-        energy_kwh=sum(r.energy_kwh for r in rows),
-        co2_location_kg=sum(r.co2_kg for r in rows),
+        start=start, end=end, energy_kwh=energy_kwh, co2_location_kg=co2_kg
     )
