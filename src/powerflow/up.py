@@ -25,7 +25,8 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
         console.print(f"[yellow]port {mqtt_port} is taken; the project's broker uses {port}[/]")
     broker = Broker(port, data_dir.resolve())
     broker.start()
-    env = {**os.environ, "POWERFLOW_MQTT_URL": broker.url}
+    # One terminal for people: readable log lines unless JSON was asked for.
+    env = {"POWERFLOW_LOG_FORMAT": "console", **os.environ, "POWERFLOW_MQTT_URL": broker.url}
     migrate(settings.database_url.get_secret_value())
     exe = [sys.executable, "-m", "powerflow.cli"]
     commands = {"ingest": [*exe, "ingest"], "writer": [*exe, "writer"], "api": [*exe, "api"]}
