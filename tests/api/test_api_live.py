@@ -80,7 +80,7 @@ def test_a_ticket_opens_one_socket_only_and_it_streams_the_devices_asked_for(
 def test_a_live_reading_published_over_mqtt_reaches_the_socket_and_no_secret_is_logged(
     running: dict[str, Service], settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    port = free_port(18000)
+    port = free_port()
     env = service_env(settings, POWERFLOW_API_PORT=str(port), POWERFLOW_LOG_LEVEL="debug")
     api = Service("api", env, tmp_path).start()
     try:
