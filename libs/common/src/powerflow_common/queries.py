@@ -7,21 +7,25 @@ figure is computed one way whoever asks.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
-from powerflow_common.db.models import Device, HourlyStat, RenewableContract, Site
+from powerflow_common.db.models import (
+    DEVICES,
+    HOURLY_STATS,
+    RENEWABLE_CONTRACTS,
+    SITES,
+)
 from powerflow_common.periods import Period, iter_periods_utc
 from powerflow_common.scope2 import ContractPeriod
 from powerflow_common.sitetotals import DeviceHour, SiteDevice, SitePeriod, site_totals
 
 __all__ = ["SiteNotFound", "device_hours", "site_devices", "site_energy"]
 
-_sites = cast(Table, Site.__table__)
-_devices = cast(Table, Device.__table__)
-_stats = cast(Table, HourlyStat.__table__)
-_contracts = cast(Table, RenewableContract.__table__)
+_sites = SITES
+_devices = DEVICES
+_stats = HOURLY_STATS
+_contracts = RENEWABLE_CONTRACTS
 
 
 class SiteNotFound(LookupError):

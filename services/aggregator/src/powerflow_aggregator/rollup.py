@@ -12,31 +12,31 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, delete, func, or_, select, text
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, text
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.exc import DBAPIError
 
 from powerflow_common.carbon import EmissionFactor, FactorNotFound, co2_kg, select_factor
 from powerflow_common.consumers import TRANSIENT_DB_ERRORS
 from powerflow_common.db.models import (
-    Device,
-    EmissionFactorRow,
-    HourlyStat,
-    ReadingRow,
-    Site,
+    DEVICES,
+    EMISSION_FACTORS,
+    HOURLY_STATS,
+    READINGS,
+    SITES,
 )
 from powerflow_common.energy import HOUR, EnergySample, HourlyEnergy, hour_floor, hourly_energy
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Bucket
 
-_readings = cast(Table, ReadingRow.__table__)
-_devices = cast(Table, Device.__table__)
-_sites = cast(Table, Site.__table__)
-_stats = cast(Table, HourlyStat.__table__)
-_factors = cast(Table, EmissionFactorRow.__table__)
+_readings = READINGS
+_devices = DEVICES
+_sites = SITES
+_stats = HOURLY_STATS
+_factors = EMISSION_FACTORS
 
 FLAG_NO_EMISSION_FACTOR = "no_emission_factor"
 _SAMPLE_COLUMNS = (

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
 from powerflow_api import schemas
 from powerflow_common.db.models import (
-    Device,
-    EmissionFactorRow,
-    HourlyStat,
-    ReadingRow,
-    RenewableContract,
-    Site,
+    DEVICES,
+    EMISSION_FACTORS,
+    HOURLY_STATS,
+    READINGS,
+    RENEWABLE_CONTRACTS,
+    SITES,
 )
 
-devices_t = cast(Table, Device.__table__)
-sites_t = cast(Table, Site.__table__)
-readings_t = cast(Table, ReadingRow.__table__)
-hourly_t = cast(Table, HourlyStat.__table__)
-factors_t = cast(Table, EmissionFactorRow.__table__)
-contracts_t = cast(Table, RenewableContract.__table__)
+devices_t = DEVICES
+sites_t = SITES
+readings_t = READINGS
+hourly_t = HOURLY_STATS
+factors_t = EMISSION_FACTORS
+contracts_t = RENEWABLE_CONTRACTS
 
 RAW_FIELDS = (
     "power_w",

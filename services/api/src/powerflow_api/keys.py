@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, cast, get_args
 
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, select, update
 
-from powerflow_common.db.models import ApiKey
+from powerflow_common.db.models import API_KEYS, ApiKey
 
 Role = Literal["device", "viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -24,7 +24,7 @@ ROLES: tuple[Role, ...] = get_args(Role)
 # viewer < operator < admin; ``device`` may only ingest and reads nothing.
 _RANK: dict[str, int] = {"device": 0, "viewer": 1, "operator": 2, "admin": 3}
 
-_keys = cast(Table, ApiKey.__table__)
+_keys = API_KEYS
 
 KEY_PATTERN = re.compile(r"^pf_([a-z0-9]{8})_([A-Za-z0-9_-]{43})$")
 

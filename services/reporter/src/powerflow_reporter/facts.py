@@ -11,17 +11,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, DateTime, Table, func, select
+from sqlalchemy import Connection, DateTime, func, select
 
 from powerflow_common.db.models import (
-    Device,
-    EmissionFactorRow,
-    HourlyStat,
-    RenewableContract,
-    Site,
+    DEVICES,
+    EMISSION_FACTORS,
+    HOURLY_STATS,
+    RENEWABLE_CONTRACTS,
+    SITES,
 )
 from powerflow_common.scope2 import ContractPeriod, contracted_kwh_in, market_based_scope2
 from powerflow_common.sitetotals import SiteDevice, site_basis
@@ -477,11 +477,11 @@ def _slope(pairs: Sequence[tuple[float, float]]) -> float | None:
 
 # --- loading (SQL) -----------------------------------------------------------------------------
 
-_sites = cast(Table, Site.__table__)
-_devices = cast(Table, Device.__table__)
-_stats = cast(Table, HourlyStat.__table__)
-_factors = cast(Table, EmissionFactorRow.__table__)
-_contracts = cast(Table, RenewableContract.__table__)
+_sites = SITES
+_devices = DEVICES
+_stats = HOURLY_STATS
+_factors = EMISSION_FACTORS
+_contracts = RENEWABLE_CONTRACTS
 _RAW_DATETIME = DateTime()
 
 

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import anthropic
 from dramatiq.middleware import Interrupt
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, select, update
 
-from powerflow_common.db.models import EsgReport
+from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 from powerflow_reporter.facts import NoData, Scope, compute_facts, load_inputs
@@ -36,7 +36,7 @@ from powerflow_reporter.requests import FILE_KINDS, report_dir
 __all__ = ["make_client", "mark_exhausted", "run_report"]
 
 log = get_logger(__name__)
-_reports = cast(Table, EsgReport.__table__)
+_reports = ESG_REPORTS
 
 
 def make_client(settings: Settings) -> anthropic.Anthropic | None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import cast
 from zoneinfo import ZoneInfo
 
 import redis
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, select, update
 
-from powerflow_common.db.models import Device, EsgReport, Site
+from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.settings import Settings
@@ -25,9 +24,9 @@ __all__ = ["monthly_report_id", "reap", "run_schedule", "with_lock"]
 
 log = get_logger(__name__)
 
-_reports = cast(Table, EsgReport.__table__)
-_sites = cast(Table, Site.__table__)
-_devices = cast(Table, Device.__table__)
+_reports = ESG_REPORTS
+_sites = SITES
+_devices = DEVICES
 _MONTHLY = uuid.UUID("6f0d3c1e-51a4-4b8e-9a57-2d1f0e7c9b31")
 
 

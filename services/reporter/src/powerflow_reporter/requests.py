@@ -10,13 +10,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from powerflow_common.db.models import Device, EsgReport, Site
+from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import validate_timezone
 from powerflow_common.settings import Settings
@@ -50,9 +50,9 @@ FILE_KINDS: dict[str, tuple[str, str]] = {
     "facts": ("facts.json", "application/json"),
 }
 
-_reports = cast(Table, EsgReport.__table__)
-_sites = cast(Table, Site.__table__)
-_devices = cast(Table, Device.__table__)
+_reports = ESG_REPORTS
+_sites = SITES
+_devices = DEVICES
 
 
 class InvalidReportRequest(ValueError):

@@ -11,22 +11,22 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import Connection, Engine, Table, func, select, tuple_
+from sqlalchemy import Connection, Engine, func, select, tuple_
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.exc import DataError, IntegrityError
 
-from powerflow_common.db.models import Device, ReadingRow, Site
+from powerflow_common.db.models import DEVICES, READINGS, SITES
 from powerflow_common.energy import touched_hours
 from powerflow_common.validation import DEVICE_CODE_PATTERN
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Reading
 
-_readings = cast(Table, ReadingRow.__table__)
-_devices = cast(Table, Device.__table__)
-_sites = cast(Table, Site.__table__)
+_readings = READINGS
+_devices = DEVICES
+_sites = SITES
 
 
 @dataclass(slots=True)

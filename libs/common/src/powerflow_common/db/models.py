@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -191,3 +192,18 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+# Core tables, for SQL that is clearer without the ORM (bulk upserts, aggregates).
+SITES = _table(Site)
+DEVICES = _table(Device)
+READINGS = _table(ReadingRow)
+HOURLY_STATS = _table(HourlyStat)
+EMISSION_FACTORS = _table(EmissionFactorRow)
+RENEWABLE_CONTRACTS = _table(RenewableContract)
+ESG_REPORTS = _table(EsgReport)
+API_KEYS = _table(ApiKey)
