@@ -3,17 +3,24 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-fast lint fmt bench migrate firmware-test clean
+.PHONY: help install run test test-fast lint fmt bench migrate firmware-test clean dashboard
 
 help:
-	@echo "make run    - the whole system on this machine (broker, ingest, writer, 20 simulated devices)"
+	@echo "make run    - the whole system on this machine (broker, workers, API, dashboard, 20 simulated devices)"
 	@echo "make test   - the whole test suite against real MariaDB, NATS, Mosquitto and Redis"
 	@echo "make lint   - ruff and mypy"
+	@echo "make dashboard - npm ci and build the web dashboard into the API's static files"
 	@echo "make bench  - throughput and latency benchmarks (not part of make test)"
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --all-packages
+	@$(MAKE) --no-print-directory dashboard
+
+# The web dashboard (Vue + Vite), built into the directory the API serves at / (not committed).
+dashboard:
+	cd dashboard && npm ci --no-audit --no-fund --loglevel=error
+	cd dashboard && npm run build
 
 run: install
 	$(UV) run powerflow up
@@ -23,6 +30,7 @@ migrate: install
 
 test: install
 	$(UV) run pytest $(PYTEST_ARGS)
+	cd dashboard && npm test
 	@if [ -f firmware/Makefile ]; then $(MAKE) --no-print-directory -C firmware test; fi
 
 test-fast: install
@@ -46,3 +54,4 @@ firmware-test:
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache firmware/build
+	rm -rf dashboard/node_modules services/api/src/powerflow_api/static

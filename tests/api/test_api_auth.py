@@ -120,3 +120,12 @@ def test_when_redis_is_down_requests_still_pass_and_readyz_says_degraded(
     assert "powerflow_api_redis_up 0.0" in client.get("/metrics").text
     ticket = client.post("/api/v1/live/ticket", headers=bearer(keys["viewer"]))
     assert ticket.status_code == 503
+
+
+def test_every_key_can_ask_for_its_own_name_and_role(client: Client, keys: dict[str, str]) -> None:
+    for role in ("device", "viewer", "operator", "admin"):
+        response = client.get("/api/v1/me", headers=bearer(keys[role]))
+        assert response.status_code == 200, response.text
+        assert response.json() == {"name": f"test-{role}", "role": role}
+    assert client.get("/api/v1/me").status_code == 401
+    assert client.get("/api/v1/me", headers=bearer(keys["revoked"])).status_code == 401

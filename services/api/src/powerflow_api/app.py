@@ -30,6 +30,7 @@ from powerflow_api.controllers.devices import DeviceController
 from powerflow_api.controllers.health import HealthController
 from powerflow_api.controllers.ingest import IngestController
 from powerflow_api.controllers.live import LiveController
+from powerflow_api.controllers.me import MeController
 from powerflow_api.controllers.readings import LatestController, ReadingController
 from powerflow_api.controllers.reports import ReportController
 from powerflow_api.controllers.sites import SiteController
@@ -170,6 +171,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             LiveController,
             IngestController,
             ReportController,
+            MeController,
         ],
         # Only /api/v1 needs a key: health, metrics, the schema and the dashboard are public.
         middleware=[DefineMiddleware(KeyAuthMiddleware)],

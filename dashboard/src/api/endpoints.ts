@@ -1,0 +1,82 @@
+// The endpoints the dashboard uses, typed.
+
+import { apiBlob, apiJson, apiText, ApiError } from './client'
+import type { Resolution } from '../lib/resolution'
+import type {
+  Device,
+  DeviceUpdate,
+  ReadingPoint,
+  ReadingsPage,
+  Report,
+  ReportFileKind,
+  ReportRequest,
+  Role,
+  Site,
+  StatsSeries,
+  Summary,
+  Ticket,
+} from './types'
+
+export const listDevices = (signal?: AbortSignal, key?: string) =>
+  apiJson<Device[]>('/devices', key === undefined ? { signal } : { signal, key })
+export const getDevice = (code: string) => apiJson<Device>(`/devices/${encodeURIComponent(code)}`)
+export const updateDevice = (code: string, update: DeviceUpdate) =>
+  apiJson<Device>(`/devices/${encodeURIComponent(code)}`, { method: 'PATCH', body: update })
+export const listSites = () => apiJson<Site[]>('/sites')
+
+export const getSummary = (siteId: number | null) =>
+  apiJson<Summary>('/stats/summary', { query: { site_id: siteId ?? undefined } })
+
+export const getDeviceStats = (code: string, period: StatsSeries['period'], startIso: string, endIso: string) =>
+  apiJson<StatsSeries>(`/stats/devices/${encodeURIComponent(code)}`, {
+    query: { period, start: startIso, end: endIso },
+  })
+
+export const createTicket = () => apiJson<Ticket>('/live/ticket', { method: 'POST' })
+
+/** Every page of a device's readings in [start, end), up to ``maxPoints``. */
+export async function fetchReadings(
+  code: string,
+  startIso: string,
+  endIso: string,
+  resolution: Resolution,
+  maxPoints = 20_000,
+  signal?: AbortSignal,
+): Promise<ReadingPoint[]> {
+  const items: ReadingPoint[] = []
+  let cursor: string | null = null
+  do {
+    const page: ReadingsPage = await apiJson<ReadingsPage>(`/devices/${encodeURIComponent(code)}/readings`, {
+      query: { start: startIso, end: endIso, resolution, limit: 5000, cursor: cursor ?? undefined },
+      signal,
+    })
+    items.push(...page.items)
+    cursor = page.next_cursor
+  } while (cursor && items.length < maxPoints)
+  return items
+}
+
+/** The role of a key, from ``GET /api/v1/me``; a device key (ingest only) cannot sign in. */
+export async function detectRole(key: string): Promise<{ role: Role; exact: boolean }> {
+  const me = await apiJson<{ role?: string }>('/me', { key })
+  if (me.role === 'viewer' || me.role === 'operator' || me.role === 'admin') return { role: me.role, exact: true }
+  throw new ApiError(403, 'This key can only send readings (a device key); sign in with a viewer, operator or admin key.')
+}
+
+// Reports (issue 5; docs/reports.md). A server without them answers 404.
+
+export async function listReports(): Promise<Report[]> {
+  const answer = await apiJson<Report[] | { items?: Report[]; reports?: Report[] }>('/reports', { query: { limit: 50 } })
+  if (Array.isArray(answer)) return answer
+  return answer.items ?? answer.reports ?? []
+}
+
+export const getReport = (id: string) => apiJson<Report>(`/reports/${encodeURIComponent(id)}`)
+
+export const requestReport = (request: ReportRequest) =>
+  apiJson<Report | { id: string }>('/reports', { method: 'POST', body: request })
+
+const reportFilePath = (id: string, kind: ReportFileKind) => `/reports/${encodeURIComponent(id)}/${kind}`
+
+export const getReportHtml = (id: string) => apiText(reportFilePath(id, 'html'))
+export const getReportPdf = (id: string) => apiBlob(reportFilePath(id, 'pdf'))

@@ -1,0 +1,180 @@
+// The API's bodies (services/api/src/powerflow_api/schemas.py, docs/api.md, docs/reports.md).
+
+import type { Resolution } from '../lib/resolution'
+import type { ReadingLike } from '../lib/series'
+
+export type Role = 'viewer' | 'operator' | 'admin'
+export type MeterRole = 'main' | 'sub' | 'standalone'
+
+export interface Device {
+  id: number
+  code: string
+  name: string | null
+  site_id: number | null
+  location: string | null
+  meter_role: MeterRole
+  payload_format: string
+  bidirectional: boolean
+  first_seen_at: string
+  last_seen_at: string
+  online: boolean
+  power_w: number | null
+}
+
+export interface DeviceUpdate {
+  name?: string | null
+  site_id?: number | null
+  location?: string | null
+  meter_role?: MeterRole
+}
+
+export interface Site {
+  id: number
+  name: string
+  timezone: string
+  region: string
+  floor_area_m2: number | null
+  created_at: string
+}
+
+export interface ReadingPoint extends ReadingLike {
+  samples?: number
+  energy_wh?: number
+  voltage_v?: number
+  current_a?: number
+}
+
+export interface ReadingsPage {
+  device_code: string
+  resolution: Resolution
+  start: string
+  end: string
+  items: ReadingPoint[]
+  next_cursor: string | null
+}
+
+export interface Factor {
+  id: number
+  factor_set: string
+  region: string
+  kg_co2e_per_kwh: number
+  source: string
+  method: string
+}
+
+export interface StatsBucket {
+  start: string
+  end: string
+  hours: number
+  energy_kwh: number
+  export_kwh: number
+  unallocated_kwh: number
+  co2_location_kg: number
+  co2_market_kg: number
+  power_avg_w: number | null
+  power_max_w: number | null
+  temperature_avg_c: number | null
+  humidity_avg_pct: number | null
+  brightness_avg_lux: number | null
+  coverage: number
+}
+
+export interface StatsSeries {
+  scope: 'device' | 'site' | 'organisation'
+  scope_ref: string | null
+  period: 'hour' | 'day' | 'week' | 'month'
+  timezone: string
+  start: string
+  end: string
+  devices: string[]
+  factors: Factor[]
+  market_note: string
+  totals: {
+    energy_kwh: number
+    export_kwh: number
+    unallocated_kwh: number
+    co2_location_kg: number
+    co2_market_kg: number
+    contracted_renewable_kwh: number
+    power_max_w: number | null
+  }
+  buckets: StatsBucket[]
+}
+
+export interface PeriodFigures {
+  start: string
+  end: string
+  energy_kwh: number
+  co2_location_kg: number
+}
+
+export interface Comparison {
+  current: PeriodFigures
+  previous: PeriodFigures
+  change_pct: number | null
+}
+
+export interface Summary {
+  scope: 'site' | 'organisation'
+  scope_ref: string | null
+  timezone: string
+  now_w: number
+  devices_online: number
+  devices_total: number
+  today: Comparison
+  this_month: Comparison
+  factors: Factor[]
+}
+
+export interface Ticket {
+  ticket: string
+  expires_in_s: number
+  url: string
+}
+
+/** One validated canonical reading as the live socket sends it. */
+export interface LiveReading {
+  device_code: string
+  ts: string
+  power_w?: number | null
+  energy_wh?: number | null
+  temperature_c?: number | null
+  humidity_pct?: number | null
+  brightness_lux?: number | null
+}
+
+export type ReportStatus = 'queued' | 'running' | 'done' | 'failed'
+export type ReportFileKind = 'html' | 'pdf' | 'markdown' | 'facts'
+
+export interface Report {
+  id: string
+  status: ReportStatus
+  created_at: string
+  updated_at: string
+  period_start: string
+  period_end: string
+  scope: 'organisation' | 'site' | 'devices'
+  scope_ref: { timezone?: string; site_id?: number; device_ids?: number[] } | null
+  language: 'en' | 'ko'
+  model: string | null
+  input_tokens: number | null
+  output_tokens: number | null
+  error: string | null
+  files: ReportFileKind[]
+}
+
+export interface ReportRequest {
+  period_start: string // local date, YYYY-MM-DD
+  period_end: string // exclusive
+  scope: 'organisation' | 'site'
+  site_id?: number
+  language: 'en' | 'ko'
+}
+
+/** RFC 9457 problem details. */
+export interface Problem {
+  title?: string
+  status?: number
+  detail?: string
+  errors?: { key?: string; message?: string }[]
+}

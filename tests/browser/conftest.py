@@ -1,0 +1,120 @@
+"""The running stack the browser tests drive: real processes in a namespace of their own.
+
+Mosquitto with the project's configuration, ``powerflow ingest``, ``writer``, ``aggregator``,
+``reporter``, ``api`` (serving the built dashboard) and ``simulate --devices 3 --interval 1``,
+on the run's database, started once for the module and stopped after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from browser.pf_browser import (
+    SIM_DEVICES,
+    Simulator,
+    Stack,
+    healthy,
+    missing_prerequisites,
+)
+from conftest import NATS_URL, service_env
+from sqlalchemy import Engine
+
+from pf_testing import Service, clean_tables, wait_for
+from powerflow.broker import Broker, free_port
+from powerflow_api.keys import create_key
+from powerflow_common.jetstream import connect_nats, delete_streams
+from powerflow_common.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def stack(
+    database_url: str, session_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    missing = missing_prerequisites()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run, missing: {', '.join(missing)}")
+        pytest.skip(f"browser tests need: {', '.join(missing)}")
+    log_dir = tmp_path_factory.mktemp("browser-stack")
+    clean_tables(session_engine)
+    broker = Broker(free_port(), log_dir / "mosquitto")
+    broker.start()
+    namespace = f"b{uuid.uuid4().hex[:12]}"
+    settings = load_settings(
+        database_url=database_url,
+        nats_url=NATS_URL,
+        namespace=namespace,
+        mqtt_url=broker.url,
+        writer_ack_wait_s=3.0,
+        aggregator_ack_wait_s=3.0,
+        writer_batch_linger_ms=50,
+        nats_timeout_s=2.0,
+    )
+    api_port = free_port()
+    env = service_env(
+        settings,
+        POWERFLOW_API_HOST="127.0.0.1",
+        POWERFLOW_API_PORT=str(api_port),
+        POWERFLOW_API_RATE_LIMIT_PER_WINDOW="100000",
+        POWERFLOW_REPORTS_DIR=str(log_dir / "reports"),
+        POWERFLOW_REPORT_MAX_RETRIES="0",
+        POWERFLOW_REPORT_REAPER_INTERVAL_S="5",
+    )
+    env.pop("ANTHROPIC_API_KEY", None)  # reports use the template narrative: offline, no cost
+    base_url = f"http://127.0.0.1:{api_port}"
+    keys = {
+        role: create_key(session_engine, f"browser-{role}", role)[0]
+        for role in ("admin", "operator", "viewer")
+    }
+    stack = Stack(base_url, keys, broker, settings, session_engine, SIM_DEVICES, log_dir)
+    try:
+        for name in ("writer", "aggregator", "ingest", "api", "reporter"):
+            stack.services[name] = Service(name, env, log_dir).start()
+        stack.services["ingest"].wait_logged("mqtt_subscribed")
+        wait_for(lambda: healthy(base_url), 30, 0.2, "the API to answer /healthz")
+        stack.services["api"].wait_logged("live_subscribed")
+        # History first: 40 hours back-dated at 30 s (14,400 readings, published fast), so
+        # today is compared with yesterday and the 24 h chart has a day to draw.
+        backfill = Simulator(
+            env, log_dir, "--devices", "3", "--interval", "30", "--count", "4800", "--rate", "4000"
+        )
+        stack.services["backfill"] = backfill.start()
+        wait_for(lambda: not backfill.alive, 60, 0.2, "the back-dated history to be published")
+        stack.services["simulate"] = Simulator(
+            env, log_dir, "--devices", "3", "--interval", "1"
+        ).start()
+
+        def every_device_stored() -> bool:
+            status, body = stack.get("/api/v1/devices")
+            return status == 200 and {d["code"] for d in body} >= set(SIM_DEVICES)
+
+        wait_for(every_device_stored, 30, 0.3, "the simulated devices in the API")
+
+        def history_aggregated() -> bool:
+            # Every device has an hour of statistics from 39 hours ago: the backfill is in.
+            for code in SIM_DEVICES:
+                status, body = stack.get(f"/api/v1/stats/devices/{code}?period=hour")
+                if status != 200 or sum(b["energy_kwh"] > 0 for b in body["buckets"]) < 39:
+                    return False
+            return True
+
+        wait_for(history_aggregated, 60, 0.5, "the aggregator's hourly statistics of the history")
+        yield stack
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.logs()}") from exc
+    finally:
+        for service in reversed(list(stack.services.values())):
+            service.stop()
+        broker.stop()
+
+        async def delete() -> None:
+            nc = await connect_nats(settings, name="pf-browser-cleanup")
+            await delete_streams(nc.jetstream(), settings)
+            await nc.close()
+
+        asyncio.run(delete())
+        clean_tables(session_engine)
