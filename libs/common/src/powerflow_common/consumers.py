@@ -22,11 +22,15 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from powerflow_common.backoff import jittered_delay
+from powerflow_common.db.engine import make_engine
+from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.names import Names
+from powerflow_common.settings import Settings
 from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, Rejection, json_encoder
 
 log = get_logger(__name__)
@@ -144,6 +148,45 @@ async def retry_transient(
                 on_recovery()
             log.warning(f"{what}_recovered", attempts=attempt, **context)
         return value
+
+
+@contextlib.asynccontextmanager
+async def worker_connections(
+    settings: Settings, name: str
+) -> AsyncIterator[tuple[NATS, JetStreamContext, Engine]]:
+    """NATS (streams ensured) and a database engine for one worker process; closed after."""
+    engine = make_engine(settings.database_url.get_secret_value())
+    nc = await connect_nats(settings, name=name)
+    try:
+        js = nc.jetstream(timeout=settings.nats_timeout_s)
+        await ensure_streams(js, settings)
+        yield nc, js, engine
+    finally:
+        await close_nats(nc)
+        engine.dispose()
+
+
+async def consume(
+    js: JetStreamContext,
+    nc: NATS,
+    *,
+    stream: str,
+    durable: str,
+    dead_letters: DeadLetters,
+    stop: asyncio.Event,
+    pull: Callable[[JetStreamContext.PullSubscription], Awaitable[Sequence[T]]],
+    handle: Callable[[Sequence[T]], Awaitable[None]],
+) -> None:
+    """Pull and handle batches until ``stop`` is set; exhausted messages are dead-lettered."""
+    sub = await js.pull_subscribe_bind(durable, stream=stream)
+    advisory = await dead_letters.watch_max_deliveries(nc, stream, durable)
+    try:
+        while not stop.is_set():
+            batch = await pull(sub)
+            if batch:
+                await handle(batch)
+    finally:
+        await advisory.unsubscribe()
 
 
 def nak_delay_s(msg: Msg) -> float:

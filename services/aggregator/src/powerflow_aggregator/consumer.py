@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -27,6 +28,7 @@ from powerflow_aggregator.rollup import (
 from powerflow_common.consumers import (
     TRANSIENT_ERRORS,
     DeadLetters,
+    consume,
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
@@ -94,26 +96,22 @@ class Aggregator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set; finishes the batch in hand first."""
-        names = self._names
-        sub = await self._js.pull_subscribe_bind(
-            names.aggregator_consumer, stream=names.persisted_stream
-        )
-        advisory = await self._dead_letters.watch_max_deliveries(
-            self._nc, names.persisted_stream, names.aggregator_consumer
-        )
         metrics.DATABASE_UP.set(1)
-        try:
-            while not stop.is_set():
-                messages = await self._fetch(sub)
-                if messages:
-                    await self._process(messages)
-        finally:
-            await advisory.unsubscribe()
+        await consume(
+            self._js,
+            self._nc,
+            stream=self._names.persisted_stream,
+            durable=self._names.aggregator_consumer,
+            dead_letters=self._dead_letters,
+            stop=stop,
+            pull=self._fetch,
+            handle=self._process,
+        )
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         return await fetch(sub, self._settings.aggregator_batch_max_messages, 0.5)
 
-    async def _process(self, messages: list[Msg]) -> None:
+    async def _process(self, messages: Sequence[Msg]) -> None:
         decoded: list[tuple[Msg, Persisted]] = []
         for msg in messages:
             if msg.metadata.num_delivered > 1:

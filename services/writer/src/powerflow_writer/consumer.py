@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -20,6 +21,7 @@ from sqlalchemy import Engine
 from powerflow_common.consumers import (
     TRANSIENT_DB_ERRORS,
     DeadLetters,
+    consume,
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
@@ -76,21 +78,17 @@ class Writer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set; finishes the batch in hand first."""
-        names = self._names
-        sub = await self._js.pull_subscribe_bind(
-            names.writer_consumer, stream=names.readings_stream
-        )
-        advisory = await self._dead_letters.watch_max_deliveries(
-            self._nc, names.readings_stream, names.writer_consumer
-        )
         metrics.DATABASE_UP.set(1)
-        try:
-            while not stop.is_set():
-                fetched = await self._fetch(sub)
-                if fetched:
-                    await self._process(fetched)
-        finally:
-            await advisory.unsubscribe()
+        await consume(
+            self._js,
+            self._nc,
+            stream=self._names.readings_stream,
+            durable=self._names.writer_consumer,
+            dead_letters=self._dead_letters,
+            stop=stop,
+            pull=self._fetch,
+            handle=self._process,
+        )
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Fetched]:
         """Messages up to ``writer_batch_max_readings`` readings or ``writer_batch_linger_ms``."""
@@ -116,7 +114,7 @@ class Writer:
                 readings += len(batch or ())
         return fetched
 
-    async def _process(self, fetched: list[Fetched]) -> None:
+    async def _process(self, fetched: Sequence[Fetched]) -> None:
         readings: list[Reading] = []
         good: list[Msg] = []
         for msg, batch in fetched:

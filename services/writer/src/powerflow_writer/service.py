@@ -6,9 +6,7 @@ import asyncio
 
 from prometheus_client import start_http_server
 
-from powerflow_common.consumers import stop_on_signals
-from powerflow_common.db.engine import make_engine
-from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
+from powerflow_common.consumers import stop_on_signals, worker_connections
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 from powerflow_writer.consumer import Writer, ensure_writer_consumer
@@ -19,23 +17,16 @@ log = get_logger(__name__)
 async def run_writer(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one writer copy until ``stop`` is set (or SIGINT/SIGTERM)."""
     stop = stop or stop_on_signals()
-    engine = make_engine(settings.database_url.get_secret_value())
-    nc = await connect_nats(settings, name="powerflow-writer")
-    js = nc.jetstream(timeout=settings.nats_timeout_s)
-    await ensure_streams(js, settings)
-    await ensure_writer_consumer(js, settings)
-    log.info(
-        "writer_starting",
-        stream=settings.names.readings_stream,
-        consumer=settings.names.writer_consumer,
-        batch_max_readings=settings.writer_batch_max_readings,
-    )
-    try:
+    async with worker_connections(settings, "powerflow-writer") as (nc, js, engine):
+        await ensure_writer_consumer(js, settings)
+        log.info(
+            "writer_starting",
+            stream=settings.names.readings_stream,
+            consumer=settings.names.writer_consumer,
+            batch_max_readings=settings.writer_batch_max_readings,
+        )
         await Writer(nc=nc, js=js, engine=engine, settings=settings).run(stop)
-    finally:
-        await close_nats(nc)
-        engine.dispose()
-        log.info("writer_stopped")
+    log.info("writer_stopped")
 
 
 def main(settings: Settings) -> None:
