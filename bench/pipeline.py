@@ -25,6 +25,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from powerflow.broker import Broker, free_port
 from powerflow_common.db.engine import drop_database, ensure_database, migrate
+from powerflow_common.jetstream import drop_namespace
+from powerflow_common.settings import load_settings
 
 HERE = Path(__file__).resolve().parent
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
@@ -305,6 +307,7 @@ def main() -> None:
                 child.terminate()
                 child.wait(15)
         broker.stop()
+        drop_namespace(load_settings(nats_url=NATS_URL, namespace=f"bench{tag}"))
         drop_database(db_url)
         drop_database(orig_url)
     report(results, args)

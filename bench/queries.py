@@ -23,8 +23,9 @@ from sqlalchemy import Engine, text
 from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
 from powerflow_common.db.engine import drop_database, make_engine, migrate
+from powerflow_common.jetstream import drop_namespace
 from powerflow_common.logs import configure_logging
-from powerflow_common.settings import load_settings
+from powerflow_common.settings import Settings, load_settings
 
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 DEVICES = 10
@@ -141,11 +142,20 @@ def main() -> None:
 
 
 def run(engine: Engine, url: str, now: datetime, repeat: int, days: int) -> None:
+    """Time every chart query through the API and from raw readings; print the table."""
     settings = load_settings(
         database_url=url,
         namespace=f"benchq{uuid.uuid4().hex[:6]}",
         api_rate_limit_per_window=1_000_000,
     )
+    try:
+        measure(engine, settings, now, repeat, days)
+    finally:
+        drop_namespace(settings)  # the API created its namespace's streams
+
+
+def measure(engine: Engine, settings: Settings, now: datetime, repeat: int, days: int) -> None:
+    """The API side and the raw side of each query, side by side."""
     key, _ = create_key(engine, "bench", "viewer")
     auth = {"Authorization": f"Bearer {key}"}
 

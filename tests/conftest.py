@@ -7,7 +7,6 @@ project's configuration, so tests run in any order.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,10 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from pf_testing import Service, clean_tables
+from pf_testing import Service, clean_tables, delete_namespace_streams
 from powerflow.broker import Broker, free_port
 from powerflow_common.db.engine import drop_database, make_engine, migrate
-from powerflow_common.jetstream import connect_nats, delete_streams
 from powerflow_common.settings import Settings, load_settings
 
 SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
@@ -81,13 +79,7 @@ def settings(database_url: str, namespace: str, broker: Broker) -> Iterator[Sett
         nats_timeout_s=2.0,
     )
     yield values
-
-    async def cleanup() -> None:
-        nc = await connect_nats(values, name="pf-test-cleanup")
-        await delete_streams(nc.jetstream(), values)
-        await nc.close()
-
-    asyncio.run(cleanup())
+    delete_namespace_streams(values)
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:

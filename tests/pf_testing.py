@@ -20,6 +20,8 @@ import msgspec
 from sqlalchemy import Engine, text
 
 from powerflow.simulate import connect_publisher
+from powerflow_common.jetstream import drop_namespace
+from powerflow_common.settings import Settings
 from powerflow_common.wire import Rejection
 
 TRUNCATE_TABLES = (
@@ -337,3 +339,8 @@ class NatsServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+def delete_namespace_streams(settings: Settings) -> None:
+    """Delete the streams of a test's namespace (the API and every worker create them)."""
+    drop_namespace(settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +11,9 @@ from conftest import NATS_URL
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
+from pf_testing import delete_namespace_streams
 from powerflow_api.app import create_app
 from powerflow_api.keys import ROLES, create_key, revoke_key
-from powerflow_common.jetstream import connect_nats, delete_streams
 from powerflow_common.settings import Settings, load_settings
 
 Client = TestClient[Any]
@@ -35,13 +34,7 @@ def api_settings(database_url: str, namespace: str) -> Iterator[Settings]:
         api_rate_limit_per_window=10_000,
     )
     yield settings
-
-    async def cleanup() -> None:
-        nc = await connect_nats(settings, name="pf-test-cleanup")
-        await delete_streams(nc.jetstream(), settings)
-        await nc.close()
-
-    asyncio.run(cleanup())
+    delete_namespace_streams(settings)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ on the run's database, started once for the module and stopped after it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,10 +22,9 @@ from browser.pf_browser import (
 from conftest import NATS_URL, service_env
 from sqlalchemy import Engine
 
-from pf_testing import Service, clean_tables, wait_for
+from pf_testing import Service, clean_tables, delete_namespace_streams, wait_for
 from powerflow.broker import Broker, free_port
 from powerflow_api.keys import create_key
-from powerflow_common.jetstream import connect_nats, delete_streams
 from powerflow_common.settings import load_settings
 
 
@@ -110,11 +108,5 @@ def stack(
         for service in reversed(list(stack.services.values())):
             service.stop()
         broker.stop()
-
-        async def delete() -> None:
-            nc = await connect_nats(settings, name="pf-browser-cleanup")
-            await delete_streams(nc.jetstream(), settings)
-            await nc.close()
-
-        asyncio.run(delete())
+        delete_namespace_streams(settings)
         clean_tables(session_engine)

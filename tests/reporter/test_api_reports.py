@@ -9,7 +9,7 @@ from litestar.testing import TestClient
 from pf_report_testing import PERIOD_END, PERIOD_FIRST, seed_site
 from sqlalchemy import Engine
 
-from pf_testing import wait_for
+from pf_testing import delete_namespace_streams, wait_for
 from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
 from powerflow_common.settings import Settings
@@ -29,6 +29,20 @@ def test_a_report_requested_over_http_is_made_and_downloadable(
     site_id, _ = seed_site(engine)
     operator, _ = create_key(engine, "op", "operator")
     viewer, _ = create_key(engine, "view", "viewer")
+    try:
+        check_reports_over_http(settings, engine, start_worker, site_id, operator, viewer)
+    finally:
+        delete_namespace_streams(settings)  # the API creates its namespace's streams
+
+
+def check_reports_over_http(
+    settings: Settings,
+    engine: Engine,
+    start_worker: Callable[[Settings], ReporterWorker],
+    site_id: int,
+    operator: str,
+    viewer: str,
+) -> None:
     body = {
         "period_start": PERIOD_FIRST.date().isoformat(),
         "period_end": PERIOD_END.date().isoformat(),

@@ -121,3 +121,15 @@ async def delete_streams(js: JetStreamContext, settings: Settings) -> None:
     for config in stream_configs(settings):
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(config.name or "")
+
+
+def drop_namespace(settings: Settings) -> None:
+    """Delete a namespace's streams from a synchronous caller (benchmarks, tests)."""
+    import asyncio
+
+    async def drop() -> None:
+        nc = await connect_nats(settings, name="powerflow-cleanup")
+        await delete_streams(nc.jetstream(), settings)
+        await nc.close()
+
+    asyncio.run(drop())
