@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from typing import Any
@@ -125,7 +126,6 @@ async def delete_streams(js: JetStreamContext, settings: Settings) -> None:
 
 def drop_namespace(settings: Settings) -> None:
     """Delete a namespace's streams from a synchronous caller (benchmarks, tests)."""
-    import asyncio
 
     async def drop() -> None:
         nc = await connect_nats(settings, name="powerflow-cleanup")
