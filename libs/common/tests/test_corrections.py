@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -72,7 +73,8 @@ def test_values_obey_ingest_limits_negative_power_only_on_bidirectional_meters()
 def test_a_correction_accepts_exactly_the_values_ingest_accepts(
     name: str, value: float, bidirectional: bool
 ) -> None:
-    reading = Reading(device_code="d", ts=EARLIEST_TS, bidirectional=bidirectional, **{name: value})
+    field: dict[str, Any] = {name: value}
+    reading = Reading(device_code="d", ts=EARLIEST_TS, bidirectional=bidirectional, **field)
     try:
         validate(reading, EARLIEST_TS, LIMITS)
         ingest_accepts = True
