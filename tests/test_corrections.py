@@ -254,3 +254,73 @@ def test_with_nats_down_the_correction_is_committed_its_totals_reported_stale_th
         [Bucket(device_id, H), Bucket(device_id, H + timedelta(hours=1))]
     ]
     assert all(r.totals_republished_at is not None for r in audit_rows(engine))
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        "POWERFLOW_DATABASE_URL": settings.database_url.get_secret_value(),
+        "POWERFLOW_NATS_URL": settings.nats_url,
+        "POWERFLOW_NAMESPACE": settings.namespace,
+        "POWERFLOW_NATS_TIMEOUT_S": "1.0",
+        "POWERFLOW_CORRECTION_ANNOUNCE_DEADLINE_S": "1.5",
+        "POWERFLOW_LOG_LEVEL": "error",
+        **extra,
+    }
+
+
+def test_the_cli_corrects_lists_and_finishes_stale_totals_when_nats_is_back(
+    engine: Engine, corr_settings: Settings
+) -> None:
+    from typer.testing import CliRunner
+
+    from powerflow.broker import free_port
+    from powerflow.cli import app
+
+    device_id = add_reading(engine, power_w=1000.0)
+    runner = CliRunner()
+    ts = TS.isoformat()
+    asyncio.run(ensure_namespace_streams(corr_settings))
+
+    done = runner.invoke(
+        app,
+        ["correct", "fix-1", ts, "--set", "power_w=1600", "--reason", "misread", "--by", "bob"],
+        env=cli_env(corr_settings),
+    )
+    assert done.exit_code == 0, done.output
+    assert "1000.0 -> 1600.0" in done.output
+    refused = runner.invoke(
+        app,
+        ["correct", "fix-1", ts, "--set", "seq=1", "--reason", "r", "--by", "bob"],
+        env=cli_env(corr_settings),
+    )
+    assert refused.exit_code == 1 and "column_not_correctable" in refused.output
+
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    stale = runner.invoke(
+        app,
+        ["correct", "fix-1", ts, "--set", "power_w=1700", "--reason", "again", "--by", "bob"],
+        env=cli_env(corr_settings, POWERFLOW_NATS_URL=nowhere),
+    )
+    assert stale.exit_code == 3, stale.output
+    assert "totals are stale" in stale.output and "--republish-stale" in stale.output
+    assert stored(engine, device_id).power_w == 1700.0
+
+    listed = runner.invoke(app, ["corrections", "fix-1"], env=cli_env(corr_settings))
+    assert listed.exit_code == 0 and "stale" in listed.output and "misread" in listed.output
+    fixed = runner.invoke(app, ["corrections", "--republish-stale"], env=cli_env(corr_settings))
+    assert fixed.exit_code == 0, fixed.output
+    assert "1 correction(s): 2 device-hour(s)" in fixed.output
+    assert all(r.totals_republished_at is not None for r in audit_rows(engine))
+    assert [r.new_value for r in audit_rows(engine)] == [1600.0, 1700.0]
+    assert [r.corrected_by for r in audit_rows(engine)] == ["bob", "bob"]
+
+
+async def ensure_namespace_streams(settings: Settings) -> None:
+    nc = await connect_nats(settings, "test-streams")
+    try:
+        await ensure_streams(nc.jetstream(), settings)
+    finally:
+        await close_nats(nc)
