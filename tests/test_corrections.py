@@ -324,3 +324,31 @@ async def ensure_namespace_streams(settings: Settings) -> None:
         await ensure_streams(nc.jetstream(), settings)
     finally:
         await close_nats(nc)
+
+
+def test_stale_corrections_are_republished_in_bounded_messages(
+    engine: Engine, corr_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import powerflow_common.corrections as corrections
+
+    device_id = add_reading(engine, power_w=1000.0, temperature_c=20.0)
+    for req in (request(power_w=1100.0), request(temperature_c=21.0)):
+        outcome = asyncio.run(correct(engine, None, corr_settings, req))
+        assert not outcome.totals_republished and outcome.error == "no connection to NATS"
+    monkeypatch.setattr(corrections, "STALE_PER_MESSAGE", 1)
+
+    async def republish() -> Any:
+        nc = await connect_nats(corr_settings, "test-republisher")
+        try:
+            js = nc.jetstream(timeout=corr_settings.nats_timeout_s)
+            await ensure_streams(js, corr_settings)
+            return await republish_stale(engine, js, corr_settings, device_code="fix-1")
+        finally:
+            await close_nats(nc)
+
+    result = asyncio.run(republish())
+    assert (result.corrections, result.buckets, result.failed) == (2, 4, "")
+    messages = asyncio.run(persisted_messages(corr_settings))
+    assert len(messages) == 2
+    assert all(m.buckets[0] == Bucket(device_id, H) for m in messages)
+    assert asyncio.run(republish()).corrections == 0  # nothing stale is left

@@ -175,7 +175,7 @@ def corrections_command(
             if result.failed:
                 console.print(
                     f"[red]not acknowledged[/] ({result.failed}): {result.corrections} "
-                    "correction(s) still have stale totals"
+                    "correction(s) republished, the others still have stale totals"
                 )
                 raise typer.Exit(EXIT_TOTALS_STALE)
             console.print(

@@ -100,6 +100,10 @@ def test_corrections_page_newest_first_within_bounds(
         "/api/v1/devices/fix-1/corrections?since=2999-01-01T00:00:00Z", headers=operator
     ).json()
     assert future["items"] == []
+    ancient = client.get(
+        "/api/v1/devices/fix-1/corrections?since=0001-01-01T00:00:00Z", headers=operator
+    )
+    assert ancient.status_code == 200 and len(ancient.json()["items"]) == 3
     for query in ("limit=0", "limit=1001", f"before_id={2**64}", "before_id=0", "since=yesterday"):
         bad = client.get(f"/api/v1/devices/fix-1/corrections?{query}", headers=operator)
         assert bad.status_code == 400, (query, bad.text)

@@ -54,6 +54,9 @@ MAX_CORRECTED_BY_CHARS = 128
 _US_PER_MS = 1000
 # How far back a listing may page at once.
 MAX_LIST_LIMIT = 1000
+# Stale corrections announced per PERSISTED message: at most a few hundred KiB of buckets,
+# well under NATS's 1 MiB message limit.
+STALE_PER_MESSAGE = 1000
 # Backoff between attempts to announce a recompute while NATS does not answer.
 _RETRY_BASE_S = 0.25
 _RETRY_CAP_S = 2.0
@@ -431,9 +434,9 @@ async def correct(
 class RepublishResult:
     """What ``republish_stale`` did."""
 
-    corrections: int
+    corrections: int  # whose recompute was acknowledged now
     buckets: int
-    failed: str = ""
+    failed: str = ""  # why the rest could not be announced
 
 
 async def republish_stale(
@@ -461,26 +464,29 @@ async def republish_stale(
             return list(conn.execute(query))
 
     rows = await asyncio.to_thread(stale)
-    if not rows:
-        return RepublishResult(corrections=0, buckets=0)
-    buckets = sorted(
-        {Bucket(r.device_id, hour) for r in rows for hour in touched_hours(r.ts, max_gap)},
-        key=lambda b: (b.device_id, b.hour_start),
-    )
-    ids = [int(r.id) for r in rows]
-    error = await announce(
-        js,
-        settings.names,
-        buckets,
-        ids,
-        timeout_s=settings.nats_timeout_s,
-        deadline_s=settings.correction_announce_deadline_s,
-    )
-    if error:
-        log.error("correction_totals_stale", corrections=len(ids), error=error)
-        return RepublishResult(corrections=len(ids), buckets=len(buckets), failed=error)
-    await asyncio.to_thread(mark_republished, engine, ids, datetime.now(UTC))
-    return RepublishResult(corrections=len(ids), buckets=len(buckets))
+    done_ids = done_buckets = 0
+    for first in range(0, len(rows), STALE_PER_MESSAGE):
+        chunk = rows[first : first + STALE_PER_MESSAGE]
+        buckets = sorted(
+            {Bucket(r.device_id, hour) for r in chunk for hour in touched_hours(r.ts, max_gap)},
+            key=lambda b: (b.device_id, b.hour_start),
+        )
+        ids = [int(r.id) for r in chunk]
+        error = await announce(
+            js,
+            settings.names,
+            buckets,
+            ids,
+            timeout_s=settings.nats_timeout_s,
+            deadline_s=settings.correction_announce_deadline_s,
+        )
+        if error:
+            log.error("correction_totals_stale", corrections=len(rows) - done_ids, error=error)
+            return RepublishResult(corrections=done_ids, buckets=done_buckets, failed=error)
+        await asyncio.to_thread(mark_republished, engine, ids, datetime.now(UTC))
+        done_ids += len(ids)
+        done_buckets += len(buckets)
+    return RepublishResult(corrections=done_ids, buckets=done_buckets)
 
 
 def list_corrections(
