@@ -68,6 +68,10 @@ def test_only_operators_correct_and_viewers_read_the_audit(
 
     again = client.post(URL, json=body, headers=bearer(keys["operator"]))
     assert again.status_code == 200 and again.json()["unchanged"] == ["power_w"]
+    # The same reading named in Seoul time, '+' written as %2B in the path.
+    seoul = URL.replace("2026-11-29T07:10:30Z", "2026-11-29T16:10:30%2B09:00")
+    same = client.post(seoul, json=body, headers=bearer(keys["operator"]))
+    assert same.status_code == 200 and same.json()["ts"] == "2026-11-29T07:10:30Z", same.text
 
     listed = client.get("/api/v1/devices/fix-1/corrections", headers=bearer(keys["viewer"]))
     assert listed.status_code == 200
