@@ -32,6 +32,7 @@ TRUNCATE_TABLES = (
     "api_keys",
     "sites",
     "renewable_contracts",
+    "reading_corrections",
 )
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerflow import energy_cli
+from powerflow import corrections_cli, energy_cli
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings, redact_url
 
@@ -56,6 +56,10 @@ app.command()(energy_cli.aggregator)
 app.command()(energy_cli.rollup)
 app.add_typer(energy_cli.factors_app, name="factors")
 app.add_typer(energy_cli.import_app, name="import")
+
+# Operator corrections of stored values: `correct`, `corrections`.
+app.command("correct")(corrections_cli.correct_command)
+app.command("corrections")(corrections_cli.corrections_command)
 
 
 @app.command()

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     max_gap_s: float = Field(default=60.0, gt=0)
     counter_reset_tolerance_wh: float = Field(default=10.0, ge=0)
 
+    # Operator corrections: how long a correction keeps retrying to announce the recompute of
+    # its hours (PERSISTED) before it reports stale totals (the value itself is committed).
+    correction_announce_deadline_s: float = Field(default=10.0, gt=0)
+
     # API (services/api): limits, CORS, live tickets, query ranges.
     api_rate_limit_per_window: int = Field(default=1200, ge=1)  # requests per key per window
     api_rate_limit_window_s: int = Field(default=60, ge=1)
