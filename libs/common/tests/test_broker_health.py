@@ -46,4 +46,4 @@ def test_records_survive_their_encoding_and_keys_are_bucket_safe() -> None:
     original = record(dropped=3, uptime_s=40, last_rise=3, last_rise_at=NOW, rises_total=9)
     assert decode_record(encode_record(original)) == original
     assert broker_key("127.0.0.1", 1883) == "127_0_0_1_1883"
-    assert broker_key("::1", 1883) == "___1_1883"
+    assert broker_key("::1", 1883) == "__1_1883"
