@@ -88,9 +88,17 @@ def test_mosquitto_payloads_are_parsed_and_others_refused() -> None:
 
 # One broker life: the counter at each observation (never down) and the uptime steps between.
 # Every observed uptime exceeds the start-time tolerance so that any restart after it shows.
-life = st.lists(
-    st.tuples(st.integers(0, 5_000), st.integers(1, 600)), min_size=1, max_size=6
-).map(lambda steps: [(sum(d for d, _ in steps[: i + 1]), s) for i, (_, s) in enumerate(steps)])
+def cumulative(steps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(new drops, seconds) steps -> (counter, seconds) observations."""
+    counter, out = 0, []
+    for drops, seconds in steps:
+        counter += drops
+        out.append((counter, seconds))
+    return out
+
+
+step = st.tuples(st.integers(0, 5_000), st.integers(1, 600))
+life = st.lists(step, min_size=1, max_size=6).map(cumulative)
 
 
 def observe_lives(lives: list[list[tuple[int, int]]], gaps_s: list[int]) -> list[Sample]:
