@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from conftest import NATS_URL, service_env
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pf_testing import Service, delete_namespace_streams, fleet_messages, publish_all, wait_for
-from powerflow.broker import free_port
+from powerflow.broker import BROKER_CONFIG, Broker, free_port
 from powerflow_common.broker_health import (
     NOT_AVAILABLE,
     BrokerHealthRecord,
@@ -245,3 +247,29 @@ def test_a_broker_without_sys_is_said_once_and_ingest_keeps_working(no_sys: Setu
     assert not record.available
     alarm = drop_alarm([record], datetime.now(UTC), timedelta(hours=1))
     assert not alarm.degraded and NOT_AVAILABLE in (alarm.detail or "")
+
+
+def test_the_projects_broker_publishes_its_drop_counter_to_ingest(broker: Broker) -> None:
+    setting = dict(
+        line.split(None, 1)
+        for line in BROKER_CONFIG.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert int(setting["sys_interval"]) > 0  # 0 would switch the drop counter off
+    seen: dict[str, bytes] = {}
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pf-test-sys")
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        seen.setdefault(message.topic, bytes(message.payload))
+
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe([("$SYS/broker/publish/messages/dropped", 0), ("$SYS/broker/uptime", 0)])
+    client.loop_start()
+    try:
+        wait_for(lambda: len(seen) == 2, 15, what="the retained $SYS counters")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert seen["$SYS/broker/publish/messages/dropped"] == b"0"
+    assert seen["$SYS/broker/uptime"].endswith(b" seconds")
