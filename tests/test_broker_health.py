@@ -29,7 +29,6 @@ from powerflow.broker import BROKER_CONFIG, Broker, free_port
 from powerflow_common.broker_health import (
     NOT_AVAILABLE,
     BrokerHealthRecord,
-    delete_bucket,
     drop_alarm,
     read_records,
 )
@@ -106,14 +105,7 @@ def make_setup(
         ingest.stop()
         mosquitto.process.terminate()
         mosquitto.process.wait(10)
-        delete_namespace_streams(settings)
-        asyncio.run(_drop_bucket(settings))
-
-
-async def _drop_bucket(settings: Settings) -> None:
-    nc = await connect_nats(settings, name="pf-test-cleanup")
-    await delete_bucket(nc.jetstream(), settings.names)
-    await nc.close()
+        delete_namespace_streams(settings)  # the key-value bucket too
 
 
 @pytest.fixture

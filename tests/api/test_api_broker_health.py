@@ -14,7 +14,6 @@ from pf_testing import wait_for
 from powerflow_common.broker_health import (
     NOT_AVAILABLE,
     BrokerHealthRecord,
-    delete_bucket,
     encode_record,
     open_bucket,
 )
@@ -26,7 +25,7 @@ Client = TestClient[Any]
 
 @pytest.fixture
 def put_record(api_settings: Settings) -> Iterator[Callable[[str, BrokerHealthRecord], None]]:
-    """Write a record as ingest would; the bucket is deleted after the test."""
+    """Write a record as ingest would."""
 
     async def put(key: str, record: BrokerHealthRecord) -> None:
         nc = await connect_nats(api_settings, name="pf-test-broker-health")
@@ -34,13 +33,8 @@ def put_record(api_settings: Settings) -> Iterator[Callable[[str, BrokerHealthRe
         await bucket.put(key, encode_record(record))
         await nc.close()
 
-    async def drop() -> None:
-        nc = await connect_nats(api_settings, name="pf-test-broker-health")
-        await delete_bucket(nc.jetstream(), api_settings.names)
-        await nc.close()
-
     yield lambda key, record: asyncio.run(put(key, record))
-    asyncio.run(drop())
+    # api_settings' teardown deletes the namespace's streams and this bucket
 
 
 def ready(client: Client) -> dict[str, Any]:

@@ -335,6 +335,14 @@ class BrokerHealth:
             )
             return
         if rise.messages <= 0:
+            if rise.broker_restarted:
+                # Its queues survived only if it persists them: worth a line either way.
+                log.warning(
+                    "broker_restart_seen",
+                    broker=self._broker,
+                    broker_uptime_s=after.uptime_s,
+                    last_seen_at=before.observed_at.isoformat() if before else None,
+                )
             return
         metrics.BROKER_DROPPED_TOTAL.inc(rise.messages)
         log.error(
