@@ -192,6 +192,7 @@ def streams(
     delete: Annotated[bool, typer.Option(help="Delete this namespace's streams")] = False,
 ) -> None:
     """Show the JetStream streams, their sizes and consumer lag (or create them)."""
+    from powerflow_common.broker_health import delete_bucket
     from powerflow_common.jetstream import connect_nats, delete_streams, ensure_streams
 
     settings = _settings()
@@ -201,6 +202,7 @@ def streams(
         js = nc.jetstream(timeout=settings.nats_timeout_s)
         if delete:
             await delete_streams(js, settings)
+            await delete_bucket(js, settings.names)  # ingest's broker drop counter record
             console.print("streams deleted")
             await nc.close()
             return

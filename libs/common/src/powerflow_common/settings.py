@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     ingest_batch_linger_ms: int = Field(default=20, ge=0)
     ingest_max_publishes_in_flight: int = Field(default=32, ge=1)
     ingest_metrics_port: int = 9101
+    # Broker health ($SYS drop counter): how long after subscribing ingest waits for the
+    # broker's retained counters before saying the broker publishes none (Mosquitto sends
+    # them at once; 30 s leaves room for a slow link), and how long /readyz stays degraded
+    # after the broker was seen dropping messages.
+    broker_sys_wait_s: float = Field(default=30.0, gt=0)
+    broker_drop_alarm_window_s: float = Field(default=3600.0, gt=0)
 
     # JetStream.
     readings_max_age_days: int = Field(default=7, ge=1)
