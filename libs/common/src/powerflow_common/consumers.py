@@ -49,6 +49,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+async def settle(what: str, msg: Msg, action: Callable[[], Awaitable[None]]) -> None:
+    """Ack, nak or term ``msg``; when NATS is away that only means a redelivery: said, not raised.
+
+    A failed ack must not be taken for a failure of the message (which would split its batch
+    and count against its deliveries).
+    """
+    try:
+        await action()
+    except Exception as exc:
+        log.warning(
+            "settle_failed",
+            action=what,
+            sequence=msg.metadata.sequence.stream,
+            error=str(exc)[:200] or type(exc).__name__,
+        )
+
+
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM, so a worker finishes the batch in hand and stops."""
     stop = asyncio.Event()
@@ -103,6 +120,8 @@ async def keep_in_progress(messages: Sequence[Msg], every_s: float) -> AsyncIter
         while True:
             await asyncio.sleep(every_s)
             for msg in messages:
+                if msg._ackd:  # settled: a beat now would override a nak's delay
+                    continue
                 # NATS may be away too; a redelivery then is harmless (idempotent handlers).
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
@@ -297,14 +316,14 @@ class DeadLetters:
             exhausted_id(msg),
         )
         await _test_hang("after_dead_letter", msg)
-        await msg.term()
+        await settle("term", msg, msg.term)
 
     async def retry_or_give_up(self, msg: Msg, detail: str) -> None:
         """A message that failed: back later with a growing delay, or dead at its limit."""
         if msg.metadata.num_delivered >= self.max_deliver:
             await self.give_up(msg, detail)
         else:
-            await msg.nak(delay=nak_delay_s(msg))
+            await settle("nak", msg, lambda: msg.nak(delay=nak_delay_s(msg)))
 
     async def screen(self, messages: Sequence[Msg]) -> list[Msg]:
         """The messages still worth handling.

@@ -35,6 +35,7 @@ from powerflow_common.consumers import (
     fetch,
     keep_in_progress,
     retry_transient,
+    settle,
 )
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
@@ -125,25 +126,25 @@ class Aggregator:
                     msg.data,
                     f"a-u-{msg.metadata.sequence.stream}",
                 )
-                await msg.term()
+                await settle("term", msg, msg.term)
                 continue
             if msg.metadata.num_delivered > 1:
                 metrics.REDELIVERIES.inc()
                 again.append((msg, persisted))
             else:
                 fresh.append((msg, persisted))
-        if fresh:
-            await self._handle(fresh)
-        for one in again:
-            await self._handle([one])
+        every_s = self._settings.aggregator_ack_wait_s / 3
+        async with keep_in_progress([m for m, _ in (*fresh, *again)], every_s):
+            if fresh:
+                await self._handle(fresh)
+            for one in again:
+                await self._handle([one])
 
     async def _handle(self, decoded: list[tuple[Msg, Persisted]]) -> None:
         buckets = {b for _, persisted in decoded for b in persisted.buckets}
         started = time.perf_counter()
         try:
-            every_s = self._settings.aggregator_ack_wait_s / 3
-            async with keep_in_progress([m for m, _ in decoded], every_s):
-                result = await self._recompute(buckets)
+            result = await self._recompute(buckets)
         except Exception as exc:
             # Not an outage: something about these messages. They come back later (each in a
             # batch of its own) until the delivery limit, then they are dead-lettered.
@@ -180,7 +181,7 @@ class Aggregator:
             lag_s = max(0.0, (now - persisted.committed_at).total_seconds())
             metrics.LAG_SECONDS.set(lag_s)
             metrics.LAG_HISTOGRAM.observe(lag_s)
-            await msg.ack()
+            await settle("ack", msg, msg.ack)
 
     async def _recompute(self, buckets: set[Bucket]) -> RecomputeResult:
         """Recompute, waiting out database outages and busy locks with the messages in hand."""

@@ -31,6 +31,7 @@ from powerflow_common.consumers import (
     fetch,
     keep_in_progress,
     retry_transient,
+    settle,
 )
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
@@ -132,24 +133,26 @@ class Writer:
                     msg.data,
                     f"u-{msg.metadata.sequence.stream}",
                 )
-                await msg.term()
+                await settle("term", msg, msg.term)
             elif msg.metadata.num_delivered > 1:
                 metrics.REDELIVERIES.inc()
                 again.append((msg, batch))
             else:
                 fresh.append((msg, batch))
-        # Fresh messages first: a redelivered one may be what killed the last process.
-        if fresh:
-            await self._isolate(fresh)
-        for one in again:
-            await self._isolate([one])
+        # Every message in hand stays in progress until its turn comes, however long the
+        # split or an outage takes. Fresh ones first: a redelivered one may be what killed
+        # the last process.
+        in_hand = [msg for msg, _ in (*fresh, *again)]
+        async with keep_in_progress(in_hand, self._settings.writer_ack_wait_s / 3):
+            if fresh:
+                await self._isolate(fresh)
+            for one in again:
+                await self._isolate([one])
 
     async def _isolate(self, group: list[Decoded]) -> None:
         """Store ``group``; on a failure of its own, halve it until the culprit stands alone."""
-        messages = [msg for msg, _ in group]
         try:
-            async with keep_in_progress(messages, self._settings.writer_ack_wait_s / 3):
-                await self._commit(group)
+            await self._commit(group)
         except Exception as exc:
             # Not an outage (those are waited out in _commit): something in these messages.
             error = f"{type(exc).__name__}: {exc}"[:500]
@@ -195,7 +198,7 @@ class Writer:
         if result.buckets:
             await self._announce(group, result)
         for msg, _ in group:
-            await msg.ack()
+            await settle("ack", msg, msg.ack)
 
     async def _announce(self, group: list[Decoded], result: StoreResult) -> None:
         """Publish PERSISTED for a committed group and await its ack."""
