@@ -34,7 +34,7 @@ from powerflow_common.consumers import MAX_DELIVER_EXCEEDED, TEST_HANG_ENV
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.jetstream import connect_nats, ensure_streams
 from powerflow_common.settings import Settings
-from powerflow_common.wire import Reading, ReadingBatch, json_encoder
+from powerflow_common.wire import Bucket, Persisted, Reading, ReadingBatch, json_encoder
 from powerflow_writer.store import store_readings
 
 pytestmark = pytest.mark.slow
@@ -392,3 +392,56 @@ def test_a_message_that_always_fails_is_dead_lettered_once_even_if_killed_at_its
         assert "dead_lettered" in second.log_text()  # sent again, dropped as a duplicate
     finally:
         second.stop()
+
+
+def test_the_aggregator_dead_letters_a_bucket_that_always_fails_once_and_computes_the_others(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    stored = store_readings(
+        engine,
+        [
+            Reading(device_code="dev-a", ts=t0 + timedelta(minutes=m), power_w=60.0)
+            for m in (10, 11)
+        ],
+        received_at=t0,
+        max_gap=timedelta(seconds=90),
+    )
+    device_id = stored.buckets[0].device_id
+    # An hour at the end of the calendar: its recompute overflows, every time.
+    poison = Persisted(
+        buckets=[Bucket(device_id, datetime(9999, 12, 31, 23, tzinfo=UTC))],
+        rows=1,
+        committed_at=t0,
+    )
+    good = Persisted(buckets=stored.buckets, rows=2, committed_at=t0)
+    bodies = [json_encoder.encode(p) for p in (poison, good)]
+
+    async def publish() -> None:
+        nc = await connect_nats(settings, name="pf-test")
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        for body in bodies:
+            await js.publish(settings.names.persisted_subject, body)
+        await nc.close()
+
+    asyncio.run(publish())
+    env = service_env(settings, POWERFLOW_AGGREGATOR_MAX_DELIVER="2")
+    aggregator = Service("aggregator", env, tmp_path).start()
+    try:
+        aggregator.wait_logged("aggregator_starting")
+        names = settings.names
+        wait_for(
+            lambda: consumer_idle(
+                settings.nats_url, names.persisted_stream, names.aggregator_consumer
+            ),
+            60,
+            what="the poison bucket to be dead-lettered and terminated",
+        )
+        [record] = read_rejections(settings.nats_url, names.rejected_stream, 1, 10)
+        assert (record.reason, record.stage) == (MAX_DELIVER_EXCEEDED, "aggregator")
+        assert record.payload == bodies[0]
+        assert "OverflowError" in record.detail
+        assert count_rows(engine, "hourly_stats") >= 1
+    finally:
+        aggregator.stop()
