@@ -291,9 +291,9 @@ def test_a_second_different_value_keeps_the_first_and_is_counted_and_logged_with
         for i in range(30)
     ]
     result = store_readings(engine, second, received_at=t0, max_gap=gap)
-    assert (result.inserted, result.duplicates, result.conflicts.count) == (0, 30, 30)
-    assert len(result.conflicts.samples) == 20 and result.conflicts.unlogged == 10
-    sample = result.conflicts.samples[0]
+    assert (result.inserted, result.duplicates, result.conflicts) == (0, 30, 30)
+    assert len(result.conflict_log.samples) == 20 and result.conflict_log.unlogged == 10
+    sample = result.conflict_log.samples[0]
     assert (sample.device_code, sample.column, sample.stored, sample.incoming) == (
         "dev-c",
         "power_w",

@@ -230,7 +230,7 @@ class Writer:
 
 def _log_conflicts(result: StoreResult) -> None:
     """Count every conflict; log the first few of a batch with both values."""
-    conflicts = result.conflicts
+    conflicts = result.conflict_log
     if not conflicts.count:
         return
     metrics.CONFLICTS.inc(conflicts.count)

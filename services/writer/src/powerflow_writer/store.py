@@ -80,9 +80,14 @@ class StoreResult:
 
     inserted: int = 0
     duplicates: int = 0
-    conflicts: Conflicts = field(default_factory=Conflicts)
+    conflict_log: Conflicts = field(default_factory=Conflicts)
     refused: list[tuple[Reading, str]] = field(default_factory=list)
     buckets: list[Bucket] = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> int:
+        """Readings with a second, different value for a stored column (the first kept)."""
+        return self.conflict_log.count
 
 
 def _same(a: object, b: object) -> bool:
@@ -264,7 +269,7 @@ def store_readings(
         with engine.connect() as conn:
             readings = resolve_local_times(conn, readings, default_timezone)
     batch = []
-    for reading in merge_same_key(canonical_codes(readings), result.conflicts):
+    for reading in merge_same_key(canonical_codes(readings), result.conflict_log):
         if DEVICE_CODE_PATTERN.fullmatch(reading.device_code):
             batch.append(reading)
         else:  # it would fail the device registration of the whole batch
@@ -314,5 +319,5 @@ def _store_splitting(
     result.inserted += len(rows) - duplicates
     result.duplicates += duplicates
     # Only what was committed: a refused transaction's conflicts are found again on retry.
-    result.conflicts.extend(conflicts)
+    result.conflict_log.extend(conflicts)
     return rows
