@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SERVER_URL, service_env
+from nats.aio.msg import Msg
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, make_url, text
 from structlog.testing import capture_logs
@@ -34,7 +35,15 @@ from powerflow_common.consumers import MAX_DELIVER_EXCEEDED, TEST_HANG_ENV
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.jetstream import connect_nats, ensure_streams
 from powerflow_common.settings import Settings
-from powerflow_common.wire import Bucket, Persisted, Reading, ReadingBatch, json_encoder
+from powerflow_common.wire import (
+    Bucket,
+    Persisted,
+    Reading,
+    ReadingBatch,
+    batch_decoder,
+    json_encoder,
+)
+from powerflow_writer.consumer import Writer, ensure_writer_consumer
 from powerflow_writer.store import store_readings
 
 pytestmark = pytest.mark.slow
@@ -350,6 +359,47 @@ def poison_site(engine: Engine, code: str) -> None:
         )
 
 
+def test_one_poison_message_in_a_batch_of_50_is_split_out_and_the_49_stored_in_the_same_pass(
+    settings: Settings, engine: Engine
+) -> None:
+    poison_site(engine, "tasmota-lost")
+    local_now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    batches = [[Reading(device_code=f"dev-{i}", ts=t0, power_w=float(i))] for i in range(49)]
+    batches.insert(
+        17, [Reading(device_code="tasmota-lost", ts=local_now, power_w=5.0, local_time=True)]
+    )
+    publish_batches(settings, batches)
+
+    async def one_pass() -> tuple[int, int]:
+        nc = await connect_nats(settings, name="pf-test-writer")
+        js = nc.jetstream()
+        await ensure_writer_consumer(js, settings)
+        names = settings.names
+        sub = await js.pull_subscribe_bind(names.writer_consumer, stream=names.readings_stream)
+        messages: list[Msg] = []
+        while len(messages) < 50:
+            messages += await sub.fetch(50 - len(messages), timeout=5)
+        fetched = [(m, batch_decoder.decode(m.data).readings) for m in messages]
+        writer = Writer(nc=nc, js=js, engine=engine, settings=settings)
+        await writer._process(fetched)  # one pass, exactly this batch
+        info = await js.consumer_info(names.readings_stream, names.writer_consumer)
+        persisted = await js.stream_info(names.persisted_stream)
+        await nc.close()
+        return int(info.num_ack_pending), int(persisted.state.messages)
+
+    with capture_logs() as logs:
+        pending, persisted = asyncio.run(one_pass())
+    assert count_rows(engine) == 49
+    assert pending == 1  # only the poison, nak'ed to come back alone
+    events = [e["event"] for e in logs]
+    assert events.count("message_failed") == 1
+    # 50 messages halve down to the one: a split at every level, log2(50) rounded up.
+    assert events.count("batch_failed_splitting") == 6
+    assert persisted >= 1
+    assert read_rejections(settings.nats_url, settings.names.rejected_stream, 0, 0) == []
+
+
 @pytest.mark.parametrize("hang_at", ["last_delivery", "after_dead_letter"])
 def test_a_message_that_always_fails_is_dead_lettered_once_even_if_killed_at_its_last_delivery(
     settings: Settings, engine: Engine, tmp_path: Path, hang_at: str
@@ -369,7 +419,7 @@ def test_a_message_that_always_fails_is_dead_lettered_once_even_if_killed_at_its
         first.wait_logged("test_hang", timeout_s=60)
         # Its neighbours were stored in the first pass, before the poison came back.
         assert count_rows(engine) == 5
-        assert "batch_failed_splitting" in first.log_text()
+        assert "message_failed" in first.log_text()
         first.kill9()
     finally:
         first.stop()
