@@ -188,7 +188,9 @@ def register_devices(conn: Connection, readings: Sequence[Reading]) -> dict[str,
             ids[code] = found[code]
             continue
         # The database matched this code to a row spelled otherwise (its collation).
-        stored = next(c for c in found if c.casefold() == code.casefold())
+        stored = next((c for c in found if c.casefold() == code.casefold()), None)
+        if stored is None:
+            raise LookupError(f"device {code!r} was registered but is not found by its code")
         log.error(
             "device_code_collation_mismatch",
             code=code,
