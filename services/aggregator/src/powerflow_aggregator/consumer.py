@@ -34,6 +34,7 @@ from powerflow_common.consumers import (
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
+    redelivery_order,
     retry_transient,
     settle,
 )
@@ -57,6 +58,10 @@ async def ensure_aggregator_consumer(js: JetStreamContext, settings: Settings) -
         filter_subject=names.persisted_subject,
         ack_wait_s=settings.aggregator_ack_wait_s,
     )
+
+
+def _position(item: tuple[Msg, Persisted]) -> tuple[int, int]:
+    return item[0].metadata.sequence.stream, item[0].metadata.num_delivered
 
 
 def _recompute_failed(exc: BaseException) -> None:
@@ -137,7 +142,7 @@ class Aggregator:
         async with keep_in_progress([m for m, _ in (*fresh, *again)], every_s):
             if fresh:
                 await self._handle(fresh)
-            for one in again:
+            for one in redelivery_order(again, _position):
                 await self._handle([one])
 
     async def _handle(self, decoded: list[tuple[Msg, Persisted]]) -> None:

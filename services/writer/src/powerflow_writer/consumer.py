@@ -30,6 +30,7 @@ from powerflow_common.consumers import (
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
+    redelivery_order,
     retry_transient,
     settle,
 )
@@ -56,6 +57,10 @@ async def ensure_writer_consumer(js: JetStreamContext, settings: Settings) -> No
         filter_subject=names.readings_wildcard,
         ack_wait_s=settings.writer_ack_wait_s,
     )
+
+
+def _position(item: Decoded) -> tuple[int, int]:
+    return item[0].metadata.sequence.stream, item[0].metadata.num_delivered
 
 
 def _database_down(exc: BaseException) -> None:
@@ -131,7 +136,7 @@ class Writer:
                     "undecodable_batch",
                     "a READINGS message that is not a reading batch",
                     msg.data,
-                    f"u-{msg.metadata.sequence.stream}",
+                    f"u-{msg.metadata.stream}-{msg.metadata.sequence.stream}",
                 )
                 await settle("term", msg, msg.term)
             elif msg.metadata.num_delivered > 1:
@@ -146,7 +151,7 @@ class Writer:
         async with keep_in_progress(in_hand, self._settings.writer_ack_wait_s / 3):
             if fresh:
                 await self._isolate(fresh)
-            for one in again:
+            for one in redelivery_order(again, _position):
                 await self._isolate([one])
 
     async def _isolate(self, group: list[Decoded]) -> None:
