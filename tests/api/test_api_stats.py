@@ -12,26 +12,9 @@ from litestar.testing import TestClient
 from pf_api_data import add_contract, add_device, add_factor, add_hour, add_site, bearer
 from sqlalchemy import Engine
 
-from powerflow_api.stats import DeviceRef, counted_device_ids
-
 Client = TestClient[Any]
 BASE = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)  # 22:00 in Seoul
 WINDOW = {"start": "2026-02-28T00:00:00Z", "end": "2026-03-03T00:00:00Z"}
-
-
-def test_a_site_total_counts_main_meters_only_and_a_site_without_one_its_standalone_devices() -> (
-    None
-):
-    devices = [
-        DeviceRef(1, "main", 1, "main"),
-        DeviceRef(2, "plug", 1, "sub"),
-        DeviceRef(3, "extra", 1, "standalone"),
-        DeviceRef(4, "solo", 2, "standalone"),
-        DeviceRef(5, "sub-only", 2, "sub"),
-        DeviceRef(6, "loose", None, "standalone"),
-        DeviceRef(7, "loose-sub", None, "sub"),
-    ]
-    assert counted_device_ids(devices) == {1, 4, 6}
 
 
 @pytest.fixture

@@ -175,8 +175,9 @@ class StatsSeries(Struct):
 class PeriodFigures(Struct):
     start: datetime
     end: datetime
-    energy_kwh: float
+    energy_kwh: float  # allocated to hours, as the statistics' energy_kwh
     co2_location_kg: float
+    co2_market_kg: float  # after each site's renewable contracts (see docs/energy.md)
 
 
 class Comparison(Struct):
