@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from msgspec import UNSET, UnsetType
 from sqlalchemy import Connection, select, text
 
 from powerflow_common.db.models import DEVICE_SITES, DEVICES, RENEWABLE_CONTRACTS, SITES
@@ -33,6 +34,7 @@ from powerflow_common.totals import (
 __all__ = [
     "ENV_COLUMNS",
     "PeriodSums",
+    "PlacementError",
     "ScopeKind",
     "ScopeNotFound",
     "SiteContracts",
@@ -42,6 +44,7 @@ __all__ = [
     "load_scope",
     "period_sums",
     "range_sums",
+    "record_placement",
     "span_condition",
 ]
 
@@ -61,6 +64,70 @@ _contracts = RENEWABLE_CONTRACTS
 
 class ScopeNotFound(LookupError):
     """The scope's site or device does not exist."""
+
+
+class PlacementError(ValueError):
+    """A placement change that cannot be recorded (a future date, say)."""
+
+
+def record_placement(
+    conn: Connection,
+    code: str,
+    *,
+    site_id: int | UnsetType | None = UNSET,
+    meter_role: str | UnsetType = UNSET,
+    effective_from: datetime | None = None,
+    by: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Record a device's new site and/or meter role in its history; False if it did not change.
+
+    From now on, unless ``effective_from`` dates it back: a restatement by an operator,
+    which replaces the changes recorded after that moment. Arguments left UNSET keep their
+    current value. The caller updates the devices row in the same
+    transaction. A device without history first gets its current placement recorded (from
+    its first_seen_at), so the change is not read back to the beginning of time.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    d, h = _devices, _history
+    row = conn.execute(
+        select(d.c.id, d.c.site_id, d.c.meter_role, d.c.first_seen_at).where(d.c.code == code)
+    ).first()
+    if row is None:
+        return False
+    new_site = row.site_id if isinstance(site_id, UnsetType) else site_id
+    new_role = row.meter_role if isinstance(meter_role, UnsetType) else meter_role
+    at = now if effective_from is None else effective_from.astimezone(UTC)
+    if at > now:
+        raise PlacementError(
+            f"effective_from {at.isoformat()} is in the future; record a change when it happens."
+        )
+    if effective_from is None and (new_site, new_role) == (row.site_id, row.meter_role):
+        return False
+    has_history = conn.execute(select(h.c.id).where(h.c.device_id == row.id).limit(1)).first()
+    if has_history is None and row.first_seen_at < at:
+        conn.execute(
+            h.insert().values(
+                device_id=row.id,
+                site_id=row.site_id,
+                meter_role=row.meter_role,
+                valid_from=row.first_seen_at,
+                recorded_at=now,
+                recorded_by=by,
+            )
+        )
+    conn.execute(h.delete().where(h.c.device_id == row.id, h.c.valid_from >= at))
+    conn.execute(
+        h.insert().values(
+            device_id=row.id,
+            site_id=new_site,
+            meter_role=new_role,
+            valid_from=at,
+            recorded_at=now,
+            recorded_by=by,
+        )
+    )
+    return True
 
 
 @dataclass(frozen=True, slots=True)

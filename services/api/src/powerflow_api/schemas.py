@@ -54,6 +54,9 @@ class DeviceUpdate(Struct, forbid_unknown_fields=True):
     site_id: int | UnsetType | None = UNSET
     location: ShortText | UnsetType | None = UNSET
     meter_role: MeterRole | UnsetType = UNSET
+    # A site or role change counts from now on; an operator may date it back (a restatement:
+    # later recorded changes are replaced). Never in the future.
+    effective_from: datetime | UnsetType = UNSET
 
 
 class Site(Struct):

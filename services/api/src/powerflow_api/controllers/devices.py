@@ -11,10 +11,12 @@ from msgspec import UNSET, structs
 from sqlalchemy import select, update
 
 from powerflow_api import schemas
-from powerflow_api.auth import requires
+from powerflow_api.auth import principal_of, requires
 from powerflow_api.data import device_rows, devices_t, sites_t, to_device
 from powerflow_api.problems import ApiError
+from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
+from powerflow_common.queries import PlacementError, record_placement
 
 Req = Request[Any, Any, Any]
 Code = Annotated[str, PathParameter(description="The device code, e.g. 1001 or A4:CF:12:9B:00:01")]
@@ -54,9 +56,19 @@ class DeviceController(Controller):
     def update_device(
         self, request: Req, data: JSONBody[schemas.DeviceUpdate], code: Code
     ) -> schemas.Device:
-        """Change a device's name, site, location or meter role (operator)."""
+        """Change a device's name, site, location or meter role (operator).
+
+        A site or meter-role change is recorded in the device's site history from now on
+        (its past stays on the old site), or from ``effective_from`` when given.
+        """
         state = api_state(request)
         values = {k: v for k, v in structs.asdict(data).items() if v is not UNSET}
+        effective_from = values.pop("effective_from", None)
+        if effective_from is not None and not {"site_id", "meter_role"} & values.keys():
+            raise ApiError(
+                status_code=422,
+                detail="effective_from dates a site_id or meter_role change; send one of them.",
+            )
         with state.engine.begin() as conn:
             if values.get("site_id") is not None:
                 exists = conn.execute(
@@ -68,6 +80,18 @@ class DeviceController(Controller):
                         detail=f"No site with id {values['site_id']}; create it first "
                         "with POST /api/v1/sites or list them with GET /api/v1/sites.",
                     )
+            if {"site_id", "meter_role"} & values.keys():
+                try:
+                    record_placement(
+                        conn,
+                        code,
+                        site_id=values.get("site_id", UNSET),
+                        meter_role=values.get("meter_role", UNSET),
+                        effective_from=None if effective_from is None else as_utc(effective_from),
+                        by=principal_of(request).name,
+                    )
+                except PlacementError as exc:
+                    raise ApiError(status_code=422, detail=str(exc)) from exc
             if values:
                 conn.execute(update(devices_t).where(devices_t.c.code == code).values(**values))
             rows = device_rows(conn, code=code)
