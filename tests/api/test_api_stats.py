@@ -150,3 +150,27 @@ def test_statistics_export_as_csv(
         "/api/v1/stats/export", params={"scope": "site"}, headers=bearer(keys["viewer"])
     )
     assert missing_ref.status_code == 400
+
+
+def test_hourly_and_daily_readings_have_a_range_limit_that_the_problem_states(
+    client: Client, engine: Engine, keys: dict[str, str]
+) -> None:
+    add_device(engine, "1001", last_seen=BASE)
+    headers = bearer(keys["viewer"])
+    for resolution, start, end, limit in (
+        ("1d", "1900-01-01T00:00:00Z", "9999-01-01T00:00:00Z", "3700 days"),
+        ("1h", "2024-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "400 days"),
+    ):
+        response = client.get(
+            "/api/v1/devices/1001/readings",
+            params={"resolution": resolution, "start": start, "end": end},
+            headers=headers,
+        )
+        assert response.status_code == 400, response.text
+        assert limit in response.json()["detail"]
+    ten_years = client.get(
+        "/api/v1/devices/1001/readings",
+        params={"resolution": "1d", "start": "2016-03-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+        headers=headers,
+    )
+    assert ten_years.status_code == 200, ten_years.text

@@ -42,6 +42,7 @@ __all__ = [
     "load_contracts",
     "load_placements",
     "load_scope",
+    "local_period_key",
     "period_sums",
     "range_sums",
     "record_placement",
@@ -348,10 +349,14 @@ def _site_key(scope_spans: Iterable[Span]) -> tuple[str, dict[str, Any]]:
     return "CASE " + " ".join(whens) + " END", params
 
 
-def _local_key(
+def local_period_key(
     period: Period, tz: str, start: datetime, end: datetime
 ) -> tuple[str, str, dict[str, Any]]:
-    """(local timestamp expression, GROUP BY key, params): periods cut by plain arithmetic."""
+    """(local timestamp SQL, GROUP BY key over ``local_ts``, params) to cut local periods.
+
+    The zone's offsets over [start, end) come from periods.utc_offset_segments, so the
+    database needs no timezone tables: plain arithmetic on hourly_stats.hour_start.
+    """
     segments = utc_offset_segments(tz, start, end)
     if len(segments) > 1:
         offset = (
@@ -408,7 +413,7 @@ def period_sums(
     counted, p_counted = span_condition(scope.spans, counted_only=True, prefix="ct")
     if not scope.spans:
         return [], set()
-    local_ts, key, p_local = _local_key(period, scope.timezone, start, end)
+    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end)
     env_inner = ", ".join(
         f"SUM({c} * GREATEST(samples, 1)) AS {c}_vw,"
         f" SUM(CASE WHEN {c} IS NOT NULL THEN GREATEST(samples, 1) END) AS {c}_w"
@@ -491,7 +496,7 @@ def _site_sums(
     """Counted kWh (allocated and unallocated) and kg per local period and site."""
     counted, p_counted = span_condition(scope.spans, counted_only=True, prefix="ct")
     site_key, p_site = _site_key(scope.spans)
-    local_ts, key, p_local = _local_key(period, scope.timezone, start, end)
+    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end)
     statement = text(
         f"""
         SELECT MIN(hs) AS first_hour, site_key, SUM(kwh) AS kwh, SUM(co2) AS co2
