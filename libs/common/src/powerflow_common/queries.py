@@ -483,10 +483,14 @@ def period_sums(
                 },
             )
         )
-    by_start = {s.start: s for s in sums}
-    for lo, site in _site_sums(conn, scope, period, start, end):
-        if lo in by_start:
-            by_start[lo].sites.append(site)
+    if any(periods for _, periods in scope.contracts.values()):
+        by_start = {s.start: s for s in sums}
+        for lo, site in _site_sums(conn, scope, period, start, end):
+            if lo in by_start:
+                by_start[lo].sites.append(site)
+    else:  # without contracts Scope 2 needs no split by site: one query fewer
+        for s in sums:
+            s.sites.append(SiteEnergy(None, s.energy_kwh + s.unallocated_kwh, s.co2_kg))
     return sums, _factor_ids(conn, counted, p_counted, start, end)
 
 
