@@ -174,3 +174,25 @@ def test_hourly_and_daily_readings_have_a_range_limit_that_the_problem_states(
         headers=headers,
     )
     assert ten_years.status_code == 200, ten_years.text
+
+
+def test_statistics_instants_and_site_ids_out_of_bounds_are_client_errors(
+    client: Client, plant: dict[str, Any], keys: dict[str, str]
+) -> None:
+    headers = bearer(keys["viewer"])
+    early = client.get(
+        "/api/v1/stats/organisation",
+        params={"period": "day", "start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z"},
+        headers=headers,
+    )
+    assert early.status_code == 400 and "1970-01-01" in early.json()["detail"]
+    at = client.get("/api/v1/stats/summary", params={"at": "9999-12-31T23:00:00Z"}, headers=headers)
+    assert at.status_code == 400 and "'at'" in at.json()["detail"]
+    huge = client.get("/api/v1/stats/sites/2233205945456851156992", headers=headers)
+    assert huge.status_code == 404
+    exported = client.get(
+        "/api/v1/stats/export",
+        params={"scope": "site", "ref": "2233205945456851156992"},
+        headers=headers,
+    )
+    assert exported.status_code == 404

@@ -52,6 +52,23 @@ MAX_SPAN: dict[str, timedelta] = {
     "week": timedelta(days=800),
     "month": timedelta(days=3700),
 }
+# Instants a statistic may start or end at: hourly data is not older than the Unix epoch,
+# and a later year is a typo; outside this range calendar arithmetic would overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+# Site ids are INT columns: a larger number names no site.
+MAX_ID = 2**31 - 1
+
+
+def check_instant(name: str, at: datetime) -> datetime:
+    """``at`` in UTC, or a 400 that states the bounds."""
+    at = at.astimezone(UTC)
+    if not EARLIEST <= at <= LATEST:
+        raise ApiError(
+            status_code=400,
+            detail=f"'{name}' must be between {EARLIEST.date()} and {LATEST.date()} (UTC).",
+        )
+    return at
 
 
 @dataclass(slots=True)
@@ -73,9 +90,10 @@ def resolve_scope(conn: Connection, settings: Settings, kind: ScopeKind, ref: st
         if kind == "device":
             totals = load_scope(conn, "device", default_tz=settings.api_timezone, device_code=ref)
         elif kind == "site":
-            totals = load_scope(
-                conn, "site", default_tz=settings.api_timezone, site_id=int(ref or 0)
-            )
+            site_id = int(ref or 0)
+            if not 1 <= site_id <= MAX_ID:
+                raise ScopeNotFound(f"No site with id {site_id}.")
+            totals = load_scope(conn, "site", default_tz=settings.api_timezone, site_id=site_id)
         else:
             totals = load_scope(conn, "organisation", default_tz=settings.api_timezone)
     except ScopeNotFound as exc:
@@ -87,8 +105,8 @@ def default_range(
     period: str, start: datetime | None, end: datetime | None
 ) -> tuple[datetime, datetime]:
     """[start, end) in UTC, defaulting to a span that suits the period and ending now."""
-    end_utc = (end or datetime.now(UTC)).astimezone(UTC)
-    start_utc = (start or end_utc - DEFAULT_SPAN[period]).astimezone(UTC)
+    end_utc = check_instant("end", end or datetime.now(UTC))
+    start_utc = check_instant("start", start or end_utc - DEFAULT_SPAN[period])
     if end_utc <= start_utc:
         raise ApiError(status_code=400, detail="'end' must be after 'start'.")
     if end_utc - start_utc > MAX_SPAN[period]:
@@ -110,7 +128,7 @@ def series(
 ) -> schemas.StatsSeries:
     """The scope's statistics per period in its timezone, with totals and the factors used."""
     sums, factor_ids = period_sums(conn, scope.totals, period, start, end)
-    single = scope.kind == "device"
+    single = len(scope.totals.counted_ids()) == 1
     buckets = []
     totals = schemas.StatsTotals(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None)
     for part in sums:
@@ -127,7 +145,9 @@ def series(
         totals.contracted_renewable_kwh += scope2.contracted_kwh
         if bucket.power_max_w is not None:
             totals.power_max_w = max(totals.power_max_w or bucket.power_max_w, bucket.power_max_w)
-    counted = scope.totals.counted_ids()
+    counted = {
+        s.device_id for s in scope.totals.spans if s.counted and s.start < end and start < s.end
+    }
     codes = sorted(d.code for d in scope.totals.devices if d.id in counted)
     return schemas.StatsSeries(
         scope=scope.kind,

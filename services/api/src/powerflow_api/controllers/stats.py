@@ -17,7 +17,14 @@ from powerflow_api.auth import requires
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
 from powerflow_api.state import ApiState, api_state
-from powerflow_api.stats import ScopeKind, default_range, resolve_scope, series, summary
+from powerflow_api.stats import (
+    ScopeKind,
+    check_instant,
+    default_range,
+    resolve_scope,
+    series,
+    summary,
+)
 
 Req = Request[Any, Any, Any]
 
@@ -106,7 +113,8 @@ class StatsController(Controller):
             scope = resolve_scope(
                 conn, state.settings, kind, None if site_id is None else str(site_id)
             )
-            return summary(conn, state.settings, scope, None if at is None else as_utc(at))
+            as_of = None if at is None else check_instant("at", as_utc(at))
+            return summary(conn, state.settings, scope, as_of)
 
     @get("/export", sync_to_thread=True, media_type="text/csv")
     def export(
