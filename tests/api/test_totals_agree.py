@@ -208,6 +208,9 @@ def test_summary_statistics_csv_and_report_facts_equal_the_hand_computed_totals(
     assert close(facts.number("contracted_renewable_kwh") or 0.0, CONTRACTED, WH)
     assert close(london_facts.number("total_kwh") or 0.0, LONDON_KWH, WH)
     assert close(london_facts.number("co2_market_kg") or 0.0, LONDON_MARKET_KG, GRAM)
+    # London's counted device-hours: LP all 672 hours of the range, M the 345 hours from
+    # 31 Jan 15:00 to 15 Feb 00:00 UTC (14 days 9 hours); 4 of those 1,017 hours have rows.
+    assert london_facts.value("missing_device_hours") == 672 + 345 - 4
     counted = {row["code"] for row in facts.tables["by_device"] if row["counted"]}
     assert counted == {"LP", "M", "SM", "U1"}
 

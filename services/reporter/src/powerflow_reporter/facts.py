@@ -590,11 +590,6 @@ def load_inputs(
         )
         for f in conn.execute(select(_factors).where(_factors.c.id.in_(factor_ids or {-1})))
     ]
-    counted_seconds = sum(
-        (min(s.end, end_utc) - max(s.start, start_utc)).total_seconds()
-        for s in period_spans
-        if s.counted
-    )
     return FactInputs(
         scope=scope.kind,
         scope_label=totals.label,
@@ -607,7 +602,11 @@ def load_inputs(
         factors=factors,
         floor_area_m2=totals.floor_area_m2,
         contracted_kwh_by_site=contracted_by_site(totals.contracts, start_utc, end_utc),
-        counted_device_hours=math.ceil(counted_seconds / _HOUR.total_seconds()),
+        counted_device_hours=sum(
+            _hours_starting_in(max(s.start, start_utc), min(s.end, end_utc), start_utc)
+            for s in period_spans
+            if s.counted
+        ),
     )
 
 
@@ -660,6 +659,12 @@ def _hour_rows(
             )
         )
     return out
+
+
+def _hours_starting_in(lo: datetime, hi: datetime, grid: datetime) -> int:
+    """How many hours of the grid through ``grid`` start in [lo, hi): an hour is its start's."""
+    first = grid + math.ceil((lo - grid) / _HOUR) * _HOUR
+    return max(0, math.ceil((hi - first) / _HOUR))
 
 
 def _span_of(device_spans: Sequence[Span], hour: datetime) -> Span | None:
