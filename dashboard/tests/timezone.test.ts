@@ -98,4 +98,13 @@ describe('counted devices (site rule)', () => {
     ]
     expect(countedDevices(devices).map((d) => d.code)).toEqual(['main-a', 'plug-b', 'loose'])
   })
+
+  it('treats devices without a site as one pseudo-site under the same rule', () => {
+    const devices = [
+      { code: 'loose-main', siteId: null, meterRole: 'main' as const },
+      { code: 'loose', siteId: null, meterRole: 'standalone' as const },
+      { code: 'loose-sub', siteId: null, meterRole: 'sub' as const },
+    ]
+    expect(countedDevices(devices).map((d) => d.code)).toEqual(['loose-main'])
+  })
 })

@@ -106,6 +106,7 @@ export interface PeriodFigures {
   end: string
   energy_kwh: number
   co2_location_kg: number
+  co2_market_kg: number // after each site's renewable contracts
 }
 
 export interface Comparison {

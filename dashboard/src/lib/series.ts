@@ -125,16 +125,16 @@ export interface MeteredDevice {
 }
 
 /**
- * The devices whose power adds up to a total, by the project's site rule
- * (powerflow_common.sitetotals): a site counts its main meters when it has any, else its
- * standalone devices; sub-meters never add. Devices without a site count unless they are
- * sub-meters.
+ * The devices whose power adds up to a total now, by the project's site rule (the API's
+ * powerflow_common.totals): a site counts its main meters when it has any, else its
+ * standalone devices; sub-meters never add. Devices without a site form one pseudo-site
+ * under the same rule.
  */
 export function countedDevices<T extends MeteredDevice>(devices: readonly T[]): T[] {
-  const sitesWithMain = new Set(devices.filter((d) => d.siteId != null && d.meterRole === 'main').map((d) => d.siteId))
+  // null (no site) is a key like any site id: the unassigned devices' pseudo-site.
+  const sitesWithMain = new Set(devices.filter((d) => d.meterRole === 'main').map((d) => d.siteId))
   return devices.filter((d) => {
     if (d.meterRole === 'sub') return false
-    if (d.siteId == null) return true
     return sitesWithMain.has(d.siteId) ? d.meterRole === 'main' : d.meterRole === 'standalone'
   })
 }
