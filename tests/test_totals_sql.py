@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert
@@ -120,3 +121,15 @@ def test_sql_totals_equal_the_pure_rule_applied_hour_by_hour(
             sums, _ = period_sums(conn, scope, "day", START, END)
             assert round(sum(s.energy_kwh for s in sums) * 1000) == expected_wh, (kind, site_id)
             assert round(range_sums(conn, scope, START, END).energy_kwh * 1000) == expected_wh
+
+
+def test_a_devices_row_changed_in_sql_wins_over_its_latest_history_row_and_says_so(
+    engine: Engine,
+) -> None:
+    # History: site 1, then site 2 from hour 6; the devices row says site 1 (changed in SQL).
+    load(engine, [(1, 1, "standalone", 0), (1, 2, "standalone", 6), (1, 1, "standalone", None)], [])
+    with structlog.testing.capture_logs() as logs, engine.connect() as conn:
+        placements = load_placements(conn, [1])
+    assert [(p.site_id, p.valid_from) for p in placements] == [(1, T0), (1, T0 + 6 * H)]
+    (warning,) = [e for e in logs if e["event"] == "device_site_history_mismatch"]
+    assert warning["device"] == "d1" and warning["device_row"] == [1, "standalone"]

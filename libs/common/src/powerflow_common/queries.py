@@ -8,7 +8,6 @@ site returns one row per local day, not 8,760 rows per device.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from msgspec import UNSET, UnsetType
 from sqlalchemy import Connection, select, text
 
 from powerflow_common.db.models import DEVICE_SITES, DEVICES, RENEWABLE_CONTRACTS, SITES
+from powerflow_common.logs import get_logger
 from powerflow_common.periods import Period, period_bounds_utc, utc_offset_segments
 from powerflow_common.totals import (
     BEGINNING,
@@ -49,7 +49,7 @@ __all__ = [
     "span_condition",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ScopeKind = Literal["organisation", "site", "device", "devices"]
 SiteContracts = dict[int, tuple[str, list[ContractPeriod]]]  # site -> (timezone, contracts)
@@ -191,11 +191,10 @@ def load_placements(conn: Connection, device_ids: Sequence[int] | None = None) -
         if (last.site_id, last.meter_role) != (r.site_id, r.meter_role):
             log.warning(
                 "device_site_history_mismatch",
-                extra={
-                    "device": r.code,
-                    "history": [last.site_id, last.meter_role],
-                    "device_row": [r.site_id, r.meter_role],
-                },
+                device=r.code,
+                history=[last.site_id, last.meter_role],
+                device_row=[r.site_id, r.meter_role],
+                fix="change sites and roles through PATCH /api/v1/devices/{code}",
             )
             rows[-1] = Placement(r.id, r.site_id, r.meter_role, last.valid_from)
         out.extend(rows)
