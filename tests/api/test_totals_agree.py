@@ -148,6 +148,10 @@ def test_summary_statistics_csv_and_report_facts_equal_the_hand_computed_totals(
     assert [(r.site_id, r.valid_from) for r in history][-1] == (fixture["seoul"], MOVED_AT)
     assert history[0].site_id == london
 
+    # Which devices count now, as the dashboard's live total reads it from the API.
+    listed = client.get("/api/v1/devices", headers=viewer).json()
+    assert {d["code"] for d in listed if d["counted"]} == {"LP", "SM", "U1"}
+
     # Statistics of the organisation, each site and the moved device.
     org = client.get("/api/v1/stats/organisation", params=RANGE, headers=viewer).json()
     assert close(org["totals"]["energy_kwh"], TOTAL_KWH, WH)

@@ -19,6 +19,7 @@ export interface Device {
   last_seen_at: string
   online: boolean
   power_w: number | null
+  counted: boolean // adds to its site's total now (the API decides, powerflow_common.totals)
 }
 
 export interface DeviceUpdate {

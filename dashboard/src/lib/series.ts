@@ -117,24 +117,3 @@ export function isOnline(lastSeenMs: number | null, nowMs: number, thresholdMs =
   return lastSeenMs != null && nowMs - lastSeenMs <= thresholdMs
 }
 
-/** What the "now" total needs to know of a device. */
-export interface MeteredDevice {
-  code: string
-  siteId: number | null
-  meterRole: 'main' | 'sub' | 'standalone'
-}
-
-/**
- * The devices whose power adds up to a total now, by the project's site rule (the API's
- * powerflow_common.totals): a site counts its main meters when it has any, else its
- * standalone devices; sub-meters never add. Devices without a site form one pseudo-site
- * under the same rule.
- */
-export function countedDevices<T extends MeteredDevice>(devices: readonly T[]): T[] {
-  // null (no site) is a key like any site id: the unassigned devices' pseudo-site.
-  const sitesWithMain = new Set(devices.filter((d) => d.meterRole === 'main').map((d) => d.siteId))
-  return devices.filter((d) => {
-    if (d.meterRole === 'sub') return false
-    return sitesWithMain.has(d.siteId) ? d.meterRole === 'main' : d.meterRole === 'standalone'
-  })
-}

@@ -39,6 +39,7 @@ __all__ = [
     "ScopeNotFound",
     "SiteContracts",
     "TotalsScope",
+    "counted_now",
     "load_contracts",
     "load_placements",
     "load_scope",
@@ -199,6 +200,12 @@ def load_placements(conn: Connection, device_ids: Sequence[int] | None = None) -
             rows[-1] = Placement(r.id, r.site_id, r.meter_role, last.valid_from)
         out.extend(rows)
     return out
+
+
+def counted_now(conn: Connection, now: datetime | None = None) -> set[int]:
+    """The devices that add to their site's (or the unassigned devices') total at ``now``."""
+    at = (now or datetime.now(UTC)).astimezone(UTC)
+    return {s.device_id for s in spans(load_placements(conn)) if s.counted and s.covers(at)}
 
 
 def _device_ids_of_site(conn: Connection, site_id: int) -> list[int]:

@@ -45,6 +45,8 @@ class Device(Struct):
     last_seen_at: datetime
     online: bool
     power_w: float | None  # from the latest reading
+    # Adds to its site's (or the unassigned devices') total now: powerflow_common.totals.
+    counted: bool = False
 
 
 class DeviceUpdate(Struct, forbid_unknown_fields=True):

@@ -16,7 +16,7 @@ from powerflow_api.data import device_rows, devices_t, sites_t, to_device
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
-from powerflow_common.queries import PlacementError, record_placement
+from powerflow_common.queries import PlacementError, counted_now, record_placement
 
 Req = Request[Any, Any, Any]
 Code = Annotated[str, PathParameter(description="The device code, e.g. 1001 or A4:CF:12:9B:00:01")]
@@ -40,7 +40,9 @@ class DeviceController(Controller):
         state = api_state(request)
         with state.engine.connect() as conn:
             rows = device_rows(conn, site_id=site_id)
-        return [to_device(r, state.settings.api_online_threshold_s) for r in rows]
+            counted = counted_now(conn)
+        threshold = state.settings.api_online_threshold_s
+        return [to_device(r, threshold, counted=r.id in counted) for r in rows]
 
     @get("/{code:str}", guards=[requires("viewer")], sync_to_thread=True)
     def get_device(self, request: Req, code: Code) -> schemas.Device:
@@ -48,9 +50,12 @@ class DeviceController(Controller):
         state = api_state(request)
         with state.engine.connect() as conn:
             rows = device_rows(conn, code=code)
+            counted = counted_now(conn)
         if not rows:
             raise not_found(code)
-        return to_device(rows[0], state.settings.api_online_threshold_s)
+        return to_device(
+            rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
+        )
 
     @patch("/{code:str}", guards=[requires("operator")], sync_to_thread=True)
     def update_device(
@@ -95,6 +100,9 @@ class DeviceController(Controller):
             if values:
                 conn.execute(update(devices_t).where(devices_t.c.code == code).values(**values))
             rows = device_rows(conn, code=code)
+            counted = counted_now(conn)
         if not rows:
             raise not_found(code)
-        return to_device(rows[0], state.settings.api_online_threshold_s)
+        return to_device(
+            rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
+        )
