@@ -45,6 +45,8 @@ class Device(Struct):
     last_seen_at: datetime
     online: bool
     power_w: float | None  # from the latest reading
+    # Adds to its site's (or the unassigned devices') total now: powerflow_common.totals.
+    counted: bool = False
 
 
 class DeviceUpdate(Struct, forbid_unknown_fields=True):
@@ -54,6 +56,9 @@ class DeviceUpdate(Struct, forbid_unknown_fields=True):
     site_id: int | UnsetType | None = UNSET
     location: ShortText | UnsetType | None = UNSET
     meter_role: MeterRole | UnsetType = UNSET
+    # A site or role change counts from now on; an operator may date it back (a restatement:
+    # later recorded changes are replaced). Never in the future.
+    effective_from: datetime | UnsetType = UNSET
 
 
 class Site(Struct):
@@ -175,8 +180,9 @@ class StatsSeries(Struct):
 class PeriodFigures(Struct):
     start: datetime
     end: datetime
-    energy_kwh: float
+    energy_kwh: float  # allocated to hours, as the statistics' energy_kwh
     co2_location_kg: float
+    co2_market_kg: float  # after each site's renewable contracts (see docs/energy.md)
 
 
 class Comparison(Struct):

@@ -11,10 +11,12 @@ from msgspec import UNSET, structs
 from sqlalchemy import select, update
 
 from powerflow_api import schemas
-from powerflow_api.auth import requires
+from powerflow_api.auth import principal_of, requires
 from powerflow_api.data import device_rows, devices_t, sites_t, to_device
 from powerflow_api.problems import ApiError
+from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
+from powerflow_common.queries import PlacementError, counted_now, record_placement
 from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
@@ -39,7 +41,9 @@ class DeviceController(Controller):
         state = api_state(request)
         with state.engine.connect() as conn:
             rows = device_rows(conn, site_id=site_id)
-        return [to_device(r, state.settings.api_online_threshold_s) for r in rows]
+            counted = counted_now(conn)
+        threshold = state.settings.api_online_threshold_s
+        return [to_device(r, threshold, counted=r.id in counted) for r in rows]
 
     @get("/{code:str}", guards=[requires("viewer")], sync_to_thread=True)
     def get_device(self, request: Req, code: Code) -> schemas.Device:
@@ -48,18 +52,31 @@ class DeviceController(Controller):
         state = api_state(request)
         with state.engine.connect() as conn:
             rows = device_rows(conn, code=code)
+            counted = counted_now(conn)
         if not rows:
             raise not_found(code)
-        return to_device(rows[0], state.settings.api_online_threshold_s)
+        return to_device(
+            rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
+        )
 
     @patch("/{code:str}", guards=[requires("operator")], sync_to_thread=True)
     def update_device(
         self, request: Req, data: JSONBody[schemas.DeviceUpdate], code: Code
     ) -> schemas.Device:
-        """Change a device's name, site, location or meter role (operator)."""
+        """Change a device's name, site, location or meter role (operator).
+
+        A site or meter-role change is recorded in the device's site history from now on
+        (its past stays on the old site), or from ``effective_from`` when given.
+        """
         code = canonical_device_code(code)
         state = api_state(request)
         values = {k: v for k, v in structs.asdict(data).items() if v is not UNSET}
+        effective_from = values.pop("effective_from", None)
+        if effective_from is not None and not {"site_id", "meter_role"} & values.keys():
+            raise ApiError(
+                status_code=422,
+                detail="effective_from dates a site_id or meter_role change; send one of them.",
+            )
         with state.engine.begin() as conn:
             if values.get("site_id") is not None:
                 exists = conn.execute(
@@ -71,9 +88,24 @@ class DeviceController(Controller):
                         detail=f"No site with id {values['site_id']}; create it first "
                         "with POST /api/v1/sites or list them with GET /api/v1/sites.",
                     )
+            if {"site_id", "meter_role"} & values.keys():
+                try:
+                    record_placement(
+                        conn,
+                        code,
+                        site_id=values.get("site_id", UNSET),
+                        meter_role=values.get("meter_role", UNSET),
+                        effective_from=None if effective_from is None else as_utc(effective_from),
+                        by=principal_of(request).name,
+                    )
+                except PlacementError as exc:
+                    raise ApiError(status_code=422, detail=str(exc)) from exc
             if values:
                 conn.execute(update(devices_t).where(devices_t.c.code == code).values(**values))
             rows = device_rows(conn, code=code)
+            counted = counted_now(conn)
         if not rows:
             raise not_found(code)
-        return to_device(rows[0], state.settings.api_online_threshold_s)
+        return to_device(
+            rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
+        )
