@@ -7,14 +7,14 @@ times (including those whose UTC conversion overflows), cursors, request bodies,
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 import pytest
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
-from pf_api_data import add_device, add_hour, add_site, bearer
+from pf_api_data import add_device, add_site, bearer
 from sqlalchemy import Engine
 
 from powerflow_api.controllers.live import MAX_LIVE_DEVICES
@@ -173,32 +173,3 @@ def test_a_live_filter_beyond_its_bound_closes_the_socket_with_the_reason(
         with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(url) as ws:
             ws.receive_text()
         assert "device: " in str(closed.value.detail)
-
-
-def test_daily_pages_across_the_whole_time_range_find_data_at_both_ends(
-    client: Client, engine: Engine, keys: dict[str, str], now: datetime
-) -> None:
-    # Two centuries of empty days between two hours: one page each, at limit=1, without a
-    # query per chunk of empty days (the range is the widest the bounds allow).
-    device = add_device(engine, "1001", last_seen=now)
-    add_hour(engine, device, datetime(1971, 3, 1, tzinfo=UTC), energy_kwh=1.0)
-    add_hour(engine, device, datetime(2199, 6, 1, tzinfo=UTC), energy_kwh=2.0)
-    params: dict[str, Any] = {
-        "start": "1970-01-01T00:00:00Z",
-        "end": "2199-12-31T23:00:00Z",
-        "resolution": "1d",
-        "limit": 1,
-    }
-    seen = []
-    while True:
-        response = client.get(
-            "/api/v1/devices/1001/readings", params=params, headers=bearer(keys["viewer"])
-        )
-        assert response.status_code == 200, response.text
-        page = response.json()
-        seen += [(p["ts"], p["energy_kwh"]) for p in page["items"]]
-        if page["next_cursor"] is None:
-            break
-        params["cursor"] = page["next_cursor"]
-    # Days are cut in Asia/Seoul (the organisation's timezone for a device without a site).
-    assert seen == [("1971-02-28T15:00:00Z", 1.0), ("2199-05-31T15:00:00Z", 2.0)]

@@ -12,7 +12,6 @@ import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Annotated, Any
 
 import msgspec
@@ -22,14 +21,12 @@ from powerflow_api import schemas
 from powerflow_api.data import RAW_FIELDS, hourly_t, raw_point, readings_t
 from powerflow_api.problems import ApiError
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
-from powerflow_common.periods import iter_periods_utc, period_bounds_utc
+from powerflow_common.periods import iter_periods_utc
 from powerflow_common.settings import Settings
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _STEP_S = {"1m": 60, "15m": 900}
 CSV_MAX_RANGE = timedelta(days=400)
-# Local days read per query at resolution=1d: one device's hours of a year are 8,784 rows.
-_DAYS_PER_QUERY = 366
 
 
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -251,31 +248,25 @@ def _hourly(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoin
 
 
 def _daily(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
-    # Days without data yield nothing. Jump to the next hour with data, then read a chunk of
-    # days from there: an empty stretch costs one query however long it is (the range may
-    # span two centuries), and every round yields at least one point.
-    h = hourly_t
-    lo = w.start
-    if w.after is not None:
-        lo = max(lo, period_bounds_utc("day", w.after, w.timezone)[1])
+    # Days without data yield nothing, so read days in chunks until n points are found.
+    days: list[tuple[datetime, datetime]] = []
     found = 0
-    while found < n:
-        first = conn.execute(
-            select(func.min(h.c.hour_start)).where(
-                h.c.device_id == w.device_id, h.c.hour_start >= lo, h.c.hour_start < w.end
-            )
-        ).scalar()
-        if first is None:
+    for bounds in iter_periods_utc("day", w.start, w.end, w.timezone):
+        if w.after is not None and bounds[0] <= w.after:
+            continue
+        days.append(bounds)
+        if len(days) >= n:
+            for point in _days(conn, w, days):
+                yield point
+                found += 1
+                if found >= n:
+                    return
+            days = []
+    for point in _days(conn, w, days):
+        yield point
+        found += 1
+        if found >= n:
             return
-        first = first if first.tzinfo else first.replace(tzinfo=UTC)
-        chunk = max(n - found, _DAYS_PER_QUERY)
-        days = list(islice(iter_periods_utc("day", first, w.end, w.timezone), chunk))
-        for point in _days(conn, w, days):
-            yield point
-            found += 1
-            if found >= n:
-                return
-        lo = days[-1][1]
 
 
 def _days(
