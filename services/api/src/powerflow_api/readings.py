@@ -12,7 +12,7 @@ import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy import Connection, Engine, func, literal, select, text
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, func, literal, select, text
 from powerflow_api import schemas
 from powerflow_api.data import RAW_FIELDS, hourly_t, raw_point, readings_t
 from powerflow_api.problems import ApiError
+from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.queries import local_period_key
 from powerflow_common.settings import Settings
@@ -33,11 +34,14 @@ HOURLY_MAX_RANGE = timedelta(days=400)
 DAILY_MAX_RANGE = timedelta(days=3700)
 
 
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
 class Cursor(msgspec.Struct, frozen=True):
-    after: datetime  # the next page starts strictly after this bucket or reading
-    as_of: datetime  # rows received after this belong to a new query
-    resolution: str
-    device_id: int
+    after: AwareTime  # the next page starts strictly after this bucket or reading
+    as_of: AwareTime  # rows received after this belong to a new query
+    resolution: schemas.Resolution
+    device_id: Annotated[int, msgspec.Meta(ge=MIN_ROW_ID, le=MAX_ROW_ID)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,20 +64,31 @@ def encode_cursor(cursor: Cursor) -> str:
 
 
 def decode_cursor(text: str) -> Cursor:
+    """The cursor ``encode_cursor`` made, or 400: a cursor is opaque, anything else is refused."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        return msgspec.json.decode(raw, type=Cursor)
+        cursor = msgspec.json.decode(raw, type=Cursor)
+        # Its times feed SQL and date arithmetic: keep them in the range every query accepts.
+        return msgspec.structs.replace(
+            cursor,
+            after=utc_in_bounds("cursor.after", cursor.after),
+            as_of=utc_in_bounds("cursor.as_of", cursor.as_of),
+        )
     except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
         raise ApiError(
             status_code=400,
             detail="Invalid cursor: pass next_cursor from the previous page unchanged, "
             "or leave it out to start again.",
+            extra=[{"key": "cursor", "message": "not a cursor this API returned"}],
         ) from exc
 
 
-def as_utc(ts: datetime) -> datetime:
-    """Aware UTC; a time without an offset is taken as UTC."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+def as_utc(ts: datetime, name: str = "time") -> datetime:
+    """Aware UTC (a time without an offset is taken as UTC), within the API's time range.
+
+    Raises OutOfBounds (answered 400, naming ``name``) outside [EARLIEST_TIME, LATEST_TIME).
+    """
+    return utc_in_bounds(name, ts)
 
 
 def check_range(

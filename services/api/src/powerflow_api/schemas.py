@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
+
 MeterRole = Literal["main", "sub", "standalone"]
 Resolution = Literal["raw", "1m", "15m", "1h", "1d"]
 StatsPeriod = Literal["hour", "day", "week", "month"]
@@ -17,6 +19,7 @@ ShortText = Annotated[str, Meta(max_length=128)]
 Region = Annotated[str, Meta(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")]
 Timezone = Annotated[str, Meta(min_length=1, max_length=64)]
 FloorArea = Annotated[float, Meta(gt=0, le=1e9)]
+RowId = Annotated[int, Meta(ge=MIN_ROW_ID, le=MAX_ROW_ID)]
 
 
 class Problem(Struct, omit_defaults=True):
@@ -53,7 +56,7 @@ class DeviceUpdate(Struct, forbid_unknown_fields=True):
     """Fields to change; an absent field stays as it is, null clears it."""
 
     name: Name | UnsetType | None = UNSET
-    site_id: int | UnsetType | None = UNSET
+    site_id: RowId | UnsetType | None = UNSET
     location: ShortText | UnsetType | None = UNSET
     meter_role: MeterRole | UnsetType = UNSET
     # A site or role change counts from now on; an operator may date it back (a restatement:

@@ -16,11 +16,18 @@ from powerflow_api.data import device_rows, devices_t, sites_t, to_device
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
+from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS, MAX_ROW_ID, MIN_ROW_ID
 from powerflow_common.queries import PlacementError, counted_now, record_placement
 from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
-Code = Annotated[str, PathParameter(description="The device code, e.g. 1001 or A4:CF:12:9B:00:01")]
+Code = Annotated[
+    str,
+    PathParameter(
+        description="The device code, e.g. 1001 or A4:CF:12:9B:00:01",
+        max_length=MAX_DEVICE_CODE_CHARS,
+    ),
+]
 
 
 def not_found(code: str) -> NotFoundException:
@@ -35,7 +42,9 @@ class DeviceController(Controller):
     def list_devices(
         self,
         request: Req,
-        site_id: int | None = Parameter(default=None, description="Only this site's devices"),
+        site_id: int | None = Parameter(
+            default=None, ge=MIN_ROW_ID, le=MAX_ROW_ID, description="Only this site's devices"
+        ),
     ) -> list[schemas.Device]:
         """Every device with its last reading time, online state and current power."""
         state = api_state(request)
