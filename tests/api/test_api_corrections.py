@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import service_env
 from litestar.testing import TestClient
 from pf_api_data import add_device, add_readings, bearer
 from sqlalchemy import Engine, text
 
+from conftest import service_env
 from pf_testing import Service, consumer_idle, count_rows, wait_for
 from powerflow.broker import free_port
 from powerflow_common.energy import hour_floor
