@@ -158,7 +158,7 @@ def test_hourly_and_daily_readings_have_a_range_limit_that_the_problem_states(
     add_device(engine, "1001", last_seen=BASE)
     headers = bearer(keys["viewer"])
     for resolution, start, end, limit in (
-        ("1d", "1900-01-01T00:00:00Z", "9999-01-01T00:00:00Z", "3700 days"),
+        ("1d", "1971-01-01T00:00:00Z", "2199-01-01T00:00:00Z", "3700 days"),
         ("1h", "2024-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "400 days"),
     ):
         response = client.get(
@@ -187,7 +187,7 @@ def test_statistics_instants_and_site_ids_out_of_bounds_are_client_errors(
     )
     assert early.status_code == 400 and "1970-01-01" in early.json()["detail"]
     at = client.get("/api/v1/stats/summary", params={"at": "9999-12-31T23:00:00Z"}, headers=headers)
-    assert at.status_code == 400 and "'at'" in at.json()["detail"]
+    assert at.status_code == 400 and "at: 9999" in at.json()["detail"]
     huge = client.get("/api/v1/stats/sites/2233205945456851156992", headers=headers)
     assert huge.status_code == 404
     exported = client.get(

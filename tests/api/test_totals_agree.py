@@ -239,7 +239,7 @@ def test_effective_from_in_the_future_or_without_a_change_is_refused(
     operator = bearer(keys["operator"])
     future = client.patch(
         "/api/v1/devices/LP",
-        json={"site_id": fixture["seoul"], "effective_from": "2999-01-01T00:00:00Z"},
+        json={"site_id": fixture["seoul"], "effective_from": "2199-01-01T00:00:00Z"},
         headers=operator,
     )
     assert future.status_code == 422

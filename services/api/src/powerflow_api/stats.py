@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from powerflow_api import schemas
 from powerflow_api.data import device_rows, factors_by_id
 from powerflow_api.problems import ApiError
+from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
 from powerflow_common.periods import Period, bucket_start_local, period_bounds_utc
 from powerflow_common.queries import (
     PeriodSums,
@@ -52,23 +53,6 @@ MAX_SPAN: dict[str, timedelta] = {
     "week": timedelta(days=800),
     "month": timedelta(days=3700),
 }
-# Instants a statistic may start or end at: hourly data is not older than the Unix epoch,
-# and a later year is a typo; outside this range calendar arithmetic would overflow.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(3000, 1, 1, tzinfo=UTC)
-# Site ids are INT columns: a larger number names no site.
-MAX_ID = 2**31 - 1
-
-
-def check_instant(name: str, at: datetime) -> datetime:
-    """``at`` in UTC, or a 400 that states the bounds."""
-    at = at.astimezone(UTC)
-    if not EARLIEST <= at <= LATEST:
-        raise ApiError(
-            status_code=400,
-            detail=f"'{name}' must be between {EARLIEST.date()} and {LATEST.date()} (UTC).",
-        )
-    return at
 
 
 @dataclass(slots=True)
@@ -91,7 +75,7 @@ def resolve_scope(conn: Connection, settings: Settings, kind: ScopeKind, ref: st
             totals = load_scope(conn, "device", default_tz=settings.api_timezone, device_code=ref)
         elif kind == "site":
             site_id = int(ref or 0)
-            if not 1 <= site_id <= MAX_ID:
+            if not MIN_ROW_ID <= site_id <= MAX_ROW_ID:
                 raise ScopeNotFound(f"No site with id {site_id}.")
             totals = load_scope(conn, "site", default_tz=settings.api_timezone, site_id=site_id)
         else:
@@ -105,8 +89,8 @@ def default_range(
     period: str, start: datetime | None, end: datetime | None
 ) -> tuple[datetime, datetime]:
     """[start, end) in UTC, defaulting to a span that suits the period and ending now."""
-    end_utc = check_instant("end", end or datetime.now(UTC))
-    start_utc = check_instant("start", start or end_utc - DEFAULT_SPAN[period])
+    end_utc = utc_in_bounds("end", end or datetime.now(UTC))
+    start_utc = utc_in_bounds("start", start or end_utc - DEFAULT_SPAN[period])
     if end_utc <= start_utc:
         raise ApiError(status_code=400, detail="'end' must be after 'start'.")
     if end_utc - start_utc > MAX_SPAN[period]:

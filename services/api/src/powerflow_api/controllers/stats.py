@@ -19,7 +19,6 @@ from powerflow_api.readings import as_utc
 from powerflow_api.state import ApiState, api_state
 from powerflow_api.stats import (
     ScopeKind,
-    check_instant,
     default_range,
     resolve_scope,
     series,
@@ -53,7 +52,9 @@ def _series(
     start: datetime | None,
     end: datetime | None,
 ) -> schemas.StatsSeries:
-    lo, hi = default_range(period, as_utc(start) if start else None, as_utc(end) if end else None)
+    lo, hi = default_range(
+        period, as_utc(start, "start") if start else None, as_utc(end, "end") if end else None
+    )
     with state.engine.connect() as conn:
         scope = resolve_scope(conn, state.settings, kind, ref)
         return series(conn, state.settings, scope, period, lo, hi)
@@ -113,7 +114,7 @@ class StatsController(Controller):
             scope = resolve_scope(
                 conn, state.settings, kind, None if site_id is None else str(site_id)
             )
-            as_of = None if at is None else check_instant("at", as_utc(at))
+            as_of = None if at is None else as_utc(at, "at")
             return summary(conn, state.settings, scope, as_of)
 
     @get("/export", sync_to_thread=True, media_type="text/csv")
