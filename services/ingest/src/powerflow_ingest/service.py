@@ -15,6 +15,7 @@ from powerflow_ingest import metrics
 from powerflow_ingest.bridge import Bridge, limits_from
 from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import BrokerAddress, MqttSource
+from powerflow_ingest.stream_watch import watch_streams
 
 log = get_logger(__name__)
 
@@ -51,6 +52,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         batch_linger_s=settings.ingest_batch_linger_ms / 1000,
         max_in_flight=settings.ingest_max_publishes_in_flight,
         publish_timeout_s=settings.nats_timeout_s,
+        rejected_payload_max_bytes=settings.rejected_payload_max_bytes,
     )
     log.info(
         "ingest_starting",
@@ -62,9 +64,11 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         subject=names.readings_subject(settings.ingest_instance),
     )
     source.start()
+    watcher = asyncio.create_task(watch_streams(js, settings, stop))
     try:
         await bridge.run(inbox, stop)
     finally:
+        watcher.cancel()
         await asyncio.to_thread(source.stop)
         await close_nats(nc)
         log.info("ingest_stopped")

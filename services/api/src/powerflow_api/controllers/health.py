@@ -7,11 +7,14 @@ from typing import Any, Literal
 
 import anyio.to_thread
 from litestar import Controller, MediaType, Request, Response, get
+from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from powerflow_api import schemas
 from powerflow_api.state import api_state
+from powerflow_common.jetstream import stream_problems
+from powerflow_common.settings import Settings
 
 Req = Request[Any, Any, Any]
 
@@ -27,7 +30,10 @@ class HealthController(Controller):
 
     @get("/readyz")
     async def readyz(self, request: Req) -> Response[schemas.Readiness]:
-        """Readiness: 200 when the database and NATS answer (Redis down: 200, 'degraded')."""
+        """Readiness: 200 when the database and NATS answer.
+
+        'degraded' (still 200): Redis down, or a stream above its usage alert or to migrate.
+        """
         state = api_state(request)
         detail: dict[str, str] = {}
 
@@ -43,6 +49,9 @@ class HealthController(Controller):
         nats = state.nc is not None and state.nc.is_connected
         if not nats:
             detail["nats"] = "not connected"
+        streams_ok = True
+        if state.nc is not None and nats:
+            streams_ok = await _streams_ok(state.nc.jetstream(), state.settings, detail)
         try:
             await state.redis.ping()
             redis = True
@@ -52,7 +61,8 @@ class HealthController(Controller):
             state.redis_failed("readyz", exc)
             detail["redis_consequence"] = "rate limits not enforced; live tickets refused"
         if database and nats:
-            status: Literal["ready", "degraded", "unavailable"] = "ready" if redis else "degraded"
+            healthy = redis and streams_ok
+            status: Literal["ready", "degraded", "unavailable"] = "ready" if healthy else "degraded"
             code = 200
         else:
             status, code = "unavailable", 503
@@ -67,3 +77,14 @@ class HealthController(Controller):
     async def metrics(self) -> Response[bytes]:
         """Prometheus metrics of this process."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _streams_ok(js: JetStreamContext, settings: Settings, detail: dict[str, str]) -> bool:
+    """A stream near its byte limit (or still to migrate) makes the API 'degraded'."""
+    try:
+        problems = await asyncio.wait_for(stream_problems(js, settings), 3)
+    except Exception as exc:
+        problems = [f"stream check failed ({type(exc).__name__})"]
+    if problems:
+        detail["streams"] = "; ".join(problems)
+    return not problems
