@@ -145,6 +145,11 @@ def is_stream_full(exc: BaseException) -> bool:
     return exc.err_code == JS_STORE_FAILED and "exceeded" in (exc.description or "")
 
 
+def retention_name(retention: RetentionPolicy | None) -> str:
+    """How the server spells a retention policy ("limits", "workqueue", "interest")."""
+    return retention.value if retention is not None else "limits"
+
+
 def needs_migration(existing: StreamConfig, wanted: StreamConfig) -> bool:
     """The server cannot change a stream's retention in place: it must be copied over."""
     return existing.retention != wanted.retention
@@ -162,14 +167,16 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
             info = await js.stream_info(config.name or "")
         except NotFoundError:
             await js.add_stream(config)
-            log.info("stream_created", stream=config.name, retention=str(config.retention))
+            log.info(
+                "stream_created", stream=config.name, retention=retention_name(config.retention)
+            )
             continue
         if needs_migration(info.config, config):
             log.error(
                 "stream_needs_migration",
                 stream=config.name,
-                retention=str(info.config.retention),
-                wanted=str(config.retention),
+                retention=retention_name(info.config.retention),
+                wanted=retention_name(config.retention),
                 fix="run `powerflow streams` to migrate it (no message is lost)",
             )
             continue
@@ -319,8 +326,9 @@ async def migrate_streams(js: JetStreamContext, settings: Settings) -> list[str]
                     error=str(exc),
                 )
         copied = await _copy_back(js, name, temp)
-        done.append(f"{name}: migrated to {config.retention}, {copied} unconsumed messages kept")
-        log.warning("stream_migrated", stream=name, retention=str(config.retention), kept=copied)
+        retention = retention_name(config.retention)
+        done.append(f"{name}: migrated to {retention}, {copied} unconsumed messages kept")
+        log.warning("stream_migrated", stream=name, retention=retention, kept=copied)
     return done
 
 
