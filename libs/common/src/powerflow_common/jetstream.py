@@ -145,14 +145,17 @@ def is_stream_full(exc: BaseException) -> bool:
     return exc.err_code == JS_STORE_FAILED and "exceeded" in (exc.description or "")
 
 
-def retention_name(retention: RetentionPolicy | None) -> str:
-    """How the server spells a retention policy ("limits", "workqueue", "interest")."""
-    return retention.value if retention is not None else "limits"
+def retention_name(retention: RetentionPolicy | str | None) -> str:
+    """How the server spells a retention policy ("limits", "workqueue", "interest").
+
+    nats-py hands back a stream's retention as the server's plain string, not the enum.
+    """
+    return RetentionPolicy(retention or RetentionPolicy.LIMITS).value
 
 
 def needs_migration(existing: StreamConfig, wanted: StreamConfig) -> bool:
     """The server cannot change a stream's retention in place: it must be copied over."""
-    return existing.retention != wanted.retention
+    return retention_name(existing.retention) != retention_name(wanted.retention)
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
