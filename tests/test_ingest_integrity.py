@@ -260,3 +260,33 @@ def test_powerflow_streams_migrates_a_limits_stream_keeping_what_no_consumer_ack
         assert stored == expected
     finally:
         writer.stop()
+
+
+WEEK_S = 7 * 24 * 3600
+FLEET_DEVICES = 20  # `make run`'s simulated fleet
+FLEET_INTERVAL_S = 5
+
+
+def test_a_week_of_a_20_device_fleet_never_reaches_the_default_readings_limit(
+    settings: Settings, broker: Broker, tmp_path: Path
+) -> None:
+    # Worst case for size: one reading per JetStream message (a quiet fleet, no batching),
+    # and no writer at all for the week (with the writer up, work-queue keeps ~0 bytes).
+    env = service_env(settings, POWERFLOW_INGEST_BATCH_MAX_MESSAGES="1")
+    ingest = Service("ingest", env, tmp_path)
+    sample = list(fleet_messages(FLEET_DEVICES, 10))
+    try:
+        ingest.start().wait_logged("mqtt_subscribed")
+        publish_all(broker.url, sample)
+        stored, messages, size = wait_for(
+            lambda: (r := readings_in_stream(settings))[0] == len(sample) and r,
+            60,
+            what="the sample in READINGS",
+        )
+    finally:
+        ingest.stop()
+    assert messages == len(sample)  # one per message, as intended
+    bytes_per_reading = size / stored
+    week_bytes = bytes_per_reading * FLEET_DEVICES * WEEK_S / FLEET_INTERVAL_S
+    print(f"{bytes_per_reading:.0f} B/reading in READINGS; a week of 20 devices: {week_bytes:,.0f}")
+    assert week_bytes < Settings.model_fields["readings_max_bytes"].default
