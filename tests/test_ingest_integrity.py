@@ -290,3 +290,58 @@ def test_a_week_of_a_20_device_fleet_never_reaches_the_default_readings_limit(
     week_bytes = bytes_per_reading * FLEET_DEVICES * WEEK_S / FLEET_INTERVAL_S
     print(f"{bytes_per_reading:.0f} B/reading in READINGS; a week of 20 devices: {week_bytes:,.0f}")
     assert week_bytes < Settings.model_fields["readings_max_bytes"].default
+
+
+def log_events(service: Service) -> list[dict[str, Any]]:
+    """A process's JSON log lines (anything else it printed is left out)."""
+    events = []
+    for line in service.log_text().splitlines():
+        if line.startswith("{"):
+            events.append(json.loads(line))
+    return events
+
+
+def test_rejected_at_its_byte_limit_drops_its_oldest_records_and_ingest_counts_them(
+    settings: Settings, broker: Broker, tmp_path: Path
+) -> None:
+    env = service_env(
+        settings,
+        POWERFLOW_REJECTED_MAX_BYTES=str(STREAM_MIN_BYTES),
+        POWERFLOW_STREAM_CHECK_INTERVAL_S="0.5",
+    )
+    ingest = Service("ingest", env, tmp_path)
+    # 30 bad messages of 60 KB each, about 80 KB as records: 2.4 MB into a 1 MiB stream.
+    flood = [("power/measurement", bytes([i]) * 60_000) for i in range(30)]
+
+    def rejected_state() -> tuple[int, int, int]:
+        async def read() -> tuple[int, int, int]:
+            nc = await nats.connect(settings.nats_url)
+            info = await nc.jetstream().stream_info(settings.names.rejected_stream)
+            await nc.close()
+            return info.state.first_seq, info.state.last_seq, info.state.bytes
+
+        return asyncio.run(read())
+
+    try:
+        ingest.start().wait_logged("mqtt_subscribed")
+        publish_all(broker.url, flood)
+        first_seq, _last_seq, size = wait_for(
+            lambda: (s := rejected_state())[1] == len(flood) and s, 60, what="every record"
+        )
+        assert size <= STREAM_MIN_BYTES and first_seq > 1
+        ingest.wait_logged("rejected_records_evicted", timeout_s=30)
+
+        def counted() -> int:
+            # Evictions before the watch's first look are said once, not counted.
+            return sum(
+                line["records"]
+                for line in log_events(ingest)
+                if line.get("event")
+                in ("rejected_records_evicted", "rejected_evicted_before_start")
+            )
+
+        # Every record that went is counted once, whatever steps the watch saw it go in.
+        wait_for(lambda: counted() == first_seq - 1, 30, what="every eviction counted")
+        assert counted() == first_seq - 1
+    finally:
+        ingest.stop()
