@@ -15,13 +15,16 @@ from typing import Any
 
 import nats
 from conftest import service_env
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StreamConfig
 from sqlalchemy import Engine, text
 
 from pf_testing import Service, count_rows, fleet_messages, publish_all, wait_for
 from powerflow.broker import Broker, free_port
 from powerflow_common.jetstream import (
     ensure_streams,
+    migrate_streams,
+    migration_stream_name,
+    migration_subject,
     stream_configs,
     stream_problems,
 )
@@ -345,3 +348,48 @@ def test_rejected_at_its_byte_limit_drops_its_oldest_records_and_ingest_counts_t
         assert counted() == first_seq - 1
     finally:
         ingest.stop()
+
+
+def test_an_interrupted_migration_is_finished_by_running_it_again(settings: Settings) -> None:
+    names = settings.names
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    parked = [
+        [Reading(device_code="resume", ts=t0 + timedelta(seconds=i), power_w=1.0)] for i in (0, 5)
+    ]
+
+    async def run() -> tuple[list[str], list[str], int, bool]:
+        nc = await nats.connect(settings.nats_url)
+        js = nc.jetstream()
+        # The state a migration leaves when it dies after deleting the old stream: only
+        # the parked copies exist.
+        temp = migration_stream_name(names.readings_stream)
+        await js.add_stream(
+            StreamConfig(name=temp, subjects=[migration_subject(names.readings_stream, ">")])
+        )
+        for seq, batch in enumerate(parked, start=1):
+            body = json_encoder.encode(ReadingBatch(readings=batch, ingested_at=t0))
+            await js.publish(
+                migration_subject(names.readings_stream, names.readings_subject("0")),
+                body,
+                headers={"Nats-Msg-Id": f"migrated-{names.readings_stream}-{seq}"},
+            )
+        first = await migrate_streams(js, settings)
+        second = await migrate_streams(js, settings)  # nothing left to do
+        info = await js.stream_info(names.readings_stream)
+        try:
+            await js.stream_info(temp)
+            temp_left = True
+        except nats.js.errors.NotFoundError:
+            temp_left = False
+        stored = [
+            batch_decoder.decode((await js.get_msg(names.readings_stream, seq)).data or b"")
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
+        await nc.close()
+        assert info.config.retention == RetentionPolicy.WORK_QUEUE
+        assert [b.readings for b in stored] == parked
+        return first, second, info.state.messages, temp_left
+
+    first, second, messages, temp_left = asyncio.run(run())
+    assert any("2 unconsumed messages kept" in line for line in first), first
+    assert second == [] and messages == 2 and not temp_left

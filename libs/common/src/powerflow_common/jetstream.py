@@ -269,7 +269,8 @@ def migration_stream_name(name: str) -> str:
     return f"{name}_MIGRATING"
 
 
-def _migration_subject(name: str, subject: str) -> str:
+def migration_subject(name: str, subject: str) -> str:
+    """The subject a parked message of ``name`` waits on (its own subject, prefixed)."""
     return f"_powerflow_migrating.{name}.{subject}"
 
 
@@ -364,7 +365,7 @@ async def _park(
         await js.add_stream(
             StreamConfig(
                 name=temp,
-                subjects=[_migration_subject(name, ">")],
+                subjects=[migration_subject(name, ">")],
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 duplicate_window=float(MIGRATION_DUPLICATE_WINDOW_S),
@@ -378,7 +379,7 @@ async def _park(
         except NotFoundError:
             continue  # deleted or expired: nothing to keep
         await js.publish(
-            _migration_subject(name, msg.subject or ""),
+            migration_subject(name, msg.subject or ""),
             msg.data or b"",
             headers=_copy_headers(msg, name, seq),
         )
@@ -432,8 +433,9 @@ def _copy_headers(msg: RawStreamMsg, name: str, seq: int) -> dict[str, str]:
 async def delete_streams(js: JetStreamContext, settings: Settings) -> None:
     """Delete this namespace's streams (tests and ``powerflow streams --delete``)."""
     for config in stream_configs(settings):
-        with contextlib.suppress(NotFoundError):
-            await js.delete_stream(config.name or "")
+        for name in (config.name or "", migration_stream_name(config.name or "")):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(name)
 
 
 def drop_namespace(settings: Settings) -> None:
