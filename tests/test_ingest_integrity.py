@@ -393,3 +393,48 @@ def test_an_interrupted_migration_is_finished_by_running_it_again(settings: Sett
     first, second, messages, temp_left = asyncio.run(run())
     assert any("2 unconsumed messages kept" in line for line in first), first
     assert second == [] and messages == 2 and not temp_left
+
+
+def test_a_running_writer_keeps_storing_across_a_stream_migration(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    names = settings.names
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+
+    async def publish(offset_s: int) -> None:
+        nc = await nats.connect(settings.nats_url)
+        js = nc.jetstream()
+        if offset_s == 0:  # READINGS as an older powerflow made it
+            [readings, *_] = stream_configs(settings)
+            readings.retention, readings.max_bytes, readings.discard = (
+                RetentionPolicy.LIMITS,
+                -1,
+                None,
+            )
+            await js.add_stream(readings)
+        batch = [Reading(device_code="live", ts=t0 + timedelta(seconds=offset_s), power_w=2.0)]
+        body = json_encoder.encode(ReadingBatch(readings=batch, ingested_at=t0))
+        await js.publish(
+            names.readings_subject("0"), body, headers={"Nats-Msg-Id": readings_msg_id(batch)}
+        )
+        await nc.close()
+
+    asyncio.run(publish(0))
+    writer = Service("writer", service_env(settings), tmp_path).start()
+    try:
+        wait_for(lambda: count_rows(engine) == 1, 60, what="the first reading stored")
+        result = subprocess.run(
+            [sys.executable, "-m", "powerflow.cli", "streams"],
+            env=service_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "migrated to workqueue" in result.stdout + result.stderr, result.stderr
+        asyncio.run(publish(5))
+        # The same writer process, pulling from its recreated consumer.
+        wait_for(lambda: count_rows(engine) == 2, 60, what="a reading after the migration")
+        assert writer.alive
+    finally:
+        writer.stop()
