@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerflow import energy_cli
+from powerflow import corrections_cli, energy_cli
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings, redact_url
 
@@ -56,6 +56,10 @@ app.command()(energy_cli.aggregator)
 app.command()(energy_cli.rollup)
 app.add_typer(energy_cli.factors_app, name="factors")
 app.add_typer(energy_cli.import_app, name="import")
+
+# Operator corrections of stored values: `correct`, `corrections`.
+app.command("correct")(corrections_cli.correct_command)
+app.command("corrections")(corrections_cli.corrections_command)
 
 
 @app.command()
@@ -192,6 +196,7 @@ def streams(
     A stream of an older powerflow with another retention is migrated: sealed, its
     unconsumed messages parked and copied back into the new stream (docs/operations.md).
     """
+    from powerflow_common.broker_health import delete_bucket
     from powerflow_common.jetstream import (
         connect_nats,
         delete_streams,
@@ -208,6 +213,7 @@ def streams(
         js = nc.jetstream(timeout=settings.nats_timeout_s)
         if delete:
             await delete_streams(js, settings)
+            await delete_bucket(js, settings.names)  # ingest's broker drop counter record
             console.print("streams deleted")
             await nc.close()
             return

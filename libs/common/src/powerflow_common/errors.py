@@ -35,3 +35,19 @@ class Ignored(PowerflowError):
 
 class ConfigurationError(PowerflowError):
     """A setting or a deployment is wrong in a way a person must fix."""
+
+
+class CorrectionRefused(PowerflowError):
+    """An operator correction that cannot be applied as asked; nothing was changed.
+
+    ``reason`` is machine-readable (``[a-z_]+``); ``detail`` tells a person what to fix.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class CorrectionTargetMissing(CorrectionRefused):
+    """The device or the stored reading a correction names does not exist."""

@@ -22,6 +22,10 @@ AGGREGATOR_CONSUMER = "aggregator"
 
 REPORTS_QUEUE = "reports"
 
+# JetStream key-value bucket: the broker's drop counter as ingest last saw it (one key per
+# broker), kept outside any process so a restarted ingest and the API read the same state.
+BROKER_HEALTH_BUCKET = "broker_health"
+
 INGEST_CLIENT_ID = "powerflow-ingest"
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
@@ -85,6 +89,11 @@ class Names:
     @property
     def aggregator_consumer(self) -> str:
         return self._stream(AGGREGATOR_CONSUMER)
+
+    @property
+    def broker_health_bucket(self) -> str:
+        """Key-value bucket of the brokers' drop counters (bucket names allow ``_``, not ``.``)."""
+        return self._stream(BROKER_HEALTH_BUCKET)
 
     @property
     def reports_queue(self) -> str:

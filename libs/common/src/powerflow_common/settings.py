@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     ingest_batch_linger_ms: int = Field(default=20, ge=0)
     ingest_max_publishes_in_flight: int = Field(default=32, ge=1)
     ingest_metrics_port: int = 9101
+    # Broker health ($SYS drop counter): how long after subscribing ingest waits for the
+    # broker's retained counters before saying the broker publishes none (Mosquitto sends
+    # them at once; 30 s leaves room for a slow link), and how long /readyz stays degraded
+    # after the broker was seen dropping messages.
+    broker_sys_wait_s: float = Field(default=30.0, gt=0)
+    broker_drop_alarm_window_s: float = Field(default=3600.0, gt=0)
 
     # JetStream.
     # 0: no age limit. READINGS and PERSISTED free what their consumer acked; an age limit
@@ -120,6 +126,10 @@ class Settings(BaseSettings):
     # Energy rules.
     max_gap_s: float = Field(default=60.0, gt=0)
     counter_reset_tolerance_wh: float = Field(default=10.0, ge=0)
+
+    # Operator corrections: how long a correction keeps retrying to announce the recompute of
+    # its hours (PERSISTED) before it reports stale totals (the value itself is committed).
+    correction_announce_deadline_s: float = Field(default=10.0, gt=0)
 
     # API (services/api): limits, CORS, live tickets, query ranges.
     api_rate_limit_per_window: int = Field(default=1200, ge=1)  # requests per key per window

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from powerflow_api import metrics
 from powerflow_api.auth import KeyAuthMiddleware
+from powerflow_api.controllers.corrections import CorrectionController
 from powerflow_api.controllers.devices import DeviceController
 from powerflow_api.controllers.health import HealthController
 from powerflow_api.controllers.ingest import IngestController
@@ -172,6 +173,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             IngestController,
             ReportController,
             MeController,
+            CorrectionController,
         ],
         # Only /api/v1 needs a key: health, metrics, the schema and the dashboard are public.
         middleware=[DefineMiddleware(KeyAuthMiddleware)],

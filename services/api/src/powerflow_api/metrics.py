@@ -23,3 +23,8 @@ LIVE_DROPPED = Counter(
     "powerflow_api_live_dropped_total", "Live clients dropped because they read too slowly"
 )
 LIVE_READINGS = Counter("powerflow_api_live_readings_total", "Readings received from NATS")
+CORRECTIONS = Counter(
+    "powerflow_api_corrections_total",
+    "Stored values overwritten by operators; totals=stale: their recompute was not acknowledged",
+    ["totals"],
+)

@@ -216,3 +216,48 @@ class Readiness(Struct):
 
 
 encoder = msgspec.json.Encoder()
+
+
+CorrectionReason = Annotated[str, Meta(min_length=1, max_length=255)]
+
+
+class CorrectionCreate(Struct, forbid_unknown_fields=True):
+    """New values for measurement columns of one stored reading, and why (operator)."""
+
+    values: dict[str, float | None]  # e.g. {"power_w": 1600.0}; null is refused
+    reason: CorrectionReason
+
+
+class Correction(Struct):
+    """One audit row: one column of one reading, changed by someone, for a reason."""
+
+    id: int
+    device_code: str
+    ts: datetime  # the reading's timestamp, UTC
+    column: str
+    old_value: float | None  # null: the column was empty
+    new_value: float
+    reason: str
+    corrected_by: str  # the API key's name, or the person named on the command line
+    corrected_at: datetime
+    totals_republished_at: datetime | None  # null: the hours' totals may still be stale
+
+
+class CorrectionResult(Struct):
+    """What a correction changed, which hours it recomputes and whether that was announced."""
+
+    device_code: str
+    ts: datetime
+    changed: list[Correction]
+    unchanged: list[str]  # columns that already held the asked value
+    hours: list[datetime]  # UTC hours whose totals are recomputed
+    totals_republished: bool
+    detail: str
+
+
+class CorrectionsPage(Struct):
+    """A device's corrections, newest first; pass next_before_id as before_id for more."""
+
+    device_code: str
+    items: list[Correction]
+    next_before_id: int | None

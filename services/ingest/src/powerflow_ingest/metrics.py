@@ -54,3 +54,18 @@ REJECTED_EVICTED = Counter(
     "REJECTED records the stream removed by its limits (bytes or age) since ingest started",
     ["limit"],
 )
+# The broker's own $SYS counters (Mosquitto): what it dropped before powerflow saw it.
+BROKER_DROPPED_TOTAL = Counter(
+    "powerflow_ingest_broker_dropped_messages",
+    "Messages the MQTT broker dropped (full queues, in-flight limits), as rises of its own"
+    " counter reported by this process, including rises that happened while ingest was away",
+)
+BROKER_DROP_COUNTER = Gauge(
+    "powerflow_ingest_broker_drop_counter",
+    "The broker's raw $SYS/broker/publish/messages/dropped (since the broker started)",
+)
+BROKER_UPTIME = Gauge("powerflow_ingest_broker_uptime_seconds", "The broker's $SYS/broker/uptime")
+BROKER_COUNTERS_AVAILABLE = Gauge(
+    "powerflow_ingest_broker_counters_available",
+    "1 once the broker published its drop counter, 0 when it publishes none",
+)

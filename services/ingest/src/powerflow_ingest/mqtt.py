@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -38,6 +38,14 @@ class Inbound:
     retain: bool
     received_at: datetime
     epoch: int
+
+
+class SysListener(Protocol):
+    """Receives the broker's own ``$SYS`` values, apart from the readings (paho's thread)."""
+
+    def subscribed(self, connection: int) -> None: ...
+
+    def message(self, topic: str, payload: bytes, connection: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,8 @@ class MqttSource:
         receive_maximum: int,
         keepalive_s: int,
         deliver: Callable[[Inbound], None],
+        sys_topics: tuple[str, ...] = (),
+        sys_listener: SysListener | None = None,
     ) -> None:
         self._address = address
         self._client_id = client_id
@@ -85,6 +95,9 @@ class MqttSource:
         self._receive_maximum = receive_maximum
         self._keepalive_s = keepalive_s
         self._deliver = deliver
+        self._sys_topics = sys_topics if sys_listener is not None else ()
+        self._sys_listener = sys_listener
+        self._connection = 0  # counts connections: $SYS values pair within one only
         self._epoch = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,6 +135,7 @@ class MqttSource:
         if not flags.session_present:
             # A new session: acks still pending for the old one would name other messages.
             self._epoch += 1
+        self._connection += 1
         log.info(
             "mqtt_connected",
             host=self._address.host,
@@ -130,17 +144,23 @@ class MqttSource:
             client_id=self._client_id,
         )
         options = SubscribeOptions(qos=1)
-        client.subscribe([(t, options) for t in self._topics])
+        # $SYS at QoS 0: an offline session must not queue them in the readings' place.
+        sys_options = SubscribeOptions(qos=0)
+        client.subscribe(
+            [(t, options) for t in self._topics] + [(t, sys_options) for t in self._sys_topics]
+        )
         metrics.MQTT_CONNECTED.set(1)
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: list[Any], _p: Any
     ) -> None:
-        for topic, code in zip(self._topics, reason_codes, strict=False):
+        for topic, code in zip(self._topics + self._sys_topics, reason_codes, strict=False):
             if code.is_failure:
                 log.error("mqtt_subscribe_refused", topic=topic, reason=str(code))
         log.info("mqtt_subscribed", topics=list(self._topics))
         self.connected.set()
+        if self._sys_listener is not None:
+            self._sys_listener.subscribed(self._connection)
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any
@@ -151,6 +171,9 @@ class MqttSource:
             log.error("mqtt_disconnected", reason=str(reason))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if self._sys_listener is not None and message.topic.startswith("$SYS/"):
+            self._sys_listener.message(message.topic, bytes(message.payload), self._connection)
+            return
         self._deliver(
             Inbound(
                 topic=message.topic,

@@ -7,12 +7,14 @@ import signal
 
 from prometheus_client import start_http_server
 
+from powerflow_common.broker_health import broker_key
 from powerflow_common.formats.registry import default_topics, enabled_formats
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings, redact_url
 from powerflow_ingest import metrics
 from powerflow_ingest.bridge import Bridge, limits_from
+from powerflow_ingest.broker_health import SYS_TOPICS, BrokerHealth
 from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import BrokerAddress, MqttSource
 from powerflow_ingest.stream_watch import watch_streams
@@ -32,14 +34,25 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     metrics.NATS_CONNECTED.set(1)
 
     inbox = Inbox(asyncio.get_running_loop())
+    address = BrokerAddress.parse(settings.mqtt_url.get_secret_value())
+    health = BrokerHealth(
+        loop=asyncio.get_running_loop(),
+        js=js,
+        names=names,
+        broker=f"{address.host}:{address.port}",
+        key=broker_key(address.host, address.port),
+        wait_s=settings.broker_sys_wait_s,
+    )
     source = MqttSource(
-        address=BrokerAddress.parse(settings.mqtt_url.get_secret_value()),
+        address=address,
         client_id=names.mqtt_client_id(settings.ingest_instance),
         topics=topics,
         session_expiry_s=settings.mqtt_session_expiry_s,
         receive_maximum=settings.mqtt_receive_maximum,
         keepalive_s=settings.mqtt_keepalive_s,
         deliver=inbox.put,
+        sys_topics=SYS_TOPICS,
+        sys_listener=health,
     )
     bridge = Bridge(
         js=js,
@@ -64,12 +77,15 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         subject=names.readings_subject(settings.ingest_instance),
     )
     source.start()
-    watcher = asyncio.create_task(watch_streams(js, settings, stop))
+    watching_streams = asyncio.create_task(watch_streams(js, settings, stop))
+    watching = asyncio.create_task(health.run(stop))
     try:
         await bridge.run(inbox, stop)
     finally:
-        watcher.cancel()
+        watching_streams.cancel()
         await asyncio.to_thread(source.stop)
+        stop.set()
+        await watching
         await close_nats(nc)
         log.info("ingest_stopped")
 

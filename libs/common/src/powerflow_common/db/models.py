@@ -194,6 +194,32 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ReadingCorrection(Base):
+    """One operator correction of one stored measurement: who, when, why and the old value.
+
+    ``old_value`` is NULL when the column was empty; ``totals_republished_at`` is NULL until
+    the touched hours' recompute was acknowledged by JetStream (until then totals are stale).
+    """
+
+    __tablename__ = "reading_corrections"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"))
+    ts: Mapped[datetime]
+    column_name: Mapped[str] = mapped_column(String(32))
+    old_value: Mapped[float | None]
+    new_value: Mapped[float]
+    reason: Mapped[str] = mapped_column(String(255))
+    corrected_by: Mapped[str] = mapped_column(String(128))
+    corrected_at: Mapped[datetime]
+    totals_republished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_reading_corrections_device_corrected", "device_id", "corrected_at"),
+        Index("ix_reading_corrections_device_ts", "device_id", "ts"),
+    )
+
+
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
@@ -207,3 +233,4 @@ EMISSION_FACTORS = _table(EmissionFactorRow)
 RENEWABLE_CONTRACTS = _table(RenewableContract)
 ESG_REPORTS = _table(EsgReport)
 API_KEYS = _table(ApiKey)
+READING_CORRECTIONS = _table(ReadingCorrection)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import anyio.to_thread
@@ -12,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from powerflow_api import schemas
-from powerflow_api.state import api_state
+from powerflow_api.state import ApiState, api_state
+from powerflow_common.broker_health import drop_alarm, read_records
 from powerflow_common.jetstream import stream_problems
 from powerflow_common.settings import Settings
 
@@ -32,7 +34,8 @@ class HealthController(Controller):
     async def readyz(self, request: Req) -> Response[schemas.Readiness]:
         """Readiness: 200 when the database and NATS answer.
 
-        'degraded' (still 200): Redis down, or a stream above its usage alert or to migrate.
+        Degraded (still 200): Redis down, the MQTT broker seen dropping messages recently, or
+        a stream above its usage alert or still to migrate.
         """
         state = api_state(request)
         detail: dict[str, str] = {}
@@ -60,9 +63,12 @@ class HealthController(Controller):
             redis, detail["redis"] = False, type(exc).__name__
             state.redis_failed("readyz", exc)
             detail["redis_consequence"] = "rate limits not enforced; live tickets refused"
+        broker_degraded = nats and await _broker_drops(state, detail)
         if database and nats:
-            healthy = redis and streams_ok
-            status: Literal["ready", "degraded", "unavailable"] = "ready" if healthy else "degraded"
+            degraded = not redis or broker_degraded or not streams_ok
+            status: Literal["ready", "degraded", "unavailable"] = (
+                "degraded" if degraded else "ready"
+            )
             code = 200
         else:
             status, code = "unavailable", 503
@@ -77,6 +83,23 @@ class HealthController(Controller):
     async def metrics(self) -> Response[bytes]:
         """Prometheus metrics of this process."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _broker_drops(state: ApiState, detail: dict[str, str]) -> bool:
+    """Whether a broker dropped messages within the alarm window (what ingest recorded)."""
+    if state.nc is None:
+        return False
+    try:
+        reading = read_records(state.nc.jetstream(), state.settings.names)
+        records = await asyncio.wait_for(reading, 3)
+    except Exception as exc:
+        detail["broker"] = f"broker drop records unreadable: {type(exc).__name__}"
+        return False
+    window = timedelta(seconds=state.settings.broker_drop_alarm_window_s)
+    alarm = drop_alarm(records, datetime.now(UTC), window)
+    if alarm.detail:
+        detail["broker"] = alarm.detail
+    return alarm.degraded
 
 
 async def _streams_ok(js: JetStreamContext, settings: Settings, detail: dict[str, str]) -> bool:
