@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -37,6 +36,9 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+UNLIMITED_DELIVERIES = -1
+MAX_DELIVER_EXCEEDED = "max_deliver_exceeded"
+
 # Outages worth waiting out with the batch in hand; anything else is the batch's own fault.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -45,6 +47,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+
+
+async def settle(what: str, msg: Msg, action: Callable[[], Awaitable[None]]) -> None:
+    """Ack, nak or term ``msg``; when NATS is away that only means a redelivery: said, not raised.
+
+    A failed ack must not be taken for a failure of the message (which would split its batch
+    and count against its deliveries).
+    """
+    try:
+        await action()
+    except Exception as exc:
+        log.warning(
+            "settle_failed",
+            action=what,
+            sequence=msg.metadata.sequence.stream,
+            error=str(exc)[:200] or type(exc).__name__,
+        )
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -63,15 +82,18 @@ async def ensure_pull_consumer(
     durable: str,
     filter_subject: str,
     ack_wait_s: float,
-    max_deliver: int,
 ) -> None:
-    """Create or update a durable pull consumer shared by every copy of a worker."""
+    """Create or update a durable pull consumer shared by every copy of a worker.
+
+    The server redelivers without limit: the worker counts deliveries and dead-letters
+    (:class:`DeadLetters`), so nothing expires unseen when no worker is listening.
+    """
     config = ConsumerConfig(
         durable_name=durable,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
-        max_deliver=max_deliver,
+        max_deliver=UNLIMITED_DELIVERIES,
         max_ack_pending=10_000,
         filter_subject=filter_subject,
     )
@@ -98,6 +120,8 @@ async def keep_in_progress(messages: Sequence[Msg], every_s: float) -> AsyncIter
         while True:
             await asyncio.sleep(every_s)
             for msg in messages:
+                if msg._ackd:  # settled: a beat now would override a nak's delay
+                    continue
                 # NATS may be away too; a redelivery then is harmless (idempotent handlers).
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
@@ -168,7 +192,6 @@ async def worker_connections(
 
 async def consume(
     js: JetStreamContext,
-    nc: NATS,
     *,
     stream: str,
     durable: str,
@@ -177,16 +200,19 @@ async def consume(
     pull: Callable[[JetStreamContext.PullSubscription], Awaitable[Sequence[T]]],
     handle: Callable[[Sequence[T]], Awaitable[None]],
 ) -> None:
-    """Pull and handle batches until ``stop`` is set; exhausted messages are dead-lettered."""
+    """Pull and handle batches until ``stop`` is set.
+
+    Exhausted messages are dead-lettered by the worker itself from their delivery count
+    (:meth:`DeadLetters.screen` in ``pull``, :meth:`DeadLetters.retry_or_give_up` on
+    failure), never from the max-deliveries advisory: an advisory is not persisted, so with
+    no worker subscribed at that moment a message would be neither stored nor dead-lettered.
+    """
     sub = await js.pull_subscribe_bind(durable, stream=stream)
-    advisory = await dead_letters.watch_max_deliveries(nc, stream, durable)
-    try:
-        while not stop.is_set():
-            batch = await pull(sub)
-            if batch:
-                await handle(batch)
-    finally:
-        await advisory.unsubscribe()
+    log.info("consuming", stream=stream, consumer=durable, max_deliver=dead_letters.max_deliver)
+    while not stop.is_set():
+        batch = await pull(sub)
+        if batch:
+            await handle(batch)
 
 
 def nak_delay_s(msg: Msg) -> float:
@@ -194,8 +220,56 @@ def nak_delay_s(msg: Msg) -> float:
     return min(60.0, 2.0**msg.metadata.num_delivered)
 
 
+def redelivery_order(items: Sequence[T], position: Callable[[T], tuple[int, int]]) -> list[T]:
+    """Redelivered items, each handled alone, in an order that lets a killer's neighbours by.
+
+    ``position`` gives (stream sequence, delivery count). If one message kills the process,
+    the ones handled after it come back with it: sorted by sequence, reversed when the
+    highest delivery count is odd, they come before it on the next delivery. So a neighbour
+    of a message that kills the process is stored by its third delivery, far from the limit.
+    """
+    if not items:
+        return []
+    ordered = sorted(items, key=lambda item: position(item)[0])
+    if max(position(item)[1] for item in items) % 2:
+        ordered.reverse()
+    return ordered
+
+
+def content_id(prefix: str, *parts: bytes) -> str:
+    """A ``Nats-Msg-Id`` from the whole content: equal bytes, equal id; else never."""
+    digest = hashlib.sha256()
+    for part in parts:
+        # Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return f"{prefix}-{digest.hexdigest()}"
+
+
+def exhausted_id(msg: Msg) -> str:
+    """The id of a max-deliveries dead letter: (stream, sequence), so it is stored once."""
+    return f"m-{msg.metadata.stream}-{msg.metadata.sequence.stream}"
+
+
+# Fault injection for the tests only (not a setting: nothing in production sets it). The
+# worker logs ``test_hang`` and hangs at that point, so a test can kill -9 it exactly there:
+#   last_delivery      a message at its last delivery, before it is handled
+#   after_dead_letter  after REJECTED acknowledged the dead letter, before ``term``
+TEST_HANG_ENV = "POWERFLOW_TEST_HANG_AT"
+
+
+async def _test_hang(point: str, msg: Msg) -> None:
+    if os.environ.get(TEST_HANG_ENV) == point:
+        log.warning("test_hang", point=point, sequence=msg.metadata.sequence.stream)
+        await asyncio.Event().wait()
+
+
 class DeadLetters:
-    """Sends what a worker cannot handle to REJECTED with its reason; never drops it unseen."""
+    """Sends what a worker cannot handle to REJECTED with its reason; never drops it unseen.
+
+    ``max_deliver`` is the worker's own limit; the durable consumer itself redelivers without
+    limit (``max_deliver=-1``), so a message is never dropped by the server unseen.
+    """
 
     def __init__(
         self,
@@ -203,11 +277,13 @@ class DeadLetters:
         names: Names,
         *,
         stage: str,
+        max_deliver: int,
         count: Callable[[str], None] | None = None,
     ) -> None:
         self._js = js
         self._names = names
         self._stage = stage
+        self.max_deliver = max_deliver
         self._count = count
 
     async def send(
@@ -242,28 +318,42 @@ class DeadLetters:
             transient=(Exception,),  # a dead letter is never dropped: wait NATS out
         )
 
-    async def watch_max_deliveries(self, nc: NATS, stream: str, consumer: str) -> Subscription:
-        """Dead-letter whole every message of ``stream`` that exhausted its deliveries."""
+    async def give_up(self, msg: Msg, detail: str) -> None:
+        """Dead-letter ``msg`` whole as exhausted, await REJECTED's ack, then terminate it.
 
-        async def on_advisory(advisory: Msg) -> None:
-            try:
-                event = json.loads(advisory.data)
-                seq = int(event["stream_seq"])
-                stored = await self._js.get_msg(stream, seq)
-            except Exception as exc:
-                log.error("max_deliveries_advisory_unreadable", error=str(exc))
-                return
-            await self.send(
-                "max_deliver_exceeded",
-                f"{stream} message {seq} was delivered {event.get('deliveries')} times "
-                f"without being handled by {consumer}",
-                stored.data or b"",
-                f"m-{stream}-{seq}",
-            )
-
-        # A queue group: one copy of the worker handles each advisory.
-        return await nc.subscribe(
-            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}",
-            queue=f"{consumer}-dlq",
-            cb=on_advisory,
+        A crash between the two redelivers it past the limit; :meth:`screen` then sends the
+        same dead letter again, with the same id, which JetStream drops as a duplicate.
+        """
+        await self.send(
+            MAX_DELIVER_EXCEEDED,
+            f"{msg.metadata.stream} message {msg.metadata.sequence.stream}, delivered "
+            f"{msg.metadata.num_delivered} times (limit {self.max_deliver}): {detail}",
+            msg.data,
+            exhausted_id(msg),
         )
+        await _test_hang("after_dead_letter", msg)
+        await settle("term", msg, msg.term)
+
+    async def retry_or_give_up(self, msg: Msg, detail: str) -> None:
+        """A message that failed: back later with a growing delay, or dead at its limit."""
+        if msg.metadata.num_delivered >= self.max_deliver:
+            await self.give_up(msg, detail)
+        else:
+            await settle("nak", msg, lambda: msg.nak(delay=nak_delay_s(msg)))
+
+    async def screen(self, messages: Sequence[Msg]) -> list[Msg]:
+        """The messages still worth handling.
+
+        One delivered past the limit (its worker died between dead letter and ``term``, or
+        while handling its last delivery) is dead-lettered without being handled again.
+        """
+        keep = []
+        for msg in messages:
+            delivered = msg.metadata.num_delivered
+            if delivered > self.max_deliver:
+                await self.give_up(msg, "its last delivery was not seen through")
+                continue
+            if delivered == self.max_deliver:
+                await _test_hang("last_delivery", msg)
+            keep.append(msg)
+        return keep

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     writer_batch_max_readings: int = Field(default=1_000, ge=1)
     writer_batch_linger_ms: int = Field(default=200, ge=1)
     writer_ack_wait_s: float = Field(default=30.0, gt=0)
+    # Deliveries of a READINGS message before the writer dead-letters it, counted from the
+    # message's own delivery count (the consumer itself redelivers without limit).
     writer_max_deliver: int = Field(default=10, ge=2)
     writer_retry_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
     writer_metrics_port: int = 9102
@@ -119,6 +121,7 @@ class Settings(BaseSettings):
     # Aggregator.
     aggregator_batch_max_messages: int = Field(default=100, ge=1)
     aggregator_ack_wait_s: float = Field(default=30.0, gt=0)
+    # Deliveries of a PERSISTED message before the aggregator dead-letters it (as the writer).
     aggregator_max_deliver: int = Field(default=10, ge=2)
     aggregator_lock_timeout_s: float = Field(default=10.0, ge=0)
     aggregator_metrics_port: int = 9103

@@ -13,6 +13,12 @@ from powerflow_common.errors import Rejected
 from powerflow_common.wire import Reading
 
 DEVICE_CODE_PATTERN = re.compile(r"[A-Za-z0-9_:-]{1,64}")
+# A MAC address as firmwares print it: six hex octets, one separator throughout. The same
+# physical device must not become two devices because one firmware prints ``a4-cf-...`` and
+# another ``A4:CF:...``. Twelve bare hex digits are left alone: numeric codes such as
+# ``100000000001`` are hex digits too, and must stay what the user enrolled.
+MAC_LIKE_CODE = re.compile(r"[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}")
+MAC_SEPARATOR = ":"
 EARLIEST_TS = datetime(2020, 1, 1, tzinfo=UTC)
 MAX_UTC_OFFSET = timedelta(hours=14)
 
@@ -37,14 +43,27 @@ class Limits:
     allow_negative_power: bool = False  # only for devices marked bidirectional
 
 
+def canonical_device_code(code: str) -> str:
+    """The one form of a device code everywhere: exact, except MAC-like codes.
+
+    Codes compare exactly (case-sensitive, a binary collation in the database), except a
+    MAC address (six hex octets separated by ``:`` or ``-``), which becomes upper case with
+    ``:`` separators: ``a4-cf-12-9b-00-01`` is ``A4:CF:12:9B:00:01``.
+    """
+    match = MAC_LIKE_CODE.fullmatch(code)
+    if match is None:
+        return code
+    return code.upper().replace(match.group(1), MAC_SEPARATOR)
+
+
 def check_device_code(code: str) -> str:
-    """The code itself when it matches the device code pattern, else Rejected."""
+    """The canonical code when it matches the device code pattern, else Rejected."""
     if not DEVICE_CODE_PATTERN.fullmatch(code):
         raise Rejected(
             "invalid_device_code",
             f"device code {code[:80]!r} must match {DEVICE_CODE_PATTERN.pattern}",
         )
-    return code
+    return canonical_device_code(code)
 
 
 def truncate_to_ms(ts: datetime) -> datetime:
@@ -87,7 +106,7 @@ def check_timestamp(
 
 def validate(reading: Reading, now: datetime, limits: Limits) -> Reading:
     """The reading itself when every rule holds, else Rejected naming the first broken rule."""
-    check_device_code(reading.device_code)
+    code = check_device_code(reading.device_code)
     ts = check_timestamp(reading.ts, now, limits, local=reading.local_time)
     for name in ("power_w", *RANGES):
         value = getattr(reading, name)
@@ -112,4 +131,6 @@ def validate(reading: Reading, now: datetime, limits: Limits) -> Reading:
         raise Rejected("out_of_range", f"seq {reading.seq} outside 0..2^63")
     if reading.firmware is not None and len(reading.firmware) > 64:
         raise Rejected("out_of_range", "firmware longer than 64 characters")
-    return reading if ts == reading.ts else msgspec.structs.replace(reading, ts=ts)
+    if ts == reading.ts and code == reading.device_code:
+        return reading
+    return msgspec.structs.replace(reading, ts=ts, device_code=code)

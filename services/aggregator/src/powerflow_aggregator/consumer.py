@@ -1,8 +1,10 @@
 """The aggregator's edge: pull PERSISTED messages, recompute their buckets, then ack.
 
 A message is acked only after every bucket it names was recomputed and committed; a crash
-means redelivery, which is a harmless recompute. Redelivery is bounded (``max_deliver``) and
-what exhausts it is dead-lettered to REJECTED with its reason.
+means redelivery, which is a harmless recompute. Redelivery is bounded by the worker's own
+count (``aggregator_max_deliver``) and what exhausts it is dead-lettered to REJECTED with its
+reason. A message delivered more than once is recomputed in a batch of its own, so one that
+fails (or kills the process) does not hold back the buckets of its neighbours.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from powerflow_common.consumers import (
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
-    nak_delay_s,
+    redelivery_order,
     retry_transient,
+    settle,
 )
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
@@ -54,8 +57,11 @@ async def ensure_aggregator_consumer(js: JetStreamContext, settings: Settings) -
         durable=names.aggregator_consumer,
         filter_subject=names.persisted_subject,
         ack_wait_s=settings.aggregator_ack_wait_s,
-        max_deliver=settings.aggregator_max_deliver,
     )
+
+
+def _position(item: tuple[Msg, Persisted]) -> tuple[int, int]:
+    return item[0].metadata.sequence.stream, item[0].metadata.num_delivered
 
 
 def _recompute_failed(exc: BaseException) -> None:
@@ -91,6 +97,7 @@ class Aggregator:
             js,
             self._names,
             stage="aggregator",
+            max_deliver=settings.aggregator_max_deliver,
             count=lambda r: metrics.DEAD_LETTERED.labels(r).inc(),
         )
 
@@ -99,7 +106,6 @@ class Aggregator:
         metrics.DATABASE_UP.set(1)
         await consume(
             self._js,
-            self._nc,
             stream=self._names.persisted_stream,
             durable=self._names.aggregator_consumer,
             dead_letters=self._dead_letters,
@@ -109,15 +115,15 @@ class Aggregator:
         )
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        return await fetch(sub, self._settings.aggregator_batch_max_messages, 0.5)
+        got = await fetch(sub, self._settings.aggregator_batch_max_messages, 0.5)
+        return await self._dead_letters.screen(got)
 
     async def _process(self, messages: Sequence[Msg]) -> None:
-        decoded: list[tuple[Msg, Persisted]] = []
+        fresh: list[tuple[Msg, Persisted]] = []
+        again: list[tuple[Msg, Persisted]] = []
         for msg in messages:
-            if msg.metadata.num_delivered > 1:
-                metrics.REDELIVERIES.inc()
             try:
-                decoded.append((msg, persisted_decoder.decode(msg.data)))
+                persisted = persisted_decoder.decode(msg.data)
             except msgspec.DecodeError:
                 await self._dead_letters.send(
                     "undecodable_persisted",
@@ -125,27 +131,38 @@ class Aggregator:
                     msg.data,
                     f"a-u-{msg.metadata.sequence.stream}",
                 )
-                await msg.term()
-        if not decoded:
-            return
+                await settle("term", msg, msg.term)
+                continue
+            if msg.metadata.num_delivered > 1:
+                metrics.REDELIVERIES.inc()
+                again.append((msg, persisted))
+            else:
+                fresh.append((msg, persisted))
+        every_s = self._settings.aggregator_ack_wait_s / 3
+        async with keep_in_progress([m for m, _ in (*fresh, *again)], every_s):
+            if fresh:
+                await self._handle(fresh)
+            for one in redelivery_order(again, _position):
+                await self._handle([one])
+
+    async def _handle(self, decoded: list[tuple[Msg, Persisted]]) -> None:
         buckets = {b for _, persisted in decoded for b in persisted.buckets}
         started = time.perf_counter()
         try:
-            every_s = self._settings.aggregator_ack_wait_s / 3
-            async with keep_in_progress([m for m, _ in decoded], every_s):
-                result = await self._recompute(buckets)
+            result = await self._recompute(buckets)
         except Exception as exc:
-            # Not an outage: something about these messages. They come back later, a bounded
-            # number of times; the max-deliveries advisory dead-letters them after that.
-            log.exception("batch_failed", error=str(exc)[:300], messages=len(decoded))
+            # Not an outage: something about these messages. They come back later (each in a
+            # batch of its own) until the delivery limit, then they are dead-lettered.
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.exception("batch_failed", error=error, messages=len(decoded))
             for msg, _ in decoded:
-                await msg.nak(delay=nak_delay_s(msg))
+                await self._dead_letters.retry_or_give_up(msg, error)
             return
         metrics.RECOMPUTE_LATENCY.observe(time.perf_counter() - started)
         metrics.BUCKETS_RECOMPUTED.inc(result.recomputed)
         metrics.FOLLOW_ON_BUCKETS.inc(result.follow_on)
         metrics.MISSING_FACTOR.inc(result.missing_factor)
-        failed = {bucket for bucket, _ in result.failed}
+        failed = dict(result.failed)
         for bucket, error in result.failed:
             metrics.BUCKETS_FAILED.inc()
             log.error(
@@ -162,13 +179,14 @@ class Aggregator:
             )
         now = datetime.now(UTC)
         for msg, persisted in decoded:
-            if failed.intersection(persisted.buckets):
-                await msg.nak(delay=nak_delay_s(msg))
+            mine = [failed[b] for b in persisted.buckets if b in failed]
+            if mine:
+                await self._dead_letters.retry_or_give_up(msg, f"bucket failed: {mine[0]}")
                 continue
             lag_s = max(0.0, (now - persisted.committed_at).total_seconds())
             metrics.LAG_SECONDS.set(lag_s)
             metrics.LAG_HISTOGRAM.observe(lag_s)
-            await msg.ack()
+            await settle("ack", msg, msg.ack)
 
     async def _recompute(self, buckets: set[Bucket]) -> RecomputeResult:
         """Recompute, waiting out database outages and busy locks with the messages in hand."""

@@ -2,12 +2,16 @@
 
 Order matters (DESIGN.md, guarantee 3): commit, publish PERSISTED and await its ack, then
 ack READINGS. A crash anywhere means redelivery: a no-op for rows, a harmless recompute.
+
+Whatever one message does, the others are stored: a batch that fails on its own (not an
+outage) is halved until the failing message stands alone, and every other message is
+stored in the same pass. A message delivered more than once is handled in a batch of its
+own, so one that kills the process cannot drag its neighbours to the delivery limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,11 +26,13 @@ from powerflow_common.consumers import (
     TRANSIENT_DB_ERRORS,
     DeadLetters,
     consume,
+    content_id,
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
-    nak_delay_s,
+    redelivery_order,
     retry_transient,
+    settle,
 )
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
@@ -38,6 +44,7 @@ log = get_logger(__name__)
 
 MAX_MESSAGES_PER_FETCH = 100
 Fetched = tuple[Msg, list[Reading] | None]
+Decoded = tuple[Msg, list[Reading]]
 
 
 async def ensure_writer_consumer(js: JetStreamContext, settings: Settings) -> None:
@@ -49,8 +56,11 @@ async def ensure_writer_consumer(js: JetStreamContext, settings: Settings) -> No
         durable=names.writer_consumer,
         filter_subject=names.readings_wildcard,
         ack_wait_s=settings.writer_ack_wait_s,
-        max_deliver=settings.writer_max_deliver,
     )
+
+
+def _position(item: Decoded) -> tuple[int, int]:
+    return item[0].metadata.sequence.stream, item[0].metadata.num_delivered
 
 
 def _database_down(exc: BaseException) -> None:
@@ -73,7 +83,11 @@ class Writer:
         self._names = settings.names
         self._max_gap = timedelta(seconds=settings.max_gap_s)
         self._dead_letters = DeadLetters(
-            js, self._names, stage="writer", count=lambda r: metrics.DEAD_LETTERED.labels(r).inc()
+            js,
+            self._names,
+            stage="writer",
+            max_deliver=settings.writer_max_deliver,
+            count=lambda r: metrics.DEAD_LETTERED.labels(r).inc(),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -81,7 +95,6 @@ class Writer:
         metrics.DATABASE_UP.set(1)
         await consume(
             self._js,
-            self._nc,
             stream=self._names.readings_stream,
             durable=self._names.writer_consumer,
             dead_letters=self._dead_letters,
@@ -105,7 +118,7 @@ class Writer:
                 break
             if deadline is None:
                 deadline = time.monotonic() + settings.writer_batch_linger_ms / 1000
-            for msg in got:
+            for msg in await self._dead_letters.screen(got):
                 try:
                     batch: list[Reading] | None = batch_decoder.decode(msg.data).readings
                 except msgspec.DecodeError:
@@ -115,82 +128,100 @@ class Writer:
         return fetched
 
     async def _process(self, fetched: Sequence[Fetched]) -> None:
-        readings: list[Reading] = []
-        good: list[Msg] = []
+        fresh: list[Decoded] = []
+        again: list[Decoded] = []
         for msg, batch in fetched:
-            if msg.metadata.num_delivered > 1:
-                metrics.REDELIVERIES.inc()
             if batch is None:
                 await self._dead_letters.send(
                     "undecodable_batch",
                     "a READINGS message that is not a reading batch",
                     msg.data,
-                    f"u-{msg.metadata.sequence.stream}",
+                    f"u-{msg.metadata.stream}-{msg.metadata.sequence.stream}",
                 )
-                await msg.term()
-                continue
-            readings.extend(batch)
-            good.append(msg)
-        if not good:
-            return
-        try:
-            async with keep_in_progress(good, self._settings.writer_ack_wait_s / 3):
-                await self._commit(good, readings)
-        except Exception as exc:
-            # Not an outage: something about this batch. Let it come back later, a bounded
-            # number of times; the max-deliveries advisory dead-letters it after that.
-            log.exception("batch_failed", error=str(exc)[:300], messages=len(good))
-            for msg in good:
-                await msg.nak(delay=nak_delay_s(msg))
+                await settle("term", msg, msg.term)
+            elif msg.metadata.num_delivered > 1:
+                metrics.REDELIVERIES.inc()
+                again.append((msg, batch))
+            else:
+                fresh.append((msg, batch))
+        # Every message in hand stays in progress until its turn comes, however long the
+        # split or an outage takes. Fresh ones first: a redelivered one may be what killed
+        # the last process.
+        in_hand = [msg for msg, _ in (*fresh, *again)]
+        async with keep_in_progress(in_hand, self._settings.writer_ack_wait_s / 3):
+            if fresh:
+                await self._isolate(fresh)
+            for one in redelivery_order(again, _position):
+                await self._isolate([one])
 
-    async def _commit(self, good: list[Msg], readings: list[Reading]) -> None:
+    async def _isolate(self, group: list[Decoded]) -> None:
+        """Store ``group``; on a failure of its own, halve it until the culprit stands alone."""
+        try:
+            await self._commit(group)
+        except Exception as exc:
+            # Not an outage (those are waited out in _commit): something in these messages.
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if len(group) == 1:
+                msg = group[0][0]
+                metrics.MESSAGES_FAILED.inc()
+                log.exception(
+                    "message_failed",
+                    error=error,
+                    sequence=msg.metadata.sequence.stream,
+                    delivered=msg.metadata.num_delivered,
+                    limit=self._dead_letters.max_deliver,
+                )
+                await self._dead_letters.retry_or_give_up(msg, error)
+                return
+            metrics.BATCH_SPLITS.inc()
+            log.warning("batch_failed_splitting", error=error, messages=len(group))
+            middle = len(group) // 2
+            await self._isolate(group[:middle])
+            await self._isolate(group[middle:])
+
+    async def _commit(self, group: list[Decoded]) -> None:
+        readings = [r for _, batch in group for r in batch]
         started = time.perf_counter()
         result = await retry_transient(
             "store",
             lambda: asyncio.to_thread(self._store, readings),
             on_failure=_database_down,
             on_recovery=_database_up,
-            batch_messages=len(good),
+            batch_messages=len(group),
         )
         metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(readings))
         metrics.ROWS_WRITTEN.inc(result.inserted)
         metrics.DUPLICATES.inc(result.duplicates)
-        metrics.CONFLICTS.inc(result.conflicts)
+        _log_conflicts(result)
         for reading, error in result.refused:
             metrics.ROWS_REFUSED.inc()
             payload = json_encoder.encode(reading)
             await self._dead_letters.send(
-                "db_refused",
-                error,
-                payload,
-                f"d-{reading.device_code}-{reading.ts.isoformat()}",
-                reading=reading,
+                "db_refused", error, payload, content_id("d", payload), reading=reading
             )
         if result.buckets:
-            body = json_encoder.encode(
-                Persisted(
-                    buckets=result.buckets,
-                    rows=result.inserted,
-                    committed_at=datetime.now(UTC),
-                )
-            )
-            msg_id = (
-                "p-"
-                + hashlib.sha256(
-                    b",".join(str(m.metadata.sequence.stream).encode() for m in good)
-                ).hexdigest()
-            )
-            await retry_transient(
-                "publish_persisted",
-                lambda: self._js.publish(
-                    self._names.persisted_subject, body, headers={"Nats-Msg-Id": msg_id}
-                ),
-            )
-        for msg in good:
-            await msg.ack()
-        if result.conflicts:
-            log.warning("conflicting_duplicates", count=result.conflicts)
+            await self._announce(group, result)
+        for msg, _ in group:
+            await settle("ack", msg, msg.ack)
+
+    async def _announce(self, group: list[Decoded], result: StoreResult) -> None:
+        """Publish PERSISTED for a committed group and await its ack."""
+        buckets = json_encoder.encode(result.buckets)  # sorted by store_readings
+        body = json_encoder.encode(
+            Persisted(buckets=result.buckets, rows=result.inserted, committed_at=datetime.now(UTC))
+        )
+        # The buckets and the READINGS messages they came from: a retried commit of the same
+        # messages is dropped as a duplicate, and two commits touching the same hours are
+        # never (buckets alone would collide: every small batch of one device in one hour).
+        sources = b",".join(str(msg.metadata.sequence.stream).encode() for msg, _ in group)
+        msg_id = content_id("p", buckets, sources)
+        await retry_transient(
+            "publish_persisted",
+            lambda: self._js.publish(
+                self._names.persisted_subject, body, headers={"Nats-Msg-Id": msg_id}
+            ),
+        )
 
     def _store(self, readings: list[Reading]) -> StoreResult:
         return store_readings(
@@ -199,4 +230,29 @@ class Writer:
             received_at=datetime.now(UTC),
             max_gap=self._max_gap,
             default_timezone=self._settings.default_timezone,
+        )
+
+
+def _log_conflicts(result: StoreResult) -> None:
+    """Count every conflict; log the first few of a batch with both values."""
+    conflicts = result.conflict_log
+    if not conflicts.count:
+        return
+    metrics.CONFLICTS.inc(conflicts.count)
+    for c in conflicts.samples:
+        log.warning(
+            "reading_conflict",
+            device_code=c.device_code,
+            ts=c.ts.isoformat(),
+            column=c.column,
+            stored=c.stored,
+            incoming=c.incoming,
+            kept="stored",
+        )
+    if conflicts.unlogged:
+        log.warning(
+            "reading_conflicts_not_logged",
+            readings=conflicts.count,
+            logged_columns=len(conflicts.samples),
+            unlogged_columns=conflicts.unlogged,
         )

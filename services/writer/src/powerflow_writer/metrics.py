@@ -31,4 +31,12 @@ REDELIVERIES = Counter(
 DEAD_LETTERED = Counter(
     "powerflow_writer_dead_lettered_total", "Messages sent to REJECTED by the writer", ["reason"]
 )
+BATCH_SPLITS = Counter(
+    "powerflow_writer_batch_splits_total",
+    "Batches that failed on their own and were halved to find the failing message",
+)
+MESSAGES_FAILED = Counter(
+    "powerflow_writer_messages_failed_total",
+    "Single messages that failed (retried until the delivery limit, then dead-lettered)",
+)
 DATABASE_UP = Gauge("powerflow_writer_database_up", "1 while the database accepts writes")

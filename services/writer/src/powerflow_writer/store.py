@@ -2,13 +2,15 @@
 
 A row whose ``(device, ts)`` already exists changes nothing but the columns it left empty
 (``INSERT ... ON DUPLICATE KEY UPDATE col = COALESCE(col, new)``); never ``INSERT IGNORE``,
-which silently clamps or drops bad values. A row the database refuses is split out.
+which silently clamps or drops bad values. A second, different value for a stored column
+keeps the first and is reported as a conflict with both values. A row the database refuses
+is split out.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,12 +23,55 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from powerflow_common.db.models import DEVICES, READINGS, SITES
 from powerflow_common.energy import touched_hours
-from powerflow_common.validation import DEVICE_CODE_PATTERN
+from powerflow_common.logs import get_logger
+from powerflow_common.validation import DEVICE_CODE_PATTERN, canonical_device_code
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Reading
+
+log = get_logger(__name__)
 
 _readings = READINGS
 _devices = DEVICES
 _sites = SITES
+
+# Enough to see what disagrees, bounded so that a device replaying other values cannot
+# flood the log; every conflict is still counted.
+CONFLICTS_LOGGED_PER_BATCH = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A second, different value for a column of a reading already stored (or merged)."""
+
+    device_code: str
+    ts: datetime
+    column: str
+    stored: object
+    incoming: object
+
+
+@dataclass(slots=True)
+class Conflicts:
+    """Readings that disagreed with what was there: all counted, the first few kept."""
+
+    count: int = 0  # readings with at least one conflicting column
+    samples: list[Conflict] = field(default_factory=list)
+    unlogged: int = 0  # conflicting columns beyond the samples
+
+    def add(self, found: list[Conflict]) -> None:
+        if not found:
+            return
+        self.count += 1
+        self._keep(found)
+
+    def extend(self, other: Conflicts) -> None:
+        self.count += other.count
+        self.unlogged += other.unlogged
+        self._keep(other.samples)
+
+    def _keep(self, found: list[Conflict]) -> None:
+        room = max(0, CONFLICTS_LOGGED_PER_BATCH - len(self.samples))
+        self.samples.extend(found[:room])
+        self.unlogged += max(0, len(found) - room)
 
 
 @dataclass(slots=True)
@@ -35,19 +80,56 @@ class StoreResult:
 
     inserted: int = 0
     duplicates: int = 0
-    conflicts: int = 0  # duplicates whose stored values differ from the new ones
+    conflict_log: Conflicts = field(default_factory=Conflicts)
     refused: list[tuple[Reading, str]] = field(default_factory=list)
     buckets: list[Bucket] = field(default_factory=list)
 
+    @property
+    def conflicts(self) -> int:
+        """Readings with a second, different value for a stored column (the first kept)."""
+        return self.conflict_log.count
 
-def merge_same_key(readings: Iterable[Reading]) -> list[Reading]:
-    """One reading per (device, ts): later messages fill the fields earlier ones left empty."""
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+    return a == b
+
+
+def _differences(
+    code: str, ts: datetime, stored: Callable[[str], object], incoming: Callable[[str], object]
+) -> list[Conflict]:
+    found = []
+    for name in MEASUREMENT_FIELDS:
+        old, new = stored(name), incoming(name)
+        if old is not None and new is not None and not _same(old, new):
+            found.append(Conflict(code, ts, name, old, new))
+    return found
+
+
+def merge_same_key(
+    readings: Iterable[Reading], conflicts: Conflicts | None = None
+) -> list[Reading]:
+    """One reading per (device, ts): later messages fill the fields earlier ones left empty.
+
+    A later, different value for a field already filled keeps the first, as the database
+    does, and is added to ``conflicts``.
+    """
     merged: dict[tuple[str, datetime], dict[str, Any]] = {}
     for reading in readings:
         current = merged.get(reading.key)
         if current is None:
             merged[reading.key] = msgspec.structs.asdict(reading)
             continue
+        if conflicts is not None:
+            conflicts.add(
+                _differences(
+                    reading.device_code,
+                    reading.ts,
+                    current.__getitem__,
+                    lambda name, r=reading: getattr(r, name),  # type: ignore[misc]
+                )
+            )
         for name in MEASUREMENT_FIELDS:
             if current[name] is None:
                 current[name] = getattr(reading, name)
@@ -55,8 +137,26 @@ def merge_same_key(readings: Iterable[Reading]) -> list[Reading]:
     return [Reading(**fields) for fields in merged.values()]
 
 
+def canonical_codes(readings: Iterable[Reading]) -> list[Reading]:
+    """Readings with their device codes in the one canonical form (validation's rule).
+
+    ingest already publishes canonical codes; this covers messages from before the rule and
+    anything else that reaches READINGS.
+    """
+    out = []
+    for r in readings:
+        code = canonical_device_code(r.device_code)
+        out.append(r if code == r.device_code else msgspec.structs.replace(r, device_code=code))
+    return out
+
+
 def register_devices(conn: Connection, readings: Sequence[Reading]) -> dict[str, int]:
-    """Ids of the batch's devices; unknown ones are registered on first sight."""
+    """Ids of the batch's devices; unknown ones are registered on first sight.
+
+    Never raises on a code the database considers equal to another (a database whose
+    ``devices.code`` still compares case-insensitively, before migration 0003): such a
+    code maps to the row the database matched, said loudly.
+    """
     seen: dict[str, dict[str, Any]] = {}
     for r in readings:
         device = seen.setdefault(
@@ -81,17 +181,30 @@ def register_devices(conn: Connection, readings: Sequence[Reading]) -> dict[str,
     )
     conn.execute(stmt)
     rows = conn.execute(select(_devices.c.code, _devices.c.id).where(_devices.c.code.in_(seen)))
-    return {code: device_id for code, device_id in rows}
+    found = {code: device_id for code, device_id in rows}
+    ids: dict[str, int] = {}
+    for code in seen:
+        if code in found:
+            ids[code] = found[code]
+            continue
+        # The database matched this code to a row spelled otherwise (its collation).
+        stored = next((c for c in found if c.casefold() == code.casefold()), None)
+        if stored is None:
+            raise LookupError(f"device {code!r} was registered but is not found by its code")
+        log.error(
+            "device_code_collation_mismatch",
+            code=code,
+            stored_as=stored,
+            fix="run `powerflow migrate`: devices.code must compare exactly (utf8mb4_bin)",
+        )
+        ids[code] = found[stored]
+    return ids
 
 
-def _same(a: object, b: object) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
-    return a == b
-
-
-def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> tuple[int, int]:
-    """Upsert rows; returns (duplicates, conflicts) counted against what was stored before."""
+def _insert_rows(
+    conn: Connection, rows: list[dict[str, Any]], codes: dict[int, str], conflicts: Conflicts
+) -> int:
+    """Upsert rows; returns the duplicates, adding to ``conflicts`` what disagrees."""
     keys = [(row["device_id"], row["ts"]) for row in rows]
     existing = {
         (row.device_id, row.ts): row
@@ -99,22 +212,23 @@ def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> tuple[int, int
             select(_readings).where(tuple_(_readings.c.device_id, _readings.c.ts).in_(keys))
         )
     }
-    conflicts = 0
     for row in rows:
         old = existing.get((row["device_id"], row["ts"]))
-        if old is not None and any(
-            row[f] is not None
-            and getattr(old, f) is not None
-            and not _same(row[f], getattr(old, f))
-            for f in MEASUREMENT_FIELDS
-        ):
-            conflicts += 1
+        if old is not None:
+            conflicts.add(
+                _differences(
+                    codes[row["device_id"]],
+                    row["ts"],
+                    lambda name, o=old: getattr(o, name),  # type: ignore[misc]
+                    row.__getitem__,
+                )
+            )
     stmt = insert(_readings)
     stmt = stmt.on_duplicate_key_update(
         {f: func.coalesce(_readings.c[f], stmt.inserted[f]) for f in MEASUREMENT_FIELDS}
     )
     conn.execute(stmt, rows)
-    return len(existing), conflicts
+    return len(existing)
 
 
 def resolve_local_times(
@@ -157,7 +271,7 @@ def store_readings(
         with engine.connect() as conn:
             readings = resolve_local_times(conn, readings, default_timezone)
     batch = []
-    for reading in merge_same_key(readings):
+    for reading in merge_same_key(canonical_codes(readings), result.conflict_log):
         if DEVICE_CODE_PATTERN.fullmatch(reading.device_code):
             batch.append(reading)
         else:  # it would fail the device registration of the whole batch
@@ -166,6 +280,7 @@ def store_readings(
         return result
     with engine.begin() as conn:
         ids = register_devices(conn, batch)
+    codes = {device_id: code for code, device_id in ids.items()}
     rows = [
         {
             "device_id": ids[r.device_code],
@@ -175,7 +290,7 @@ def store_readings(
         }
         for r in batch
     ]
-    stored = _store_splitting(engine, rows, batch, result)
+    stored = _store_splitting(engine, rows, batch, codes, result)
     buckets = {
         (row["device_id"], hour) for row in stored for hour in touched_hours(row["ts"], max_gap)
     }
@@ -184,21 +299,27 @@ def store_readings(
 
 
 def _store_splitting(
-    engine: Engine, rows: list[dict[str, Any]], batch: list[Reading], result: StoreResult
+    engine: Engine,
+    rows: list[dict[str, Any]],
+    batch: list[Reading],
+    codes: dict[int, str],
+    result: StoreResult,
 ) -> list[dict[str, Any]]:
     """Insert in one transaction; when the database refuses, halve until culprits stand alone."""
+    conflicts = Conflicts()
     try:
         with engine.begin() as conn:
-            duplicates, conflicts = _insert_rows(conn, rows)
+            duplicates = _insert_rows(conn, rows, codes, conflicts)
     except (DataError, IntegrityError) as exc:
         if len(rows) == 1:
             result.refused.append((batch[0], str(exc.orig)[:500]))
             return []
         middle = len(rows) // 2
-        return _store_splitting(engine, rows[:middle], batch[:middle], result) + _store_splitting(
-            engine, rows[middle:], batch[middle:], result
-        )
+        return _store_splitting(
+            engine, rows[:middle], batch[:middle], codes, result
+        ) + _store_splitting(engine, rows[middle:], batch[middle:], codes, result)
     result.inserted += len(rows) - duplicates
     result.duplicates += duplicates
-    result.conflicts += conflicts
+    # Only what was committed: a refused transaction's conflicts are found again on retry.
+    result.conflict_log.extend(conflicts)
     return rows

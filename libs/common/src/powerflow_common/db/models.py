@@ -25,6 +25,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
+DEVICE_CODE_COLLATION = "utf8mb4_bin"
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in Python, naive UTC ``DATETIME(3)`` in the database."""
@@ -72,7 +74,9 @@ class Device(Base):
     __tablename__ = "devices"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    code: Mapped[str] = mapped_column(String(64), unique=True)
+    # Compared exactly, whatever the database's default collation (migration 0003); MAC-like
+    # codes are stored in their canonical form (validation.canonical_device_code).
+    code: Mapped[str] = mapped_column(String(64, collation=DEVICE_CODE_COLLATION), unique=True)
     name: Mapped[str | None] = mapped_column(String(128))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
     location: Mapped[str | None] = mapped_column(String(128))

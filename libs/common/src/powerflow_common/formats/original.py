@@ -14,7 +14,7 @@ import msgspec
 
 from powerflow_common.errors import Rejected
 from powerflow_common.formats.mqtt_topics import topic_matches
-from powerflow_common.validation import Limits, check_device_code
+from powerflow_common.validation import Limits, canonical_device_code, check_device_code
 from powerflow_common.wire import Reading
 
 MAX_PAYLOAD_BYTES = 16 * 1024  # a reading is ~200 bytes; larger is not a device speaking
@@ -109,8 +109,8 @@ class OriginalFormat:
             raise Rejected("missing_timestamp", "timestamp is required")
         payload_device = None if body.deviceCode is None else str(body.deviceCode)
         if topic_device is not None:
-            check_device_code(topic_device)
-            if payload_device is not None and payload_device != topic_device:
+            topic_device = check_device_code(topic_device)
+            if payload_device is not None and canonical_device_code(payload_device) != topic_device:
                 raise Rejected(
                     "device_mismatch",
                     f"topic names device {topic_device!r}, payload names {payload_device[:80]!r}",

@@ -15,6 +15,7 @@ from powerflow_api.auth import requires
 from powerflow_api.data import device_rows, devices_t, sites_t, to_device
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
+from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
 Code = Annotated[str, PathParameter(description="The device code, e.g. 1001 or A4:CF:12:9B:00:01")]
@@ -43,6 +44,7 @@ class DeviceController(Controller):
     @get("/{code:str}", guards=[requires("viewer")], sync_to_thread=True)
     def get_device(self, request: Req, code: Code) -> schemas.Device:
         """One device by its code."""
+        code = canonical_device_code(code)
         state = api_state(request)
         with state.engine.connect() as conn:
             rows = device_rows(conn, code=code)
@@ -55,6 +57,7 @@ class DeviceController(Controller):
         self, request: Req, data: JSONBody[schemas.DeviceUpdate], code: Code
     ) -> schemas.Device:
         """Change a device's name, site, location or meter role (operator)."""
+        code = canonical_device_code(code)
         state = api_state(request)
         values = {k: v for k, v in structs.asdict(data).items() if v is not UNSET}
         with state.engine.begin() as conn:

@@ -35,6 +35,7 @@ from powerflow_api.readings import (
 )
 from powerflow_api.state import api_state
 from powerflow_common.settings import Settings
+from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
 Code = Annotated[str, PathParameter(description="The device code")]
@@ -65,6 +66,7 @@ def build_window(
     csv_export: bool = False,
 ) -> Window:
     """Validate a readings query into a Window (404 unknown device, 400 bad range/cursor)."""
+    code = canonical_device_code(code)
     row = conn.execute(
         select(devices_t.c.id, sites_t.c.timezone)
         .select_from(devices_t.outerjoin(sites_t, sites_t.c.id == devices_t.c.site_id))
@@ -120,6 +122,7 @@ class ReadingController(Controller):
         cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
     ) -> schemas.ReadingsPage:
         """A device's readings in [start, end), oldest first, a page at a time."""
+        code = canonical_device_code(code)
         state = api_state(request)
         with state.engine.connect() as conn:
             w = build_window(conn, state.settings, code, start, end, resolution, limit, cursor)
@@ -136,6 +139,7 @@ class ReadingController(Controller):
     @get("/latest", guards=[requires("viewer")], sync_to_thread=True)
     def latest(self, request: Req, code: Code) -> schemas.LatestReading:
         """The device's most recent reading."""
+        code = canonical_device_code(code)
         state = api_state(request)
         with state.engine.connect() as conn:
             devices = device_rows(conn, code=code)
