@@ -3,11 +3,12 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-fast lint fmt bench migrate firmware-test clean dashboard
+.PHONY: help install run test test-fast fuzz lint fmt bench migrate firmware-test clean dashboard
 
 help:
 	@echo "make run    - the whole system on this machine (broker, workers, API, dashboard, 20 simulated devices)"
 	@echo "make test   - the whole test suite against real MariaDB, NATS, Mosquitto and Redis"
+	@echo "make fuzz   - the property tests (hypothesis, schemathesis) long and random; make test runs them derandomized"
 	@echo "make lint   - ruff and mypy"
 	@echo "make dashboard - npm ci and build the web dashboard into the API's static files"
 	@echo "make bench  - throughput and latency benchmarks (not part of make test)"
@@ -35,6 +36,14 @@ test: install
 
 test-fast: install
 	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
+
+# Property tests only, with random examples and many of them (FUZZ_EXAMPLES per test, the
+# schema test an eighth of that per operation), each allowed an hour instead of the usual
+# 3 minutes. make test runs the same tests derandomized.
+FUZZ_EXAMPLES ?= 2000
+fuzz: install
+	POWERFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run pytest -m hypothesis \
+		--hypothesis-profile=fuzz --timeout=3600 -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run ruff check .

@@ -26,6 +26,7 @@ from powerflow_common.settings import Settings
 from powerflow_common.wire import Rejection
 
 TRUNCATE_TABLES = (
+    "device_sites",
     "readings",
     "hourly_stats",
     "devices",

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from conftest import service_env
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StreamConfig
 from sqlalchemy import Engine, text
 
+from conftest import service_env
 from pf_testing import Service, count_rows, fleet_messages, publish_all, wait_for
 from powerflow.broker import Broker, free_port
 from powerflow_common.jetstream import (

@@ -383,7 +383,14 @@ def test_one_poison_message_in_a_batch_of_50_is_split_out_and_the_49_stored_in_t
         fetched = [(m, batch_decoder.decode(m.data).readings) for m in messages]
         writer = Writer(nc=nc, js=js, engine=engine, settings=settings)
         await writer._process(fetched)  # one pass, exactly this batch
-        info = await js.consumer_info(names.readings_stream, names.writer_consumer)
+        await nc.flush()
+        # Acks are settled by the server after they arrive: wait for the count to settle.
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            info = await js.consumer_info(names.readings_stream, names.writer_consumer)
+            if info.num_ack_pending <= 1 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
         persisted = await js.stream_info(names.persisted_stream)
         await nc.close()
         return int(info.num_ack_pending), int(persisted.state.messages)

@@ -7,7 +7,7 @@ import {
   startOfLocalDayMs,
   utcOffsetMs,
 } from '../src/lib/time'
-import { appendToWindow, countedDevices, todayVersusYesterday, type EnergyBucket } from '../src/lib/series'
+import { appendToWindow, todayVersusYesterday, type EnergyBucket } from '../src/lib/series'
 
 describe('timezone cut', () => {
   it('cuts days at local midnight in Seoul (UTC+9)', () => {
@@ -83,19 +83,5 @@ describe('live window', () => {
       { xMs: now - 10_000, y: 3 },
       { xMs: now - 5_000, y: 4 },
     ])
-  })
-})
-
-describe('counted devices (site rule)', () => {
-  it('counts main meters where a site has them, else standalone ones, never sub-meters', () => {
-    const devices = [
-      { code: 'main-a', siteId: 1, meterRole: 'main' as const },
-      { code: 'plug-a', siteId: 1, meterRole: 'standalone' as const },
-      { code: 'sub-a', siteId: 1, meterRole: 'sub' as const },
-      { code: 'plug-b', siteId: 2, meterRole: 'standalone' as const },
-      { code: 'loose', siteId: null, meterRole: 'standalone' as const },
-      { code: 'loose-sub', siteId: null, meterRole: 'sub' as const },
-    ]
-    expect(countedDevices(devices).map((d) => d.code)).toEqual(['main-a', 'plug-b', 'loose'])
   })
 })

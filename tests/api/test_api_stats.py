@@ -12,26 +12,9 @@ from litestar.testing import TestClient
 from pf_api_data import add_contract, add_device, add_factor, add_hour, add_site, bearer
 from sqlalchemy import Engine
 
-from powerflow_api.stats import DeviceRef, counted_device_ids
-
 Client = TestClient[Any]
 BASE = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)  # 22:00 in Seoul
 WINDOW = {"start": "2026-02-28T00:00:00Z", "end": "2026-03-03T00:00:00Z"}
-
-
-def test_a_site_total_counts_main_meters_only_and_a_site_without_one_its_standalone_devices() -> (
-    None
-):
-    devices = [
-        DeviceRef(1, "main", 1, "main"),
-        DeviceRef(2, "plug", 1, "sub"),
-        DeviceRef(3, "extra", 1, "standalone"),
-        DeviceRef(4, "solo", 2, "standalone"),
-        DeviceRef(5, "sub-only", 2, "sub"),
-        DeviceRef(6, "loose", None, "standalone"),
-        DeviceRef(7, "loose-sub", None, "sub"),
-    ]
-    assert counted_device_ids(devices) == {1, 4, 6}
 
 
 @pytest.fixture
@@ -167,3 +150,49 @@ def test_statistics_export_as_csv(
         "/api/v1/stats/export", params={"scope": "site"}, headers=bearer(keys["viewer"])
     )
     assert missing_ref.status_code == 400
+
+
+def test_hourly_and_daily_readings_have_a_range_limit_that_the_problem_states(
+    client: Client, engine: Engine, keys: dict[str, str]
+) -> None:
+    add_device(engine, "1001", last_seen=BASE)
+    headers = bearer(keys["viewer"])
+    for resolution, start, end, limit in (
+        ("1d", "1900-01-01T00:00:00Z", "9999-01-01T00:00:00Z", "3700 days"),
+        ("1h", "2024-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "400 days"),
+    ):
+        response = client.get(
+            "/api/v1/devices/1001/readings",
+            params={"resolution": resolution, "start": start, "end": end},
+            headers=headers,
+        )
+        assert response.status_code == 400, response.text
+        assert limit in response.json()["detail"]
+    ten_years = client.get(
+        "/api/v1/devices/1001/readings",
+        params={"resolution": "1d", "start": "2016-03-01T00:00:00Z", "end": "2026-03-01T00:00:00Z"},
+        headers=headers,
+    )
+    assert ten_years.status_code == 200, ten_years.text
+
+
+def test_statistics_instants_and_site_ids_out_of_bounds_are_client_errors(
+    client: Client, plant: dict[str, Any], keys: dict[str, str]
+) -> None:
+    headers = bearer(keys["viewer"])
+    early = client.get(
+        "/api/v1/stats/organisation",
+        params={"period": "day", "start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z"},
+        headers=headers,
+    )
+    assert early.status_code == 400 and "1970-01-01" in early.json()["detail"]
+    at = client.get("/api/v1/stats/summary", params={"at": "9999-12-31T23:00:00Z"}, headers=headers)
+    assert at.status_code == 400 and "'at'" in at.json()["detail"]
+    huge = client.get("/api/v1/stats/sites/2233205945456851156992", headers=headers)
+    assert huge.status_code == 404
+    exported = client.get(
+        "/api/v1/stats/export",
+        params={"scope": "site", "ref": "2233205945456851156992"},
+        headers=headers,
+    )
+    assert exported.status_code == 404

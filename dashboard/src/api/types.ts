@@ -19,6 +19,7 @@ export interface Device {
   last_seen_at: string
   online: boolean
   power_w: number | null
+  counted: boolean // adds to its site's total now (the API decides, powerflow_common.totals)
 }
 
 export interface DeviceUpdate {
@@ -106,6 +107,7 @@ export interface PeriodFigures {
   end: string
   energy_kwh: number
   co2_location_kg: number
+  co2_market_kg: number // after each site's renewable contracts
 }
 
 export interface Comparison {

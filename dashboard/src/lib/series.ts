@@ -117,24 +117,3 @@ export function isOnline(lastSeenMs: number | null, nowMs: number, thresholdMs =
   return lastSeenMs != null && nowMs - lastSeenMs <= thresholdMs
 }
 
-/** What the "now" total needs to know of a device. */
-export interface MeteredDevice {
-  code: string
-  siteId: number | null
-  meterRole: 'main' | 'sub' | 'standalone'
-}
-
-/**
- * The devices whose power adds up to a total, by the project's site rule
- * (powerflow_common.sitetotals): a site counts its main meters when it has any, else its
- * standalone devices; sub-meters never add. Devices without a site count unless they are
- * sub-meters.
- */
-export function countedDevices<T extends MeteredDevice>(devices: readonly T[]): T[] {
-  const sitesWithMain = new Set(devices.filter((d) => d.siteId != null && d.meterRole === 'main').map((d) => d.siteId))
-  return devices.filter((d) => {
-    if (d.meterRole === 'sub') return false
-    if (d.siteId == null) return true
-    return sitesWithMain.has(d.siteId) ? d.meterRole === 'main' : d.meterRole === 'standalone'
-  })
-}

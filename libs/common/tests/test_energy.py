@@ -370,7 +370,7 @@ def _power_samples(raw: list[tuple[int, float]]) -> list[EnergySample]:
     return samples
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(steps)
 def test_hourly_power_energy_adds_up_to_the_energy_of_the_whole_range(
     raw: list[tuple[int, float]],
@@ -395,7 +395,7 @@ def test_hourly_power_energy_adds_up_to_the_energy_of_the_whole_range(
         assert 0.0 <= r.coverage <= 1.0
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(steps, st.integers(min_value=1, max_value=RANGE_HOURS - 1))
 def test_hour_results_do_not_depend_on_the_requested_window(
     raw: list[tuple[int, float]], split_hours: int
@@ -421,7 +421,7 @@ counter_steps = st.lists(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(st.floats(min_value=0, max_value=1e6, allow_nan=False), counter_steps)
 def test_monotonic_counter_energy_over_hours_equals_its_total_increase(
     first_wh: float, raw: list[tuple[int, float]]
@@ -442,7 +442,7 @@ def test_monotonic_counter_energy_over_hours_equals_its_total_increase(
     assert total_wh == pytest.approx(samples[-1].energy_wh - first_wh, rel=1e-9, abs=1e-6)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(
     st.lists(
         st.tuples(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pf_hypothesis import examples
 
 from powerflow_common.errors import Ignored, Rejected
 from powerflow_common.formats import decode_message, rejection_record, topic_matches
@@ -174,7 +175,7 @@ def test_topic_wildcards_match_like_mqtt(pattern: str, topic: str, matches: bool
     assert topic_matches(pattern, topic) is matches
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(3), deadline=None)
 @given(st.binary(max_size=2048))
 def test_any_bytes_at_all_give_readings_or_a_rejection(payload: bytes) -> None:
     try:
@@ -194,7 +195,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(3), deadline=None)
 @given(st.dictionaries(st.sampled_from([*list(GOOD), "seq", "fw", "x"]), json_values))
 def test_any_json_object_gives_valid_readings_or_a_rejection(body: dict[str, object]) -> None:
     try:

@@ -189,7 +189,7 @@ def test_period_functions_reject_naive_datetimes_and_unknown_periods() -> None:
         period_bounds_utc("day", utc(2024, 1, 1), "Asia/Kolkata")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(
     period=st.sampled_from(PERIODS),
     tz=st.sampled_from(["Asia/Seoul", "Europe/London", "America/New_York", "Australia/Sydney"]),

@@ -79,7 +79,7 @@ def known_inputs(contracted_kwh: float = 0.0) -> FactInputs:
         previous_rows=previous,
         factors=[FACTOR],
         floor_area_m2=100.0,
-        contracted_kwh=contracted_kwh,
+        contracted_kwh_by_site={1: contracted_kwh},
     )
 
 

@@ -34,7 +34,7 @@ from powerflow_common.errors import CorrectionRefused, CorrectionTargetMissing, 
 from powerflow_common.logs import get_logger
 from powerflow_common.names import Names
 from powerflow_common.settings import Settings
-from powerflow_common.validation import EARLIEST_TS, Limits, validate
+from powerflow_common.validation import EARLIEST_TS, Limits, canonical_device_code, validate
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Persisted, Reading, json_encoder
 
 log = get_logger(__name__)
@@ -208,6 +208,7 @@ def _check_people(request: CorrectionRequest) -> tuple[str, str]:
 
 
 def _device(conn: Connection, code: str) -> Any:
+    code = canonical_device_code(code)  # the one rule every way in shares
     row = conn.execute(
         select(_devices.c.id, _devices.c.code, _devices.c.bidirectional).where(
             _devices.c.code == code
@@ -460,7 +461,7 @@ async def republish_stale(
         with engine.connect() as conn:
             if device_code is not None:
                 _device(conn, device_code)
-                query = query.where(_devices.c.code == device_code)
+                query = query.where(_devices.c.code == canonical_device_code(device_code))
             return list(conn.execute(query))
 
     rows = await asyncio.to_thread(stale)

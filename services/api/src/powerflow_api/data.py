@@ -54,7 +54,9 @@ def device_rows(
     return list(conn.execute(stmt).all())
 
 
-def to_device(row: Any, online_threshold_s: float, now: datetime | None = None) -> schemas.Device:
+def to_device(
+    row: Any, online_threshold_s: float, now: datetime | None = None, *, counted: bool = False
+) -> schemas.Device:
     """A device row as the API shows it."""
     now = now or datetime.now(UTC)
     online = row.last_seen_at >= now - timedelta(seconds=online_threshold_s)
@@ -71,6 +73,7 @@ def to_device(row: Any, online_threshold_s: float, now: datetime | None = None) 
         last_seen_at=row.last_seen_at,
         online=online,
         power_w=row.latest_power_w,
+        counted=counted,
     )
 
 

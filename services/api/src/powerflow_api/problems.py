@@ -10,6 +10,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import OperationalError
 
 from powerflow_api.schemas import Problem
+from powerflow_common.bounds import OutOfBounds
 from powerflow_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -81,6 +82,16 @@ def http_exception_handler(
     )
 
 
+def out_of_bounds_handler(request: Request[Any, Any, Any], exc: OutOfBounds) -> Response[Problem]:
+    """A value outside its range (a time in year 1, an id beyond the id column): 400."""
+    return problem_response(
+        400,
+        f"Invalid request: {exc}",
+        instance=request.url.path,
+        errors=[{"key": exc.name, "message": exc.message}],
+    )
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """A bug or an outage: log it with its traceback (no query string), answer problem+json."""
     log.error(
@@ -112,6 +123,7 @@ def database_unavailable_handler(
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     HTTPException: http_exception_handler,
+    OutOfBounds: out_of_bounds_handler,
     OperationalError: database_unavailable_handler,
     Exception: internal_error_handler,
 }

@@ -12,7 +12,7 @@ import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy import Connection, Engine, func, literal, select, text
@@ -20,19 +20,28 @@ from sqlalchemy import Connection, Engine, func, literal, select, text
 from powerflow_api import schemas
 from powerflow_api.data import RAW_FIELDS, hourly_t, raw_point, readings_t
 from powerflow_api.problems import ApiError
-from powerflow_common.periods import iter_periods_utc
+from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
+from powerflow_common.periods import period_bounds_utc
+from powerflow_common.queries import local_period_key
 from powerflow_common.settings import Settings
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _STEP_S = {"1m": 60, "15m": 900}
 CSV_MAX_RANGE = timedelta(days=400)
+# Points from hourly statistics: at most ~9,600 hours, or ~10 years of days (one grouped
+# query reads 87,600 hourly rows of a device: tens of milliseconds, not a million queries).
+HOURLY_MAX_RANGE = timedelta(days=400)
+DAILY_MAX_RANGE = timedelta(days=3700)
+
+
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class Cursor(msgspec.Struct, frozen=True):
-    after: datetime  # the next page starts strictly after this bucket or reading
-    as_of: datetime  # rows received after this belong to a new query
-    resolution: str
-    device_id: int
+    after: AwareTime  # the next page starts strictly after this bucket or reading
+    as_of: AwareTime  # rows received after this belong to a new query
+    resolution: schemas.Resolution
+    device_id: Annotated[int, msgspec.Meta(ge=MIN_ROW_ID, le=MAX_ROW_ID)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +64,31 @@ def encode_cursor(cursor: Cursor) -> str:
 
 
 def decode_cursor(text: str) -> Cursor:
+    """The cursor ``encode_cursor`` made, or 400: a cursor is opaque, anything else is refused."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        return msgspec.json.decode(raw, type=Cursor)
+        cursor = msgspec.json.decode(raw, type=Cursor)
+        # Its times feed SQL and date arithmetic: keep them in the range every query accepts.
+        return msgspec.structs.replace(
+            cursor,
+            after=utc_in_bounds("cursor.after", cursor.after),
+            as_of=utc_in_bounds("cursor.as_of", cursor.as_of),
+        )
     except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
         raise ApiError(
             status_code=400,
             detail="Invalid cursor: pass next_cursor from the previous page unchanged, "
             "or leave it out to start again.",
+            extra=[{"key": "cursor", "message": "not a cursor this API returned"}],
         ) from exc
 
 
-def as_utc(ts: datetime) -> datetime:
-    """Aware UTC; a time without an offset is taken as UTC."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+def as_utc(ts: datetime, name: str = "time") -> datetime:
+    """Aware UTC (a time without an offset is taken as UTC), within the API's time range.
+
+    Raises OutOfBounds (answered 400, naming ``name``) outside [EARLIEST_TIME, LATEST_TIME).
+    """
+    return utc_in_bounds(name, ts)
 
 
 def check_range(
@@ -79,19 +99,21 @@ def check_range(
         raise ApiError(status_code=400, detail="'end' must be after 'start'.")
     span = end - start
     if csv:
-        limit: timedelta | None = CSV_MAX_RANGE
+        limit = CSV_MAX_RANGE
     elif resolution == "raw":
         limit = timedelta(hours=settings.api_raw_max_range_h)
     elif resolution in _STEP_S:
         limit = timedelta(days=settings.api_minute_max_range_days)
+    elif resolution == "1h":
+        limit = HOURLY_MAX_RANGE
     else:
-        limit = None
-    if limit is not None and span > limit:
-        hint = (
-            "use resolution=1m, 15m, 1h or 1d for longer ranges"
-            if resolution == "raw"
-            else "use resolution=1h or 1d for longer ranges"
-        )
+        limit = DAILY_MAX_RANGE
+    if span > limit:
+        hint = {
+            "raw": "use resolution=1m, 15m, 1h or 1d for longer ranges",
+            "1h": "use resolution=1d for longer ranges",
+            "1d": "ask in several parts",
+        }.get(resolution, "use resolution=1h or 1d for longer ranges")
         if csv:
             hint = "export in several parts"
         raise ApiError(
@@ -233,74 +255,49 @@ def _hourly(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoin
 
 
 def _daily(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
-    # Days without data yield nothing, so read days in chunks until n points are found.
-    days: list[tuple[datetime, datetime]] = []
-    found = 0
-    for bounds in iter_periods_utc("day", w.start, w.end, w.timezone):
-        if w.after is not None and bounds[0] <= w.after:
-            continue
-        days.append(bounds)
-        if len(days) >= n:
-            for point in _days(conn, w, days):
-                yield point
-                found += 1
-                if found >= n:
-                    return
-            days = []
-    for point in _days(conn, w, days):
-        yield point
-        found += 1
-        if found >= n:
-            return
-
-
-def _days(
-    conn: Connection, w: Window, days: list[tuple[datetime, datetime]]
-) -> Iterator[schemas.ReadingPoint]:
-    if not days:
+    """Local days of the device's hourly statistics: one grouped query, at most n days."""
+    lo = w.start
+    if w.after is not None:
+        lo = max(lo, period_bounds_utc("day", w.after, w.timezone)[1])
+    if lo >= w.end:
         return
-    h = hourly_t
-    lo = max(days[0][0], w.start)
-    hi = min(days[-1][1], w.end)
-    rows = conn.execute(
-        select(h)
-        .where(h.c.device_id == w.device_id, h.c.hour_start >= lo, h.c.hour_start < hi)
-        .order_by(h.c.hour_start)
-    ).all()
-    i = 0
-    for day_start, day_end in days:
-        group = []
-        while i < len(rows) and rows[i].hour_start < day_end:
-            if rows[i].hour_start >= day_start:
-                group.append(rows[i])
-            i += 1
-        if not group:
-            continue
-        samples = sum(r.samples for r in group)
+    local_ts, key, params = local_period_key("day", w.timezone, lo, w.end)
+    weighted = ", ".join(
+        f"SUM({c} * GREATEST(samples, 1))"
+        f" / SUM(CASE WHEN {c} IS NOT NULL THEN GREATEST(samples, 1) END) AS {c}"
+        for c in ("power_avg_w", "temperature_avg_c", "humidity_avg_pct", "brightness_avg_lux")
+    )
+    statement = text(
+        f"""
+        SELECT MIN(hour_start) AS first_hour, SUM(samples) AS samples,
+               MIN(power_min_w) AS power_min_w, MAX(power_max_w) AS power_max_w,
+               SUM(energy_kwh) AS energy_kwh, {weighted}
+        FROM (
+            SELECT hourly_stats.*, {local_ts} AS local_ts FROM hourly_stats
+            WHERE device_id = :device AND hour_start >= :lo AND hour_start < :hi
+        ) AS hours
+        GROUP BY {key}
+        ORDER BY first_hour
+        LIMIT {int(n)}
+        """
+    )
+    naive = {
+        "lo": lo.astimezone(UTC).replace(tzinfo=None),
+        "hi": w.end.astimezone(UTC).replace(tzinfo=None),
+    }
+    for row in conn.execute(statement, {**params, **naive, "device": w.device_id}):
+        first = row.first_hour.replace(tzinfo=UTC)
         yield schemas.ReadingPoint(
-            ts=day_start,
-            samples=samples,
-            power_avg_w=_weighted(group, "power_avg_w"),
-            power_min_w=_extreme(group, "power_min_w", min),
-            power_max_w=_extreme(group, "power_max_w", max),
-            temperature_avg_c=_weighted(group, "temperature_avg_c"),
-            humidity_avg_pct=_weighted(group, "humidity_avg_pct"),
-            brightness_avg_lux=_weighted(group, "brightness_avg_lux"),
-            energy_kwh=sum(r.energy_kwh for r in group),
+            ts=period_bounds_utc("day", first, w.timezone)[0],
+            samples=int(row.samples or 0),
+            power_avg_w=_f(row.power_avg_w),
+            power_min_w=_f(row.power_min_w),
+            power_max_w=_f(row.power_max_w),
+            temperature_avg_c=_f(row.temperature_avg_c),
+            humidity_avg_pct=_f(row.humidity_avg_pct),
+            brightness_avg_lux=_f(row.brightness_avg_lux),
+            energy_kwh=float(row.energy_kwh or 0.0),
         )
-
-
-def _weighted(rows: list[Any], name: str) -> float | None:
-    """Mean of hourly means weighted by samples (hours without the field do not count)."""
-    pairs = [(getattr(r, name), max(r.samples, 1)) for r in rows if getattr(r, name) is not None]
-    if not pairs:
-        return None
-    return float(sum(v * n for v, n in pairs) / sum(n for _, n in pairs))
-
-
-def _extreme(rows: list[Any], name: str, pick: Any) -> float | None:
-    values = [getattr(r, name) for r in rows if getattr(r, name) is not None]
-    return pick(values) if values else None
 
 
 def _f(value: Any) -> float | None:

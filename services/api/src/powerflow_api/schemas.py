@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
+
 MeterRole = Literal["main", "sub", "standalone"]
 Resolution = Literal["raw", "1m", "15m", "1h", "1d"]
 StatsPeriod = Literal["hour", "day", "week", "month"]
@@ -17,6 +19,7 @@ ShortText = Annotated[str, Meta(max_length=128)]
 Region = Annotated[str, Meta(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")]
 Timezone = Annotated[str, Meta(min_length=1, max_length=64)]
 FloorArea = Annotated[float, Meta(gt=0, le=1e9)]
+RowId = Annotated[int, Meta(ge=MIN_ROW_ID, le=MAX_ROW_ID)]
 
 
 class Problem(Struct, omit_defaults=True):
@@ -45,15 +48,20 @@ class Device(Struct):
     last_seen_at: datetime
     online: bool
     power_w: float | None  # from the latest reading
+    # Adds to its site's (or the unassigned devices') total now: powerflow_common.totals.
+    counted: bool = False
 
 
 class DeviceUpdate(Struct, forbid_unknown_fields=True):
     """Fields to change; an absent field stays as it is, null clears it."""
 
     name: Name | UnsetType | None = UNSET
-    site_id: int | UnsetType | None = UNSET
+    site_id: RowId | UnsetType | None = UNSET
     location: ShortText | UnsetType | None = UNSET
     meter_role: MeterRole | UnsetType = UNSET
+    # A site or role change counts from now on; an operator may date it back (a restatement:
+    # later recorded changes are replaced). Never in the future.
+    effective_from: datetime | UnsetType = UNSET
 
 
 class Site(Struct):
@@ -175,8 +183,9 @@ class StatsSeries(Struct):
 class PeriodFigures(Struct):
     start: datetime
     end: datetime
-    energy_kwh: float
+    energy_kwh: float  # allocated to hours, as the statistics' energy_kwh
     co2_location_kg: float
+    co2_market_kg: float  # after each site's renewable contracts (see docs/energy.md)
 
 
 class Comparison(Struct):

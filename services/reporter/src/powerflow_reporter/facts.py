@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, DateTime, func, select
+from sqlalchemy import Connection, DateTime, func, select, text
 
-from powerflow_common.db.models import (
-    DEVICES,
-    EMISSION_FACTORS,
-    HOURLY_STATS,
-    RENEWABLE_CONTRACTS,
-    SITES,
-)
-from powerflow_common.scope2 import ContractPeriod, contracted_kwh_in, market_based_scope2
-from powerflow_common.sitetotals import SiteDevice, site_basis
+from powerflow_common.db.models import DEVICES, EMISSION_FACTORS, HOURLY_STATS
+from powerflow_common.queries import ScopeNotFound, TotalsScope, load_scope, span_condition
+from powerflow_common.totals import SiteEnergy, Span, contracted_by_site, scope2_by_site
 
 __all__ = [
     "BRIGHT_LUX",
@@ -78,7 +72,7 @@ class NoData(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
-    """A device in the report's scope; ``counted`` says whether it adds to the total."""
+    """A device in the report's scope; ``counted``: it adds to the total (in some hour)."""
 
     id: int
     code: str
@@ -109,6 +103,10 @@ class HourRow:
     temperature_c: float | None = None
     humidity_pct: float | None = None
     brightness_lux: float | None = None
+    # Where the hour belongs (powerflow_common.totals): None follows the device's own
+    # site_id and counted flag, as when a device never moved.
+    site_id: int | None = None
+    counted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +135,11 @@ class FactInputs:
     previous_rows: Sequence[HourRow]
     factors: Sequence[FactorInfo]
     floor_area_m2: float | None = None
-    contracted_kwh: float = 0.0
+    # Each site's renewable contracts' kWh in the period (its own local days).
+    contracted_kwh_by_site: Mapping[int | None, float] = field(default_factory=dict)
+    # Hours the counted devices were counted (a moved device only part of the period);
+    # None: every counted device for the whole period.
+    counted_device_hours: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +179,13 @@ def compute_facts(inputs: FactInputs) -> Facts:
     counted = [d for d in inputs.devices if d.counted]
     if not counted:
         raise NoData("no device in the scope counts towards its total")
-    counted_ids = {d.id for d in counted}
-    rows = [r for r in inputs.rows if inputs.start_utc <= r.hour_start < inputs.end_utc]
-    counted_rows = [r for r in rows if r.device_id in counted_ids]
+    by_id = {d.id: d for d in inputs.devices}
+    rows = [
+        _placed(r, by_id[r.device_id])
+        for r in inputs.rows
+        if inputs.start_utc <= r.hour_start < inputs.end_utc and r.device_id in by_id
+    ]
+    counted_rows = [r for r in rows if r.counted]
     if not counted_rows:
         raise NoData("no hourly data for the scope in the period")
     facts = Facts()
@@ -204,7 +210,21 @@ def compute_facts(inputs: FactInputs) -> Facts:
     facts.add("unallocated_kwh", unallocated, "kwh")
     facts.add("unallocated_pct", _pct(unallocated, total), "pct")
     facts.add("total_gj", total * GJ_PER_KWH, "gj")
-    scope2 = market_based_scope2(total, co2, inputs.contracted_kwh)
+    site_kwh: dict[int | None, float] = defaultdict(float)
+    site_co2: dict[int | None, float] = defaultdict(float)
+    for r in counted_rows:
+        site_kwh[r.site_id] += r.energy_kwh + r.unallocated_kwh
+        site_co2[r.site_id] += r.co2_kg
+    sites = set(site_kwh) | set(inputs.contracted_kwh_by_site)
+    scope2 = scope2_by_site(
+        SiteEnergy(
+            site,
+            site_kwh.get(site, 0.0),
+            site_co2.get(site, 0.0),
+            inputs.contracted_kwh_by_site.get(site, 0.0),
+        )
+        for site in sites
+    )
     facts.add("co2_location_kg", co2, "kg")
     facts.add("co2_location_t", co2 / 1000, "t")
     facts.add("co2_market_kg", scope2.market_co2_kg, "kg")
@@ -350,7 +370,13 @@ def compute_facts(inputs: FactInputs) -> Facts:
     facts.add("avg_power_w", allocated / len(hour_kwh) * 1000, "w")
 
     # Change versus the previous period of equal length.
-    prev = [r for r in inputs.previous_rows if r.device_id in counted_ids]
+    prev = [
+        r
+        for r in (
+            _placed(r, by_id[r.device_id]) for r in inputs.previous_rows if r.device_id in by_id
+        )
+        if r.counted
+    ]
     prev_total = math.fsum(r.energy_kwh + r.unallocated_kwh for r in prev)
     facts.add("previous_total_kwh", prev_total if prev else None, "kwh")
     facts.add("previous_co2_location_kg", math.fsum(r.co2_kg for r in prev) if prev else None, "kg")
@@ -362,7 +388,11 @@ def compute_facts(inputs: FactInputs) -> Facts:
     )
 
     # Coverage, gaps and unallocated energy.
-    slots = hours_in_period * len(counted)
+    slots = (
+        hours_in_period * len(counted)
+        if inputs.counted_device_hours is None
+        else inputs.counted_device_hours
+    )
     rows_by_slot = {(r.device_id, r.hour_start): r for r in counted_rows}
     facts.add("coverage_pct", math.fsum(r.coverage for r in counted_rows) / slots * 100, "pct")
     facts.add("hours_with_data", len(hour_kwh), "count")
@@ -412,6 +442,13 @@ def compute_facts(inputs: FactInputs) -> Facts:
     _savings(facts, "savings_night_base", night_kwh, factor, total)
     _savings(facts, "savings_bright_lighting", _bright_excess_kwh(counted_rows), factor, total)
     return facts
+
+
+def _placed(row: HourRow, device: DeviceInfo) -> HourRow:
+    """The row with its site and counting decided (a row without them follows its device)."""
+    if row.counted is not None:
+        return row
+    return replace(row, site_id=device.site_id, counted=device.counted)
 
 
 def _savings(facts: Facts, prefix: str, kwh: float | None, factor: float, total: float) -> None:
@@ -477,11 +514,9 @@ def _slope(pairs: Sequence[tuple[float, float]]) -> float | None:
 
 # --- loading (SQL) -----------------------------------------------------------------------------
 
-_sites = SITES
 _devices = DEVICES
 _stats = HOURLY_STATS
 _factors = EMISSION_FACTORS
-_contracts = RENEWABLE_CONTRACTS
 _RAW_DATETIME = DateTime()
 
 
@@ -502,41 +537,47 @@ def load_inputs(
     *,
     default_tz: str,
 ) -> FactInputs:
-    """Read the scope's devices, hourly rows (this and the previous period) and factors."""
-    query = select(
-        _devices.c.id,
-        _devices.c.code,
-        _devices.c.name,
-        _devices.c.location,
-        _devices.c.site_id,
-        _devices.c.meter_role,
-    ).order_by(_devices.c.id)
-    tz = default_tz
-    label = "organisation"
-    floor_area: float | None = None
-    site_ids: list[int] = []
-    if scope.kind == "site":
-        site = conn.execute(select(_sites).where(_sites.c.id == scope.site_id)).first()
-        if site is None:
-            raise NoData(f"no site with id {scope.site_id}")
-        tz, label, floor_area = site.timezone, site.name, site.floor_area_m2
-        site_ids = [site.id]
-        query = query.where(_devices.c.site_id == scope.site_id)
-    elif scope.kind == "devices":
-        query = query.where(_devices.c.id.in_(scope.device_ids))
-        label = "devices"
-    raw = list(conn.execute(query))
-    if not raw:
+    """Read the scope's devices, hourly rows (this and the previous period) and factors.
+
+    Which device counts in which hour, on which site, and each site's contracts come from
+    powerflow_common.totals (through queries.load_scope), as for the API statistics.
+    """
+    try:
+        totals = load_scope(
+            conn,
+            scope.kind,
+            default_tz=default_tz,
+            site_id=scope.site_id,
+            device_ids=scope.device_ids,
+        )
+    except ScopeNotFound as exc:
+        raise NoData(str(exc)) from exc
+    if not totals.devices:
         raise NoData("the scope has no devices")
-    devices = _with_counted(raw)
-    if scope.kind == "organisation":
-        areas = list(conn.execute(select(_sites.c.id, _sites.c.floor_area_m2)))
-        site_ids = [a.id for a in areas]
-        if areas and all(a.floor_area_m2 for a in areas):
-            floor_area = math.fsum(a.floor_area_m2 for a in areas)
-    ids = [d.id for d in devices]
-    current = _hour_rows(conn, ids, start_utc, end_utc)
-    previous = _previous_totals(conn, ids, start_utc - (end_utc - start_utc), start_utc)
+    period_spans = [s for s in totals.spans if s.start < end_utc and start_utc < s.end]
+    counted_in_period = {s.device_id for s in period_spans if s.counted}
+    names = {
+        r.id: r
+        for r in conn.execute(
+            select(_devices.c.id, _devices.c.name, _devices.c.location).where(
+                _devices.c.id.in_([d.id for d in totals.devices])
+            )
+        )
+    }
+    devices = [
+        DeviceInfo(
+            id=d.id,
+            code=d.code,
+            name=names[d.id].name,
+            location=names[d.id].location,
+            site_id=d.site_id,
+            meter_role=d.meter_role,
+            counted=d.id in counted_in_period,
+        )
+        for d in totals.devices
+    ]
+    current = _hour_rows(conn, totals, start_utc, end_utc)
+    previous = _previous_totals(conn, totals, start_utc - (end_utc - start_utc), start_utc)
     factor_ids = {r.emission_factor_id for r in current if r.emission_factor_id is not None}
     factors = [
         FactorInfo(
@@ -549,66 +590,32 @@ def load_inputs(
         )
         for f in conn.execute(select(_factors).where(_factors.c.id.in_(factor_ids or {-1})))
     ]
-    contracted = 0.0
-    if site_ids and scope.kind != "devices":
-        for c in conn.execute(select(_contracts).where(_contracts.c.site_id.in_(site_ids))):
-            site_tz = tz
-            contracted += contracted_kwh_in(
-                [
-                    ContractPeriod(
-                        period_start=c.period_start,
-                        period_end=c.period_end,
-                        energy_kwh=c.energy_kwh,
-                        instrument=c.instrument,
-                    )
-                ],
-                start_utc,
-                end_utc,
-                site_tz,
-            )
     return FactInputs(
         scope=scope.kind,
-        scope_label=label,
-        tz=tz,
+        scope_label=totals.label,
+        tz=totals.timezone,
         start_utc=start_utc,
         end_utc=end_utc,
         devices=devices,
         rows=current,
         previous_rows=previous,
         factors=factors,
-        floor_area_m2=floor_area,
-        contracted_kwh=contracted,
+        floor_area_m2=totals.floor_area_m2,
+        contracted_kwh_by_site=contracted_by_site(totals.contracts, start_utc, end_utc),
+        counted_device_hours=sum(
+            _hours_starting_in(max(s.start, start_utc), min(s.end, end_utc), start_utc)
+            for s in period_spans
+            if s.counted
+        ),
     )
 
 
-def _with_counted(raw: Sequence[Any]) -> list[DeviceInfo]:
-    """Mark the devices that add to the total: per site, its main meters, else standalone ones."""
-    by_site: dict[int | None, list[Any]] = defaultdict(list)
-    for d in raw:
-        by_site[d.site_id].append(d)
-    basis = {
-        site: site_basis(SiteDevice(id=d.id, code=d.code, meter_role=d.meter_role) for d in ds)
-        for site, ds in by_site.items()
-    }
-    return [
-        DeviceInfo(
-            id=d.id,
-            code=d.code,
-            name=d.name,
-            location=d.location,
-            site_id=d.site_id,
-            meter_role=d.meter_role,
-            counted=d.meter_role == basis[d.site_id],
-        )
-        for d in raw
-    ]
-
-
 def _hour_rows(
-    conn: Connection, device_ids: list[int], start_utc: datetime, end_utc: datetime
+    conn: Connection, totals: TotalsScope, start_utc: datetime, end_utc: datetime
 ) -> list[HourRow]:
-    if not device_ids:
-        return []
+    """The scope's hours, each with the site it belonged to and whether it counted."""
+    in_scope, params = span_condition(totals.spans, counted_only=False, prefix="in")
+    by_device = totals.spans_by_device()
     s = _stats.c
     # Plain SQL columns: the UTC type decorator costs more than the query for a month of rows.
     result = conn.execute(
@@ -624,32 +631,54 @@ def _hour_rows(
             s.temperature_avg_c,
             s.humidity_avg_pct,
             s.brightness_avg_lux,
-        ).where(s.device_id.in_(device_ids), s.hour_start >= start_utc, s.hour_start < end_utc)
-    )
-    return [
-        HourRow(
-            device_id=r[0],
-            hour_start=r[1].replace(tzinfo=UTC),
-            energy_kwh=r[2],
-            unallocated_kwh=r[3],
-            coverage=r[4],
-            co2_kg=r[5],
-            emission_factor_id=r[6],
-            power_max_w=r[7],
-            temperature_c=r[8],
-            humidity_pct=r[9],
-            brightness_lux=r[10],
+        ).where(
+            text(in_scope).bindparams(**params), s.hour_start >= start_utc, s.hour_start < end_utc
         )
-        for r in result
-    ]
+    )
+    out = []
+    for r in result:
+        hour = r[1].replace(tzinfo=UTC)
+        span = _span_of(by_device.get(r[0], []), hour)
+        if span is None:  # a bound rounded in SQL; cannot happen with whole-hour spans
+            continue
+        out.append(
+            HourRow(
+                device_id=r[0],
+                hour_start=hour,
+                energy_kwh=r[2],
+                unallocated_kwh=r[3],
+                coverage=r[4],
+                co2_kg=r[5],
+                emission_factor_id=r[6],
+                power_max_w=r[7],
+                temperature_c=r[8],
+                humidity_pct=r[9],
+                brightness_lux=r[10],
+                site_id=span.site_id,
+                counted=span.counted,
+            )
+        )
+    return out
+
+
+def _hours_starting_in(lo: datetime, hi: datetime, grid: datetime) -> int:
+    """How many hours of the grid through ``grid`` start in [lo, hi): an hour is its start's."""
+    first = grid + math.ceil((lo - grid) / _HOUR) * _HOUR
+    return max(0, math.ceil((hi - first) / _HOUR))
+
+
+def _span_of(device_spans: Sequence[Span], hour: datetime) -> Span | None:
+    for span in device_spans:
+        if span.covers(hour):
+            return span
+    return None
 
 
 def _previous_totals(
-    conn: Connection, device_ids: list[int], start_utc: datetime, end_utc: datetime
+    conn: Connection, totals: TotalsScope, start_utc: datetime, end_utc: datetime
 ) -> list[HourRow]:
-    """The previous period summed per device in SQL (one row each, at its first hour)."""
-    if not device_ids:
-        return []
+    """The previous period's counted hours summed per device in SQL (one row each)."""
+    counted, params = span_condition(totals.spans, counted_only=True, prefix="ct")
     s = _stats.c
     result = conn.execute(
         select(
@@ -658,7 +687,9 @@ def _previous_totals(
             func.sum(s.unallocated_kwh),
             func.sum(s.co2_kg),
         )
-        .where(s.device_id.in_(device_ids), s.hour_start >= start_utc, s.hour_start < end_utc)
+        .where(
+            text(counted).bindparams(**params), s.hour_start >= start_utc, s.hour_start < end_utc
+        )
         .group_by(s.device_id)
     )
     return [
@@ -670,6 +701,7 @@ def _previous_totals(
             coverage=0.0,
             co2_kg=float(r[3] or 0.0),
             emission_factor_id=None,
+            counted=True,
         )
         for r in result
     ]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from powerflow_common.bounds import date_in_bounds
 from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import validate_timezone
@@ -73,6 +74,9 @@ class ReportRequest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ReportRequest:
+        # Days far outside any data would overflow turning local midnights into UTC.
+        date_in_bounds("period_start", self.period_start)
+        date_in_bounds("period_end", self.period_end)
         if self.period_end <= self.period_start:
             raise ValueError("period_end must be after period_start (it is exclusive)")
         if (self.period_end - self.period_start).days > MAX_PERIOD_DAYS:

@@ -87,6 +87,27 @@ class Device(Base):
     last_seen_at: Mapped[datetime]
 
 
+class DeviceSite(Base):
+    """Where a device sat from ``valid_from`` on: each hour belongs to the placement of its start.
+
+    ``devices.site_id`` and ``devices.meter_role`` stay the current placement (the latest row).
+    """
+
+    __tablename__ = "device_sites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="SET NULL"), index=True
+    )
+    meter_role: Mapped[str] = mapped_column(String(16))
+    valid_from: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (UniqueConstraint("device_id", "valid_from", name="uq_device_site_from"),)
+
+
 class ReadingRow(Base):
     """The original ``power_readings``; no foreign key so that it can be partitioned by month."""
 
@@ -231,6 +252,7 @@ def _table(model: type[Base]) -> Table:
 # Core tables, for SQL that is clearer without the ORM (bulk upserts, aggregates).
 SITES = _table(Site)
 DEVICES = _table(Device)
+DEVICE_SITES = _table(DeviceSite)
 READINGS = _table(ReadingRow)
 HOURLY_STATS = _table(HourlyStat)
 EMISSION_FACTORS = _table(EmissionFactorRow)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -14,6 +14,7 @@ from powerflow_api import metrics, schemas
 from powerflow_api.auth import principal_of, requires
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
+from powerflow_common.bounds import utc_in_bounds
 from powerflow_common.corrections import (
     MAX_LIST_LIMIT,
     CorrectionRecord,
@@ -67,7 +68,7 @@ def parse_ts(value: str) -> datetime:
             status_code=400,
             detail=f"{value[:64]!r} is not an ISO 8601 timestamp, e.g. 2026-11-29T07:10:30Z.",
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return utc_in_bounds("ts", parsed)
 
 
 class CorrectionController(Controller):
@@ -144,8 +145,8 @@ class CorrectionController(Controller):
     ) -> schemas.CorrectionsPage:
         """A device's corrections, newest first: who changed what, when, why, and from what."""
         state = api_state(request)
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
+        if since is not None:
+            since = utc_in_bounds("since", since)
         try:
             records = await anyio.to_thread.run_sync(
                 lambda: list_corrections(

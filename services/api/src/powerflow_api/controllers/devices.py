@@ -11,14 +11,23 @@ from msgspec import UNSET, structs
 from sqlalchemy import select, update
 
 from powerflow_api import schemas
-from powerflow_api.auth import requires
+from powerflow_api.auth import principal_of, requires
 from powerflow_api.data import device_rows, devices_t, sites_t, to_device
 from powerflow_api.problems import ApiError
+from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
+from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS, MAX_ROW_ID, MIN_ROW_ID
+from powerflow_common.queries import PlacementError, counted_now, record_placement
 from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
-Code = Annotated[str, PathParameter(description="The device code, e.g. 1001 or A4:CF:12:9B:00:01")]
+Code = Annotated[
+    str,
+    PathParameter(
+        description="The device code, e.g. 1001 or A4:CF:12:9B:00:01",
+        max_length=MAX_DEVICE_CODE_CHARS,
+    ),
+]
 
 
 def not_found(code: str) -> NotFoundException:
@@ -33,13 +42,17 @@ class DeviceController(Controller):
     def list_devices(
         self,
         request: Req,
-        site_id: int | None = Parameter(default=None, description="Only this site's devices"),
+        site_id: int | None = Parameter(
+            default=None, ge=MIN_ROW_ID, le=MAX_ROW_ID, description="Only this site's devices"
+        ),
     ) -> list[schemas.Device]:
         """Every device with its last reading time, online state and current power."""
         state = api_state(request)
         with state.engine.connect() as conn:
             rows = device_rows(conn, site_id=site_id)
-        return [to_device(r, state.settings.api_online_threshold_s) for r in rows]
+            counted = counted_now(conn)
+        threshold = state.settings.api_online_threshold_s
+        return [to_device(r, threshold, counted=r.id in counted) for r in rows]
 
     @get("/{code:str}", guards=[requires("viewer")], sync_to_thread=True)
     def get_device(self, request: Req, code: Code) -> schemas.Device:
@@ -48,18 +61,31 @@ class DeviceController(Controller):
         state = api_state(request)
         with state.engine.connect() as conn:
             rows = device_rows(conn, code=code)
+            counted = counted_now(conn)
         if not rows:
             raise not_found(code)
-        return to_device(rows[0], state.settings.api_online_threshold_s)
+        return to_device(
+            rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
+        )
 
     @patch("/{code:str}", guards=[requires("operator")], sync_to_thread=True)
     def update_device(
         self, request: Req, data: JSONBody[schemas.DeviceUpdate], code: Code
     ) -> schemas.Device:
-        """Change a device's name, site, location or meter role (operator)."""
+        """Change a device's name, site, location or meter role (operator).
+
+        A site or meter-role change is recorded in the device's site history from now on
+        (its past stays on the old site), or from ``effective_from`` when given.
+        """
         code = canonical_device_code(code)
         state = api_state(request)
         values = {k: v for k, v in structs.asdict(data).items() if v is not UNSET}
+        effective_from = values.pop("effective_from", None)
+        if effective_from is not None and not {"site_id", "meter_role"} & values.keys():
+            raise ApiError(
+                status_code=422,
+                detail="effective_from dates a site_id or meter_role change; send one of them.",
+            )
         with state.engine.begin() as conn:
             if values.get("site_id") is not None:
                 exists = conn.execute(
@@ -71,9 +97,24 @@ class DeviceController(Controller):
                         detail=f"No site with id {values['site_id']}; create it first "
                         "with POST /api/v1/sites or list them with GET /api/v1/sites.",
                     )
+            if {"site_id", "meter_role"} & values.keys():
+                try:
+                    record_placement(
+                        conn,
+                        code,
+                        site_id=values.get("site_id", UNSET),
+                        meter_role=values.get("meter_role", UNSET),
+                        effective_from=None if effective_from is None else as_utc(effective_from),
+                        by=principal_of(request).name,
+                    )
+                except PlacementError as exc:
+                    raise ApiError(status_code=422, detail=str(exc)) from exc
             if values:
                 conn.execute(update(devices_t).where(devices_t.c.code == code).values(**values))
             rows = device_rows(conn, code=code)
+            counted = counted_now(conn)
         if not rows:
             raise not_found(code)
-        return to_device(rows[0], state.settings.api_online_threshold_s)
+        return to_device(
+            rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
+        )

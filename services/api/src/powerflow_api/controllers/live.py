@@ -16,11 +16,15 @@ from powerflow_api.auth import principal_of, requires
 from powerflow_api.keys import sha256_hex
 from powerflow_api.problems import ApiError
 from powerflow_api.state import ApiState, api_state
+from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS
 
 Req = Request[Any, Any, Any]
 
 # Close codes: 1008 policy violation (refused or too slow), 1011 server going away.
 POLICY_VIOLATION = 1008
+# A socket follows everything or a chosen few; a filter longer than this is a mistake, and
+# every reading is checked against it.
+MAX_LIVE_DEVICES = 1000
 
 
 def ticket_key(state: ApiState, ticket: str) -> str:
@@ -75,12 +79,25 @@ class LiveController(Controller):
             for code in value.split(",")
             if code.strip()
         ]
+        refused = _refused_filter(wanted)
+        if refused:
+            await socket.close(code=POLICY_VIOLATION, reason=refused)
+            return
         await socket.accept()
         client = state.hub.register(frozenset(wanted) if wanted else None)
         try:
             await _pump(socket, client.queue, client.dropped)
         finally:
             state.hub.unregister(client)
+
+
+def _refused_filter(codes: list[str]) -> str | None:
+    """Why a ``device`` filter is refused (a WebSocket close reason, under 123 bytes), or None."""
+    if len(codes) > MAX_LIVE_DEVICES:
+        return f"device: at most {MAX_LIVE_DEVICES} codes"
+    if any(len(code) > MAX_DEVICE_CODE_CHARS for code in codes):
+        return f"device: a code has at most {MAX_DEVICE_CODE_CHARS} characters"
+    return None
 
 
 async def _pump(

@@ -34,11 +34,14 @@ from powerflow_api.readings import (
     read_page,
 )
 from powerflow_api.state import api_state
+from powerflow_common.bounds import MAX_CURSOR_CHARS, MAX_DEVICE_CODE_CHARS
 from powerflow_common.settings import Settings
 from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
-Code = Annotated[str, PathParameter(description="The device code")]
+Code = Annotated[
+    str, PathParameter(description="The device code", max_length=MAX_DEVICE_CODE_CHARS)
+]
 
 START = Parameter(
     default=None, description="Range start (ISO 8601; UTC when no offset); default: end - 24 h"
@@ -66,6 +69,16 @@ def build_window(
     csv_export: bool = False,
 ) -> Window:
     """Validate a readings query into a Window (404 unknown device, 400 bad range/cursor)."""
+    if limit > settings.api_page_size_max:
+        raise ApiError(
+            status_code=400,
+            detail=f"Invalid request: limit: must be at most {settings.api_page_size_max}.",
+            extra=[{"key": "limit", "message": f"at most {settings.api_page_size_max}"}],
+        )
+    # Times first: a bad range is a 400 whether or not the device exists.
+    now = datetime.now(UTC)
+    end_utc = as_utc(end, "end") if end else now
+    start_utc = as_utc(start, "start") if start else end_utc - timedelta(hours=24)
     code = canonical_device_code(code)
     row = conn.execute(
         select(devices_t.c.id, sites_t.c.timezone)
@@ -74,11 +87,6 @@ def build_window(
     ).first()
     if row is None:
         raise ApiError(status_code=404, detail=f"No device with code {code!r}.")
-    if limit > settings.api_page_size_max:
-        raise ApiError(
-            status_code=400, detail=f"limit must be at most {settings.api_page_size_max}."
-        )
-    now = datetime.now(UTC)
     after = None
     as_of = now
     if cursor:
@@ -90,8 +98,6 @@ def build_window(
                 "repeat the query that returned it.",
             )
         after, as_of = decoded.after, decoded.as_of
-    end_utc = as_utc(end) if end else now
-    start_utc = as_utc(start) if start else end_utc - timedelta(hours=24)
     check_range(settings, resolution, start_utc, end_utc, csv=csv_export)
     return Window(
         device_id=row.id,
@@ -119,7 +125,9 @@ class ReadingController(Controller):
         end: datetime | None = END,
         resolution: schemas.Resolution = RESOLUTION,
         limit: int = Parameter(default=1000, ge=1, description="Points per page"),
-        cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+        cursor: str | None = Parameter(
+            default=None, max_length=MAX_CURSOR_CHARS, description="next_cursor of the last page"
+        ),
     ) -> schemas.ReadingsPage:
         """A device's readings in [start, end), oldest first, a page at a time."""
         code = canonical_device_code(code)

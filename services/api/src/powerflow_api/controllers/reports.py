@@ -14,8 +14,11 @@ from pydantic import ValidationError
 
 from powerflow_api.auth import requires
 from powerflow_api.problems import ApiError
+from powerflow_api.schemas import RowId
 from powerflow_api.state import api_state
+from powerflow_common.bounds import MAX_OFFSET, MAX_REPORT_ID_CHARS
 from powerflow_reporter.requests import (
+    MAX_DEVICES,
     InvalidReportRequest,
     ReportRequest,
     ReportView,
@@ -26,7 +29,10 @@ from powerflow_reporter.requests import (
 )
 
 Req = Request[Any, Any, Any]
-ReportId = Annotated[str, PathParameter(description="The report id, as POST returned it")]
+ReportId = Annotated[
+    str,
+    PathParameter(description="The report id, as POST returned it", max_length=MAX_REPORT_ID_CHARS),
+]
 Kind = Annotated[
     Literal["html", "pdf", "markdown", "facts"], PathParameter(description="Which file")
 ]
@@ -38,8 +44,10 @@ class ReportCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     period_start: date
     period_end: date
     scope: Literal["organisation", "site", "devices"] = "organisation"
-    site_id: int | None = None
-    device_ids: list[int] = msgspec.field(default_factory=list)
+    site_id: RowId | None = None
+    device_ids: Annotated[list[RowId], msgspec.Meta(max_length=MAX_DEVICES)] = msgspec.field(
+        default_factory=list
+    )
     language: Literal["en", "ko"] = "en"
 
 
@@ -99,7 +107,9 @@ class ReportController(Controller):
         self,
         request: Req,
         limit: int = Parameter(default=50, ge=1, le=500, description="At most this many"),
-        offset: int = Parameter(default=0, ge=0, description="Skip this many (newest first)"),
+        offset: int = Parameter(
+            default=0, ge=0, le=MAX_OFFSET, description="Skip this many (newest first)"
+        ),
     ) -> list[Report]:
         """Reports, newest first."""
         state = api_state(request)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, patch, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, PathParameter
 from msgspec import UNSET, structs
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,10 +17,11 @@ from powerflow_api.auth import requires
 from powerflow_api.data import sites_t, to_site
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
+from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
 from powerflow_common.periods import validate_timezone
 
 Req = Request[Any, Any, Any]
-SiteId = FromPath[int]
+SiteId = Annotated[int, PathParameter(description="The site id", ge=MIN_ROW_ID, le=MAX_ROW_ID)]
 
 
 def _check_timezone(tz: str) -> None:

@@ -17,7 +17,14 @@ from powerflow_api.auth import requires
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
 from powerflow_api.state import ApiState, api_state
-from powerflow_api.stats import ScopeKind, default_range, resolve_scope, series, summary
+from powerflow_api.stats import (
+    ScopeKind,
+    check_instant,
+    default_range,
+    resolve_scope,
+    series,
+    summary,
+)
 
 Req = Request[Any, Any, Any]
 
@@ -30,6 +37,10 @@ END = Parameter(default=None, description="Range end, exclusive (ISO 8601); defa
 SCOPE = QueryParameter(name="scope", description="What to total")
 REF = Parameter(default=None, description="The device code (scope=device) or site id (scope=site)")
 SITE = Parameter(default=None, description="A site; default: everything")
+AT = Parameter(
+    default=None,
+    description="As of this instant (ISO 8601): today and this month up to it; default: now",
+)
 
 BUCKET_FIELDS = tuple(schemas.StatsBucket.__struct_fields__)
 
@@ -93,6 +104,7 @@ class StatsController(Controller):
         self,
         request: Req,
         site_id: int | None = SITE,
+        at: datetime | None = AT,
     ) -> schemas.Summary:
         """The overview: power now, today and this month versus the previous period."""
         state = api_state(request)
@@ -101,7 +113,8 @@ class StatsController(Controller):
             scope = resolve_scope(
                 conn, state.settings, kind, None if site_id is None else str(site_id)
             )
-            return summary(conn, state.settings, scope)
+            as_of = None if at is None else check_instant("at", as_utc(at))
+            return summary(conn, state.settings, scope, as_of)
 
     @get("/export", sync_to_thread=True, media_type="text/csv")
     def export(

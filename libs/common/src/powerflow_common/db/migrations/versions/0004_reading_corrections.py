@@ -1,7 +1,7 @@
 """The audit trail of operator corrections to stored readings.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-29 09:30:00
 
 A correction overwrites a stored measurement on purpose; this table keeps who, when, why and
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import mysql
 DT = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql", "mariadb")
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
