@@ -55,6 +55,7 @@ fmt: install
 	$(UV) run ruff format .
 
 bench: install
+	$(UV) run python bench/msgids.py
 	$(UV) run python bench/pipeline.py
 	$(UV) run python bench/reporter_facts.py
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SERVER_URL, service_env
 from sqlalchemy import Engine, create_engine, text
 
+from conftest import SERVER_URL, service_env
 from pf_testing import Service, clean_tables, consumer_idle, count_rows, publish_all, wait_for
 from powerflow.broker import Broker
 from powerflow_aggregator.rollup import RollupConfig, recompute_buckets

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import NATS_URL, service_env
 from paho.mqtt.enums import CallbackAPIVersion
 
+from conftest import NATS_URL, service_env
 from pf_testing import Service, delete_namespace_streams, fleet_messages, publish_all, wait_for
 from powerflow.broker import BROKER_CONFIG, Broker, free_port
 from powerflow_common.broker_health import (

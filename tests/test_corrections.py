@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import NATS_URL
 from sqlalchemy import Engine, insert, select
 
+from conftest import NATS_URL
 from pf_testing import NatsServer, delete_namespace_streams
 from powerflow_common.corrections import (
     CorrectionRequest,

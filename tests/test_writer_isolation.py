@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import SERVER_URL, service_env
 from nats.aio.msg import Msg
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, make_url, text
 from structlog.testing import capture_logs
 
+from conftest import SERVER_URL, service_env
 from pf_testing import (
     Service,
     consumer_idle,

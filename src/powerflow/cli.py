@@ -191,9 +191,20 @@ def keys_revoke(
 def streams(
     delete: Annotated[bool, typer.Option(help="Delete this namespace's streams")] = False,
 ) -> None:
-    """Show the JetStream streams, their sizes and consumer lag (or create them)."""
+    """Create or update the JetStream streams, migrate old ones, show sizes and consumer lag.
+
+    A stream of an older powerflow with another retention is migrated: sealed, its
+    unconsumed messages parked and copied back into the new stream (docs/operations.md).
+    """
     from powerflow_common.broker_health import delete_bucket
-    from powerflow_common.jetstream import connect_nats, delete_streams, ensure_streams
+    from powerflow_common.jetstream import (
+        connect_nats,
+        delete_streams,
+        ensure_streams,
+        migrate_streams,
+        retention_name,
+        stream_problems,
+    )
 
     settings = _settings()
 
@@ -206,9 +217,20 @@ def streams(
             console.print("streams deleted")
             await nc.close()
             return
+        for done in await migrate_streams(js, settings):
+            console.print(f"[yellow]{done}[/]")
         await ensure_streams(js, settings)
         table = Table(
-            "stream", "messages", "bytes", "first", "last", "consumer", "pending", "unacked"
+            "stream",
+            "retention",
+            "messages",
+            "bytes",
+            "limit",
+            "first",
+            "last",
+            "consumer",
+            "pending",
+            "unacked",
         )
         for name in (
             settings.names.readings_stream,
@@ -220,8 +242,10 @@ def streams(
             consumers = await js.consumers_info(name)
             row = [
                 name,
+                retention_name(info.config.retention),
                 str(state.messages),
                 str(state.bytes),
+                str(info.config.max_bytes),
                 str(state.first_seq),
                 str(state.last_seq),
             ]
@@ -230,6 +254,8 @@ def streams(
             for ci in consumers:
                 table.add_row(*row, ci.name, str(ci.num_pending), str(ci.num_ack_pending))
         Console().print(table)
+        for problem in await stream_problems(js, settings):
+            console.print(f"[red]{problem}[/]")
         await nc.close()
 
     asyncio.run(show())

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import NATS_URL
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
+from conftest import NATS_URL
 from pf_testing import delete_namespace_streams
 from powerflow_api.app import create_app
 from powerflow_api.keys import ROLES, create_key, revoke_key

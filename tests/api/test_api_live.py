@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import service_env
 from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 from pf_api_data import bearer
@@ -18,6 +17,7 @@ from sqlalchemy import Engine
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
+from conftest import service_env
 from pf_testing import Service, publish_all, wait_for
 from powerflow.broker import free_port
 from powerflow_api.keys import create_key

@@ -19,9 +19,9 @@ from browser.pf_browser import (
     healthy,
     missing_prerequisites,
 )
-from conftest import NATS_URL, service_env
 from sqlalchemy import Engine
 
+from conftest import NATS_URL, service_env
 from pf_testing import Service, clean_tables, delete_namespace_streams, wait_for
 from powerflow.broker import Broker, free_port
 from powerflow_api.keys import create_key

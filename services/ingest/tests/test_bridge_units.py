@@ -1,23 +1,18 @@
-"""The bridge's pure parts: content-derived ids, batch sorting, the thread hand-over."""
+"""The bridge's pure parts: batch sorting, the thread hand-over."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from powerflow_common.formats.original import ORIGINAL
 from powerflow_common.validation import Limits
-from powerflow_common.wire import Reading
-from powerflow_ingest.bridge import batch_msg_id, rejection_msg_id, sort_batch
+from powerflow_ingest.bridge import sort_batch
 from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import BrokerAddress, Inbound
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def reading(code: str, seconds: int, power_w: float = 1.0) -> Reading:
-    return Reading(device_code=code, ts=T0 + timedelta(seconds=seconds), power_w=power_w)
 
 
 def inbound(topic: str, payload: bytes, mid: int = 1) -> Inbound:
@@ -26,25 +21,7 @@ def inbound(topic: str, payload: bytes, mid: int = 1) -> Inbound:
     )
 
 
-def test_same_readings_in_any_order_get_the_same_message_id() -> None:
-    a = [reading("a", 0), reading("b", 0), reading("a", 5)]
-    assert batch_msg_id(a) == batch_msg_id(list(reversed(a)))
-
-
-def test_different_batches_never_share_a_message_id() -> None:
-    assert batch_msg_id([reading("a", 0)]) != batch_msg_id([reading("a", 5)])
-    assert batch_msg_id([reading("a", 0)]) != batch_msg_id([reading("a", 0), reading("b", 0)])
-    # Keys, not their spelling: "a" at 0 and 5 is not "a0" at 5.
-    assert batch_msg_id([reading("a", 0), reading("a", 5)]) != batch_msg_id([reading("a0", 5)])
-
-
-def test_a_bad_message_is_identified_by_its_topic_and_bytes() -> None:
-    assert rejection_msg_id("power/measurement", b"x") == rejection_msg_id(
-        "power/measurement", b"x"
-    )
-    assert rejection_msg_id("power/measurement", b"x") != rejection_msg_id(
-        "power/a/measurement", b"x"
-    )
+# The content-derived ids are tested with their module: libs/common/tests/test_msgids.py.
 
 
 def test_a_batch_is_sorted_into_readings_and_rejections_and_keeps_every_message() -> None:

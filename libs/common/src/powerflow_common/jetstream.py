@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
 from nats.js import JetStreamContext
 from nats.js.api import (
+    ConsumerConfig,
     DiscardPolicy,
+    RawStreamMsg,
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.logs import get_logger
@@ -26,6 +30,13 @@ log = get_logger(__name__)
 
 DAY_S = 24 * 3600.0
 NATS_MAX_PAYLOAD = 1024 * 1024
+# nats-server's JetStream error codes for a publish refused for want of space.
+JS_STORE_FAILED = 10077  # "maximum bytes exceeded" of a discard-new stream, among others
+JS_STORAGE_RESOURCES_EXCEEDED = 10047
+JS_INSUFFICIENT_RESOURCES = 10023
+# Parked copies carry an id of their old (stream, seq): a re-run of an interrupted migration
+# within a day is deduplicated rather than parked twice.
+MIGRATION_DUPLICATE_WINDOW_S = 24 * 3600
 
 
 def _reconnect_with_jitter(
@@ -71,27 +82,41 @@ async def close_nats(nc: NATS, timeout_s: int = 5) -> None:
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
-    """The three streams of DESIGN.md, with file storage and their retention."""
+    """The three streams of DESIGN.md, with file storage, their retention and byte limits.
+
+    READINGS and PERSISTED are work queues: JetStream frees what their one consumer acked
+    (and keeps what was published before any consumer exists), so the byte limit bounds the
+    backlog; discard-new makes a full stream refuse a publish, which holds ingest (or the
+    writer) instead of dropping stored data. REJECTED is a record for people: discard-old,
+    so a flood of bad messages evicts the oldest records (ingest counts and logs them).
+    """
     names = settings.names
     common: dict[str, Any] = {
-        "retention": RetentionPolicy.LIMITS,
         "storage": StorageType.FILE,
-        "discard": DiscardPolicy.OLD,
         "duplicate_window": float(settings.duplicate_window_s),
         "max_msg_size": NATS_MAX_PAYLOAD,
+    }
+    work_queue: dict[str, Any] = {
+        **common,
+        "retention": RetentionPolicy.WORK_QUEUE,
+        "discard": DiscardPolicy.NEW,
     }
     return [
         StreamConfig(
             name=names.readings_stream,
             subjects=[names.readings_wildcard],
             max_age=settings.readings_max_age_days * DAY_S,
+            max_bytes=settings.readings_max_bytes,
             description="Validated canonical readings, micro-batched by ingest",
-            **common,
+            **work_queue,
         ),
         StreamConfig(
             name=names.rejected_stream,
             subjects=[names.rejected_wildcard],
             max_age=settings.rejected_max_age_days * DAY_S,
+            max_bytes=settings.rejected_max_bytes,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
             description="Dead letters: what could not be stored, with the reason",
             **common,
         ),
@@ -99,29 +124,318 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             name=names.persisted_stream,
             subjects=[names.persisted_subject],
             max_age=settings.persisted_max_age_days * DAY_S,
+            max_bytes=settings.persisted_max_bytes,
             description="One message per committed batch: the (device, hour) buckets touched",
-            **common,
+            **work_queue,
         ),
     ]
 
 
+def is_stream_full(exc: BaseException) -> bool:
+    """True when JetStream refused a publish for want of space (not for being away).
+
+    nats-server answers a discard-new stream at its ``max_bytes`` with 503, err_code 10077
+    "maximum bytes exceeded" (measured on 2.9.10); a server or account out of storage with
+    10047 "insufficient storage resources" or 10023 "insufficient resources".
+    """
+    if not isinstance(exc, APIError):
+        return False
+    if exc.err_code in (JS_STORAGE_RESOURCES_EXCEEDED, JS_INSUFFICIENT_RESOURCES):
+        return True
+    return exc.err_code == JS_STORE_FAILED and "exceeded" in (exc.description or "")
+
+
+def retention_name(retention: RetentionPolicy | str | None) -> str:
+    """How the server spells a retention policy ("limits", "workqueue", "interest").
+
+    nats-py hands back a stream's retention as the server's plain string, not the enum.
+    """
+    return RetentionPolicy(retention or RetentionPolicy.LIMITS).value
+
+
+def needs_migration(existing: StreamConfig, wanted: StreamConfig) -> bool:
+    """The server cannot change a stream's retention in place: it must be copied over."""
+    return retention_name(existing.retention) != retention_name(wanted.retention)
+
+
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Create the streams, or update them to the configured limits; idempotent."""
+    """Create the streams, or update them to the configured limits; idempotent.
+
+    A stream whose retention differs (a LIMITS stream of an older powerflow) is left exactly
+    as it is, said loudly: limits it cannot free would fill up and stop ingest for good.
+    ``powerflow streams`` migrates it (:func:`migrate_streams`); ``/readyz`` says degraded.
+    """
     for config in stream_configs(settings):
         try:
-            await js.stream_info(config.name or "")
+            info = await js.stream_info(config.name or "")
         except NotFoundError:
             await js.add_stream(config)
-            log.info("stream_created", stream=config.name)
+            log.info(
+                "stream_created", stream=config.name, retention=retention_name(config.retention)
+            )
+            continue
+        if needs_migration(info.config, config):
+            log.error(
+                "stream_needs_migration",
+                stream=config.name,
+                retention=retention_name(info.config.retention),
+                wanted=retention_name(config.retention),
+                fix="run `powerflow streams` to migrate it (no message is lost)",
+            )
+            continue
+        await js.update_stream(config)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUsage:
+    """What a stream holds against its limits, as the server reports it."""
+
+    name: str
+    retention_ok: bool
+    messages: int
+    bytes: int
+    max_bytes: int  # <= 0: no byte limit
+    first_seq: int
+    last_seq: int
+
+    @property
+    def ratio(self) -> float:
+        """Share of the byte limit in use (0 without a limit)."""
+        return self.bytes / self.max_bytes if self.max_bytes > 0 else 0.0
+
+    @property
+    def removed(self) -> int:
+        """Messages removed from the head since the stream was created (acked or evicted)."""
+        return self.first_seq - 1 if self.messages else self.last_seq
+
+
+async def stream_usage(js: JetStreamContext, settings: Settings) -> list[StreamUsage]:
+    """The usage of each of this namespace's streams (a missing stream raises NotFoundError)."""
+    usages = []
+    for config in stream_configs(settings):
+        info = await js.stream_info(config.name or "")
+        usages.append(
+            StreamUsage(
+                name=config.name or "",
+                retention_ok=not needs_migration(info.config, config),
+                messages=info.state.messages,
+                bytes=info.state.bytes,
+                max_bytes=info.config.max_bytes or 0,
+                first_seq=info.state.first_seq,
+                last_seq=info.state.last_seq,
+            )
+        )
+    return usages
+
+
+def usage_problems(
+    usages: list[StreamUsage], alert_ratio: float, discard_old: frozenset[str]
+) -> list[str]:
+    """What an operator must hear about: a stream to migrate, a backlog near its limit.
+
+    Streams in ``discard_old`` (REJECTED) are left out of the usage alert: being full is their
+    normal state once old records start to go, which is counted separately.
+    """
+    problems = []
+    for usage in usages:
+        if not usage.retention_ok:
+            problems.append(
+                f"{usage.name} keeps what its consumer acked (old retention):"
+                " run `powerflow streams` to migrate it"
+            )
+        if usage.name not in discard_old and usage.ratio >= alert_ratio:
+            problems.append(
+                f"{usage.name} at {usage.ratio:.0%} of its {usage.max_bytes} byte limit:"
+                " its consumer is behind or stopped; at 100% publishes are held"
+            )
+    return problems
+
+
+async def stream_problems(js: JetStreamContext, settings: Settings) -> list[str]:
+    """Problems of this namespace's streams, for ``/readyz`` and ingest's periodic check."""
+    try:
+        usages = await stream_usage(js, settings)
+    except NotFoundError:
+        return ["a JetStream stream is missing: run `powerflow streams`"]
+    return usage_problems(
+        usages,
+        settings.stream_usage_alert_ratio,
+        frozenset({settings.names.rejected_stream}),
+    )
+
+
+def migration_stream_name(name: str) -> str:
+    """Where a stream's unconsumed messages wait while it is recreated."""
+    return f"{name}_MIGRATING"
+
+
+def migration_subject(name: str, subject: str) -> str:
+    """The subject a parked message of ``name`` waits on (its own subject, prefixed)."""
+    return f"_powerflow_migrating.{name}.{subject}"
+
+
+def _original_subject(name: str, subject: str) -> str:
+    return subject.removeprefix(f"_powerflow_migrating.{name}.")
+
+
+async def migrate_streams(js: JetStreamContext, settings: Settings) -> list[str]:
+    """Recreate every stream whose retention changed, keeping every unconsumed message.
+
+    Steps, each safe to repeat if the process dies (run it again to finish):
+    1. seal the old stream: publishes are refused from now on, and ingest holds them
+       (MQTT unacked), retrying; 2. copy every message its consumers have not acked (all of
+    them without a consumer) into ``<NAME>_MIGRATING``; 3. delete the old stream and create
+    the new one with the same consumers; 4. copy the messages back (ids from their old
+    sequence, so a repeated step dedupes); 5. delete ``<NAME>_MIGRATING``. A message acked
+    during the copy may be delivered again: the writer and aggregator are idempotent.
+    Returns what was done.
+    """
+    done = []
+    for config in stream_configs(settings):
+        name = config.name or ""
+        temp = migration_stream_name(name)
+        existing: StreamInfo | None
+        try:
+            existing = await js.stream_info(name)
+        except NotFoundError:
+            existing = None
+        has_temp = await _exists(js, temp)
+        if existing is not None and not needs_migration(existing.config, config):
+            if has_temp:  # died while copying back: finish it
+                copied = await _copy_back(js, name, temp)
+                done.append(f"{name}: finished an interrupted migration ({copied} copied back)")
+            continue
+        if existing is None and not has_temp:
+            continue  # ensure_streams creates it
+        consumers: list[ConsumerConfig] = []
+        if existing is not None:
+            consumers, kept = await _park(js, existing, temp)
+            await js.delete_stream(name)
+            log.warning("stream_migration_old_deleted", stream=name, parked=kept)
         else:
-            await js.update_stream(config)
+            log.warning(
+                "stream_migration_resumed_without_consumers",
+                stream=name,
+                consequence="workers recreate their consumers when they start",
+            )
+        await js.add_stream(config)
+        for consumer in consumers:
+            try:
+                await js.add_consumer(name, consumer)
+            except APIError as exc:
+                log.error(
+                    "stream_migration_consumer_not_recreated",
+                    stream=name,
+                    consumer=consumer.durable_name,
+                    error=str(exc),
+                )
+        copied = await _copy_back(js, name, temp)
+        retention = retention_name(config.retention)
+        done.append(f"{name}: migrated to {retention}, {copied} unconsumed messages kept")
+        log.warning("stream_migrated", stream=name, retention=retention, kept=copied)
+    return done
+
+
+async def _exists(js: JetStreamContext, name: str) -> bool:
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def _park(
+    js: JetStreamContext, existing: StreamInfo, temp: str
+) -> tuple[list[ConsumerConfig], int]:
+    """Seal the old stream and copy what no consumer has acked into ``temp``."""
+    name = existing.config.name or ""
+    if not existing.config.sealed:
+        sealed = existing.config
+        sealed.sealed = True
+        await js.update_stream(sealed)
+        log.warning("stream_sealed_for_migration", stream=name)
+    info = await js.stream_info(name)  # sealed: last_seq is final
+    consumers = await js.consumers_info(name)
+    first = info.state.first_seq
+    if consumers:
+        # Everything above the lowest ack floor: more than needed is harmless (idempotent).
+        floors = [c.ack_floor.stream_seq or 0 if c.ack_floor else 0 for c in consumers]
+        first = max(first, min(floors) + 1)
+    if not await _exists(js, temp):
+        await js.add_stream(
+            StreamConfig(
+                name=temp,
+                subjects=[migration_subject(name, ">")],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                duplicate_window=float(MIGRATION_DUPLICATE_WINDOW_S),
+                description=f"Unconsumed messages of {name} while it is recreated",
+            )
+        )
+    kept = 0
+    for seq in range(first, info.state.last_seq + 1):
+        try:
+            msg = await js.get_msg(name, seq)
+        except NotFoundError:
+            continue  # deleted or expired: nothing to keep
+        await js.publish(
+            migration_subject(name, msg.subject or ""),
+            msg.data or b"",
+            headers=_copy_headers(msg, name, seq),
+        )
+        kept += 1
+    return [c.config for c in consumers], kept
+
+
+async def _copy_back(js: JetStreamContext, name: str, temp: str) -> int:
+    """Publish every parked message to its own subject, waiting while the stream is full."""
+    info = await js.stream_info(temp)
+    copied = 0
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        if not info.state.messages:
+            break
+        try:
+            msg = await js.get_msg(temp, seq)
+        except NotFoundError:
+            continue
+        attempt = 0
+        while True:
+            try:
+                await js.publish(
+                    _original_subject(name, msg.subject or ""),
+                    msg.data or b"",
+                    headers=dict(msg.headers or {}),
+                )
+                break
+            except APIError as exc:
+                if not is_stream_full(exc):
+                    raise
+                log.error("stream_migration_waiting_for_space", stream=name, attempt=attempt)
+                await asyncio.sleep(jittered_delay(attempt, base_s=0.5, cap_s=5.0))
+                attempt += 1
+        copied += 1
+    await js.delete_stream(temp)
+    return copied
+
+
+def _copy_headers(msg: RawStreamMsg, name: str, seq: int) -> dict[str, str]:
+    """The message's headers with an id of its old (stream, seq).
+
+    Not its own id: ids of an older powerflow came from keys only, and two different messages
+    could share one; (stream, seq) is unique, so a re-run of an interrupted step dedupes and
+    nothing different is ever dropped.
+    """
+    headers = dict(msg.headers or {})
+    headers["Nats-Msg-Id"] = f"migrated-{name}-{seq}"
+    return headers
 
 
 async def delete_streams(js: JetStreamContext, settings: Settings) -> None:
     """Delete this namespace's streams (tests and ``powerflow streams --delete``)."""
     for config in stream_configs(settings):
-        with contextlib.suppress(NotFoundError):
-            await js.delete_stream(config.name or "")
+        for name in (config.name or "", migration_stream_name(config.name or "")):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(name)
 
 
 def drop_namespace(settings: Settings) -> None:

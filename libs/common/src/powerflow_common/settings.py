@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from powerflow_common.names import NAMESPACE_PATTERN, Names
 
+STREAM_MIN_BYTES = 1024 * 1024  # NATS's max_payload: one message must always fit
+
 
 class Settings(BaseSettings):
     """Every setting of every powerflow process, with defaults that work on one machine."""
@@ -84,10 +86,26 @@ class Settings(BaseSettings):
     broker_drop_alarm_window_s: float = Field(default=3600.0, gt=0)
 
     # JetStream.
-    readings_max_age_days: int = Field(default=7, ge=1)
+    # 0: no age limit. READINGS and PERSISTED free what their consumer acked; an age limit
+    # there would only delete a backlog nobody has read yet (a writer down for that long).
+    readings_max_age_days: int = Field(default=0, ge=0)
     rejected_max_age_days: int = Field(default=30, ge=1)
-    persisted_max_age_days: int = Field(default=7, ge=1)
+    persisted_max_age_days: int = Field(default=0, ge=0)
     duplicate_window_s: int = Field(default=120, ge=1)
+    # Byte limits of the streams. READINGS and PERSISTED are work queues (what the consumer
+    # acked is freed), so these bound a backlog, not history: at the limit ingest (or the
+    # writer) holds its acks until space is freed. 1 GiB holds days of a small fleet's
+    # readings with the writer away (docs/operations.md). Each is at least 1 MiB, NATS's
+    # largest message, or a full-size message could never be stored.
+    readings_max_bytes: int = Field(default=1024**3, ge=STREAM_MIN_BYTES)
+    persisted_max_bytes: int = Field(default=256 * 1024**2, ge=STREAM_MIN_BYTES)
+    # REJECTED drops its oldest records at the limit (counted and logged by ingest).
+    rejected_max_bytes: int = Field(default=256 * 1024**2, ge=STREAM_MIN_BYTES)
+    # Raw bytes of a bad message kept in its REJECTED record (size and sha256 cover it all).
+    rejected_payload_max_bytes: int = Field(default=64 * 1024, ge=0, le=512 * 1024)
+    # Above this share of a stream's byte limit: a loud log and /readyz "degraded".
+    stream_usage_alert_ratio: float = Field(default=0.8, gt=0, le=1)
+    stream_check_interval_s: float = Field(default=15.0, gt=0)
     nats_timeout_s: float = Field(default=5.0, gt=0)
 
     # Writer.

@@ -1,28 +1,32 @@
 """The bridge: decoded MQTT messages -> JetStream, acking MQTT only after JetStream acked.
 
 Messages are gathered for a few milliseconds into one batch; the batch's valid readings go
-out as one JetStream message whose ``Nats-Msg-Id`` is derived from the (device, ts) keys it
-carries, its rejections each as a REJECTED message; then its MQTT messages are acked.
+out as one JetStream message whose ``Nats-Msg-Id`` is derived from its whole content
+(``powerflow_common.msgids``), its rejections each as a REJECTED message; then its MQTT
+messages are acked. A publish JetStream refuses (a stream at its byte limit, NATS away) is
+retried with backoff and nothing is acked meanwhile: the broker keeps the messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.errors import Ignored, Rejected
 from powerflow_common.formats import PayloadFormat, decode_message, find_format, rejection_record
+from powerflow_common.jetstream import is_stream_full
 from powerflow_common.logs import get_logger
+from powerflow_common.msgids import READINGS_ID_PREFIX, readings_msg_id, rejection_msg_id
 from powerflow_common.names import Names
 from powerflow_common.validation import Limits
-from powerflow_common.wire import Reading, ReadingBatch, json_encoder
+from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, ReadingBatch, json_encoder
 from powerflow_ingest import metrics
 from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import Inbound
@@ -30,19 +34,9 @@ from powerflow_ingest.mqtt import Inbound
 log = get_logger(__name__)
 
 MAX_READINGS_PER_MESSAGE = 1_000  # keeps a JetStream message far below NATS's 1 MiB
-
-
-def batch_msg_id(readings: Sequence[Reading]) -> str:
-    """A content-derived id: the same readings always get it, different ones never share it."""
-    digest = hashlib.sha256()
-    for code, ts in sorted({r.key for r in readings}):
-        digest.update(f"{code}\x1f{ts.isoformat()}\x1e".encode())
-    return f"r-{digest.hexdigest()}"
-
-
-def rejection_msg_id(topic: str, payload: bytes) -> str:
-    """Redelivered copies of one bad message are dead-lettered once (within the window)."""
-    return "x-" + hashlib.sha256(topic.encode() + b"\x00" + payload).hexdigest()
+# A full stream frees space only as fast as its consumer acks: retrying faster than every
+# few seconds would only add load to a server that is already at its limit.
+FULL_STREAM_BACKOFF_CAP_S = 5.0
 
 
 @dataclass(slots=True)
@@ -91,6 +85,7 @@ class Bridge:
         batch_linger_s: float,
         max_in_flight: int,
         publish_timeout_s: float,
+        rejected_payload_max_bytes: int = REJECTED_PAYLOAD_LIMIT,
     ) -> None:
         self._js = js
         self._names = names
@@ -102,8 +97,10 @@ class Bridge:
         self._linger_s = batch_linger_s
         self._slots = asyncio.Semaphore(max_in_flight)
         self._publish_timeout_s = publish_timeout_s
+        self._rejected_payload_max = rejected_payload_max_bytes
         self._tasks: set[asyncio.Task[None]] = set()
         self._unacked = 0
+        self._held_full = 0  # publishes now waiting for space in a full stream
 
     async def run(self, inbox: Inbox, stop: asyncio.Event) -> None:
         """Gather, decode and publish until ``stop`` is set; then finish what is in flight."""
@@ -141,19 +138,23 @@ class Bridge:
             ReadingBatch(readings=readings, ingested_at=datetime.now(UTC), source=self._partition)
         )
         await self._publish(
-            self._names.readings_subject(self._partition), body, batch_msg_id(readings)
+            self._names.readings_subject(self._partition), body, readings_msg_id(readings)
         )
         metrics.READINGS_PUBLISHED.inc(len(readings))
         metrics.BATCHES_PUBLISHED.inc()
 
     async def _publish_rejection(self, message: Inbound, exc: Rejected) -> None:
         record = rejection_record(
-            exc, topic=message.topic, payload=message.payload, received_at=message.received_at
+            exc,
+            topic=message.topic,
+            payload=message.payload,
+            received_at=message.received_at,
+            payload_limit=self._rejected_payload_max,
         )
         await self._publish(
             self._names.rejected_subject(exc.reason),
             json_encoder.encode(record),
-            rejection_msg_id(message.topic, message.payload),
+            rejection_msg_id(message.topic, message.payload, exc.reason),
         )
         metrics.MESSAGES_REJECTED.labels(exc.reason).inc()
         log.info(
@@ -167,10 +168,11 @@ class Bridge:
     async def _publish(self, subject: str, body: bytes, msg_id: str) -> None:
         """Publish until JetStream acknowledges; the retried id makes a repeat harmless."""
         attempt = 0
+        held_full = False
         while True:
             started = time.perf_counter()
             try:
-                await self._js.publish(
+                ack = await self._js.publish(
                     subject,
                     body,
                     timeout=self._publish_timeout_s,
@@ -178,24 +180,56 @@ class Bridge:
                 )
             except Exception as exc:  # any failure: keep the MQTT message unacked and retry
                 metrics.PUBLISH_FAILURES.inc()
-                metrics.NATS_CONNECTED.set(0)
-                delay = jittered_delay(attempt, base_s=0.2, cap_s=5.0)
-                if attempt == 0 or attempt % 10 == 0:
-                    log.error(
-                        "jetstream_publish_failed",
-                        subject=subject,
-                        error=str(exc) or type(exc).__name__,
-                        attempt=attempt,
-                        retry_in_s=round(delay, 2),
-                    )
+                delay = jittered_delay(attempt, base_s=0.2, cap_s=FULL_STREAM_BACKOFF_CAP_S)
+                if is_stream_full(exc):
+                    # NATS answers, the stream is at its byte limit (discard-new): hold.
+                    if not held_full:
+                        held_full = True
+                        self._held_full += 1
+                        metrics.STREAM_FULL.set(1)
+                    if attempt == 0 or attempt % 10 == 0:
+                        log.error(
+                            "jetstream_stream_full",
+                            subject=subject,
+                            error=str(exc),
+                            attempt=attempt,
+                            retry_in_s=round(delay, 2),
+                            consequence="MQTT messages stay unacknowledged at the broker"
+                            " until the writer frees space",
+                        )
+                else:
+                    metrics.NATS_CONNECTED.set(0)
+                    if attempt == 0 or attempt % 10 == 0:
+                        log.error(
+                            "jetstream_publish_failed",
+                            subject=subject,
+                            error=str(exc) or type(exc).__name__,
+                            attempt=attempt,
+                            retry_in_s=round(delay, 2),
+                        )
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
             metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
             metrics.NATS_CONNECTED.set(1)
+            if held_full:
+                self._held_full -= 1
+                if not self._held_full:
+                    metrics.STREAM_FULL.set(0)
             if attempt:
                 log.warning("jetstream_publish_recovered", subject=subject, attempts=attempt)
+            count_duplicate(ack, subject, msg_id, path="mqtt")
             return
+
+
+def count_duplicate(ack: PubAck, subject: str, msg_id: str, *, path: str) -> bool:
+    """Count (and say) a publish JetStream already had: a retry, or a redelivered MQTT batch."""
+    if not ack.duplicate:
+        return False
+    kind = "readings" if msg_id.startswith(READINGS_ID_PREFIX) else "rejected"
+    metrics.DUPLICATE_PUBLISHES.labels(kind, path).inc()
+    log.info("jetstream_duplicate_publish", subject=subject, msg_id=msg_id, stream=ack.stream)
+    return True
 
 
 def limits_from(max_power_w: float, max_future_s: float) -> Limits:

@@ -3,13 +3,13 @@
 A batch is a list of items, each a reading in the original device format
 (``{"deviceCode":...,"timestamp":...,"electric":...}``) or in the canonical one
 (``{"device_code":...,"ts":...,"power_w":...}``). Valid readings go to READINGS as one
-message whose ``Nats-Msg-Id`` comes from their keys, so a retried POST stores nothing twice;
-invalid items go to REJECTED, each with its reason.
+message whose ``Nats-Msg-Id`` covers their whole content (``powerflow_common.msgids``), so a
+retried POST stores nothing twice and a correction is never mistaken for a retry; invalid
+items go to REJECTED, each with its reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any, Literal
 
@@ -19,10 +19,11 @@ from nats.js import JetStreamContext
 from powerflow_common.errors import Rejected
 from powerflow_common.formats import rejection_record
 from powerflow_common.formats.original import ORIGINAL
+from powerflow_common.msgids import readings_msg_id, rejection_msg_id
 from powerflow_common.names import Names
 from powerflow_common.validation import Limits, validate
-from powerflow_common.wire import Reading, ReadingBatch, json_encoder
-from powerflow_ingest.bridge import MAX_READINGS_PER_MESSAGE, batch_msg_id
+from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, ReadingBatch, json_encoder
+from powerflow_ingest.bridge import MAX_READINGS_PER_MESSAGE, count_duplicate
 
 HTTP_TOPIC = "http/ingest"  # the "topic" rejection records of HTTP items carry
 MAX_ITEMS = 5_000
@@ -96,24 +97,34 @@ async def publish_items(
     *,
     received_at: datetime,
     timeout_s: float,
-) -> None:
-    """Publish to READINGS and REJECTED and await JetStream's acks (raises if it is away)."""
+    rejected_payload_max_bytes: int = REJECTED_PAYLOAD_LIMIT,
+) -> int:
+    """Publish to READINGS and REJECTED and await JetStream's acks (raises if it is away).
+
+    Returns how many of these publishes JetStream already had (a retried POST), also counted
+    in ``powerflow_ingest_duplicate_publishes_total{path="http"}``.
+    """
+    duplicates = 0
     for start in range(0, len(readings), MAX_READINGS_PER_MESSAGE):
         chunk = readings[start : start + MAX_READINGS_PER_MESSAGE]
         body = json_encoder.encode(
             ReadingBatch(readings=chunk, ingested_at=received_at, source="http")
         )
-        await js.publish(
-            names.readings_subject("http"),
-            body,
-            timeout=timeout_s,
-            headers={"Nats-Msg-Id": batch_msg_id(chunk)},
-        )
+        subject, msg_id = names.readings_subject("http"), readings_msg_id(chunk)
+        ack = await js.publish(subject, body, timeout=timeout_s, headers={"Nats-Msg-Id": msg_id})
+        duplicates += count_duplicate(ack, subject, msg_id, path="http")
     for payload, exc in rejected:
-        record = rejection_record(exc, topic=HTTP_TOPIC, payload=payload, received_at=received_at)
-        await js.publish(
-            names.rejected_subject(exc.reason),
-            json_encoder.encode(record),
-            timeout=timeout_s,
-            headers={"Nats-Msg-Id": "h-" + hashlib.sha256(payload).hexdigest()},
+        record = rejection_record(
+            exc,
+            topic=HTTP_TOPIC,
+            payload=payload,
+            received_at=received_at,
+            payload_limit=rejected_payload_max_bytes,
         )
+        subject = names.rejected_subject(exc.reason)
+        msg_id = rejection_msg_id(HTTP_TOPIC, payload, exc.reason)
+        ack = await js.publish(
+            subject, json_encoder.encode(record), timeout=timeout_s, headers={"Nats-Msg-Id": msg_id}
+        )
+        duplicates += count_duplicate(ack, subject, msg_id, path="http")
+    return duplicates

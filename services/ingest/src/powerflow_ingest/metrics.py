@@ -34,6 +34,26 @@ NATS_CONNECTED = Gauge("powerflow_ingest_nats_connected", "1 while connected to 
 UNACKED_MESSAGES = Gauge(
     "powerflow_ingest_unacked_messages", "MQTT messages received but not yet acknowledged"
 )
+DUPLICATE_PUBLISHES = Counter(
+    "powerflow_ingest_duplicate_publishes_total",
+    "Publishes JetStream acknowledged as duplicates of one it already had (same content id):"
+    " retries and redelivered MQTT messages; a rise without outages deserves a look",
+    ["kind", "path"],
+)
+STREAM_FULL = Gauge(
+    "powerflow_ingest_stream_full",
+    "1 while a publish waits because its stream is at its byte limit (MQTT acks held back)",
+)
+STREAM_USAGE_RATIO = Gauge(
+    "powerflow_ingest_stream_usage_ratio",
+    "A stream's bytes over its byte limit (0..1), checked every stream_check_interval_s",
+    ["stream"],
+)
+REJECTED_EVICTED = Counter(
+    "powerflow_ingest_rejected_evicted_total",
+    "REJECTED records the stream removed by its limits (bytes or age) since ingest started",
+    ["limit"],
+)
 # The broker's own $SYS counters (Mosquitto): what it dropped before powerflow saw it.
 BROKER_DROPPED_TOTAL = Counter(
     "powerflow_ingest_broker_dropped_messages",

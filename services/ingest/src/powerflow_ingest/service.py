@@ -17,6 +17,7 @@ from powerflow_ingest.bridge import Bridge, limits_from
 from powerflow_ingest.broker_health import SYS_TOPICS, BrokerHealth
 from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import BrokerAddress, MqttSource
+from powerflow_ingest.stream_watch import watch_streams
 
 log = get_logger(__name__)
 
@@ -64,6 +65,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         batch_linger_s=settings.ingest_batch_linger_ms / 1000,
         max_in_flight=settings.ingest_max_publishes_in_flight,
         publish_timeout_s=settings.nats_timeout_s,
+        rejected_payload_max_bytes=settings.rejected_payload_max_bytes,
     )
     log.info(
         "ingest_starting",
@@ -75,10 +77,12 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         subject=names.readings_subject(settings.ingest_instance),
     )
     source.start()
+    watching_streams = asyncio.create_task(watch_streams(js, settings, stop))
     watching = asyncio.create_task(health.run(stop))
     try:
         await bridge.run(inbox, stop)
     finally:
+        watching_streams.cancel()
         await asyncio.to_thread(source.stop)
         stop.set()
         await watching

@@ -73,9 +73,19 @@ def decode_message(
 
 
 def rejection_record(
-    exc: Rejected, *, topic: str, payload: bytes, received_at: datetime, stage: str = "ingest"
+    exc: Rejected,
+    *,
+    topic: str,
+    payload: bytes,
+    received_at: datetime,
+    stage: str = "ingest",
+    payload_limit: int = REJECTED_PAYLOAD_LIMIT,
 ) -> Rejection:
-    """The REJECTED record of a message: reason, size, sha256 and the raw bytes up to 64 KiB."""
+    """The REJECTED record of a message: reason, size, sha256 and the raw bytes up to a cap.
+
+    The cap (``rejected_payload_max_bytes``) bounds what one flood of bad messages costs the
+    REJECTED stream; size and sha256 always describe the whole payload.
+    """
     return Rejection(
         reason=exc.reason,
         detail=exc.detail,
@@ -85,6 +95,6 @@ def rejection_record(
         format=exc.format_name or "",
         size=len(payload),
         sha256=hashlib.sha256(payload).hexdigest(),
-        payload=payload[:REJECTED_PAYLOAD_LIMIT],
-        truncated=len(payload) > REJECTED_PAYLOAD_LIMIT,
+        payload=payload[:payload_limit],
+        truncated=len(payload) > payload_limit,
     )

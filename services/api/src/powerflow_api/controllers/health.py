@@ -8,12 +8,15 @@ from typing import Any, Literal
 
 import anyio.to_thread
 from litestar import Controller, MediaType, Request, Response, get
+from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from powerflow_api import schemas
 from powerflow_api.state import ApiState, api_state
 from powerflow_common.broker_health import drop_alarm, read_records
+from powerflow_common.jetstream import stream_problems
+from powerflow_common.settings import Settings
 
 Req = Request[Any, Any, Any]
 
@@ -31,7 +34,8 @@ class HealthController(Controller):
     async def readyz(self, request: Req) -> Response[schemas.Readiness]:
         """Readiness: 200 when the database and NATS answer.
 
-        Degraded (still 200): Redis down, or the MQTT broker seen dropping messages recently.
+        Degraded (still 200): Redis down, the MQTT broker seen dropping messages recently, or
+        a stream above its usage alert or still to migrate.
         """
         state = api_state(request)
         detail: dict[str, str] = {}
@@ -48,6 +52,9 @@ class HealthController(Controller):
         nats = state.nc is not None and state.nc.is_connected
         if not nats:
             detail["nats"] = "not connected"
+        streams_ok = True
+        if state.nc is not None and nats:
+            streams_ok = await _streams_ok(state.nc.jetstream(), state.settings, detail)
         try:
             await state.redis.ping()
             redis = True
@@ -58,7 +65,7 @@ class HealthController(Controller):
             detail["redis_consequence"] = "rate limits not enforced; live tickets refused"
         broker_degraded = nats and await _broker_drops(state, detail)
         if database and nats:
-            degraded = not redis or broker_degraded
+            degraded = not redis or broker_degraded or not streams_ok
             status: Literal["ready", "degraded", "unavailable"] = (
                 "degraded" if degraded else "ready"
             )
@@ -93,3 +100,14 @@ async def _broker_drops(state: ApiState, detail: dict[str, str]) -> bool:
     if alarm.detail:
         detail["broker"] = alarm.detail
     return alarm.degraded
+
+
+async def _streams_ok(js: JetStreamContext, settings: Settings, detail: dict[str, str]) -> bool:
+    """A stream near its byte limit (or still to migrate) makes the API 'degraded'."""
+    try:
+        problems = await asyncio.wait_for(stream_problems(js, settings), 3)
+    except Exception as exc:
+        problems = [f"stream check failed ({type(exc).__name__})"]
+    if problems:
+        detail["streams"] = "; ".join(problems)
+    return not problems

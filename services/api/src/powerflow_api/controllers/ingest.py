@@ -15,6 +15,7 @@ from litestar.params import JSONBody
 from powerflow_api.keys import Principal
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
+from powerflow_common.jetstream import is_stream_full
 from powerflow_ingest.bridge import limits_from
 from powerflow_ingest.http_ingest import MAX_ITEMS, ItemResult, decode_items, publish_items
 
@@ -33,6 +34,8 @@ class IngestResult(msgspec.Struct, frozen=True):
     accepted: int
     rejected: int
     items: list[ItemResult]
+    # Messages JetStream already had (same content id): a retried POST, stored once.
+    duplicates: int = 0
 
 
 def may_ingest(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -74,15 +77,23 @@ class IngestController(Controller):
                 headers={"Retry-After": "5"},
             )
         try:
-            await publish_items(
+            duplicates = await publish_items(
                 nc.jetstream(),
                 settings.names,
                 readings,
                 rejected,
                 received_at=now,
                 timeout_s=settings.nats_timeout_s,
+                rejected_payload_max_bytes=settings.rejected_payload_max_bytes,
             )
         except Exception as exc:
+            if is_stream_full(exc):
+                raise ApiError(
+                    status_code=503,
+                    detail="The readings stream is at its byte limit (the writer is behind);"
+                    " retry the same request later.",
+                    headers={"Retry-After": "30"},
+                ) from exc
             # Some may have been queued: a retry with the same readings stores nothing twice.
             raise ApiError(
                 status_code=503,
@@ -90,4 +101,6 @@ class IngestController(Controller):
                 " retry the same request.",
                 headers={"Retry-After": "5"},
             ) from exc
-        return IngestResult(accepted=len(readings), rejected=len(rejected), items=results)
+        return IngestResult(
+            accepted=len(readings), rejected=len(rejected), items=results, duplicates=duplicates
+        )
