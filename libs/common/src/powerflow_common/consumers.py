@@ -236,16 +236,6 @@ def redelivery_order(items: Sequence[T], position: Callable[[T], tuple[int, int]
     return ordered
 
 
-def content_id(prefix: str, *parts: bytes) -> str:
-    """A ``Nats-Msg-Id`` from the whole content: equal bytes, equal id; else never."""
-    digest = hashlib.sha256()
-    for part in parts:
-        # Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return f"{prefix}-{digest.hexdigest()}"
-
-
 def exhausted_id(msg: Msg) -> str:
     """The id of a max-deliveries dead letter: (stream, sequence), so it is stored once."""
     return f"m-{msg.metadata.stream}-{msg.metadata.sequence.stream}"
@@ -278,9 +268,11 @@ class DeadLetters:
         *,
         stage: str,
         max_deliver: int,
+        payload_limit: int = REJECTED_PAYLOAD_LIMIT,
         count: Callable[[str], None] | None = None,
     ) -> None:
         self._js = js
+        self._payload_limit = payload_limit
         self._names = names
         self._stage = stage
         self.max_deliver = max_deliver
@@ -306,8 +298,8 @@ class DeadLetters:
             received_at=datetime.now(UTC),
             size=len(payload),
             sha256=hashlib.sha256(payload).hexdigest(),
-            payload=payload[:REJECTED_PAYLOAD_LIMIT],
-            truncated=len(payload) > REJECTED_PAYLOAD_LIMIT,
+            payload=payload[: self._payload_limit],
+            truncated=len(payload) > self._payload_limit,
             reading=reading,
         )
         body = json_encoder.encode(record)

@@ -18,7 +18,6 @@ CLI (``powerflow correct``) and the API (``POST .../readings/{ts}/corrections``)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from powerflow_common.db.models import DEVICES, READING_CORRECTIONS, READINGS
 from powerflow_common.energy import touched_hours
 from powerflow_common.errors import CorrectionRefused, CorrectionTargetMissing, Rejected
 from powerflow_common.logs import get_logger
+from powerflow_common.msgids import content_id
 from powerflow_common.names import Names
 from powerflow_common.settings import Settings
 from powerflow_common.validation import EARLIEST_TS, Limits, canonical_device_code, validate
@@ -322,8 +322,8 @@ def persisted_message(buckets: Sequence[Bucket], audit_ids: Sequence[int]) -> tu
         Persisted(buckets=list(ordered), rows=0, committed_at=datetime.now(UTC))
     )
     key = ";".join(f"{b.device_id}@{b.hour_start.isoformat()}" for b in ordered)
-    key += "|" + ",".join(str(i) for i in sorted(audit_ids))
-    return body, "c-" + hashlib.sha256(key.encode()).hexdigest()
+    audits = ",".join(str(i) for i in sorted(audit_ids))
+    return body, content_id("c", key.encode(), audits.encode())
 
 
 async def announce(

@@ -51,10 +51,18 @@ def readings_msg_id(readings: Sequence[Reading]) -> str:
     return READINGS_ID_PREFIX + digest.hexdigest()
 
 
-def rejection_msg_id(topic: str, payload: bytes, reason: str) -> str:
-    """The id of a rejection record: redelivered copies of one bad message are stored once."""
+def content_id(prefix: str, *parts: bytes) -> str:
+    """An id from parts of a message's content: equal parts, equal id; any difference, never.
+
+    Each part is length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+    """
     digest = hashlib.sha256()
-    for part in (topic.encode(), reason.encode(), payload):
+    for part in parts:
         digest.update(len(part).to_bytes(_LENGTH_BYTES, "big"))
         digest.update(part)
-    return REJECTION_ID_PREFIX + digest.hexdigest()
+    return f"{prefix}-{digest.hexdigest()}"
+
+
+def rejection_msg_id(topic: str, payload: bytes, reason: str) -> str:
+    """The id of a rejection record: redelivered copies of one bad message are stored once."""
+    return content_id(REJECTION_ID_PREFIX.rstrip("-"), topic.encode(), reason.encode(), payload)

@@ -98,6 +98,7 @@ class Aggregator:
             self._names,
             stage="aggregator",
             max_deliver=settings.aggregator_max_deliver,
+            payload_limit=settings.rejected_payload_max_bytes,
             count=lambda r: metrics.DEAD_LETTERED.labels(r).inc(),
         )
 

@@ -26,7 +26,6 @@ from powerflow_common.consumers import (
     TRANSIENT_DB_ERRORS,
     DeadLetters,
     consume,
-    content_id,
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
@@ -35,6 +34,7 @@ from powerflow_common.consumers import (
     settle,
 )
 from powerflow_common.logs import get_logger
+from powerflow_common.msgids import content_id
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Persisted, Reading, batch_decoder, json_encoder
 from powerflow_writer import metrics
@@ -87,6 +87,7 @@ class Writer:
             self._names,
             stage="writer",
             max_deliver=settings.writer_max_deliver,
+            payload_limit=settings.rejected_payload_max_bytes,
             count=lambda r: metrics.DEAD_LETTERED.labels(r).inc(),
         )
 
