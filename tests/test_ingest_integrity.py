@@ -202,6 +202,7 @@ def test_powerflow_streams_migrates_a_limits_stream_keeping_what_no_consumer_ack
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.EXPLICIT,
                 filter_subject=names.readings_wildcard,
+                max_deliver=10,  # the server's own limit, as the writer set it before step 8
             ),
         )
         sub = await js.pull_subscribe_bind(names.writer_consumer, stream=names.readings_stream)
@@ -248,6 +249,8 @@ def test_powerflow_streams_migrates_a_limits_stream_keeping_what_no_consumer_ack
     assert info.config.retention == RetentionPolicy.WORK_QUEUE
     assert info.config.max_bytes == settings.readings_max_bytes
     assert info.state.messages == 10 and consumer.num_pending == 10
+    # Rebuilt to redeliver without limit: the worker dead-letters by its own count.
+    assert consumer.config.max_deliver == -1
     assert problems == [] and not parked_left
 
     writer = Service("writer", service_env(settings), tmp_path).start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from collections.abc import Callable
@@ -227,6 +228,19 @@ def test_a_conflicting_http_batch_keeps_the_stored_value_then_a_correction_chang
             ).scalar_one()
         assert kept == 1000.0
         assert writer_conflicts(metrics_port) == 1
+        # Logged with both values, so an operator can see what was kept out.
+        writer.wait_logged("reading_conflict")
+        [logged] = [
+            json.loads(line)
+            for line in writer.log_text().splitlines()
+            if '"reading_conflict"' in line
+        ]
+        assert (logged["device_code"], logged["column"], logged["stored"], logged["incoming"]) == (
+            "fix-e2e",
+            "power_w",
+            1000.0,
+            1600.0,
+        )
 
         # The operator confirms 1,600 W. Two 5 s intervals now average 1,300 W instead of
         # 1,000 W: +2 x 5 s x 300 W = +3,000 Ws, so 63,000 Ws = 0.0175 kWh, 0.008365 kg CO2.

@@ -28,6 +28,7 @@ from powerflow_common.backoff import jittered_delay
 from powerflow_common.db.engine import make_engine
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
+from powerflow_common.msgids import content_id
 from powerflow_common.names import Names
 from powerflow_common.settings import Settings
 from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, Rejection, json_encoder
@@ -236,9 +237,17 @@ def redelivery_order(items: Sequence[T], position: Callable[[T], tuple[int, int]
     return ordered
 
 
-def exhausted_id(msg: Msg) -> str:
-    """The id of a max-deliveries dead letter: (stream, sequence), so it is stored once."""
-    return f"m-{msg.metadata.stream}-{msg.metadata.sequence.stream}"
+def dead_letter_id(kind: str, msg: Msg) -> str:
+    """The id of a dead letter of a whole message: (stream, sequence), so it is stored once.
+
+    The content is in it too: sequences start again when a stream is recreated, and another
+    message at the same sequence must not be taken for a duplicate and lost.
+    """
+    return content_id(
+        f"{kind}-{msg.metadata.stream}-{msg.metadata.sequence.stream}",
+        msg.subject.encode(),
+        msg.data,
+    )
 
 
 # Fault injection for the tests only (not a setting: nothing in production sets it). The
@@ -321,7 +330,7 @@ class DeadLetters:
             f"{msg.metadata.stream} message {msg.metadata.sequence.stream}, delivered "
             f"{msg.metadata.num_delivered} times (limit {self.max_deliver}): {detail}",
             msg.data,
-            exhausted_id(msg),
+            dead_letter_id("m", msg),
         )
         await _test_hang("after_dead_letter", msg)
         await settle("term", msg, msg.term)

@@ -320,6 +320,10 @@ async def migrate_streams(js: JetStreamContext, settings: Settings) -> list[str]
             )
         await js.add_stream(config)
         for consumer in consumers:
+            # Consumers made before step 8 stop redelivering at the server's max_deliver; on
+            # a work queue such a message would stay forever, neither stored nor dead-
+            # lettered. Our workers count deliveries themselves (consumers.DeadLetters).
+            consumer.max_deliver = -1
             try:
                 await js.add_consumer(name, consumer)
             except APIError as exc:

@@ -93,10 +93,12 @@ def record_placement(
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     d, h = _devices, _history
+    # The device row locked: two changes of one device at once are recorded one after the
+    # other, never as two history rows from the same moment.
     row = conn.execute(
-        select(d.c.id, d.c.site_id, d.c.meter_role, d.c.first_seen_at).where(
-            d.c.code == canonical_device_code(code)
-        )
+        select(d.c.id, d.c.site_id, d.c.meter_role, d.c.first_seen_at)
+        .where(d.c.code == canonical_device_code(code))
+        .with_for_update()
     ).first()
     if row is None:
         return False

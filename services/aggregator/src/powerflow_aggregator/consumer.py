@@ -31,6 +31,7 @@ from powerflow_common.consumers import (
     TRANSIENT_ERRORS,
     DeadLetters,
     consume,
+    dead_letter_id,
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
@@ -130,7 +131,7 @@ class Aggregator:
                     "undecodable_persisted",
                     "a PERSISTED message that is not a list of buckets",
                     msg.data,
-                    f"a-u-{msg.metadata.sequence.stream}",
+                    dead_letter_id("u", msg),
                 )
                 await settle("term", msg, msg.term)
                 continue

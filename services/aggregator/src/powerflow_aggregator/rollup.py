@@ -30,6 +30,7 @@ from powerflow_common.db.models import (
 )
 from powerflow_common.energy import HOUR, EnergySample, HourlyEnergy, hour_floor, hourly_energy
 from powerflow_common.settings import Settings
+from powerflow_common.validation import canonical_device_code
 from powerflow_common.wire import Bucket
 
 _readings = READINGS
@@ -456,7 +457,11 @@ def buckets_in_range(
         device_ids: list[int] | None = None
         if device_codes:
             device_ids = list(
-                conn.execute(select(_devices.c.id).where(_devices.c.code.in_(device_codes)))
+                conn.execute(
+                    select(_devices.c.id).where(
+                        _devices.c.code.in_([canonical_device_code(c) for c in device_codes])
+                    )
+                )
                 .scalars()
                 .all()
             )

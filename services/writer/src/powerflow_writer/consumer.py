@@ -26,6 +26,7 @@ from powerflow_common.consumers import (
     TRANSIENT_DB_ERRORS,
     DeadLetters,
     consume,
+    dead_letter_id,
     ensure_pull_consumer,
     fetch,
     keep_in_progress,
@@ -137,7 +138,7 @@ class Writer:
                     "undecodable_batch",
                     "a READINGS message that is not a reading batch",
                     msg.data,
-                    f"u-{msg.metadata.stream}-{msg.metadata.sequence.stream}",
+                    dead_letter_id("u", msg),
                 )
                 await settle("term", msg, msg.term)
             elif msg.metadata.num_delivered > 1:

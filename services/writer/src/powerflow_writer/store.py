@@ -267,11 +267,14 @@ def store_readings(
 ) -> StoreResult:
     """Store readings exactly once; refused rows are returned, not raised."""
     result = StoreResult()
+    # Canonical codes first: a local clock is resolved with the site of the device's stored
+    # (canonical) code.
+    readings = canonical_codes(readings)
     if any(r.local_time for r in readings):
         with engine.connect() as conn:
             readings = resolve_local_times(conn, readings, default_timezone)
     batch = []
-    for reading in merge_same_key(canonical_codes(readings), result.conflict_log):
+    for reading in merge_same_key(readings, result.conflict_log):
         if DEVICE_CODE_PATTERN.fullmatch(reading.device_code):
             batch.append(reading)
         else:  # it would fail the device registration of the whole batch

@@ -14,7 +14,7 @@ from powerflow_api import metrics, schemas
 from powerflow_api.auth import principal_of, requires
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
-from powerflow_common.bounds import utc_in_bounds
+from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS, utc_in_bounds
 from powerflow_common.corrections import (
     MAX_LIST_LIMIT,
     CorrectionRecord,
@@ -25,7 +25,9 @@ from powerflow_common.corrections import (
 from powerflow_common.errors import CorrectionRefused, CorrectionTargetMissing
 
 Req = Request[Any, Any, Any]
-Code = Annotated[str, PathParameter(description="The device code")]
+Code = Annotated[
+    str, PathParameter(description="The device code", max_length=MAX_DEVICE_CODE_CHARS)
+]
 Ts = Annotated[
     str,
     PathParameter(

@@ -17,6 +17,7 @@ from powerflow_api.keys import sha256_hex
 from powerflow_api.problems import ApiError
 from powerflow_api.state import ApiState, api_state
 from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS
+from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
 
@@ -74,7 +75,7 @@ class LiveController(Controller):
             await socket.close(code=POLICY_VIOLATION, reason="a valid, unused ticket is required")
             return
         wanted = [
-            code.strip()
+            canonical_device_code(code.strip())
             for value in socket.query_params.getall("device", [])
             for code in value.split(",")
             if code.strip()
