@@ -20,8 +20,7 @@ import msgspec
 from sqlalchemy import Engine, text
 
 from powerflow.simulate import connect_publisher
-from powerflow_common.broker_health import delete_bucket
-from powerflow_common.jetstream import connect_nats, drop_namespace
+from powerflow_common.jetstream import drop_namespace
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Rejection
 
@@ -345,15 +344,6 @@ class NatsServer:
 
 
 def delete_namespace_streams(settings: Settings) -> None:
-    """Delete the streams of a test's namespace (the API and every worker create them).
-
-    And ingest's broker drop counter bucket (a key-value bucket is a stream too).
-    """
+    """Delete the streams of a test's namespace (the API and every worker create them), and
+    ingest's broker drop counter bucket."""
     drop_namespace(settings)
-
-    async def drop_bucket() -> None:
-        nc = await connect_nats(settings, name="powerflow-cleanup")
-        await delete_bucket(nc.jetstream(), settings.names)
-        await nc.close()
-
-    asyncio.run(drop_bucket())

@@ -196,7 +196,6 @@ def streams(
     A stream of an older powerflow with another retention is migrated: sealed, its
     unconsumed messages parked and copied back into the new stream (docs/operations.md).
     """
-    from powerflow_common.broker_health import delete_bucket
     from powerflow_common.jetstream import (
         connect_nats,
         delete_streams,
@@ -213,7 +212,6 @@ def streams(
         js = nc.jetstream(timeout=settings.nats_timeout_s)
         if delete:
             await delete_streams(js, settings)
-            await delete_bucket(js, settings.names)  # ingest's broker drop counter record
             console.print("streams deleted")
             await nc.close()
             return

@@ -23,6 +23,7 @@ from nats.js.api import (
 from nats.js.errors import APIError, NotFoundError
 
 from powerflow_common.backoff import jittered_delay
+from powerflow_common.broker_health import delete_bucket
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 
@@ -435,11 +436,13 @@ def _copy_headers(msg: RawStreamMsg, name: str, seq: int) -> dict[str, str]:
 
 
 async def delete_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Delete this namespace's streams (tests and ``powerflow streams --delete``)."""
+    """Delete this namespace's streams and ingest's broker-health bucket (tests, benchmarks
+    and ``powerflow streams --delete``), so nothing of a namespace is left behind."""
     for config in stream_configs(settings):
         for name in (config.name or "", migration_stream_name(config.name or "")):
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(name)
+    await delete_bucket(js, settings.names)
 
 
 def drop_namespace(settings: Settings) -> None:
