@@ -18,7 +18,6 @@ from powerflow_common.corrections import (
     CorrectionRequest,
     apply_correction,
     correct,
-    limits_from_settings,
     list_corrections,
     republish_stale,
 )
@@ -26,6 +25,7 @@ from powerflow_common.db.models import DEVICES, READING_CORRECTIONS, READINGS
 from powerflow_common.errors import CorrectionRefused, CorrectionTargetMissing
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.settings import Settings, load_settings
+from powerflow_common.validation import limits_from_settings
 from powerflow_common.wire import Bucket, Persisted, Reading, persisted_decoder
 from powerflow_writer.store import store_readings
 

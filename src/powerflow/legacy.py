@@ -19,9 +19,8 @@ from sqlalchemy import Engine, create_engine, text
 from powerflow_aggregator.rollup import RecomputeResult, RollupConfig, recompute_buckets
 from powerflow_common.errors import Rejected
 from powerflow_common.settings import Settings
-from powerflow_common.validation import validate
+from powerflow_common.validation import limits_from_settings, validate
 from powerflow_common.wire import Bucket, Reading
-from powerflow_ingest.bridge import limits_from
 from powerflow_writer.store import store_readings
 
 LEGACY_TABLE = "power_readings"
@@ -118,7 +117,7 @@ def import_legacy(
 ) -> LegacyImport:
     """Validate, store and roll up every row of the prototype's table; safe to run twice."""
     zone = ZoneInfo(source_timezone)
-    limits = limits_from(settings.max_power_w, settings.max_future_s)
+    limits = limits_from_settings(settings)
     max_gap = timedelta(seconds=settings.max_gap_s)
     outcome = LegacyImport()
     for chunk in read_legacy(source_url, chunk_rows):

@@ -65,7 +65,7 @@ def test_broker_url_gives_host_port_tls_and_credentials() -> None:
 
 
 def test_http_items_in_either_format_are_validated_like_mqtt_ones() -> None:
-    from powerflow_ingest.http_ingest import decode_items
+    from powerflow_common.http_ingest import decode_items
 
     items = [
         {"deviceCode": 7, "timestamp": "2025-12-01T00:00:00Z", "electric": 5.5},

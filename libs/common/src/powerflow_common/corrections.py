@@ -34,7 +34,13 @@ from powerflow_common.logs import get_logger
 from powerflow_common.msgids import content_id
 from powerflow_common.names import Names
 from powerflow_common.settings import Settings
-from powerflow_common.validation import EARLIEST_TS, Limits, canonical_device_code, validate
+from powerflow_common.validation import (
+    EARLIEST_TS,
+    Limits,
+    canonical_device_code,
+    limits_from_settings,
+    validate,
+)
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Persisted, Reading, json_encoder
 
 log = get_logger(__name__)
@@ -114,13 +120,6 @@ class CorrectionOutcome:
     totals_republished: bool
     error: str = ""  # why the recompute could not be announced
     hours: list[datetime] = field(default_factory=list)
-
-
-def limits_from_settings(settings: Settings) -> Limits:
-    """The validation limits ingest applies, from the same settings."""
-    return Limits(
-        max_power_w=settings.max_power_w, max_future=timedelta(seconds=settings.max_future_s)
-    )
 
 
 def parse_assignments(assignments: Iterable[str]) -> dict[str, float]:

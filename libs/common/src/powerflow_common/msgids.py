@@ -51,6 +51,11 @@ def readings_msg_id(readings: Sequence[Reading]) -> str:
     return READINGS_ID_PREFIX + digest.hexdigest()
 
 
+def id_kind(msg_id: str) -> str:
+    """``readings`` or ``rejected``: what a publish with this id carried (for metrics)."""
+    return "readings" if msg_id.startswith(READINGS_ID_PREFIX) else "rejected"
+
+
 def content_id(prefix: str, *parts: bytes) -> str:
     """An id from parts of a message's content: equal parts, equal id; any difference, never.
 

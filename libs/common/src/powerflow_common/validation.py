@@ -6,11 +6,15 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from powerflow_common.errors import Rejected
 from powerflow_common.wire import Reading
+
+if TYPE_CHECKING:
+    from powerflow_common.settings import Settings
 
 DEVICE_CODE_PATTERN = re.compile(r"[A-Za-z0-9_:-]{1,64}")
 # A MAC address as firmwares print it: six hex octets, one separator throughout. The same
@@ -134,3 +138,10 @@ def validate(reading: Reading, now: datetime, limits: Limits) -> Reading:
     if ts == reading.ts and code == reading.device_code:
         return reading
     return msgspec.structs.replace(reading, ts=ts, device_code=code)
+
+
+def limits_from_settings(settings: Settings) -> Limits:
+    """The validation limits every way in applies (MQTT, HTTP, corrections), from settings."""
+    return Limits(
+        max_power_w=settings.max_power_w, max_future=timedelta(seconds=settings.max_future_s)
+    )

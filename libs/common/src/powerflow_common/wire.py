@@ -88,6 +88,7 @@ class Persisted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 REJECTED_PAYLOAD_LIMIT = 64 * 1024
+MAX_READINGS_PER_MESSAGE = 1_000  # keeps a JetStream message far below NATS's 1 MiB
 
 json_encoder = msgspec.json.Encoder()
 batch_decoder = msgspec.json.Decoder(ReadingBatch)

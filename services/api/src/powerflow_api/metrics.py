@@ -23,6 +23,11 @@ LIVE_DROPPED = Counter(
     "powerflow_api_live_dropped_total", "Live clients dropped because they read too slowly"
 )
 LIVE_READINGS = Counter("powerflow_api_live_readings_total", "Readings received from NATS")
+DUPLICATE_PUBLISHES = Counter(
+    "powerflow_api_duplicate_publishes_total",
+    "HTTP ingest publishes JetStream already had (a retried POST), by kind",
+    ["kind"],
+)
 CORRECTIONS = Counter(
     "powerflow_api_corrections_total",
     "Stored values overwritten by operators; totals=stale: their recompute was not acknowledged",

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -23,17 +23,22 @@ from powerflow_common.errors import Ignored, Rejected
 from powerflow_common.formats import PayloadFormat, decode_message, find_format, rejection_record
 from powerflow_common.jetstream import is_stream_full
 from powerflow_common.logs import get_logger
-from powerflow_common.msgids import READINGS_ID_PREFIX, readings_msg_id, rejection_msg_id
+from powerflow_common.msgids import id_kind, readings_msg_id, rejection_msg_id
 from powerflow_common.names import Names
 from powerflow_common.validation import Limits
-from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, ReadingBatch, json_encoder
+from powerflow_common.wire import (
+    MAX_READINGS_PER_MESSAGE,
+    REJECTED_PAYLOAD_LIMIT,
+    Reading,
+    ReadingBatch,
+    json_encoder,
+)
 from powerflow_ingest import metrics
 from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import Inbound
 
 log = get_logger(__name__)
 
-MAX_READINGS_PER_MESSAGE = 1_000  # keeps a JetStream message far below NATS's 1 MiB
 # A full stream frees space only as fast as its consumer acks: retrying faster than every
 # few seconds would only add load to a server that is already at its limit.
 FULL_STREAM_BACKOFF_CAP_S = 5.0
@@ -218,20 +223,14 @@ class Bridge:
                     metrics.STREAM_FULL.set(0)
             if attempt:
                 log.warning("jetstream_publish_recovered", subject=subject, attempts=attempt)
-            count_duplicate(ack, subject, msg_id, path="mqtt")
+            count_duplicate(ack, subject, msg_id)
             return
 
 
-def count_duplicate(ack: PubAck, subject: str, msg_id: str, *, path: str) -> bool:
+def count_duplicate(ack: PubAck, subject: str, msg_id: str) -> bool:
     """Count (and say) a publish JetStream already had: a retry, or a redelivered MQTT batch."""
     if not ack.duplicate:
         return False
-    kind = "readings" if msg_id.startswith(READINGS_ID_PREFIX) else "rejected"
-    metrics.DUPLICATE_PUBLISHES.labels(kind, path).inc()
+    metrics.DUPLICATE_PUBLISHES.labels(id_kind(msg_id)).inc()
     log.info("jetstream_duplicate_publish", subject=subject, msg_id=msg_id, stream=ack.stream)
     return True
-
-
-def limits_from(max_power_w: float, max_future_s: float) -> Limits:
-    """Validation limits from settings values."""
-    return Limits(max_power_w=max_power_w, max_future=timedelta(seconds=max_future_s))

@@ -38,7 +38,7 @@ DUPLICATE_PUBLISHES = Counter(
     "powerflow_ingest_duplicate_publishes_total",
     "Publishes JetStream acknowledged as duplicates of one it already had (same content id):"
     " retries and redelivered MQTT messages; a rise without outages deserves a look",
-    ["kind", "path"],
+    ["kind"],
 )
 STREAM_FULL = Gauge(
     "powerflow_ingest_stream_full",

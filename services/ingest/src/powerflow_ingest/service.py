@@ -12,8 +12,9 @@ from powerflow_common.formats.registry import default_topics, enabled_formats
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings, redact_url
+from powerflow_common.validation import limits_from_settings
 from powerflow_ingest import metrics
-from powerflow_ingest.bridge import Bridge, limits_from
+from powerflow_ingest.bridge import Bridge
 from powerflow_ingest.broker_health import SYS_TOPICS, BrokerHealth
 from powerflow_ingest.inbox import Inbox
 from powerflow_ingest.mqtt import BrokerAddress, MqttSource
@@ -59,7 +60,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         names=names,
         partition=settings.ingest_instance,
         formats=formats,
-        limits=limits_from(settings.max_power_w, settings.max_future_s),
+        limits=limits_from_settings(settings),
         ack=source.ack,
         batch_max_messages=settings.ingest_batch_max_messages,
         batch_linger_s=settings.ingest_batch_linger_ms / 1000,

@@ -12,12 +12,13 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 
+from powerflow_api import metrics
 from powerflow_api.keys import Principal
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
+from powerflow_common.http_ingest import MAX_ITEMS, ItemResult, decode_items, publish_items
 from powerflow_common.jetstream import is_stream_full
-from powerflow_ingest.bridge import limits_from
-from powerflow_ingest.http_ingest import MAX_ITEMS, ItemResult, decode_items, publish_items
+from powerflow_common.validation import limits_from_settings
 
 Req = Request[Any, Any, Any]
 
@@ -67,7 +68,7 @@ class IngestController(Controller):
         settings = state.settings
         now = datetime.now(UTC)
         readings, results, rejected = decode_items(
-            data.readings, now, limits_from(settings.max_power_w, settings.max_future_s)
+            data.readings, now, limits_from_settings(settings)
         )
         nc = state.nc
         if nc is None or not nc.is_connected:
@@ -85,6 +86,7 @@ class IngestController(Controller):
                 received_at=now,
                 timeout_s=settings.nats_timeout_s,
                 rejected_payload_max_bytes=settings.rejected_payload_max_bytes,
+                on_duplicate=lambda kind: metrics.DUPLICATE_PUBLISHES.labels(kind).inc(),
             )
         except Exception as exc:
             if is_stream_full(exc):

@@ -10,6 +10,7 @@ items go to REJECTED, each with its reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -19,11 +20,16 @@ from nats.js import JetStreamContext
 from powerflow_common.errors import Rejected
 from powerflow_common.formats import rejection_record
 from powerflow_common.formats.original import ORIGINAL
-from powerflow_common.msgids import readings_msg_id, rejection_msg_id
+from powerflow_common.msgids import id_kind, readings_msg_id, rejection_msg_id
 from powerflow_common.names import Names
 from powerflow_common.validation import Limits, validate
-from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, ReadingBatch, json_encoder
-from powerflow_ingest.bridge import MAX_READINGS_PER_MESSAGE, count_duplicate
+from powerflow_common.wire import (
+    MAX_READINGS_PER_MESSAGE,
+    REJECTED_PAYLOAD_LIMIT,
+    Reading,
+    ReadingBatch,
+    json_encoder,
+)
 
 HTTP_TOPIC = "http/ingest"  # the "topic" rejection records of HTTP items carry
 MAX_ITEMS = 5_000
@@ -98,13 +104,23 @@ async def publish_items(
     received_at: datetime,
     timeout_s: float,
     rejected_payload_max_bytes: int = REJECTED_PAYLOAD_LIMIT,
+    on_duplicate: Callable[[str], None] | None = None,
 ) -> int:
     """Publish to READINGS and REJECTED and await JetStream's acks (raises if it is away).
 
-    Returns how many of these publishes JetStream already had (a retried POST), also counted
-    in ``powerflow_ingest_duplicate_publishes_total{path="http"}``.
+    Returns how many of these publishes JetStream already had (a retried POST); each is
+    also passed to ``on_duplicate`` with its kind (``readings`` or ``rejected``), for the
+    caller's metric.
     """
     duplicates = 0
+
+    def seen(ack: Any, msg_id: str) -> int:
+        if not ack.duplicate:
+            return 0
+        if on_duplicate is not None:
+            on_duplicate(id_kind(msg_id))
+        return 1
+
     for start in range(0, len(readings), MAX_READINGS_PER_MESSAGE):
         chunk = readings[start : start + MAX_READINGS_PER_MESSAGE]
         body = json_encoder.encode(
@@ -112,7 +128,7 @@ async def publish_items(
         )
         subject, msg_id = names.readings_subject("http"), readings_msg_id(chunk)
         ack = await js.publish(subject, body, timeout=timeout_s, headers={"Nats-Msg-Id": msg_id})
-        duplicates += count_duplicate(ack, subject, msg_id, path="http")
+        duplicates += seen(ack, msg_id)
     for payload, exc in rejected:
         record = rejection_record(
             exc,
@@ -126,5 +142,5 @@ async def publish_items(
         ack = await js.publish(
             subject, json_encoder.encode(record), timeout=timeout_s, headers={"Nats-Msg-Id": msg_id}
         )
-        duplicates += count_duplicate(ack, subject, msg_id, path="http")
+        duplicates += seen(ack, msg_id)
     return duplicates
