@@ -50,6 +50,7 @@ FIELD_CHANGES: dict[str, Any] = {
     "local_time": lambda v: not v,
     "payload_format": lambda v: v + "x",
     "bidirectional": lambda v: not v,
+    "topic": lambda v: v + "/x",
 }
 for _name in (
     "power_w",

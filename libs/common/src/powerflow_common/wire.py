@@ -27,6 +27,9 @@ class Reading(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     local_time: bool = False
     payload_format: str = "original"
     bidirectional: bool = False  # a meter that reports export as negative power
+    # The MQTT topic it came on ("" over HTTP): the writer accepts the prototype's shared
+    # topic, where only the payload names the device, for devices enrolled as legacy only.
+    topic: str = ""
 
     @property
     def key(self) -> tuple[str, datetime]:

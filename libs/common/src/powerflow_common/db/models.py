@@ -85,6 +85,15 @@ class Device(Base):
     bidirectional: Mapped[bool] = mapped_column(Boolean, default=False)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
+    # Counted towards totals and reports only once admitted (migration 0006); a device first
+    # seen on an open listener waits, its readings kept, until an operator admits it.
+    admitted_at: Mapped[datetime | None]
+    admitted_by: Mapped[str | None] = mapped_column(String(128))
+    # Broker credentials (username and client id ``device-<code>``) given and taken back.
+    enrolled_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    # May publish on the prototype's shared topic, where the payload alone names the device.
+    legacy_topic: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class DeviceSite(Base):

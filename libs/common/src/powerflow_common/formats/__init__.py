@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+import msgspec
+
 from powerflow_common.errors import Ignored, Rejected
 from powerflow_common.formats.mqtt_topics import topic_matches
 from powerflow_common.validation import Limits, validate
@@ -57,7 +59,8 @@ def decode_message(
         readings = fmt.decode(topic, payload, now, limits, retained=retained)
         if not readings:
             raise Ignored("no_measurements", "the message carries nothing to store")
-        return [validate(r, now, limits) for r in readings]
+        # Every reading carries the topic it came on: the writer's legacy-topic rule reads it.
+        return [msgspec.structs.replace(validate(r, now, limits), topic=topic) for r in readings]
     except Ignored:
         raise
     except Rejected as exc:
