@@ -158,6 +158,9 @@ class Facts:
     values: dict[str, Fact] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    # What the report covers (organisation, site or devices): scope_label is a site's name
+    # (free text) only for a site.
+    scope: str = ""
 
     def add(self, fact_id: str, value: float | int | str | None, kind: Kind) -> None:
         if isinstance(value, float) and not math.isfinite(value):
@@ -188,7 +191,7 @@ def compute_facts(inputs: FactInputs) -> Facts:
     counted_rows = [r for r in rows if r.counted]
     if not counted_rows:
         raise NoData("no hourly data for the scope in the period")
-    facts = Facts()
+    facts = Facts(scope=inputs.scope)
     hours_in_period = (inputs.end_utc - inputs.start_utc) // _HOUR
     local_first = inputs.start_utc.astimezone(zone).date()
     local_last = (inputs.end_utc - _HOUR).astimezone(zone).date()

@@ -1,7 +1,9 @@
 """Grounding by construction: the model cites facts as ``{{fact_id}}``; any other number fails.
 
 The check scans the model's own text (before placeholders are filled in) for digits that are
-not part of an allowed name, and for placeholders that name no fact.
+not part of an allowed name, for numbers written in words (numberwords: "ten thousand kWh",
+"3만", "천 킬로와트시"), for placeholders that name no fact and for placeholders of facts that
+belong to another section.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+
+from powerflow_reporter.numberwords import find_word_numbers
 
 __all__ = [
     "ALLOWED_NAMES",
@@ -37,14 +41,19 @@ _ALLOWED = re.compile("|".join(f"(?:{p})" for p in ALLOWED_NAMES), re.IGNORECASE
 # Any decimal digit in any script (Python's \d is Unicode-aware), with what sticks to it.
 _NUMBER = re.compile(r"[\d][\d.,:/%-]*")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+# What stands where a placeholder, an allowed name or a year was: not a space, so that the words
+# on either side of it are not read as one number ("ten {{x}} thousand"), and no word itself.
+_GAP = " \ufffc "
 
 
 @dataclass(frozen=True, slots=True)
 class Offence:
-    """A sentence that quotes a number of its own or a placeholder that names no fact."""
+    """A sentence that quotes a number of its own or a placeholder it may not use."""
 
     sentence: str
-    reason: str  # "number" or "unknown_placeholder"
+    # "number" (digits), "number_words" (a number in words), "unknown_placeholder" (names no
+    # fact) or "misplaced_placeholder" (a fact of another section)
+    reason: str
     token: str
 
 
@@ -53,20 +62,41 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in (p.strip() for p in _SENTENCE_END.split(text)) if s]
 
 
-def find_offences(text: str, fact_ids: Collection[str], years: Iterable[int]) -> list[Offence]:
-    """Every number and unknown placeholder in ``text``, sentence by sentence."""
+def find_offences(
+    text: str,
+    fact_ids: Collection[str],
+    years: Iterable[int],
+    *,
+    allowed_here: Collection[str] | None = None,
+) -> list[Offence]:
+    """Every number and wrong placeholder in ``text``, sentence by sentence.
+
+    ``fact_ids`` are the placeholders that exist; ``allowed_here``, when given, those this
+    part of the report may use (a known one outside it is misplaced). A number, in digits or in
+    words, is allowed only as a year of the period or inside an allowed name.
+    """
+    year_set = set(years)
     allowed_years = re.compile(
-        "|".join(rf"(?<!\d){y}(?!\d)" for y in sorted(set(years))) or r"(?!x)x"
+        "|".join(rf"(?<!\d){y}(?!\d)" for y in sorted(year_set)) or r"(?!x)x"
     )
     offences: list[Offence] = []
     for sentence in split_sentences(text):
-        rest = sentence
         for match in PLACEHOLDER.finditer(sentence):
             if match.group(1) not in fact_ids:
                 offences.append(Offence(sentence, "unknown_placeholder", match.group(0)))
-        rest = PLACEHOLDER.sub(" ", rest)
-        rest = _ALLOWED.sub(" ", rest)
-        rest = allowed_years.sub(" ", rest)
+            elif allowed_here is not None and match.group(1) not in allowed_here:
+                offences.append(Offence(sentence, "misplaced_placeholder", match.group(0)))
+        rest = PLACEHOLDER.sub(_GAP, sentence)
+        rest = _ALLOWED.sub(_GAP, rest)
+        rest = allowed_years.sub(_GAP, rest)
+        # Numbers in words first: "3 million" is one number, reported once.
+        spans = []
+        for number in find_word_numbers(rest):
+            spans.append((number.start, number.end))
+            if number.value is None or number.value not in year_set:
+                offences.append(Offence(sentence, "number_words", number.text))
+        for start, end in reversed(spans):
+            rest = rest[:start] + _GAP + rest[end:]
         offences.extend(Offence(sentence, "number", m.group(0)) for m in _NUMBER.finditer(rest))
     return offences
 

@@ -1,7 +1,9 @@
 """HTML (Jinja2, autoescaped), Markdown and PDF (WeasyPrint) of a report.
 
 Model text is sanitised with nh3 before it reaches HTML; placeholders are filled afterwards with
-escaped values, so neither the model nor a device name can add markup.
+escaped values, so neither the model nor a device name can add markup. The model names devices,
+locations and sites only by their labels (``{{device_1}}``, labels.py): here they become the
+real names again, escaped like every other value.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from powerflow_reporter.charts import bar_chart, scatter_chart
 from powerflow_reporter.facts import Facts
 from powerflow_reporter.formatting import Language, format_fact, format_number
 from powerflow_reporter.grounding import fill_placeholders
+from powerflow_reporter.labels import assign_labels
 from powerflow_reporter.narrative import SECTIONS, Narrative
 
 __all__ = ["RenderedReport", "render_html", "render_markdown", "render_pdf"]
@@ -166,7 +169,9 @@ class RenderedReport:
 
 
 def _displays(facts: Facts, language: Language) -> dict[str, str]:
-    return {fid: format_fact(f, language) for fid, f in facts.values.items()}
+    """What each placeholder prints: a fact's formatted value, or a label's real name."""
+    names = assign_labels(facts).names
+    return {**names, **{fid: format_fact(f, language) for fid, f in facts.values.items()}}
 
 
 def _html_text(text: str, displays_html: dict[str, str]) -> Markup:
