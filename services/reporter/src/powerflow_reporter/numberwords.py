@@ -374,6 +374,8 @@ KO_PARTICLES = frozenset(
 )
 # A word of this many numeral syllables that reads as one number is a number on its own.
 KO_MIN_SYLLABLES_ALONE = 3
+# Longest first, so "tonnes" is read before "t".
+_ALL_UNITS = tuple(sorted({*KO_UNITS, *EN_UNITS}, key=len, reverse=True))
 _KO_WORD = re.compile(r"\S+")
 _KO_EDGE_PUNCT = "\"'“”‘’()[]{}<>«»「」『』.,;:!?…·~"
 _ASCII_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
@@ -479,7 +481,7 @@ def _korean_syllables(numeral: str) -> int:
 def _unit_word(rest: str) -> bool:
     """``rest`` is a unit, alone or with a particle ("킬로와트시를"), not a longer word (평균)."""
     lowered = rest.lower()
-    for unit in (*KO_UNITS, *sorted(EN_UNITS, key=len, reverse=True)):
+    for unit in _ALL_UNITS:
         if lowered.startswith(unit):
             after = lowered[len(unit) :]
             if after == "" or after in KO_PARTICLES:
