@@ -35,6 +35,7 @@ FIXTURE_IDS = {
     "coverage_pct",
     "corr_temperature_r",
     "peak_hour_w",
+    "avg_daily_kwh",
     "device_2",
 }
 

@@ -57,6 +57,20 @@ def test_labels_follow_the_consumption_ranking_and_name_the_real_text() -> None:
     assert assign_labels(_hostile_facts()) == labels  # stable
 
 
+def test_one_location_shared_by_two_devices_is_one_label() -> None:
+    inputs = known_inputs()
+    facts = compute_facts(
+        replace(inputs, devices=[replace(d, location="Basement") for d in inputs.devices])
+    )
+    labels = assign_labels(facts)
+    assert labels.location_labels == {"Basement": "location_1"}
+    rows = prompt_payload(facts, "en", labels)["by_device"]
+    assert [(r["device"], r["location"]) for r in rows] == [
+        ("device_1", "location_1"),
+        ("device_2", "location_1"),
+    ]
+
+
 @pytest.mark.parametrize("language", ["en", "ko"])
 def test_no_free_text_reaches_the_prompt_and_the_wrapper_cannot_be_closed(
     language: Language,
