@@ -31,6 +31,7 @@ TRUNCATE_TABLES = (
     "devices",
     "esg_reports",
     "api_keys",
+    "api_key_devices",
     "sites",
     "renewable_contracts",
     "reading_corrections",

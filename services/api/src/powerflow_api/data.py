@@ -37,9 +37,17 @@ RAW_FIELDS = (
 
 
 def device_rows(
-    conn: Connection, *, code: str | None = None, site_id: int | None = None
+    conn: Connection,
+    *,
+    code: str | None = None,
+    site_id: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[Any]:
-    """Devices with the power of their latest reading (a primary-key lookup at last_seen_at)."""
+    """Devices with the power of their latest reading (a primary-key lookup at last_seen_at).
+
+    Ordered by code, so ``limit``/``offset`` pages are stable.
+    """
     r = readings_t
     d = devices_t
     stmt = (
@@ -51,6 +59,8 @@ def device_rows(
         stmt = stmt.where(d.c.code == code)
     if site_id is not None:
         stmt = stmt.where(d.c.site_id == site_id)
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
     return list(conn.execute(stmt).all())
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from powerflow_api import schemas
 from powerflow_api.auth import principal_of, requires
 from powerflow_api.data import device_rows, devices_t, sites_t, to_device
+from powerflow_api.paging import LIMIT, OFFSET, page_limit
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
@@ -45,11 +46,14 @@ class DeviceController(Controller):
         site_id: int | None = Parameter(
             default=None, ge=MIN_ROW_ID, le=MAX_ROW_ID, description="Only this site's devices"
         ),
+        limit: int | None = LIMIT,
+        offset: int = OFFSET,
     ) -> list[schemas.Device]:
-        """Every device with its last reading time, online state and current power."""
+        """Devices by code with last reading time, online state and current power, paged."""
         state = api_state(request)
+        size = page_limit(state.settings, limit)
         with state.engine.connect() as conn:
-            rows = device_rows(conn, site_id=site_id)
+            rows = device_rows(conn, site_id=site_id, limit=size, offset=offset)
             counted = counted_now(conn)
         threshold = state.settings.api_online_threshold_s
         return [to_device(r, threshold, counted=r.id in counted) for r in rows]

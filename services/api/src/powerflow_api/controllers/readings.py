@@ -24,6 +24,7 @@ from powerflow_api.data import (
     sites_t,
     to_device,
 )
+from powerflow_api.paging import LIMIT, OFFSET, page_limit
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import (
     Window,
@@ -183,11 +184,15 @@ class LatestController(Controller):
     tags = ["readings"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
     @get("/latest", guards=[requires("viewer")], sync_to_thread=True)
-    def latest_all(self, request: Req) -> list[schemas.LatestReading]:
-        """The latest reading of every device."""
+    def latest_all(
+        self, request: Req, limit: int | None = LIMIT, offset: int = OFFSET
+    ) -> list[schemas.LatestReading]:
+        """The latest reading of each device, by device code, a page at a time."""
         state = api_state(request)
+        size = page_limit(state.settings, limit)
         with state.engine.connect() as conn:
-            return [_latest(conn, d, state.settings) for d in device_rows(conn)]
+            rows = device_rows(conn, limit=size, offset=offset)
+            return [_latest(conn, d, state.settings) for d in rows]
 
 
 def _latest(conn: Connection, device: Any, settings: Settings) -> schemas.LatestReading:
