@@ -105,7 +105,8 @@ def test_the_keys_cli_binds_device_keys_and_lists_the_bindings(
     env = {"POWERFLOW_DATABASE_URL": database_url, "POWERFLOW_LOG_LEVEL": "warning"}
     made = runner.invoke(
         cli_app,
-        ["keys", "create", "--name", "gw", "--role", "device", "--device", "G-1", "--device", "G-2"],
+        ["keys", "create", "--name", "gw", "--role", "device"]
+        + ["--device", "G-1", "--device", "G-2"],
         env=env,
     )
     assert made.exit_code == 0, made.output
@@ -215,9 +216,7 @@ def test_a_revoked_keys_open_live_socket_is_closed(
         assert next(iter(hub.clients)).key_id != row.id
 
 
-def test_a_ticket_of_a_key_revoked_since_opens_nothing(
-    client: Client, engine: Engine
-) -> None:
+def test_a_ticket_of_a_key_revoked_since_opens_nothing(client: Client, engine: Engine) -> None:
     key, row = create_key(engine, "soon-revoked", "viewer")
     ticket = _ticket(client, key)
     revoke_key(engine, str(row.id))
