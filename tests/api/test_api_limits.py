@@ -103,12 +103,8 @@ def test_the_keys_cli_binds_device_keys_and_lists_the_bindings(
 ) -> None:
     runner = CliRunner()
     env = {"POWERFLOW_DATABASE_URL": database_url, "POWERFLOW_LOG_LEVEL": "warning"}
-    made = runner.invoke(
-        cli_app,
-        ["keys", "create", "--name", "gw", "--role", "device"]
-        + ["--device", "G-1", "--device", "G-2"],
-        env=env,
-    )
+    create = ["keys", "create", "--name", "gw", "--role", "device"]
+    made = runner.invoke(cli_app, [*create, "--device", "G-1", "--device", "G-2"], env=env)
     assert made.exit_code == 0, made.output
     refused = runner.invoke(cli_app, ["keys", "create", "--name", "x", "--role", "device"], env=env)
     assert refused.exit_code == 2 and "--device CODE" in refused.output
