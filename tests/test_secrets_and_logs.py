@@ -71,7 +71,7 @@ def test_a_secret_set_twice_or_an_unreadable_file_is_a_clear_error(
         load_settings()
     monkeypatch.delenv("POWERFLOW_NATS_PASSWORD")
     monkeypatch.setenv("POWERFLOW_NATS_PASSWORD_FILE", str(tmp_path / "missing"))
-    with pytest.raises(ConfigurationError, match="POWERFLOW_NATS_PASSWORD_FILE=.*cannot read"):
+    with pytest.raises(ConfigurationError, match=r"POWERFLOW_NATS_PASSWORD_FILE=.*cannot read"):
         load_settings()
 
 
