@@ -313,8 +313,10 @@ def test_devices_and_latest_readings_are_paged_with_a_maximum(
         add_device(engine, code, last_seen=seen, site_id=site)
     viewer = bearer(keys["viewer"])
     for path, field in (("/api/v1/devices", "code"), ("/api/v1/readings/latest", "device_code")):
-        first = client.get(path, headers=viewer).json()
+        response = client.get(path, headers=viewer)
+        first = response.json()
         assert [d[field] for d in first] == codes[:3]  # default page: the maximum
+        assert response.headers["X-Total-Count"] == "5"
         rest = client.get(path, params={"limit": 3, "offset": 3}, headers=viewer).json()
         assert [d[field] for d in rest] == codes[3:]
         too_many = client.get(path, params={"limit": 4}, headers=viewer)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+from litestar import Response
+from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
 
 from powerflow_api.problems import ApiError
@@ -15,6 +19,21 @@ LIMIT = Parameter(
     "api_list_page_max, 1000); a page shorter than the limit is the last one",
 )
 OFFSET = Parameter(default=0, ge=0, le=MAX_OFFSET, description="Skip this many")
+
+
+T = TypeVar("T")
+
+TOTAL_HEADER = "X-Total-Count"
+TOTAL = ResponseHeader(
+    name=TOTAL_HEADER,
+    description="How many there are in all (page with offset until you have them)",
+    documentation_only=True,
+)
+
+
+def page(items: list[T], total: int) -> Response[list[T]]:
+    """A page of ``items`` with the total count in ``X-Total-Count``."""
+    return Response(items, headers={TOTAL_HEADER: str(total)})
 
 
 def page_limit(settings: Settings, limit: int | None) -> int:
