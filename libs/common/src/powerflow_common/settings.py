@@ -256,6 +256,9 @@ class Settings(BaseSettings):
     api_auth_failures_per_minute: float = Field(default=10.0, gt=0)
     # Addresses tracked at once; the least recently failed are forgotten beyond it.
     api_auth_tracked_addresses: int = Field(default=10_000, ge=100)
+    # Reverse proxies whose X-Forwarded-For names the client (IPs or CIDRs, comma-separated).
+    # Empty: the connecting address is the client's, and a proxy's clients share its limit.
+    api_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     # Request bodies: ingest batches (MAX_ITEMS readings) and everything else.
     api_ingest_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -287,7 +290,9 @@ class Settings(BaseSettings):
             file_secret_settings,
         )
 
-    @field_validator("mqtt_topics", "api_cors_origins", "formats", mode="before")
+    @field_validator(
+        "mqtt_topics", "api_cors_origins", "formats", "api_trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_topics(cls, value: object) -> object:
         if isinstance(value, str):

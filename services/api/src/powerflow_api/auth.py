@@ -65,7 +65,7 @@ async def _authenticate(
 
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The caller's address (behind a proxy: as uvicorn's FORWARDED_ALLOW_IPS trusts it)."""
+    """The caller's address (behind a proxy of api_trusted_proxies: X-Forwarded-For)."""
     client = connection.client
     return client.host if client is not None else "unknown"
 
