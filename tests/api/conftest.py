@@ -60,7 +60,7 @@ def client(make_client: Callable[..., Client]) -> Client:
 
 
 # The devices the fixture's device key may post for (the gateway codes the tests use).
-DEVICE_KEY_CODES = ("gw-1", "gw-2", "gw-9")
+DEVICE_KEY_CODES = ("gw-1", "gw-2", "gw-9", "fix-e2e")
 
 
 @pytest.fixture
