@@ -75,6 +75,22 @@ def test_a_secret_set_twice_or_an_unreadable_file_is_a_clear_error(
         load_settings()
 
 
+def test_a_file_named_in_dotenv_is_read_and_clashes_are_found_there_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = _secret_file(tmp_path, "redis_pw", "from-a-file\n")
+    monkeypatch.delenv("POWERFLOW_REDIS_PASSWORD", raising=False)
+    monkeypatch.delenv("POWERFLOW_REDIS_PASSWORD_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"POWERFLOW_REDIS_PASSWORD_FILE={secret}\n")
+    settings = load_settings()
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "from-a-file"
+    monkeypatch.setenv("POWERFLOW_REDIS_PASSWORD", "inline")
+    with pytest.raises(ConfigurationError, match="both POWERFLOW_REDIS_PASSWORD and"):
+        load_settings()
+
+
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote, unquote, urlsplit
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -68,15 +69,24 @@ def read_secret_file(variable: str, path: str) -> str:
 class SecretFileSource(PydanticBaseSettingsSource):
     """Every secret setting from ``<VARIABLE>_FILE`` (a path), as Docker and Kubernetes mount them.
 
-    Setting both ``POWERFLOW_X`` and ``POWERFLOW_X_FILE`` is an error (which one wins would be
-    a guess), as is a file that cannot be read.
+    Read from the environment and ``.env``. Setting both ``POWERFLOW_X`` and
+    ``POWERFLOW_X_FILE`` (in either) is an error (which one wins would be a guess), as is a
+    file that cannot be read.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused: __call__ reads every field at once
 
+    def _dotenv(self) -> dict[str, str | None]:
+        env_file = self.config.get("env_file")
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            return dotenv_values(env_file, encoding=self.config.get("env_file_encoding"))
+        return {}
+
     def __call__(self) -> dict[str, Any]:
-        environ = {k.upper(): v for k, v in os.environ.items()}
+        # The environment over .env, as for every other setting (a _FILE line in .env works).
+        environ = {k.upper(): v for k, v in self._dotenv().items() if v is not None}
+        environ.update({k.upper(): v for k, v in os.environ.items()})
         found: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
             if not _is_secret(field):
