@@ -34,6 +34,10 @@ _TITLES = {
 }
 
 
+# A route handler's ``opt`` key naming the setting of its body cap, when not the general one.
+BODY_LIMIT_SETTING = "body_limit_setting"
+
+
 class ApiError(HTTPException):
     """An error with an actionable ``detail`` that a client can fix (or wait out)."""
 
@@ -87,12 +91,9 @@ def too_large_handler(
     request: Request[Any, Any, Any], exc: RequestEntityTooLarge
 ) -> Response[Problem]:
     """A body over its route's cap: 413 naming the cap and the setting that sets it."""
-    limit = request.route_handler.resolve_request_max_body_size()
-    setting = (
-        "api_ingest_max_body_bytes"
-        if request.url.path.startswith("/api/v1/ingest")
-        else "api_max_body_bytes"
-    )
+    handler = request.route_handler
+    limit = handler.resolve_request_max_body_size()
+    setting = str(handler.opt.get(BODY_LIMIT_SETTING, "api_max_body_bytes"))
     return problem_response(
         413,
         f"The request body is larger than this endpoint accepts ({limit} bytes, setting "

@@ -16,7 +16,7 @@ from litestar.params import JSONBody
 from powerflow_api import metrics
 from powerflow_api.auth import principal_of
 from powerflow_api.keys import Principal, key_devices
-from powerflow_api.problems import ApiError
+from powerflow_api.problems import BODY_LIMIT_SETTING, ApiError
 from powerflow_api.state import api_state
 from powerflow_common.http_ingest import MAX_ITEMS, ItemResult, decode_items, publish_items
 from powerflow_common.jetstream import is_stream_full
@@ -58,7 +58,12 @@ class IngestController(Controller):
 
     # Ingest batches are the one large body (MAX_ITEMS readings): app.py mounts this
     # controller on its own router with api_ingest_max_body_bytes.
-    @post("/", guards=[may_ingest], status_code=202)
+    @post(
+        "/",
+        guards=[may_ingest],
+        status_code=202,
+        opt={BODY_LIMIT_SETTING: "api_ingest_max_body_bytes"},
+    )
     async def ingest(self, request: Req, data: JSONBody[IngestBatch]) -> IngestResult:
         """Validate a batch and queue its readings; a retried POST stores nothing twice.
 
