@@ -348,3 +348,19 @@ def delete_namespace_streams(settings: Settings) -> None:
     """Delete the streams of a test's namespace (the API and every worker create them), and
     ingest's broker drop counter bucket."""
     drop_namespace(settings)
+
+
+def nats_server_binary() -> str:
+    """The nats-server executable (the deploy tests run the shipped config); skip without it,
+    except under CI, where a missing prerequisite fails."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which("nats-server")
+    if path is None:
+        missing = "nats-server is not installed (apt-get install nats-server)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return path

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import typer
 import yaml
 
+from pf_testing import nats_server_binary
 from powerflow.broker import render_config
 from powerflow.cli import app
 
@@ -135,9 +135,7 @@ def test_compose_gives_each_service_its_own_nats_user_and_only_its_secrets() -> 
 def test_the_compose_nats_entrypoint_feeds_every_password_to_a_valid_config(
     tmp_path: Path,
 ) -> None:
-    server = shutil.which("nats-server")
-    if server is None:
-        pytest.skip("nats-server is not installed (apt-get install nats-server)")
+    server = nats_server_binary()
     [command] = compose()["services"]["nats"]["command"]
     secrets = tmp_path / "secrets"
     secrets.mkdir()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from pf_api_data import bearer
 from sqlalchemy import Engine
 
 from conftest import service_env
-from pf_testing import Service, count_rows, publish_all, wait_for
+from pf_testing import Service, count_rows, nats_server_binary, publish_all, wait_for
 from powerflow.broker import free_port
 from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
@@ -36,17 +35,10 @@ NATS_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "nats.conf
 USERS = ("ingest", "writer", "aggregator", "api", "admin")
 
 
-def _nats_server() -> str:
-    path = shutil.which("nats-server")
-    if path is None:
-        pytest.skip("nats-server is not installed (apt-get install nats-server)")
-    return path
-
-
 @pytest.fixture
 def secured_nats(tmp_path: Path) -> Iterator[tuple[str, dict[str, Path]]]:
     """nats-server with the shipped config on free ports; (url, password file per user)."""
-    server = _nats_server()
+    server = nats_server_binary()
     files: dict[str, Path] = {}
     env: dict[str, str] = {}
     for user in USERS:
@@ -100,7 +92,7 @@ def _connects(url: str, user: str, password: str) -> bool:
 
 
 def test_the_config_is_valid_for_nats_server(tmp_path: Path) -> None:
-    server = _nats_server()
+    server = nats_server_binary()
     env = {f"NATS_{u.upper()}_PASSWORD": "x" for u in USERS}
     checked = subprocess.run(
         [server, "-t", "-c", str(NATS_CONF)], env=env, capture_output=True, text=True
