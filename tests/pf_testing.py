@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from sqlalchemy import Engine, text
 
 from powerflow.simulate import connect_publisher
@@ -353,10 +355,6 @@ def delete_namespace_streams(settings: Settings) -> None:
 def nats_server_binary() -> str:
     """The nats-server executable (the deploy tests run the shipped config); skip without it,
     except under CI, where a missing prerequisite fails."""
-    import shutil
-
-    import pytest
-
     path = shutil.which("nats-server")
     if path is None:
         missing = "nats-server is not installed (apt-get install nats-server)"
