@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from sqlalchemy import Engine, text
 
 from powerflow.simulate import connect_publisher
@@ -31,6 +33,7 @@ TRUNCATE_TABLES = (
     "devices",
     "esg_reports",
     "api_keys",
+    "api_key_devices",
     "sites",
     "renewable_contracts",
     "reading_corrections",
@@ -347,3 +350,15 @@ def delete_namespace_streams(settings: Settings) -> None:
     """Delete the streams of a test's namespace (the API and every worker create them), and
     ingest's broker drop counter bucket."""
     drop_namespace(settings)
+
+
+def nats_server_binary() -> str:
+    """The nats-server executable (the deploy tests run the shipped config); skip without it,
+    except under CI, where a missing prerequisite fails."""
+    path = shutil.which("nats-server")
+    if path is None:
+        missing = "nats-server is not installed (apt-get install nats-server)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return path

@@ -2,7 +2,7 @@
 
 import { reactive, readonly } from 'vue'
 import { ApiError, setApiKey, setUnauthorizedHandler } from './api/client'
-import { detectRole, listDevices } from './api/endpoints'
+import { detectRole, probeKey } from './api/endpoints'
 import type { Role } from './api/types'
 
 const KEY_STORAGE = 'powerflow.apiKey'
@@ -32,7 +32,7 @@ export async function signIn(key: string): Promise<Role> {
   const trimmed = key.trim()
   if (!trimmed) throw new ApiError(401, 'empty')
   // Any read proves the key; a device key (ingest only) gets 403 here.
-  await listDevices(undefined, trimmed)
+  await probeKey(trimmed)
   const { role, exact } = await detectRole(trimmed)
   setApiKey(trimmed)
   state.key = trimmed

@@ -20,7 +20,7 @@ console = Console(stderr=True)
 
 def _settings() -> Settings:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     return settings
 
 
@@ -124,43 +124,64 @@ def keys_create(
     role: Annotated[
         str, typer.Option(help="device (ingest only), viewer, operator or admin")
     ] = "viewer",
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--device",
+            help="A device a device key may post readings for (repeatable; required for "
+            "--role device, refused for other roles)",
+        ),
+    ] = None,
 ) -> None:
     """Create a key and print it once; only its sha256 is stored."""
-    from powerflow_api.keys import create_key
+    from powerflow_api.keys import check_devices, check_role, create_key
     from powerflow_common.db.engine import make_engine
 
+    try:  # refuse a wrong command line before touching the database
+        check_devices(check_role(role), device or [])
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
     settings = _settings()
     engine = make_engine(settings.database_url.get_secret_value())
     try:
-        key, row = create_key(engine, name, role)
+        key, row = create_key(engine, name, role, device or [])
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     finally:
         engine.dispose()
-    console.print(f"key {row.id} '{row.name}' ({row.role}); it is shown only now:")
+    bound = f", for devices {', '.join(device or [])}" if device else ""
+    console.print(f"key {row.id} '{row.name}' ({row.role}{bound}); it is shown only now:")
     print(key)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List keys: id, name, prefix, role, created and revoked times (never the keys)."""
-    from powerflow_api.keys import list_keys
+    """List keys: id, name, prefix, role, devices, created and revoked times (never the keys)."""
+    from powerflow_api.keys import all_key_devices, list_keys
     from powerflow_common.db.engine import make_engine
 
     settings = _settings()
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         rows = list_keys(engine)
+        bindings = all_key_devices(engine)
     finally:
         engine.dispose()
-    table = Table("id", "name", "prefix", "role", "created", "revoked")
+    table = Table("id", "name", "prefix", "role", "devices", "created", "revoked")
     for row in rows:
+        codes = bindings.get(row.id, [])
+        if row.role == "device":
+            shown = ", ".join(codes) if codes else "none (made before 0007: posts nothing)"
+        else:
+            shown = "any" if row.role in ("operator", "admin") else ""
         table.add_row(
             str(row.id),
             row.name,
             f"pf_{row.prefix}_…",
             row.role,
+            shown,
             row.created_at.isoformat(timespec="seconds"),
             row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
         )

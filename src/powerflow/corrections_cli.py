@@ -38,7 +38,7 @@ EXIT_TOTALS_STALE = 3
 
 def _settings() -> Settings:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     return settings
 
 

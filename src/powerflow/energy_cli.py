@@ -29,7 +29,7 @@ _stats = cast(SqlTable, HourlyStat.__table__)
 
 def _settings() -> Settings:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     return settings
 
 

@@ -59,10 +59,17 @@ def client(make_client: Callable[..., Client]) -> Client:
     return make_client()
 
 
+# The devices the fixture's device key may post for (the gateway codes the tests use).
+DEVICE_KEY_CODES = ("gw-1", "gw-2", "gw-9", "fix-e2e")
+
+
 @pytest.fixture
 def keys(engine: Engine) -> dict[str, str]:
-    """One key per role, plus a revoked admin key."""
-    made: dict[str, str] = {r: create_key(engine, f"test-{r}", r)[0] for r in ROLES}
+    """One key per role (the device key bound to DEVICE_KEY_CODES), and a revoked admin key."""
+    made: dict[str, str] = {
+        r: create_key(engine, f"test-{r}", r, DEVICE_KEY_CODES if r == "device" else ())[0]
+        for r in ROLES
+    }
     made["revoked"] = create_key(engine, "test-revoked", "admin")[0]
     revoke_key(engine, "test-revoked")
     return made

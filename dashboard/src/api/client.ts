@@ -92,6 +92,13 @@ export async function apiJson<T>(path: string, options: RequestOptions = {}): Pr
   return (await response.json()) as T
 }
 
+/** One page of a paged list and ``X-Total-Count`` (NaN when a proxy dropped the header). */
+export async function apiPage<T>(path: string, options: RequestOptions = {}): Promise<{ items: T[]; total: number }> {
+  const response = await send(path, options)
+  const items = (await response.json()) as T[]
+  return { items, total: Number(response.headers.get('X-Total-Count') ?? Number.NaN) }
+}
+
 export async function apiText(path: string, options: RequestOptions = {}): Promise<string> {
   return (await send(path, options)).text()
 }

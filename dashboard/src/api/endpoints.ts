@@ -1,6 +1,6 @@
 // The endpoints the dashboard uses, typed.
 
-import { apiBlob, apiJson, apiText, ApiError } from './client'
+import { apiBlob, apiJson, apiPage, apiText, ApiError } from './client'
 import type { Resolution } from '../lib/resolution'
 import type {
   Device,
@@ -17,8 +17,31 @@ import type {
   Ticket,
 } from './types'
 
-export const listDevices = (signal?: AbortSignal, key?: string) =>
-  apiJson<Device[]>('/devices', key === undefined ? { signal } : { signal, key })
+/**
+ * Every device: ``GET /devices`` is paged (limit/offset, at most api_list_page_max a page;
+ * ``X-Total-Count`` says how many), so follow the pages. Bounded: a fleet that changes while
+ * we page cannot keep us looping.
+ */
+export async function listDevices(signal?: AbortSignal, key?: string): Promise<Device[]> {
+  const devices: Device[] = []
+  for (let pages = 0; pages < MAX_DEVICE_PAGES; pages++) {
+    const { items, total } = await apiPage<Device>('/devices', {
+      query: { offset: devices.length },
+      signal,
+      ...(key === undefined ? {} : { key }),
+    })
+    devices.push(...items)
+    // The last page: shorter than asked, or the total reached (or unknown: one page only).
+    if (items.length === 0 || !(devices.length < total)) break
+  }
+  return devices
+}
+
+/** A million devices at the default page size; beyond it the list is cut, never endless. */
+const MAX_DEVICE_PAGES = 1000
+
+/** Whether a key may read (one device at most, not the fleet): signing in checks this. */
+export const probeKey = (key: string) => apiJson<Device[]>('/devices', { query: { limit: 1 }, key })
 export const getDevice = (code: string) => apiJson<Device>(`/devices/${encodeURIComponent(code)}`)
 export const updateDevice = (code: string, update: DeviceUpdate) =>
   apiJson<Device>(`/devices/${encodeURIComponent(code)}`, { method: 'PATCH', body: update })

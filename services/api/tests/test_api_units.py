@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from powerflow_api.keys import KEY_PATTERN, Principal, check_role, new_key
-from powerflow_api.live import LiveHub
+from powerflow_api.live import KEY_REVOKED, LiveHub, LiveLimitReached
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import Cursor, decode_cursor, encode_cursor
+from powerflow_api.throttle import FailureThrottle
 from powerflow_common.wire import Reading, ReadingBatch, json_encoder
 
 
@@ -71,3 +72,52 @@ def test_keys_have_the_documented_shape_and_roles_rank_in_order() -> None:
     assert not Principal(3, "v", "viewer").at_least("operator")
     with pytest.raises(ValueError, match="expected one of"):
         check_role("root")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_logins_use_a_burst_then_refill_at_the_rate() -> None:
+    clock = FakeClock()
+    throttle = FailureThrottle(burst=3, per_minute=6, max_addresses=100, clock=clock)
+    for _ in range(3):
+        assert throttle.retry_after_s("10.0.0.1") is None
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after_s("10.0.0.1") == 10  # 6 a minute: one token every 10 s
+    assert throttle.retry_after_s("10.0.0.2") is None  # another address is not affected
+    clock.now += 10
+    assert throttle.retry_after_s("10.0.0.1") is None
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after_s("10.0.0.1") == 10
+    clock.now += 3600  # refilled to the burst: forgotten
+    assert throttle.retry_after_s("10.0.0.1") is None and len(throttle) == 0
+
+
+def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
+    throttle = FailureThrottle(burst=1, per_minute=1, max_addresses=100, clock=FakeClock())
+    for n in range(1000):
+        throttle.failed(f"10.0.{n // 256}.{n % 256}")
+    assert len(throttle) == 100
+    assert throttle.retry_after_s("10.0.3.231") is not None  # the most recent is kept
+    assert throttle.retry_after_s("10.0.0.0") is None  # the oldest was forgotten
+
+
+async def test_a_keys_sockets_are_capped_and_closed_when_it_is_revoked() -> None:
+    hub = LiveHub(queue_size=2, max_per_key=2)
+    first, second = hub.register(None, key_id=7), hub.register(None, key_id=7)
+    with pytest.raises(LiveLimitReached):
+        hub.register(None, key_id=7)
+    other = hub.register(None, key_id=8)
+    assert hub.key_ids() == {7, 8}
+    assert hub.close_keys({7}) == 2
+    assert first.dropped.is_set() and first.closed_because == KEY_REVOKED
+    assert second.dropped.is_set() and not other.dropped.is_set()
+    assert hub.key_ids() == {8}
+    hub.unregister(first)
+    hub.unregister(second)
+    hub.register(None, key_id=7)  # closed sockets free their places

@@ -33,6 +33,9 @@ from powerflow_common.wire import (
 
 HTTP_TOPIC = "http/ingest"  # the "topic" rejection records of HTTP items carry
 MAX_ITEMS = 5_000
+# The reason an item of a device its key is not bound to is refused (and kept in REJECTED,
+# where an operator sees who tried).
+DEVICE_NOT_ALLOWED = "device_not_allowed"
 
 _canonical = msgspec.json.Decoder(Reading)
 
@@ -70,16 +73,31 @@ def decode_item(item: Any, now: datetime, limits: Limits) -> Reading:
     return validate(reading, now, limits)
 
 
+def check_allowed(reading: Reading, allowed: frozenset[str] | None) -> Reading:
+    """``reading`` if its device is one the sender may post for (None: any), else Rejected."""
+    if allowed is None or reading.device_code in allowed:
+        return reading
+    raise Rejected(
+        DEVICE_NOT_ALLOWED,
+        f"this device key posts only for the {len(allowed)} device(s) it is bound to; "
+        f"{reading.device_code!r} is not one of them (an admin binds a key to devices with "
+        "'powerflow keys create --role device --device CODE')",
+    )
+
+
 def decode_items(
-    items: list[Any], now: datetime, limits: Limits
+    items: list[Any], now: datetime, limits: Limits, allowed: frozenset[str] | None = None
 ) -> tuple[list[Reading], list[ItemResult], list[tuple[bytes, Rejected]]]:
-    """Readings, a result per item, and the rejected items' bytes; pure, never raises."""
+    """Readings, a result per item, and the rejected items' bytes; pure, never raises.
+
+    ``allowed``: the device codes the sender may post for (a device key's); None for any.
+    """
     readings: list[Reading] = []
     results: list[ItemResult] = []
     rejected: list[tuple[bytes, Rejected]] = []
     for index, item in enumerate(items):
         try:
-            reading = decode_item(item, now, limits)
+            reading = check_allowed(decode_item(item, now, limits), allowed)
         except Rejected as exc:
             rejected.append((msgspec.json.encode(item), exc))
             results.append(

@@ -61,9 +61,13 @@ async def connect_nats(settings: Settings, name: str) -> NATS:
         log.warning("nats_reconnected")
 
     nc = NATS()
+    # Per-service NATS users (deploy/nats/nats.conf): the password from its secret file.
+    password = settings.nats_password
     await nc.connect(
         servers=settings.nats_servers,
         name=name,
+        user=settings.nats_user,
+        password=None if password is None else password.get_secret_value(),
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,

@@ -5,16 +5,107 @@ Build it in ``main()`` with :func:`load_settings`, never at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import quote, unquote, urlsplit
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from powerflow_common.errors import ConfigurationError
 from powerflow_common.names import NAMESPACE_PATTERN, Names
 
 STREAM_MIN_BYTES = 1024 * 1024  # NATS's max_payload: one message must always fit
+
+
+ENV_PREFIX = "POWERFLOW_"
+FILE_SUFFIX = "_FILE"  # the Docker/Kubernetes convention: POWERFLOW_REDIS_PASSWORD_FILE=/run/...
+# A secret file is a few hundred bytes; anything bigger is the wrong file, not a secret.
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    annotation = field.annotation
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def _env_names(name: str, field: FieldInfo) -> list[str]:
+    """The environment variables a field is read from (its aliases, else the prefixed name)."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"{ENV_PREFIX}{name}".upper()]
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """A secret file's text without its one trailing newline; ConfigurationError if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(SECRET_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{variable}={path}: cannot read the secret file ({exc.strerror or exc})"
+        ) from None
+    if len(raw) > SECRET_FILE_MAX_BYTES:
+        raise ConfigurationError(
+            f"{variable}={path}: larger than {SECRET_FILE_MAX_BYTES} bytes; not a secret file"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{variable}={path}: the secret file is not UTF-8") from None
+    # Editors and `echo` end files with a newline that is not part of the secret.
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Every secret setting from ``<VARIABLE>_FILE`` (a path), as Docker and Kubernetes mount them.
+
+    Read from the environment and ``.env``. Setting both ``POWERFLOW_X`` and
+    ``POWERFLOW_X_FILE`` (in either) is an error (which one wins would be a guess), as is a
+    file that cannot be read.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def _dotenv(self) -> dict[str, str | None]:
+        env_file = self.config.get("env_file")
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            return dotenv_values(env_file, encoding=self.config.get("env_file_encoding"))
+        return {}
+
+    def __call__(self) -> dict[str, Any]:
+        # The environment over .env, as for every other setting (a _FILE line in .env works).
+        environ = {k.upper(): v for k, v in self._dotenv().items() if v is not None}
+        environ.update({k.upper(): v for k, v in os.environ.items()})
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if not _is_secret(field):
+                continue
+            for variable in _env_names(name, field):
+                path = environ.get(variable + FILE_SUFFIX)
+                if path is None:
+                    continue
+                direct = [v for v in _env_names(name, field) if v in environ]
+                if direct:
+                    raise ConfigurationError(
+                        f"both {direct[0]} and {variable}{FILE_SUFFIX} are set; "
+                        "set only one (the _FILE one for a mounted secret)"
+                    )
+                # Keyed as the environment source keys it: by alias when the field has one.
+                key = name if field.validation_alias is None else _env_names(name, field)[0]
+                found[key] = read_secret_file(variable + FILE_SUFFIX, path)
+                break
+        return found
 
 
 class Settings(BaseSettings):
@@ -164,7 +255,54 @@ class Settings(BaseSettings):
     reporter_worker_threads: int = Field(default=2, ge=1)
     report_pdf_enabled: bool = True  # false: HTML, Markdown and facts only (no WeasyPrint)
 
-    @field_validator("mqtt_topics", "api_cors_origins", "formats", mode="before")
+    # --- Step 9 (HTTP limits, internal credentials); docs/operations.md "Limits" ---
+    # Internal services' credentials; every SecretStr also reads POWERFLOW_<NAME>_FILE.
+    nats_user: str | None = None  # None: the URL's own userinfo, or none
+    nats_password: SecretStr | None = None
+    redis_password: SecretStr | None = None  # None: the URL's own password, or none
+    # Failed authentication per client address, counted in each API process before any
+    # database work: a burst, then this many a minute. A person mistyping a key never sees it.
+    api_auth_failures_burst: int = Field(default=20, ge=1)
+    api_auth_failures_per_minute: float = Field(default=10.0, gt=0)
+    # Addresses tracked at once; the least recently failed are forgotten beyond it.
+    api_auth_tracked_addresses: int = Field(default=10_000, ge=100)
+    # Reverse proxies whose X-Forwarded-For names the client (IPs or CIDRs, comma-separated).
+    # Empty: the connecting address is the client's, and a proxy's clients share its limit.
+    api_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    # Request bodies: ingest batches (MAX_ITEMS readings) and everything else.
+    api_ingest_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Devices and latest readings per page (GET /devices, /readings/latest).
+    api_list_page_max: int = Field(default=1000, ge=1)
+    # Live sockets open at once per key (per API process), and how often open sockets'
+    # keys are re-checked so that a revoked key's sockets close.
+    api_live_max_per_key: int = Field(default=5, ge=1)
+    api_live_key_check_s: float = Field(default=10.0, gt=0)
+    # Reports requested per key in a fixed window (each runs the model and costs money).
+    api_reports_per_key: int = Field(default=20, ge=1)
+    api_reports_window_s: int = Field(default=3600, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit overrides, then *_FILE secrets, then the environment, then .env.
+        return (
+            init_settings,
+            SecretFileSource(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @field_validator(
+        "mqtt_topics", "api_cors_origins", "formats", "api_trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_topics(cls, value: object) -> object:
         if isinstance(value, str):
@@ -193,6 +331,24 @@ class Settings(BaseSettings):
             raise ValueError("must start with mqtt:// or mqtts://")
         return value
 
+    def redis_connection_url(self) -> str:
+        """The Redis URL with ``redis_password`` in it when set (the URL's own otherwise)."""
+        return with_password(self.redis_url.get_secret_value(), self.redis_password)
+
+    def secret_values(self) -> list[str]:
+        """Every secret's value (a URL's password, not the URL), for the log redactor to mask."""
+        found: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                if "://" not in secret:
+                    found.append(secret)
+                    continue
+                password = urlsplit(secret).password or ""
+                found += [password, unquote(password)]  # as written and as decoded
+        return [v for v in dict.fromkeys(found) if v]
+
     @property
     def names(self) -> Names:
         """Stream, subject and consumer names in this namespace."""
@@ -207,6 +363,17 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (and ``.env``) into a frozen Settings; overrides win."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def with_password(url: str, password: SecretStr | None) -> str:
+    """``url`` with ``password`` as its userinfo password (the URL unchanged when None)."""
+    if password is None:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = quote(parts.username or "", safe="")
+    secret = quote(password.get_secret_value(), safe="")
+    return parts._replace(netloc=f"{user}:{secret}@{host}").geturl()
 
 
 def redact_url(url: str) -> str:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Router, get
 from litestar.config.cors import CORSConfig
@@ -36,9 +37,11 @@ from powerflow_api.controllers.readings import LatestController, ReadingControll
 from powerflow_api.controllers.reports import ReportController
 from powerflow_api.controllers.sites import SiteController
 from powerflow_api.controllers.stats import StatsController
+from powerflow_api.keys import active_key_ids
 from powerflow_api.live import LiveHub
 from powerflow_api.problems import EXCEPTION_HANDLERS
 from powerflow_api.state import ApiState
+from powerflow_api.throttle import FailureThrottle
 from powerflow_common.db.engine import make_engine
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
@@ -127,6 +130,28 @@ async def _connect_nats_forever(state: ApiState, stop: asyncio.Event) -> None:
         return
 
 
+async def _close_revoked_sockets(state: ApiState, stop: asyncio.Event) -> None:
+    """Every api_live_key_check_s, close the live sockets whose key was revoked since.
+
+    One query for all open sockets' keys, so the cost does not grow with sockets; a revoked
+    key's socket is closed at most api_live_key_check_s after the revocation.
+    """
+    interval = state.settings.api_live_key_check_s
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        key_ids = state.hub.key_ids()
+        if stop.is_set() or not key_ids:
+            continue
+        try:
+            active = await anyio.to_thread.run_sync(active_key_ids, state.engine, key_ids)
+        except Exception as exc:
+            # Sockets stay open until the database answers again; said loudly.
+            log.error("live_key_check_failed", error=type(exc).__name__)
+            continue
+        state.hub.close_keys(key_ids - active)
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
     """The API for these settings; pass ``engine`` to share one (tests)."""
     owned_engine = engine is None
@@ -135,24 +160,33 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
         settings=settings,
         engine=db,
         redis=aioredis.from_url(
-            settings.redis_url.get_secret_value(),
+            settings.redis_connection_url(),
             socket_timeout=settings.api_redis_timeout_s,
             socket_connect_timeout=settings.api_redis_timeout_s,
         ),
-        hub=LiveHub(settings.api_live_queue_size),
+        hub=LiveHub(settings.api_live_queue_size, settings.api_live_max_per_key),
+        auth_throttle=FailureThrottle(
+            settings.api_auth_failures_burst,
+            settings.api_auth_failures_per_minute,
+            settings.api_auth_tracked_addresses,
+        ),
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        connector = asyncio.create_task(_connect_nats_forever(state, stop))
+        tasks = [
+            asyncio.create_task(_connect_nats_forever(state, stop)),
+            asyncio.create_task(_close_revoked_sockets(state, stop)),
+        ]
         try:
             yield
         finally:
             stop.set()
-            connector.cancel()
-            with contextlib.suppress(BaseException):
-                await connector
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             state.hub.close_all()
             if state.nc is not None:
                 await close_nats(state.nc)
@@ -170,7 +204,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             LatestController,
             StatsController,
             LiveController,
-            IngestController,
             ReportController,
             MeController,
             CorrectionController,
@@ -178,7 +211,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
         # Only /api/v1 needs a key: health, metrics, the schema and the dashboard are public.
         middleware=[DefineMiddleware(KeyAuthMiddleware)],
     )
-    handlers: list[Any] = [api, HealthController]
+    # Ingest batches are the one large body; everything else stays under api_max_body_bytes.
+    ingest_api = Router(
+        path="/api/v1",
+        route_handlers=[IngestController],
+        middleware=[DefineMiddleware(KeyAuthMiddleware)],
+        request_max_body_size=settings.api_ingest_max_body_bytes,
+    )
+    handlers: list[Any] = [api, ingest_api, HealthController]
     static_dir = settings.api_static_dir or PACKAGE_STATIC
     if static_dir.is_dir():
         handlers.append(
@@ -199,6 +239,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             allow_origins=list(settings.api_cors_origins),
             allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
+            # Paged lists' totals and 429/503 waits must reach a dashboard on another origin.
+            expose_headers=["X-Total-Count", "Retry-After"],
         )
         if settings.api_cors_origins
         else None
@@ -208,6 +250,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
         lifespan=[lifespan],
         middleware=[access_log],
         state=State({"api": state}),
+        request_max_body_size=settings.api_max_body_bytes,
         # Keep powerflow's logging (structlog JSON); Litestar's default would replace it.
         logging_config=None,
         exception_handlers=EXCEPTION_HANDLERS,

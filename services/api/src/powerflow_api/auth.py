@@ -22,30 +22,77 @@ Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 
 
 class KeyAuthMiddleware(AbstractAuthenticationMiddleware):
-    """Authenticate ``Authorization: Bearer pf_...`` and count the request against the key."""
+    """Authenticate ``Authorization: Bearer pf_...`` and count the request against the key.
+
+    An address with too many failed attempts is answered 429 before its key is looked up.
+    """
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        if not header:
-            raise NotAuthorizedException(
-                "Missing API key: send 'Authorization: Bearer pf_...' "
-                "(an admin creates one with 'powerflow keys create --name NAME --role viewer')."
-            )
-        if scheme.lower() != "bearer" or not key.strip():
-            raise NotAuthorizedException(
-                "Malformed Authorization header: expected 'Bearer pf_<prefix>_<secret>'."
-            )
         state = api_state(connection)
-        principal = await anyio.to_thread.run_sync(authenticate_key, state.engine, key.strip())
-        if principal is None:
-            raise NotAuthorizedException(
-                "Unknown or revoked API key: check it, or ask an admin for a new one."
-            )
+        address = client_address(connection)
+        check_auth_throttle(state, address)
+        try:
+            principal = await _authenticate(state, connection)
+        except NotAuthorizedException:
+            fail_auth(state, address)
+            raise
         await enforce_rate_limit(state, principal)
         return AuthenticationResult(user=principal, auth=None)
+
+
+async def _authenticate(
+    state: ApiState, connection: ASGIConnection[Any, Any, Any, Any]
+) -> Principal:
+    header = connection.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        raise NotAuthorizedException(
+            "Missing API key: send 'Authorization: Bearer pf_...' "
+            "(an admin creates one with 'powerflow keys create --name NAME --role viewer')."
+        )
+    if scheme.lower() != "bearer" or not key.strip():
+        raise NotAuthorizedException(
+            "Malformed Authorization header: expected 'Bearer pf_<prefix>_<secret>'."
+        )
+    principal = await anyio.to_thread.run_sync(authenticate_key, state.engine, key.strip())
+    if principal is None:
+        raise NotAuthorizedException(
+            "Unknown or revoked API key: check it, or ask an admin for a new one."
+        )
+    return principal
+
+
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The caller's address (behind a proxy of api_trusted_proxies: X-Forwarded-For)."""
+    client = connection.client
+    return client.host if client is not None else "unknown"
+
+
+def check_auth_throttle(state: ApiState, address: str) -> None:
+    """429 (naming the limit) while ``address`` has used up its failed authentications."""
+    retry_after = state.auth_throttle.retry_after_s(address)
+    if retry_after is None:
+        return
+    metrics.AUTH_THROTTLED.inc()
+    settings = state.settings
+    raise ApiError(
+        status_code=429,
+        detail=(
+            "Too many failed authentications from this address (limit api_auth_failures: "
+            f"{settings.api_auth_failures_burst} at once, then "
+            f"{settings.api_auth_failures_per_minute:g} a minute); retry after {retry_after} s."
+        ),
+        headers={"Retry-After": str(retry_after)},
+        extra=[{"key": "limit", "message": "api_auth_failures"}],
+    )
+
+
+def fail_auth(state: ApiState, address: str) -> None:
+    """Count a failed authentication (a missing, malformed, unknown or revoked key or ticket)."""
+    metrics.AUTH_FAILURES.inc()
+    state.auth_throttle.failed(address)
 
 
 async def enforce_rate_limit(state: ApiState, principal: Principal) -> None:
@@ -74,9 +121,43 @@ async def enforce_rate_limit(state: ApiState, principal: Principal) -> None:
             status_code=429,
             detail=(
                 f"Rate limit of {settings.api_rate_limit_per_window} requests per "
-                f"{window_s} s for this key exceeded; retry after {retry_after} s."
+                f"{window_s} s for this key exceeded (limit api_rate_limit); "
+                f"retry after {retry_after} s."
             ),
             headers={"Retry-After": str(retry_after)},
+            extra=[{"key": "limit", "message": "api_rate_limit"}],
+        )
+
+
+async def enforce_report_limit(state: ApiState, principal: Principal) -> None:
+    """Reports requested per key in a fixed window (each one calls the model), through Redis.
+
+    Fails open when Redis is down, like the request rate limit (logged, metric, /readyz).
+    """
+    settings = state.settings
+    window_s = settings.api_reports_window_s
+    window = int(time.time() // window_s)
+    counter = state.key("reports", str(principal.key_id), str(window))
+    try:
+        pipe = state.redis.pipeline(transaction=False)
+        pipe.incr(counter)
+        pipe.expire(counter, window_s + 1)
+        count, _ = await pipe.execute()
+    except (RedisError, OSError, TimeoutError) as exc:
+        state.redis_failed("report_limit", exc)
+        return
+    state.redis_succeeded()
+    if int(count) > settings.api_reports_per_key:
+        metrics.RATE_LIMITED.inc()
+        retry_after = max(1, (window + 1) * window_s - int(time.time()))
+        raise ApiError(
+            status_code=429,
+            detail=(
+                f"This key has requested {settings.api_reports_per_key} reports in this "
+                f"{window_s} s window (limit api_reports_per_key); retry after {retry_after} s."
+            ),
+            headers={"Retry-After": str(retry_after)},
+            extra=[{"key": "limit", "message": "api_reports_per_key"}],
         )
 
 

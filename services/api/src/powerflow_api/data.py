@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from powerflow_api import schemas
 from powerflow_common.db.models import (
@@ -37,9 +37,17 @@ RAW_FIELDS = (
 
 
 def device_rows(
-    conn: Connection, *, code: str | None = None, site_id: int | None = None
+    conn: Connection,
+    *,
+    code: str | None = None,
+    site_id: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[Any]:
-    """Devices with the power of their latest reading (a primary-key lookup at last_seen_at)."""
+    """Devices with the power of their latest reading (a primary-key lookup at last_seen_at).
+
+    Ordered by code, so ``limit``/``offset`` pages are stable.
+    """
     r = readings_t
     d = devices_t
     stmt = (
@@ -51,7 +59,17 @@ def device_rows(
         stmt = stmt.where(d.c.code == code)
     if site_id is not None:
         stmt = stmt.where(d.c.site_id == site_id)
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
     return list(conn.execute(stmt).all())
+
+
+def device_count(conn: Connection, *, site_id: int | None = None) -> int:
+    """How many devices (of a site) there are, for the pages' ``X-Total-Count``."""
+    stmt = select(func.count()).select_from(devices_t)
+    if site_id is not None:
+        stmt = stmt.where(devices_t.c.site_id == site_id)
+    return int(conn.execute(stmt).scalar_one())
 
 
 def to_device(

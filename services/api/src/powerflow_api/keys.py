@@ -10,13 +10,16 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, cast, get_args
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 
-from powerflow_common.db.models import API_KEYS, ApiKey
+from powerflow_common.db.models import API_KEY_DEVICES, API_KEYS, ApiKey
+from powerflow_common.errors import Rejected
+from powerflow_common.validation import check_device_code
 
 Role = Literal["device", "viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -25,6 +28,11 @@ ROLES: tuple[Role, ...] = get_args(Role)
 _RANK: dict[str, int] = {"device": 0, "viewer": 1, "operator": 2, "admin": 3}
 
 _keys = API_KEYS
+_bindings = API_KEY_DEVICES
+
+# A gateway posting for a building's meters needs hundreds; more is a mistake (and every
+# ingest item is checked against the set).
+MAX_DEVICES_PER_KEY = 10_000
 
 KEY_PATTERN = re.compile(r"^pf_([a-z0-9]{8})_([A-Za-z0-9_-]{43})$")
 
@@ -60,11 +68,41 @@ def new_key() -> tuple[str, str]:
     return f"pf_{prefix}_{secrets.token_urlsafe(32)}", prefix
 
 
-def create_key(engine: Engine, name: str, role: str) -> tuple[str, ApiKey]:
-    """Store a new key and return (the key, its row); the key is never retrievable again."""
+def check_devices(role: Role, devices: Iterable[str]) -> list[str]:
+    """The canonical, distinct codes a key of ``role`` is bound to; ValueError if not allowed.
+
+    A ``device`` key needs at least one device (a key for every device is what an operator
+    key is); other roles post for any device and take none.
+    """
+    codes: list[str] = []
+    for code in devices:
+        try:
+            codes.append(check_device_code(code.strip()))
+        except Rejected as exc:
+            raise ValueError(exc.detail) from None
+    codes = list(dict.fromkeys(codes))
+    if role == "device" and not codes:
+        raise ValueError("a device key needs the devices it posts for: --device CODE (repeatable)")
+    if role != "device" and codes:
+        raise ValueError(
+            f"only device keys are bound to devices; a {role} key may post for any device"
+        )
+    if len(codes) > MAX_DEVICES_PER_KEY:
+        raise ValueError(f"{len(codes)} devices; a key is bound to at most {MAX_DEVICES_PER_KEY}")
+    return codes
+
+
+def create_key(
+    engine: Engine, name: str, role: str, devices: Iterable[str] = ()
+) -> tuple[str, ApiKey]:
+    """Store a new key and return (the key, its row); the key is never retrievable again.
+
+    ``devices``: the codes a ``device`` key may post readings for (required for that role).
+    """
     checked = check_role(role)
     if not name.strip():
         raise ValueError("a key needs a non-empty name, e.g. --name dashboard")
+    codes = check_devices(checked, devices)
     key, prefix = new_key()
     row = ApiKey(
         name=name.strip(),
@@ -85,7 +123,44 @@ def create_key(engine: Engine, name: str, role: str) -> tuple[str, ApiKey]:
             )
         )
         row.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        if codes:
+            conn.execute(insert(_bindings), [{"key_id": row.id, "device_code": c} for c in codes])
     return key, row
+
+
+def key_devices(engine: Engine, key_id: int) -> frozenset[str]:
+    """The device codes a key is bound to (empty for other roles and for old device keys)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_bindings.c.device_code).where(_bindings.c.key_id == key_id)
+        ).all()
+    return frozenset(str(r.device_code) for r in rows)
+
+
+def all_key_devices(engine: Engine) -> dict[int, list[str]]:
+    """Every key's bound device codes, sorted, by key id (for ``keys list``)."""
+    found: dict[int, list[str]] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_bindings.c.key_id, _bindings.c.device_code).order_by(
+                _bindings.c.key_id, _bindings.c.device_code
+            )
+        ).all()
+    for row in rows:
+        found.setdefault(int(row.key_id), []).append(str(row.device_code))
+    return found
+
+
+def active_key_ids(engine: Engine, key_ids: Iterable[int]) -> set[int]:
+    """Which of these keys exist and are not revoked (one query, for the live sockets)."""
+    wanted = sorted(set(key_ids))
+    if not wanted:
+        return set()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_keys.c.id).where(_keys.c.id.in_(wanted), _keys.c.revoked_at.is_(None))
+        ).all()
+    return {int(r.id) for r in rows}
 
 
 def list_keys(engine: Engine) -> list[ApiKey]:

@@ -19,24 +19,54 @@ from powerflow_common.wire import batch_decoder, json_encoder
 log = get_logger(__name__)
 
 
+# Why a client's socket is closed (its close reason, under 123 bytes).
+TOO_SLOW = "too slow: readings were dropped"
+KEY_REVOKED = "the API key of this socket was revoked"
+SHUTTING_DOWN = "server shutting down"
+
+
 @dataclass(eq=False)
 class LiveClient:
-    """One socket's queue of encoded readings and the device codes it asked for (None: all)."""
+    """One socket's queue of encoded readings and the device codes it asked for (None: all).
+
+    ``key_id``: the API key whose ticket opened it; ``closed_because`` says why the hub
+    ended it (too slow, key revoked), set together with ``dropped``.
+    """
 
     devices: frozenset[str] | None
     queue: asyncio.Queue[bytes]
+    key_id: int = 0
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
+    closed_because: str = TOO_SLOW
+
+    def end(self, reason: str) -> None:
+        if not self.dropped.is_set():
+            self.closed_because = reason
+            self.dropped.set()
+
+
+class LiveLimitReached(Exception):
+    """The key already has its api_live_max_per_key sockets open in this process."""
 
 
 class LiveHub:
     """Fans readings out from NATS to every connected client, without ever blocking."""
 
-    def __init__(self, queue_size: int) -> None:
+    def __init__(self, queue_size: int, max_per_key: int = 5) -> None:
         self.queue_size = queue_size
+        self.max_per_key = max_per_key
         self.clients: set[LiveClient] = set()
 
-    def register(self, devices: frozenset[str] | None) -> LiveClient:
-        client = LiveClient(devices, asyncio.Queue(self.queue_size))
+    def open_for(self, key_id: int) -> int:
+        """Sockets of ``key_id`` open in this process."""
+        return sum(1 for c in self.clients if c.key_id == key_id and not c.dropped.is_set())
+
+    def register(self, devices: frozenset[str] | None, key_id: int = 0) -> LiveClient:
+        """A new client of ``key_id``; LiveLimitReached when the key has its maximum open."""
+        if self.open_for(key_id) >= self.max_per_key:
+            metrics.LIVE_REFUSED.inc()
+            raise LiveLimitReached
+        client = LiveClient(devices, asyncio.Queue(self.queue_size), key_id)
         self.clients.add(client)
         metrics.LIVE_CLIENTS.set(len(self.clients))
         return client
@@ -44,6 +74,22 @@ class LiveHub:
     def unregister(self, client: LiveClient) -> None:
         self.clients.discard(client)
         metrics.LIVE_CLIENTS.set(len(self.clients))
+
+    def key_ids(self) -> set[int]:
+        """The keys with an open socket (re-checked for revocation)."""
+        return {c.key_id for c in self.clients if not c.dropped.is_set()}
+
+    def close_keys(self, key_ids: set[int]) -> int:
+        """End every socket of these keys (revoked); returns how many."""
+        closed = 0
+        for client in list(self.clients):
+            if client.key_id in key_ids and not client.dropped.is_set():
+                client.end(KEY_REVOKED)
+                closed += 1
+        if closed:
+            metrics.LIVE_REVOKED.inc(closed)
+            log.warning("live_sockets_closed", reason="key revoked", sockets=closed)
+        return closed
 
     async def on_message(self, msg: Msg) -> None:
         """NATS callback: decode a ReadingBatch and offer each reading to interested clients."""
@@ -66,12 +112,12 @@ class LiveHub:
                 try:
                     client.queue.put_nowait(encoded)
                 except asyncio.QueueFull:
-                    client.dropped.set()
+                    client.end(TOO_SLOW)
                     metrics.LIVE_DROPPED.inc()
                     log.warning("live_client_dropped", reason="too slow", queued=self.queue_size)
 
     def close_all(self) -> None:
         for client in list(self.clients):
-            client.dropped.set()
+            client.end(SHUTTING_DOWN)
         with contextlib.suppress(Exception):
             self.clients.clear()

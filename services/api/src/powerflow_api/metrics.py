@@ -33,3 +33,18 @@ CORRECTIONS = Counter(
     "Stored values overwritten by operators; totals=stale: their recompute was not acknowledged",
     ["totals"],
 )
+AUTH_FAILURES = Counter(
+    "powerflow_api_auth_failures_total",
+    "Requests and live sockets refused for a missing, unknown or revoked key or ticket",
+)
+AUTH_THROTTLED = Counter(
+    "powerflow_api_auth_throttled_total",
+    "Requests refused with 429 because their address failed authentication too often",
+)
+LIVE_REVOKED = Counter(
+    "powerflow_api_live_revoked_total", "Live sockets closed because their key was revoked"
+)
+LIVE_REFUSED = Counter(
+    "powerflow_api_live_refused_total",
+    "Live sockets refused because their key already had api_live_max_per_key open",
+)

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import OperationalError
 
@@ -31,6 +32,10 @@ _TITLES = {
     500: "Internal server error",
     503: "Service unavailable",
 }
+
+
+# A route handler's ``opt`` key naming the setting of its body cap, when not the general one.
+BODY_LIMIT_SETTING = "body_limit_setting"
 
 
 class ApiError(HTTPException):
@@ -82,6 +87,22 @@ def http_exception_handler(
     )
 
 
+def too_large_handler(
+    request: Request[Any, Any, Any], exc: RequestEntityTooLarge
+) -> Response[Problem]:
+    """A body over its route's cap: 413 naming the cap and the setting that sets it."""
+    handler = request.route_handler
+    limit = handler.resolve_request_max_body_size()
+    setting = str(handler.opt.get(BODY_LIMIT_SETTING, "api_max_body_bytes"))
+    return problem_response(
+        413,
+        f"The request body is larger than this endpoint accepts ({limit} bytes, setting "
+        f"{setting}); send less (ingest: split the batch).",
+        instance=request.url.path,
+        errors=[{"key": "limit", "message": setting}],
+    )
+
+
 def out_of_bounds_handler(request: Request[Any, Any, Any], exc: OutOfBounds) -> Response[Problem]:
     """A value outside its range (a time in year 1, an id beyond the id column): 400."""
     return problem_response(
@@ -122,6 +143,7 @@ def database_unavailable_handler(
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    RequestEntityTooLarge: too_large_handler,
     HTTPException: http_exception_handler,
     OutOfBounds: out_of_bounds_handler,
     OperationalError: database_unavailable_handler,

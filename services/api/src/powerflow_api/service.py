@@ -48,6 +48,9 @@ def main(settings: Settings) -> None:
         # uvicorn's access log prints query strings, where live tickets travel; ours does not.
         access_log=False,
         log_config=None,
-        proxy_headers=False,
+        # X-Forwarded-For only from the proxies named in api_trusted_proxies: anyone else
+        # could name any address and dodge the failed-authentication limit per address.
+        proxy_headers=bool(settings.api_trusted_proxies),
+        forwarded_allow_ips=list(settings.api_trusted_proxies) or None,
         ws_max_size=64 * 1024,
     )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
     from powerflow_api.live import LiveHub
+    from powerflow_api.throttle import FailureThrottle
 
 log = get_logger(__name__)
 
@@ -32,6 +33,7 @@ class ApiState:
     engine: Engine
     redis: aioredis.Redis
     hub: LiveHub
+    auth_throttle: FailureThrottle
     nc: NATS | None = None
     redis_ok: bool = True
     _last_redis_log: float = field(default=0.0)

@@ -37,13 +37,13 @@ _producers_lock = threading.Lock()
 def _broker(settings: Settings) -> RedisBroker:
     # redis-py connects lazily: making the broker needs no Redis yet.
     return RedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_url.get_secret_value(), namespace="powerflow-dramatiq"
+        url=settings.redis_connection_url(), namespace="powerflow-dramatiq"
     )
 
 
 def producer_broker(settings: Settings) -> RedisBroker:
     """A broker to enqueue with, one per Redis URL and process."""
-    url = settings.redis_url.get_secret_value()
+    url = settings.redis_connection_url()
     with _producers_lock:
         if url not in _producers:
             _producers[url] = _broker(settings)

@@ -47,7 +47,7 @@ class ReporterWorker:
         )
         self._stop = threading.Event()
         self._redis = redis.Redis.from_url(
-            settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=5
+            settings.redis_connection_url(), socket_timeout=5, socket_connect_timeout=5
         )
         self._timer = threading.Thread(
             target=self._maintain, name="reporter-maintenance", daemon=True

@@ -228,6 +228,23 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class ApiKeyDevice(Base):
+    """A device a ``device`` key may post readings for (migration 0007).
+
+    The code, not the device row: a key may be made for a device before its first reading
+    creates the row. Codes are canonical (validation.canonical_device_code) and compare exactly.
+    """
+
+    __tablename__ = "api_key_devices"
+
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_code: Mapped[str] = mapped_column(
+        String(64, collation=DEVICE_CODE_COLLATION), primary_key=True
+    )
+
+
 class ReadingCorrection(Base):
     """One operator correction of one stored measurement: who, when, why and the old value.
 
@@ -268,4 +285,5 @@ EMISSION_FACTORS = _table(EmissionFactorRow)
 RENEWABLE_CONTRACTS = _table(RenewableContract)
 ESG_REPORTS = _table(EsgReport)
 API_KEYS = _table(ApiKey)
+API_KEY_DEVICES = _table(ApiKeyDevice)
 READING_CORRECTIONS = _table(ReadingCorrection)

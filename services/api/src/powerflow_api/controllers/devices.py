@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, patch
+from litestar import Controller, Request, Response, get, patch
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, Parameter, PathParameter
 from msgspec import UNSET, structs
@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 
 from powerflow_api import schemas
 from powerflow_api.auth import principal_of, requires
-from powerflow_api.data import device_rows, devices_t, sites_t, to_device
+from powerflow_api.data import device_count, device_rows, devices_t, sites_t, to_device
+from powerflow_api.paging import LIMIT, OFFSET, TOTAL, page, page_limit
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
@@ -38,21 +39,28 @@ class DeviceController(Controller):
     path = "/devices"
     tags = ["devices"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @get("/", guards=[requires("viewer")], sync_to_thread=True)
+    @get("/", guards=[requires("viewer")], sync_to_thread=True, response_headers=[TOTAL])
     def list_devices(
         self,
         request: Req,
         site_id: int | None = Parameter(
             default=None, ge=MIN_ROW_ID, le=MAX_ROW_ID, description="Only this site's devices"
         ),
-    ) -> list[schemas.Device]:
-        """Every device with its last reading time, online state and current power."""
+        limit: int | None = LIMIT,
+        offset: int = OFFSET,
+    ) -> Response[list[schemas.Device]]:
+        """Devices by code with last reading time, online state and current power, paged.
+
+        ``X-Total-Count`` says how many there are; page with ``offset``.
+        """
         state = api_state(request)
+        size = page_limit(state.settings, limit)
         with state.engine.connect() as conn:
-            rows = device_rows(conn, site_id=site_id)
+            rows = device_rows(conn, site_id=site_id, limit=size, offset=offset)
+            total = device_count(conn, site_id=site_id)
             counted = counted_now(conn)
         threshold = state.settings.api_online_threshold_s
-        return [to_device(r, threshold, counted=r.id in counted) for r in rows]
+        return page([to_device(r, threshold, counted=r.id in counted) for r in rows], total)
 
     @get("/{code:str}", guards=[requires("viewer")], sync_to_thread=True)
     def get_device(self, request: Req, code: Code) -> schemas.Device:

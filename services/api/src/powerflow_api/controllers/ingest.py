@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, post
 from litestar.connection import ASGIConnection
@@ -13,8 +14,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 
 from powerflow_api import metrics
-from powerflow_api.keys import Principal
-from powerflow_api.problems import ApiError
+from powerflow_api.auth import principal_of
+from powerflow_api.keys import Principal, key_devices
+from powerflow_api.problems import BODY_LIMIT_SETTING, ApiError
 from powerflow_api.state import api_state
 from powerflow_common.http_ingest import MAX_ITEMS, ItemResult, decode_items, publish_items
 from powerflow_common.jetstream import is_stream_full
@@ -54,9 +56,20 @@ class IngestController(Controller):
     path = "/ingest"
     tags = ["ingest"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @post("/", guards=[may_ingest], status_code=202)
+    # Ingest batches are the one large body (MAX_ITEMS readings): app.py mounts this
+    # controller on its own router with api_ingest_max_body_bytes.
+    @post(
+        "/",
+        guards=[may_ingest],
+        status_code=202,
+        opt={BODY_LIMIT_SETTING: "api_ingest_max_body_bytes"},
+    )
     async def ingest(self, request: Req, data: JSONBody[IngestBatch]) -> IngestResult:
-        """Validate a batch and queue its readings; a retried POST stores nothing twice."""
+        """Validate a batch and queue its readings; a retried POST stores nothing twice.
+
+        A device key's items of devices it is not bound to are refused one by one
+        (``device_not_allowed``); the others are stored. Operator and admin keys post for any.
+        """
         state = api_state(request)
         if not data.readings:
             raise ApiError(status_code=400, detail="'readings' is empty: send at least one.")
@@ -66,9 +79,15 @@ class IngestController(Controller):
                 detail=f"{len(data.readings)} readings in one batch; send at most {MAX_ITEMS}.",
             )
         settings = state.settings
+        principal = principal_of(request)
+        allowed = (
+            await anyio.to_thread.run_sync(key_devices, state.engine, principal.key_id)
+            if principal.role == "device"
+            else None
+        )
         now = datetime.now(UTC)
         readings, results, rejected = decode_items(
-            data.readings, now, limits_from_settings(settings)
+            data.readings, now, limits_from_settings(settings), allowed
         )
         nc = state.nc
         if nc is None or not nc.is_connected:

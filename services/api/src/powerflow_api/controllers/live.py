@@ -7,13 +7,15 @@ import contextlib
 import secrets
 from typing import Any
 
+import anyio.to_thread
 from litestar import Controller, Request, WebSocket, post, websocket
 from litestar.exceptions import WebSocketDisconnect
 from redis.exceptions import RedisError
 
 from powerflow_api import schemas
-from powerflow_api.auth import principal_of, requires
-from powerflow_api.keys import sha256_hex
+from powerflow_api.auth import client_address, fail_auth, principal_of, requires
+from powerflow_api.keys import active_key_ids, sha256_hex
+from powerflow_api.live import SHUTTING_DOWN, LiveClient, LiveLimitReached
 from powerflow_api.problems import ApiError
 from powerflow_api.state import ApiState, api_state
 from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS
@@ -21,8 +23,9 @@ from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
 
-# Close codes: 1008 policy violation (refused or too slow), 1011 server going away.
+# Close codes: 1008 policy violation (refused, too slow, key revoked), 1001 going away.
 POLICY_VIOLATION = 1008
+GOING_AWAY = 1001
 # A socket follows everything or a chosen few; a filter longer than this is a mistake, and
 # every reading is checked against it.
 MAX_LIVE_DEVICES = 1000
@@ -60,17 +63,29 @@ class LiveController(Controller):
     async def live(self, socket: WebSocket[Any, Any, Any]) -> None:
         """Readings as JSON text frames; ?ticket=... (required), ?device=CODE (repeatable)."""
         state = api_state(socket)
+        address = client_address(socket)
+        if state.auth_throttle.retry_after_s(address) is not None:
+            await socket.close(
+                code=POLICY_VIOLATION,
+                reason="too many failed authentications from this address (api_auth_failures)",
+            )
+            return
         ticket = socket.query_params.get("ticket") or ""
-        valid = False
+        stored: bytes | str | None = None
         if ticket:
             try:
                 # GETDEL: the first socket to present a ticket consumes it, on any process.
-                valid = await state.redis.getdel(ticket_key(state, ticket)) is not None
+                stored = await state.redis.getdel(ticket_key(state, ticket))
             except (RedisError, OSError, TimeoutError) as exc:
                 state.redis_failed("ticket", exc)
             else:
                 state.redis_succeeded()
-        if not valid:
+        key_id = _key_id(stored)
+        # The key may have been revoked since it took the ticket (up to api_ticket_ttl_s).
+        if key_id is None or not await anyio.to_thread.run_sync(
+            active_key_ids, state.engine, [key_id]
+        ):
+            fail_auth(state, address)
             # Closing before accepting answers the handshake with HTTP 403.
             await socket.close(code=POLICY_VIOLATION, reason="a valid, unused ticket is required")
             return
@@ -84,12 +99,30 @@ class LiveController(Controller):
         if refused:
             await socket.close(code=POLICY_VIOLATION, reason=refused)
             return
-        await socket.accept()
-        client = state.hub.register(frozenset(wanted) if wanted else None)
         try:
-            await _pump(socket, client.queue, client.dropped)
+            client = state.hub.register(frozenset(wanted) if wanted else None, key_id)
+        except LiveLimitReached:
+            await socket.close(
+                code=POLICY_VIOLATION,
+                reason=f"this key has {state.hub.max_per_key} live sockets open "
+                "(limit api_live_max_per_key)",
+            )
+            return
+        try:
+            await socket.accept()
+            await _pump(socket, client)
         finally:
             state.hub.unregister(client)
+
+
+def _key_id(stored: bytes | str | None) -> int | None:
+    """The key id a ticket was issued to (its Redis value), or None."""
+    if stored is None:
+        return None
+    try:
+        return int(stored)
+    except ValueError:
+        return None
 
 
 def _refused_filter(codes: list[str]) -> str | None:
@@ -101,9 +134,9 @@ def _refused_filter(codes: list[str]) -> str | None:
     return None
 
 
-async def _pump(
-    socket: WebSocket[Any, Any, Any], queue: asyncio.Queue[bytes], dropped: asyncio.Event
-) -> None:
+async def _pump(socket: WebSocket[Any, Any, Any], client: LiveClient) -> None:
+    queue, dropped = client.queue, client.dropped
+
     async def send() -> None:
         while True:
             await socket.send_text((await queue.get()).decode())
@@ -125,7 +158,6 @@ async def _pump(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     if dropped.is_set():
+        code = GOING_AWAY if client.closed_because == SHUTTING_DOWN else POLICY_VIOLATION
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                socket.close(code=POLICY_VIOLATION, reason="too slow: readings were dropped"), 2
-            )
+            await asyncio.wait_for(socket.close(code=code, reason=client.closed_because), 2)

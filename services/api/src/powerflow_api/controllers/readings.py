@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get
 from litestar.params import Parameter, PathParameter
 from litestar.response import Stream
 from sqlalchemy import Connection, select
@@ -17,6 +17,7 @@ from powerflow_api import schemas
 from powerflow_api.auth import requires
 from powerflow_api.data import (
     RAW_FIELDS,
+    device_count,
     device_rows,
     devices_t,
     raw_point,
@@ -24,6 +25,7 @@ from powerflow_api.data import (
     sites_t,
     to_device,
 )
+from powerflow_api.paging import LIMIT, OFFSET, TOTAL, page, page_limit
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import (
     Window,
@@ -182,12 +184,20 @@ class LatestController(Controller):
     path = "/readings"
     tags = ["readings"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @get("/latest", guards=[requires("viewer")], sync_to_thread=True)
-    def latest_all(self, request: Req) -> list[schemas.LatestReading]:
-        """The latest reading of every device."""
+    @get("/latest", guards=[requires("viewer")], sync_to_thread=True, response_headers=[TOTAL])
+    def latest_all(
+        self, request: Req, limit: int | None = LIMIT, offset: int = OFFSET
+    ) -> Response[list[schemas.LatestReading]]:
+        """The latest reading of each device, by device code, a page at a time.
+
+        ``X-Total-Count`` says how many devices there are; page with ``offset``.
+        """
         state = api_state(request)
+        size = page_limit(state.settings, limit)
         with state.engine.connect() as conn:
-            return [_latest(conn, d, state.settings) for d in device_rows(conn)]
+            rows = device_rows(conn, limit=size, offset=offset)
+            total = device_count(conn)
+            return page([_latest(conn, d, state.settings) for d in rows], total)
 
 
 def _latest(conn: Connection, device: Any, settings: Settings) -> schemas.LatestReading:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
@@ -12,10 +13,10 @@ from litestar.params import JSONBody, Parameter, PathParameter
 from litestar.response import File
 from pydantic import ValidationError
 
-from powerflow_api.auth import requires
+from powerflow_api.auth import enforce_report_limit, principal_of, requires
 from powerflow_api.problems import ApiError
 from powerflow_api.schemas import RowId
-from powerflow_api.state import api_state
+from powerflow_api.state import ApiState, api_state
 from powerflow_common.bounds import MAX_OFFSET, MAX_REPORT_ID_CHARS
 from powerflow_reporter.requests import (
     MAX_DEVICES,
@@ -79,13 +80,27 @@ def _not_found(report_id: str) -> NotFoundException:
     return NotFoundException(f"No report {report_id!r}; list them with GET /api/v1/reports.")
 
 
+def _create(state: ApiState, wanted: ReportRequest) -> Report:
+    try:
+        report_id = create_report(state.engine, state.settings, wanted)
+    except InvalidReportRequest as exc:
+        raise ApiError(status_code=422, detail=str(exc)) from None
+    view = get_report(state.engine, state.settings, report_id)
+    assert view is not None  # committed before it was enqueued
+    return _out(view)
+
+
 class ReportController(Controller):
     path = "/reports"
     tags = ["reports"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
-    @post("/", guards=[requires("operator")], status_code=202, sync_to_thread=True)
-    def request_report(self, request: Req, data: JSONBody[ReportCreate]) -> Report:
-        """Queue a report; follow it with GET /api/v1/reports/{id} (operator)."""
+    @post("/", guards=[requires("operator")], status_code=202)
+    async def request_report(self, request: Req, data: JSONBody[ReportCreate]) -> Report:
+        """Queue a report; follow it with GET /api/v1/reports/{id} (operator).
+
+        At most api_reports_per_key reports per key per api_reports_window_s (429 beyond);
+        a request refused as invalid (422) before it reaches the database is not counted.
+        """
         state = api_state(request)
         try:
             wanted = ReportRequest(
@@ -94,13 +109,8 @@ class ReportController(Controller):
         except ValidationError as exc:
             messages = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise ApiError(status_code=422, detail=messages) from None
-        try:
-            report_id = create_report(state.engine, state.settings, wanted)
-        except InvalidReportRequest as exc:
-            raise ApiError(status_code=422, detail=str(exc)) from None
-        view = get_report(state.engine, state.settings, report_id)
-        assert view is not None  # committed before it was enqueued
-        return _out(view)
+        await enforce_report_limit(state, principal_of(request))
+        return await anyio.to_thread.run_sync(_create, state, wanted)
 
     @get("/", guards=[requires("viewer")], sync_to_thread=True)
     def list_all(

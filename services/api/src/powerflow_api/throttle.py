@@ -1,0 +1,75 @@
+"""Failed authentication per client address: a token bucket in each API process.
+
+Checked before a key is looked up, so a flood of wrong keys costs no database query once
+its address is throttled. In-process, not Redis: it needs no round trip on every request,
+keeps working (closed) when Redis is down, and protects exactly what it is for, this
+process's database pool. With N API copies behind a balancer an address gets N buckets;
+a 256-bit key cannot be guessed either way, so that only scales the load a flood can cause.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+SECONDS_PER_MINUTE = 60.0
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class FailureThrottle:
+    """``burst`` failures at once per address, refilled at ``per_minute``; memory bounded."""
+
+    def __init__(
+        self,
+        burst: int,
+        per_minute: float,
+        max_addresses: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.per_minute = per_minute
+        self.max_addresses = max_addresses
+        self._rate_per_s = per_minute / SECONDS_PER_MINUTE
+        self._clock = clock
+        # Least recently failed first: beyond max_addresses the oldest is forgotten (a flood
+        # of spoofed-looking addresses cannot grow memory, only reset old buckets).
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def _refilled(self, address: str, now: float) -> _Bucket | None:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            return None
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self._rate_per_s)
+        bucket.updated = now
+        if bucket.tokens >= self.burst:  # full again: nothing to remember
+            del self._buckets[address]
+            return None
+        return bucket
+
+    def retry_after_s(self, address: str) -> int | None:
+        """Whole seconds until ``address`` may try again, or None when it may now."""
+        bucket = self._refilled(address, self._clock())
+        if bucket is None or bucket.tokens >= 1:
+            return None
+        return max(1, math.ceil((1 - bucket.tokens) / self._rate_per_s))
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication from ``address``."""
+        now = self._clock()
+        bucket = self._refilled(address, now) or _Bucket(tokens=float(self.burst), updated=now)
+        bucket.tokens = max(0.0, bucket.tokens - 1)
+        self._buckets[address] = bucket
+        self._buckets.move_to_end(address)
+        while len(self._buckets) > self.max_addresses:
+            self._buckets.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
