@@ -185,8 +185,10 @@ def load_placements(conn: Connection, device_ids: Sequence[int] | None = None) -
         dq = dq.where(d.c.id.in_(sorted(device_ids)))
         hq = hq.where(h.c.device_id.in_(sorted(device_ids)))
     history: dict[int, list[Placement]] = defaultdict(list)
-    for r in conn.execute(hq.order_by(h.c.device_id, h.c.valid_from)):
-        history[r.device_id].append(Placement(r.device_id, r.site_id, r.meter_role, r.valid_from))
+    for hr in conn.execute(hq.order_by(h.c.device_id, h.c.valid_from)):
+        history[hr.device_id].append(
+            Placement(hr.device_id, hr.site_id, hr.meter_role, hr.valid_from)
+        )
     out: list[Placement] = []
     for r in conn.execute(dq):
         # Admission is the device's, for its whole history (totals.py).
