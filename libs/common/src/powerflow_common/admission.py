@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, func, literal, select, union_all, upd
 
 from powerflow_common.db.models import DEVICES, READINGS
 from powerflow_common.formats.original import LEGACY_TOPIC
+from powerflow_common.logs import get_logger
 from powerflow_common.validation import canonical_device_code
 
 __all__ = [
@@ -51,6 +52,8 @@ MAX_WAITING_LISTED = 100
 # Readings of a waiting device are counted up to this: an exact count of a device that has
 # waited for months on an open listener would read its whole history at every overview.
 READINGS_COUNT_CAP = 100_000
+
+log = get_logger(__name__)
 
 _devices = DEVICES
 _readings = READINGS
@@ -171,6 +174,8 @@ def admit_devices(
                 .where(d.code.in_(waiting), d.admitted_at.is_(None))
                 .values(admitted_at=at, admitted_by=by[:128])
             )
+    for code in waiting:
+        log.info("device_admitted", device_code=code, by=by[:128])
     return [
         AdmittedDevice(c, at, by[:128], True)
         if before[c].admitted_at is None
