@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 from conftest import SERVER_URL, service_env
 from pf_testing import (
     Service,
+    admit,
     consumer_idle,
     count_rows,
     device_rows,
@@ -146,6 +147,8 @@ def test_a_mac_spelled_two_ways_is_one_device_and_200_others_are_stored_in_the_s
             try:
                 ingest.wait_logged("mqtt_subscribed")
                 writer.wait_logged("writer_starting")
+                # Prototype devices on the shared topic: enrolled as legacy.
+                admit(engine, MAC, *(f"dev-{i}" for i in range(200)))
                 t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
                 publish_all(broker.url, [original(MAC, t0, 10.0)])
                 wait_for(lambda: device_rows(engine, MAC) == 1, 30, what="the first MAC reading")
