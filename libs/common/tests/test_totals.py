@@ -202,5 +202,7 @@ def test_a_waiting_main_meter_does_not_silence_its_sites_standalone_devices() ->
 
 
 def test_a_waiting_device_asked_for_by_itself_shows_its_own_figures() -> None:
-    (span,) = spans([Placement(1, None, "sub", BEGINNING, admitted=False)], every_device_counts=True)
+    (span,) = spans(
+        [Placement(1, None, "sub", BEGINNING, admitted=False)], every_device_counts=True
+    )
     assert span.counted
