@@ -338,6 +338,7 @@ def test_the_site_total_of_a_main_meter_with_two_sub_meter_plugs_equals_the_main
         *power("plug-a", start, 721, 5, 400.0),
         *power("plug-b", start, 721, 5, 300.0),
     ]
+    admit(engine, "site-main", "plug-a", "plug-b", legacy=False)  # counted in totals
     store(engine, readings)
     with engine.begin() as conn:
         site_id = conn.execute(
