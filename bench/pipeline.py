@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,6 +77,26 @@ def publisher(port: int) -> subprocess.Popen[str]:
         stdin=subprocess.PIPE,
         text=True,
     )
+
+
+def enrol_legacy(url: str, prefixes: Iterable[str], devices: int = 100) -> None:
+    """Enrol the bench's devices as an operator would for the prototype's shared topic:
+    admitted and allowed on ``power/measurement`` (the writer refuses anyone else there)."""
+    engine = create_engine(url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (code, payload_format, meter_role, bidirectional,"
+                    " first_seen_at, last_seen_at, admitted_at, admitted_by, legacy_topic)"
+                    " VALUES (:code, 'original', 'standalone', 0, :now, :now, :now, 'bench', 1)"
+                    " ON DUPLICATE KEY UPDATE legacy_topic = 1"
+                ),
+                [{"code": f"{p}-{d:03d}", "now": now} for p in prefixes for d in range(devices)],
+            )
+    finally:
+        engine.dispose()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -262,6 +282,7 @@ def main() -> None:
             if pid:
                 procs[name] = pid
         ours = Rows(db_url, "readings", "ts", "received_at", "")
+        enrol_legacy(db_url, ("tp", "lat"))
         print(f"powerflow: throughput with {args.count:,} readings ...", flush=True)
         results["powerflow_tp"] = throughput(broker.port, ours, "tp", args.count, procs)
         print(f"powerflow: latency at {args.rate:,.0f}/s for {args.seconds:.0f} s ...", flush=True)

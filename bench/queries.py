@@ -48,8 +48,8 @@ def load(engine: Engine, days: int, history_days: int, now: datetime) -> None:
             conn.execute(
                 text(
                     "INSERT INTO devices (code, site_id, payload_format, meter_role, bidirectional,"
-                    " first_seen_at, last_seen_at) VALUES (:code, 1, 'original', 'standalone', 0,"
-                    " :first, :now)"
+                    " first_seen_at, last_seen_at, admitted_at) VALUES (:code, 1, 'original',"
+                    " 'standalone', 0, :first, :now, :first)"
                 ),
                 {"code": f"q-{d:02d}", "first": start, "now": now},
             )

@@ -39,7 +39,9 @@ def add_device(
     last_seen: datetime,
     site_id: int | None = None,
     meter_role: str = "standalone",
+    admitted: bool = True,
 ) -> int:
+    """A device row; admitted (counted in totals) unless ``admitted=False``: waiting."""
     with engine.begin() as conn:
         result = conn.execute(
             insert(Device).values(
@@ -50,6 +52,8 @@ def add_device(
                 bidirectional=False,
                 first_seen_at=last_seen,
                 last_seen_at=last_seen,
+                admitted_at=last_seen if admitted else None,
+                admitted_by="test" if admitted else None,
             )
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]

@@ -173,6 +173,7 @@ def seed_site(
                             meter_role=role,
                             bidirectional=False,
                             first_seen_at=now,
+                            admitted_at=now,
                             last_seen_at=now,
                         )
                     ).inserted_primary_key[0]  # type: ignore[index]

@@ -40,6 +40,32 @@ TRUNCATE_TABLES = (
 )
 
 
+def admit(engine: Engine, *codes: str, legacy: bool = True) -> None:
+    """Enrol test devices the way an operator would: admitted (they count in totals) and, with
+    ``legacy``, allowed on the shared ``power/measurement`` topic. A device not seen yet is
+    created (its first reading then moves first_seen_at back); an existing one is updated."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        for code in codes:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (code, payload_format, meter_role, bidirectional,"
+                    " first_seen_at, last_seen_at, admitted_at, admitted_by, legacy_topic)"
+                    " VALUES (:code, 'original', 'standalone', 0, :now, :now, :now, 'test',"
+                    " :legacy) ON DUPLICATE KEY UPDATE"
+                    " admitted_at = COALESCE(admitted_at, VALUES(admitted_at)),"
+                    " admitted_by = COALESCE(admitted_by, VALUES(admitted_by)),"
+                    " legacy_topic = legacy_topic OR VALUES(legacy_topic)"
+                ),
+                {"code": code, "now": now, "legacy": legacy},
+            )
+
+
+def fleet_codes(devices: int) -> list[str]:
+    """The codes fleet_messages publishes for ``devices`` devices."""
+    return [str(1000 + d) for d in range(devices)]
+
+
 def wait_for(
     condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.1, what: str = ""
 ) -> Any:
@@ -189,9 +215,16 @@ def consumer_idle(nats_url: str, stream: str, consumer: str) -> bool:
 
 
 def sentinel_message(device: str = "sentinel") -> tuple[str, str]:
-    """A valid reading with a fresh key, published last to know that what came before is through."""
+    """A valid reading with a fresh key, published last to know that what came before is through.
+
+    On the device's own topic: stored whether or not anyone enrolled it (it then waits for
+    admission, counted in no total).
+    """
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    return "power/measurement", f'{{"deviceCode":"{device}","timestamp":"{now}","electric":1}}'
+    return (
+        f"power/{device}/measurement",
+        f'{{"deviceCode":"{device}","timestamp":"{now}","electric":1}}',
+    )
 
 
 def device_rows(engine: Engine, code: str) -> int:

@@ -17,7 +17,15 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from conftest import SERVER_URL, service_env
-from pf_testing import Service, clean_tables, consumer_idle, count_rows, publish_all, wait_for
+from pf_testing import (
+    Service,
+    admit,
+    clean_tables,
+    consumer_idle,
+    count_rows,
+    publish_all,
+    wait_for,
+)
 from powerflow.broker import Broker
 from powerflow_aggregator.rollup import RollupConfig, recompute_buckets
 from powerflow_common.db.engine import drop_database, ensure_database
@@ -127,6 +135,7 @@ def test_an_hour_at_1150_5_w_through_mqtt_is_1_1505_kwh_and_0_5499_kg_co2(
         services["ingest"].start()
         services["ingest"].wait_logged("mqtt_subscribed")
         aggregator.wait_logged("aggregator_starting")
+        admit(engine, "ground-truth")
         messages = [
             (
                 "power/measurement",
@@ -329,6 +338,7 @@ def test_the_site_total_of_a_main_meter_with_two_sub_meter_plugs_equals_the_main
         *power("plug-a", start, 721, 5, 400.0),
         *power("plug-b", start, 721, 5, 300.0),
     ]
+    admit(engine, "site-main", "plug-a", "plug-b", legacy=False)  # counted in totals
     store(engine, readings)
     with engine.begin() as conn:
         site_id = conn.execute(
@@ -409,6 +419,7 @@ def test_two_aggregator_processes_on_one_consumer_one_killed_equal_a_full_recomp
         for aggregator in aggregators:
             aggregator.wait_logged("aggregator_starting")
         # 8 devices x 200 readings across an hour boundary, shuffled, a quarter sent twice.
+        admit(engine, *(f"multi-{d}" for d in range(8)))
         end = (datetime.now(UTC) - H).replace(minute=8, second=0, microsecond=0)
         rng = random.Random(7)
         messages = []
@@ -583,6 +594,13 @@ def test_the_legacy_import_stores_valid_rows_reports_bad_ones_and_is_idempotent(
         for reason in ("invalid_device_code", "timestamp_too_old", "out_of_range"):
             assert reason in first.stdout + first.stderr
         assert count_rows(engine) == 121
+        # The prototype's fleet, imported by an operator: admitted, and kept on its topic.
+        with engine.connect() as conn:
+            admitted_by, legacy = conn.execute(
+                text("SELECT admitted_by, legacy_topic FROM devices WHERE code = :c"),
+                {"c": "A4:CF:12:9B:00:01"},
+            ).one()
+        assert (admitted_by, bool(legacy)) == ("import-legacy", True)
         rolled = stats(engine, "A4:CF:12:9B:00:01")
         assert rolled[("A4:CF:12:9B:00:01", T10)]["energy_kwh"] == pytest.approx(1.1505)
 

@@ -57,6 +57,7 @@ def add_reading(engine: Engine, code: str = "fix-1", **values: float) -> int:
                     meter_role="standalone",
                     bidirectional=False,
                     first_seen_at=TS,
+                    admitted_at=TS,
                     last_seen_at=TS,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]

@@ -18,7 +18,15 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from sqlalchemy import Engine, text
 
 from conftest import service_env
-from pf_testing import Service, count_rows, fleet_messages, publish_all, wait_for
+from pf_testing import (
+    Service,
+    admit,
+    count_rows,
+    fleet_codes,
+    fleet_messages,
+    publish_all,
+    wait_for,
+)
 from powerflow.broker import Broker, free_port
 from powerflow_common.jetstream import (
     ensure_streams,
@@ -129,6 +137,7 @@ def test_ingest_holds_at_a_full_stream_and_recovers_when_the_writer_frees_space(
     env["POWERFLOW_INGEST_METRICS_PORT"] = str(metrics_port)
     ingest, writer = Service("ingest", env, tmp_path), Service("writer", env, tmp_path)
     # 8,000 readings are about 1.3 MB in the stream: more than its 1 MiB limit.
+    admit(engine, *fleet_codes(20))
     messages = list(fleet_messages(20, 400))
     expected_power_w = sum(json.loads(body)["electric"] for _, body in messages)
     try:

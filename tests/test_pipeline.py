@@ -9,9 +9,11 @@ from sqlalchemy import Engine, text
 
 from pf_testing import (
     Service,
+    admit,
     consumer_idle,
     count_rows,
     device_rows,
+    fleet_codes,
     fleet_messages,
     publish_all,
     read_rejections,
@@ -25,6 +27,7 @@ from powerflow_common.settings import Settings
 def test_every_reading_is_stored_exactly_once_even_when_published_twice(
     running: dict[str, Service], broker: Broker, engine: Engine, settings: Settings
 ) -> None:
+    admit(engine, *fleet_codes(50))
     end = datetime.now(UTC).replace(microsecond=0)
     messages = list(fleet_messages(50, 200, end=end))
     assert publish_all(broker.url, messages) == 10_000

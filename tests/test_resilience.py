@@ -15,8 +15,10 @@ from pf_testing import (
     NatsServer,
     Service,
     TcpProxy,
+    admit,
     count_rows,
     device_rows,
+    fleet_codes,
     fleet_messages,
     publish_all,
     read_rejections,
@@ -40,6 +42,7 @@ def publish_in_background(url: str, messages: list[tuple[str, str]]) -> threadin
 def test_writer_killed_mid_stream_loses_and_duplicates_nothing(
     running: dict[str, Service], broker: Broker, engine: Engine
 ) -> None:
+    admit(engine, *fleet_codes(50))
     messages = list(fleet_messages(50, 200))
     publisher = publish_in_background(broker.url, messages)
     wait_for(lambda: count_rows(engine) >= 1_500, 60, interval_s=0.02, what="first rows")
@@ -57,6 +60,7 @@ def test_writer_killed_mid_stream_loses_and_duplicates_nothing(
 def test_ingest_killed_and_kept_down_loses_nothing_the_broker_acknowledged(
     running: dict[str, Service], broker: Broker, engine: Engine
 ) -> None:
+    admit(engine, *fleet_codes(20))
     end = datetime.now(UTC).replace(microsecond=0)
     first = list(fleet_messages(20, 150, end=end - timedelta(hours=1)))  # 3,000
     second = list(fleet_messages(20, 150, end=end))  # 3,000 more while ingest is down
@@ -82,6 +86,7 @@ def test_database_outage_delays_readings_but_loses_none(
     services["writer"].start()
     services["ingest"].start()
     services["ingest"].wait_logged("mqtt_subscribed")
+    admit(engine, *fleet_codes(20))
     end = datetime.now(UTC).replace(microsecond=0)
     publish_all(broker.url, list(fleet_messages(20, 50, end=end - timedelta(hours=1))))
     wait_for(lambda: count_rows(engine) == 1_000, 60, what="rows before the outage")
@@ -137,6 +142,7 @@ def test_nats_outage_keeps_readings_in_the_broker_until_it_returns(
             service.env["POWERFLOW_NATS_URL"] = nats_server.url
         services["writer"].start()
         services["ingest"].start().wait_logged("mqtt_subscribed")
+        admit(engine, *fleet_codes(10))
         end = datetime.now(UTC).replace(microsecond=0)
         publish_all(broker.url, list(fleet_messages(10, 50, end=end - timedelta(hours=1))))
         wait_for(lambda: count_rows(engine) == 500, 60, what="rows before the outage")

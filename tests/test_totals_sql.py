@@ -65,6 +65,7 @@ def load(
                     payload_format="original",
                     bidirectional=False,
                     first_seen_at=T0,
+                    admitted_at=T0,
                     last_seen_at=T0,
                 )
             )

@@ -24,6 +24,7 @@ from powerflow_common.wire import Bucket, Reading
 from powerflow_writer.store import store_readings
 
 LEGACY_TABLE = "power_readings"
+LEGACY_IMPORT_ADMITTER = "import-legacy"
 LEGACY_COLUMNS = (
     "timestamp",
     "device_code",
@@ -132,7 +133,17 @@ def import_legacy(
             except (TypeError, ValueError) as exc:  # a column of an unexpected type
                 outcome.reject(_describe(row), "wrong_type", str(exc))
         if valid:
-            stored = store_readings(engine, valid, received_at=now, max_gap=max_gap)
+            # The prototype's own fleet, imported by an operator: admitted (its history is
+            # what the import is for) and, like the devices migration 0006 found, allowed on
+            # the prototype's shared topic they publish on.
+            stored = store_readings(
+                engine,
+                valid,
+                received_at=now,
+                max_gap=max_gap,
+                admitted_by=LEGACY_IMPORT_ADMITTER,
+                legacy_topic=True,
+            )
             outcome.inserted += stored.inserted
             outcome.duplicates += stored.duplicates
             outcome.buckets.update(stored.buckets)

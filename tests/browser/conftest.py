@@ -22,7 +22,7 @@ from browser.pf_browser import (
 from sqlalchemy import Engine
 
 from conftest import NATS_URL, service_env
-from pf_testing import Service, clean_tables, delete_namespace_streams, wait_for
+from pf_testing import Service, admit, clean_tables, delete_namespace_streams, wait_for
 from powerflow.broker import Broker, free_port
 from powerflow_api.keys import create_key
 from powerflow_common.settings import load_settings
@@ -69,6 +69,8 @@ def stack(
         for role in ("admin", "operator", "viewer")
     }
     stack = Stack(base_url, keys, broker, settings, session_engine, SIM_DEVICES, log_dir)
+    # The simulated fleet publishes on the shared topic: enrolled as legacy, admitted.
+    admit(session_engine, *SIM_DEVICES)
     try:
         for name in ("writer", "aggregator", "ingest", "api", "reporter"):
             stack.services[name] = Service(name, env, log_dir).start()

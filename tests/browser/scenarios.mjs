@@ -289,6 +289,21 @@ const scenarios = {
     await tile.filter({ hasText: name }).waitFor()
     return { lastSeen, tileText: (await tile.textContent())?.trim() }
   },
+
+  // A device nobody enrolled waits on the devices page; an admin admits it, others are told who can.
+  async adminAdmit({ page }) {
+    const code = env.PF_WAITING_DEVICE
+    await openSignedIn(page, '/admin/devices')
+    const row = page.locator(`[data-test="waiting-row"][data-device="${code}"]`)
+    await row.waitFor()
+    const button = row.locator('[data-test="waiting-admit"]')
+    const askAdmin = await page.locator('[data-test="waiting-ask-admin"]').count()
+    if ((await button.count()) === 0) return { admitted: false, askAdmin }
+    if (SCREENSHOT_DIR) await page.screenshot({ path: join(SCREENSHOT_DIR, 'devices-waiting.png'), fullPage: false })
+    await button.click()
+    await row.waitFor({ state: 'detached' })
+    return { admitted: true, askAdmin }
+  },
 }
 
 const name = process.argv[2]

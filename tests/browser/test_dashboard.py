@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from browser.pf_browser import Scenario, Stack
 
-from pf_testing import publish_all
+from pf_testing import publish_all, wait_for
 
 PROBE_DEVICE = "e2e-probe"
 PROBE_POWER_W = 4321.5  # shown as "4.32 kW"
@@ -115,7 +115,7 @@ def test_reading_published_over_mqtt_appears_within_seconds(
         "humidity": 40.0,
         "brightness": 300.0,
     }
-    publish_all(stack.broker.url, [("power/measurement", json.dumps(reading))])
+    publish_all(stack.broker.url, [(f"power/{PROBE_DEVICE}/measurement", json.dumps(reading))])
     result = scenario.result(30)
     assert result["seenAfterMs"] < 10_000, result
     assert "kW" in result["text"]
@@ -131,3 +131,25 @@ def test_operator_renames_a_device_on_the_devices_page(stack: Stack, screenshots
     status, device = stack.get(f"/api/v1/devices/{stack.devices[-1]}")
     assert status == 200
     assert (device["name"], device["location"]) == ("Server rack", "Basement")
+
+
+def test_an_admin_admits_a_waiting_device_on_the_devices_page(
+    stack: Stack, screenshots: Path
+) -> None:
+    code = "lab-browser"
+    now = datetime.now(UTC)
+    reading = {"deviceCode": code, "timestamp": now.isoformat(), "electric": 12.5}
+    publish_all(stack.broker.url, [(f"power/{code}/measurement", json.dumps(reading))])
+
+    def waiting() -> bool:
+        status, body = stack.get(f"/api/v1/devices/{code}")
+        return status == 200 and body["admitted_at"] is None
+
+    wait_for(waiting, 30, 0.3, "the unknown device stored, waiting")
+    env = _env(stack, screenshots, key=stack.keys["operator"], PF_WAITING_DEVICE=code)
+    seen = Scenario("adminAdmit", env).result(60)
+    assert seen == {"admitted": False, "askAdmin": 1}  # an operator sees it wait, cannot admit
+    env = _env(stack, screenshots, key=stack.keys["admin"], PF_WAITING_DEVICE=code)
+    assert Scenario("adminAdmit", env).result(60) == {"admitted": True, "askAdmin": 0}
+    status, device = stack.get(f"/api/v1/devices/{code}")
+    assert status == 200 and device["admitted_by"] == "browser-admin" and device["counted"]

@@ -3,6 +3,7 @@
 import { apiBlob, apiJson, apiPage, apiText, ApiError } from './client'
 import type { Resolution } from '../lib/resolution'
 import type {
+  Admission,
   Device,
   DeviceUpdate,
   ReadingPoint,
@@ -45,6 +46,8 @@ export const probeKey = (key: string) => apiJson<Device[]>('/devices', { query: 
 export const getDevice = (code: string) => apiJson<Device>(`/devices/${encodeURIComponent(code)}`)
 export const updateDevice = (code: string, update: DeviceUpdate) =>
   apiJson<Device>(`/devices/${encodeURIComponent(code)}`, { method: 'PATCH', body: update })
+export const admitDevice = (code: string) =>
+  apiJson<Admission>(`/devices/${encodeURIComponent(code)}/admission`, { method: 'POST' })
 export const listSites = () => apiJson<Site[]>('/sites')
 
 export const getSummary = (siteId: number | null) =>

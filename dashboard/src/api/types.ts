@@ -20,6 +20,31 @@ export interface Device {
   online: boolean
   power_w: number | null
   counted: boolean // adds to its site's total now (the API decides, powerflow_common.totals)
+  /** null: waiting for admission (first seen on an open listener); counted in no total. */
+  admitted_at?: string | null
+  admitted_by?: string | null
+}
+
+/** A device waiting for admission, as the overview summary lists it. */
+export interface WaitingDevice {
+  code: string
+  site_id: number | null
+  payload_format: string
+  first_seen_at: string
+  last_seen_at: string
+  readings: number
+  readings_capped: boolean
+}
+
+export interface Waiting {
+  count: number
+  devices: WaitingDevice[]
+}
+
+/** POST /devices/{code}/admission (admin). */
+export interface Admission {
+  device: Device
+  newly_admitted: boolean
 }
 
 export interface DeviceUpdate {
@@ -126,6 +151,7 @@ export interface Summary {
   today: Comparison
   this_month: Comparison
   factors: Factor[]
+  waiting?: Waiting
 }
 
 export interface Ticket {

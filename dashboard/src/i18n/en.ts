@@ -130,6 +130,16 @@ export const en = {
   'admin.meter.main': 'Main meter',
   'admin.meter.sub': 'Sub-meter',
   'admin.meter.standalone': 'Standalone',
+
+  'admission.title': 'Waiting for admission ({count})',
+  'admission.lead': 'These devices reported without being enrolled. Their readings are kept but count in no total, chart or report until an admin admits them; admitting counts their whole history.',
+  'admission.askAdmin': 'Only an admin can admit a device.',
+  'admission.firstSeen': 'First seen',
+  'admission.format': 'Format',
+  'admission.admit': 'Admit',
+  'admission.admitting': 'Admitting…',
+  'admission.notice': '{count} device(s) waiting for admission: not counted in these totals.',
+  'admission.review': 'Review',
 } as const
 
 export type MessageKey = keyof typeof en

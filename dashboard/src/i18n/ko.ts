@@ -132,4 +132,14 @@ export const ko: Record<MessageKey, string> = {
   'admin.meter.main': '주 계량기',
   'admin.meter.sub': '하위 계량기',
   'admin.meter.standalone': '독립형',
+
+  'admission.title': '승인 대기 중 ({count})',
+  'admission.lead': '등록 없이 보고한 장치입니다. 측정값은 보관되지만 관리자가 승인하기 전에는 합계, 차트, 보고서에 포함되지 않습니다. 승인하면 전체 이력이 포함됩니다.',
+  'admission.askAdmin': '장치 승인은 관리자만 할 수 있습니다.',
+  'admission.firstSeen': '처음 수신',
+  'admission.format': '형식',
+  'admission.admit': '승인',
+  'admission.admitting': '승인 중…',
+  'admission.notice': '승인 대기 중인 장치 {count}대: 이 합계에 포함되지 않습니다.',
+  'admission.review': '검토',
 }

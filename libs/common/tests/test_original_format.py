@@ -204,3 +204,11 @@ def test_any_json_object_gives_valid_readings_or_a_rejection(body: dict[str, obj
         return
     for reading in readings:
         assert reading.ts.tzinfo is not None
+
+
+def test_the_legacy_topic_is_named_once_and_is_the_formats_shared_topic() -> None:
+    from powerflow_common.admission import LEGACY_TOPIC as ADMISSION_LEGACY_TOPIC
+    from powerflow_common.formats.original import LEGACY_TOPIC
+
+    assert LEGACY_TOPIC == ADMISSION_LEGACY_TOPIC == "power/measurement"
+    assert ORIGINAL.claims(LEGACY_TOPIC)

@@ -177,3 +177,32 @@ def test_every_device_hour_belongs_to_exactly_one_span_and_no_site_counts_two_ro
             # Something counts on a site whenever it has a main or standalone device.
             has_countable = any(s.meter_role != "sub" for s in live if s.site_id == site)
             assert bool(counted_roles) == has_countable
+
+
+# --- admission ---------------------------------------------------------------------------------
+
+
+def test_a_waiting_device_changes_no_total_and_counts_once_admitted() -> None:
+    admitted = [Placement(1, 1, "standalone", BEGINNING), Placement(2, None, "standalone", T0)]
+    lab = Placement(3, 1, "standalone", BEGINNING, admitted=False)
+    assert counted([*admitted, lab]) == {1, 2}
+    # Waiting: no span at all, so it is in no scope's devices, reports or charts.
+    assert {s.device_id for s in spans([*admitted, lab])} == {1, 2}
+    # Admitted: its whole history counts, from the beginning of time.
+    now_admitted = Placement(3, 1, "standalone", BEGINNING)
+    assert counted([*admitted, now_admitted], BEGINNING) == {1, 2, 3}
+    assert counted([*admitted, now_admitted]) == {1, 2, 3}
+
+
+def test_a_waiting_main_meter_does_not_silence_its_sites_standalone_devices() -> None:
+    plugs = [Placement(1, 1, "standalone", BEGINNING), Placement(2, 1, "standalone", BEGINNING)]
+    waiting_main = Placement(3, 1, "main", BEGINNING, admitted=False)
+    assert counted([*plugs, waiting_main]) == {1, 2}
+    assert counted([*plugs, Placement(3, 1, "main", BEGINNING)]) == {3}
+
+
+def test_a_waiting_device_asked_for_by_itself_shows_its_own_figures() -> None:
+    (span,) = spans(
+        [Placement(1, None, "sub", BEGINNING, admitted=False)], every_device_counts=True
+    )
+    assert span.counted

@@ -295,6 +295,7 @@ class DeadLetters:
         msg_id: str,
         *,
         reading: Reading | None = None,
+        topic: str = "",
     ) -> None:
         """Publish a rejection record and wait for JetStream to have it."""
         if self._count is not None:
@@ -305,6 +306,7 @@ class DeadLetters:
             detail=detail[:500],
             stage=self._stage,
             received_at=datetime.now(UTC),
+            topic=topic,
             size=len(payload),
             sha256=hashlib.sha256(payload).hexdigest(),
             payload=payload[: self._payload_limit],

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 
 from powerflow_common.errors import Rejected
 from powerflow_common.formats import rejection_record
-from powerflow_common.formats.original import ORIGINAL
+from powerflow_common.formats.original import LEGACY_TOPIC, ORIGINAL
 from powerflow_common.msgids import id_kind, readings_msg_id, rejection_msg_id
 from powerflow_common.names import Names
 from powerflow_common.validation import Limits, validate
@@ -69,7 +69,9 @@ def decode_item(item: Any, now: datetime, limits: Limits) -> Reading:
         if reading.ts.tzinfo is None:
             raise Rejected("timestamp_no_offset", "ts must carry a UTC offset")
         return validate(reading, now, limits)
-    [reading] = ORIGINAL.decode("power/measurement", raw, now, limits, retained=False)
+    # Decoded as on the shared topic (the payload names the device) but not tagged with it:
+    # over HTTP the key, not the topic, says who sent it (Reading.topic stays "").
+    [reading] = ORIGINAL.decode(LEGACY_TOPIC, raw, now, limits, retained=False)
     return validate(reading, now, limits)
 
 

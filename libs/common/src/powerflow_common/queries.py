@@ -169,7 +169,7 @@ class TotalsScope:
 
 
 def load_placements(conn: Connection, device_ids: Sequence[int] | None = None) -> list[Placement]:
-    """The placement history of these devices (all when None).
+    """The placement history of these devices (all when None), marked admitted or waiting.
 
     A device without history rows (created by the writer, or before history existed) sits
     where its devices row says, from the beginning of time. When the devices row disagrees
@@ -177,7 +177,7 @@ def load_placements(conn: Connection, device_ids: Sequence[int] | None = None) -
     current truth: the latest history row is read as that placement, and a warning says so.
     """
     d, h = _devices, _history
-    dq = select(d.c.id, d.c.code, d.c.site_id, d.c.meter_role)
+    dq = select(d.c.id, d.c.code, d.c.site_id, d.c.meter_role, d.c.admitted_at)
     hq = select(h.c.device_id, h.c.site_id, h.c.meter_role, h.c.valid_from)
     if device_ids is not None:
         if not device_ids:
@@ -185,13 +185,20 @@ def load_placements(conn: Connection, device_ids: Sequence[int] | None = None) -
         dq = dq.where(d.c.id.in_(sorted(device_ids)))
         hq = hq.where(h.c.device_id.in_(sorted(device_ids)))
     history: dict[int, list[Placement]] = defaultdict(list)
-    for r in conn.execute(hq.order_by(h.c.device_id, h.c.valid_from)):
-        history[r.device_id].append(Placement(r.device_id, r.site_id, r.meter_role, r.valid_from))
+    for hr in conn.execute(hq.order_by(h.c.device_id, h.c.valid_from)):
+        history[hr.device_id].append(
+            Placement(hr.device_id, hr.site_id, hr.meter_role, hr.valid_from)
+        )
     out: list[Placement] = []
     for r in conn.execute(dq):
-        rows = history.get(r.id)
+        # Admission is the device's, for its whole history (totals.py).
+        admitted = r.admitted_at is not None
+        rows = [
+            Placement(p.device_id, p.site_id, p.meter_role, p.valid_from, admitted)
+            for p in history.get(r.id, ())
+        ]
         if not rows:
-            out.append(Placement(r.id, r.site_id, r.meter_role, BEGINNING))
+            out.append(Placement(r.id, r.site_id, r.meter_role, BEGINNING, admitted))
             continue
         last = rows[-1]
         if (last.site_id, last.meter_role) != (r.site_id, r.meter_role):
@@ -202,13 +209,16 @@ def load_placements(conn: Connection, device_ids: Sequence[int] | None = None) -
                 device_row=[r.site_id, r.meter_role],
                 fix="change sites and roles through PATCH /api/v1/devices/{code}",
             )
-            rows[-1] = Placement(r.id, r.site_id, r.meter_role, last.valid_from)
+            rows[-1] = Placement(r.id, r.site_id, r.meter_role, last.valid_from, admitted)
         out.extend(rows)
     return out
 
 
 def counted_now(conn: Connection, now: datetime | None = None) -> set[int]:
-    """The devices that add to their site's (or the unassigned devices') total at ``now``."""
+    """The devices that add to their site's (or the unassigned devices') total at ``now``.
+
+    Never a waiting device: it is outside every total until admitted.
+    """
     at = (now or datetime.now(UTC)).astimezone(UTC)
     return {s.device_id for s in spans(load_placements(conn)) if s.counted and s.covers(at)}
 
@@ -252,9 +262,12 @@ def load_scope(
     - organisation: every device, the rule per site and for the unassigned ones; every
       site's contracts; the organisation's timezone (``default_tz``).
     - site: the hours its devices spent on it; its contracts; its timezone.
-    - device: one device's every hour, counted whatever its role; no contracts (they belong
-      to a site's supply: charged to one meter they would be claimed once per meter).
+    - device: one device's every hour, counted whatever its role or admission; no contracts
+      (they belong to a site's supply: charged to one meter they would be claimed once per
+      meter).
     - devices: the rule applied among these devices; no contracts.
+
+    Waiting (not admitted) devices are in no scope but their own (totals.spans).
     """
     tz = default_tz
     label = "organisation"

@@ -15,6 +15,14 @@ disagree. The rules, in ``docs/energy.md``:
   the same rule: a site-less main meter and a site-less standalone plug are the same
   situation as on a site (the plug is most likely behind that meter), and a sub-meter is
   downstream of something by definition.
+- **Admission.** Only admitted devices exist for a total. A device first seen on an open
+  listener (or over HTTP) waits, its readings and hourly rows kept, until an operator
+  admits it; while it waits it neither counts nor changes which of its site's devices count
+  (a waiting main meter would otherwise silence the site's standalone plugs). Admission is
+  for the device's whole history: once admitted, its earlier hours count too (the operator
+  admits a meter because its readings are wanted), and the hourly rows already exist, so
+  nothing is recomputed. A device asked for by itself shows its own figures either way:
+  that is not a total.
 - **Scope 2.** Location-based CO2 is what each hour stored (its import kWh, allocated and
   unallocated, times the factor of its region). Market-based subtracts renewable contracts
   per site: a contract covers site-local days (inclusive) and its kWh are spread evenly
@@ -70,12 +78,17 @@ NO_CONTRACTS_NOTE = "no contractual instruments: market-based equals location-ba
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """A device's site (None: unassigned) and meter role from ``valid_from`` (UTC) on."""
+    """A device's site (None: unassigned) and meter role from ``valid_from`` (UTC) on.
+
+    ``admitted``: an operator admitted the device (for its whole history); a waiting device
+    is left out of every total.
+    """
 
     device_id: int
     site_id: int | None
     meter_role: str
     valid_from: datetime
+    admitted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +124,16 @@ def spans(
     """Each device's placements over [start, end), marked counted by the site rule.
 
     The rule is applied among the placements given (a report on a list of devices applies it
-    within that list). ``every_device_counts`` is for a single device asked for by itself:
-    it is what was asked for, whatever its role.
+    within that list). Waiting (not admitted) devices get no span at all: they are outside
+    every total. ``every_device_counts`` is for a single device asked for by itself: it is
+    what was asked for, whatever its role or admission.
     """
     by_device: dict[int, list[Placement]] = defaultdict(list)
     for p in placements:
         if p.meter_role not in METER_ROLES:
             raise ValueError(f"unknown meter role {p.meter_role!r} of device {p.device_id}")
+        if not (p.admitted or every_device_counts):
+            continue
         by_device[p.device_id].append(p)
     # Each device's own pieces, the earliest reaching back to the beginning of time.
     pieces: list[tuple[Placement, datetime, datetime]] = []

@@ -92,6 +92,8 @@ def to_device(
         online=online,
         power_w=row.latest_power_w,
         counted=counted,
+        admitted_at=row.admitted_at,
+        admitted_by=row.admitted_by,
     )
 
 

@@ -50,6 +50,10 @@ class Device(Struct):
     power_w: float | None  # from the latest reading
     # Adds to its site's (or the unassigned devices') total now: powerflow_common.totals.
     counted: bool = False
+    # None: waiting for admission (first seen on an open listener or over HTTP): its
+    # readings are kept but change no total until an admin admits it.
+    admitted_at: datetime | None = None
+    admitted_by: str | None = None
 
 
 class DeviceUpdate(Struct, forbid_unknown_fields=True):
@@ -62,6 +66,13 @@ class DeviceUpdate(Struct, forbid_unknown_fields=True):
     # A site or role change counts from now on; an operator may date it back (a restatement:
     # later recorded changes are replaced). Never in the future.
     effective_from: datetime | UnsetType = UNSET
+
+
+class Admission(Struct):
+    """What POST /devices/{code}/admission did: the device, and whether it was waiting."""
+
+    device: Device
+    newly_admitted: bool
 
 
 class Site(Struct):
@@ -194,16 +205,36 @@ class Comparison(Struct):
     change_pct: float | None  # energy versus the previous span; None when it was 0
 
 
+class WaitingDevice(Struct):
+    """A device waiting for admission: seen and kept, counted in no total."""
+
+    code: str
+    site_id: int | None
+    payload_format: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    readings: int  # stored readings, counted up to readings_cap
+    readings_capped: bool
+
+
+class Waiting(Struct):
+    """Devices waiting for admission: how many, and the most recently seen of them."""
+
+    count: int
+    devices: list[WaitingDevice]
+
+
 class Summary(Struct):
     scope: Literal["site", "organisation"]
     scope_ref: str | None
     timezone: str
     now_w: float  # sum of the counted devices' latest power, online devices only
-    devices_online: int
+    devices_online: int  # admitted devices only; waiting ones are in ``waiting``
     devices_total: int
     today: Comparison
     this_month: Comparison
     factors: list[Factor]
+    waiting: Waiting = msgspec.field(default_factory=lambda: Waiting(0, []))
 
 
 class Ticket(Struct):

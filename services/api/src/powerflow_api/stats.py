@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from powerflow_api import schemas
 from powerflow_api.data import device_rows, factors_by_id
 from powerflow_api.problems import ApiError
+from powerflow_common.admission import READINGS_COUNT_CAP, waiting_count, waiting_devices
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
 from powerflow_common.periods import Period, bucket_start_local, period_bounds_utc
 from powerflow_common.queries import (
@@ -38,6 +39,8 @@ from powerflow_common.totals import (
 )
 
 ScopeKind = Literal["device", "site", "organisation"]
+# The overview lists this many waiting devices, the most recently seen (their count is exact).
+WAITING_IN_SUMMARY = 20
 
 DEFAULT_SPAN: dict[str, timedelta] = {
     "hour": timedelta(hours=48),
@@ -205,8 +208,9 @@ def summary(
     now = (now or datetime.now(UTC)).astimezone(UTC)
     threshold = now - timedelta(seconds=settings.api_online_threshold_s)
     site_id = scope.totals.site_id if scope.kind == "site" else None
-    # The devices it has now; power now counts the devices counted now.
-    devices = device_rows(conn, site_id=site_id)
+    # The admitted devices it has now (waiting ones are listed apart); power now counts the
+    # devices counted now.
+    devices = [r for r in device_rows(conn, site_id=site_id) if r.admitted_at is not None]
     online = [r for r in devices if r.last_seen_at >= threshold]
     counted_now = {s.device_id for s in scope.totals.spans if s.counted and s.covers(now)}
     now_w = sum(r.latest_power_w or 0.0 for r in online if r.id in counted_now)
@@ -239,6 +243,29 @@ def summary(
         today=comparisons[0],
         this_month=comparisons[1],
         factors=factors_by_id(conn, factor_ids),
+        waiting=waiting(conn, site_id=site_id),
+    )
+
+
+def waiting(conn: Connection, *, site_id: int | None = None) -> schemas.Waiting:
+    """Devices waiting for admission (on the site, when given), the latest seen listed."""
+    listed = waiting_devices(conn, WAITING_IN_SUMMARY, site_id=site_id)
+    return schemas.Waiting(
+        count=waiting_count(conn, site_id=site_id)
+        if len(listed) == WAITING_IN_SUMMARY
+        else len(listed),
+        devices=[
+            schemas.WaitingDevice(
+                code=d.code,
+                site_id=d.site_id,
+                payload_format=d.payload_format,
+                first_seen_at=d.first_seen_at,
+                last_seen_at=d.last_seen_at,
+                readings=d.readings,
+                readings_capped=d.readings >= READINGS_COUNT_CAP,
+            )
+            for d in listed
+        ],
     )
 
 

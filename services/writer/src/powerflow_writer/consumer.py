@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
+from powerflow_common.admission import LEGACY_NOT_ENROLLED, LEGACY_TOPIC
 from powerflow_common.consumers import (
     TRANSIENT_DB_ERRORS,
     DeadLetters,
@@ -39,7 +40,7 @@ from powerflow_common.msgids import content_id
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Persisted, Reading, batch_decoder, json_encoder
 from powerflow_writer import metrics
-from powerflow_writer.store import StoreResult, store_readings
+from powerflow_writer.store import CONFLICTS_LOGGED_PER_BATCH, StoreResult, store_readings
 
 log = get_logger(__name__)
 
@@ -202,6 +203,17 @@ class Writer:
             await self._dead_letters.send(
                 "db_refused", error, payload, content_id("d", payload), reading=reading
             )
+        for reading in result.not_enrolled:
+            payload = json_encoder.encode(reading)
+            await self._dead_letters.send(
+                LEGACY_NOT_ENROLLED,
+                _not_enrolled_detail(reading.device_code),
+                payload,
+                content_id("l", payload),
+                reading=reading,
+                topic=reading.topic,
+            )
+        _count_waiting(result)
         if result.buckets:
             await self._announce(group, result)
         for msg, _ in group:
@@ -232,6 +244,35 @@ class Writer:
             received_at=datetime.now(UTC),
             max_gap=self._max_gap,
             default_timezone=self._settings.default_timezone,
+        )
+
+
+def _not_enrolled_detail(code: str) -> str:
+    return (
+        f"{LEGACY_TOPIC} names the device only in its payload, and device {code[:64]!r} is not "
+        "enrolled for it (unknown, not legacy, or revoked): the device publishes on its own "
+        "topic, or an operator enrols it as legacy (docs/devices.md)"
+    )
+
+
+def _count_waiting(result: StoreResult) -> None:
+    """Devices first seen by this batch wait for admission: counted, and each said once."""
+    metrics.WAITING_READINGS.inc(result.waiting_readings)
+    if not result.new_waiting:
+        return
+    metrics.WAITING_DEVICES.inc(len(result.new_waiting))
+    for code in result.new_waiting[:CONFLICTS_LOGGED_PER_BATCH]:
+        log.warning(
+            "device_waiting_for_admission",
+            device_code=code,
+            counted="in no total until admitted",
+            fix=f"powerflow devices admit {code}",
+        )
+    if len(result.new_waiting) > CONFLICTS_LOGGED_PER_BATCH:
+        log.warning(
+            "devices_waiting_not_logged",
+            devices=len(result.new_waiting),
+            logged=CONFLICTS_LOGGED_PER_BATCH,
         )
 
 

@@ -39,4 +39,14 @@ MESSAGES_FAILED = Counter(
     "powerflow_writer_messages_failed_total",
     "Single messages that failed (retried until the delivery limit, then dead-lettered)",
 )
+# A reading on the legacy topic of a device not enrolled for it is counted by DEAD_LETTERED
+# with reason legacy_not_enrolled.
+WAITING_DEVICES = Counter(
+    "powerflow_writer_waiting_devices_registered_total",
+    "Devices first seen by the writer and registered waiting for admission (counted in no total)",
+)
+WAITING_READINGS = Counter(
+    "powerflow_writer_waiting_readings_total",
+    "Readings of devices waiting for admission handed to the database (kept, counted nowhere)",
+)
 DATABASE_UP = Gauge("powerflow_writer_database_up", "1 while the database accepts writes")

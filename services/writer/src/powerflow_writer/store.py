@@ -5,6 +5,11 @@ A row whose ``(device, ts)`` already exists changes nothing but the columns it l
 which silently clamps or drops bad values. A second, different value for a stored column
 keeps the first and is reported as a conflict with both values. A row the database refuses
 is split out.
+
+Device rules (powerflow_common.admission): a reading on the shared legacy topic is stored only
+for a device enrolled as legacy and not revoked, else it is returned in ``not_enrolled`` to be
+dead-lettered; it never holds the rest of the batch back. A device seen for the first time any
+other way is registered waiting for admission: kept, counted in no total.
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from sqlalchemy import Connection, Engine, func, select, tuple_
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.exc import DataError, IntegrityError
 
+from powerflow_common.admission import (
+    LEGACY_TOPIC,
+    DeviceStanding,
+    may_use_legacy_topic,
+    standing_of,
+)
 from powerflow_common.db.models import DEVICES, READINGS, SITES
 from powerflow_common.energy import touched_hours
 from powerflow_common.logs import get_logger
@@ -82,6 +93,11 @@ class StoreResult:
     duplicates: int = 0
     conflict_log: Conflicts = field(default_factory=Conflicts)
     refused: list[tuple[Reading, str]] = field(default_factory=list)
+    # On the legacy topic for a device not enrolled as legacy (or unknown, or revoked).
+    not_enrolled: list[Reading] = field(default_factory=list)
+    # Devices this batch registered, waiting for admission; readings of waiting devices.
+    new_waiting: list[str] = field(default_factory=list)
+    waiting_readings: int = 0
     buckets: list[Bucket] = field(default_factory=list)
 
     @property
@@ -150,8 +166,18 @@ def canonical_codes(readings: Iterable[Reading]) -> list[Reading]:
     return out
 
 
-def register_devices(conn: Connection, readings: Sequence[Reading]) -> dict[str, int]:
+def register_devices(
+    conn: Connection,
+    readings: Sequence[Reading],
+    *,
+    admitted_by: str | None = None,
+    legacy_topic: bool = False,
+) -> dict[str, int]:
     """Ids of the batch's devices; unknown ones are registered on first sight.
+
+    A new device waits for admission unless ``admitted_by`` (an operator's own import)
+    admits it; ``legacy_topic`` lets new devices publish on the shared legacy topic. Neither
+    touches a device that exists.
 
     Never raises on a code the database considers equal to another (a database whose
     ``devices.code`` still compares case-insensitively, before migration 0003): such a
@@ -167,9 +193,14 @@ def register_devices(conn: Connection, readings: Sequence[Reading]) -> dict[str,
                 "last_seen_at": r.ts,
                 "payload_format": r.payload_format,
                 "bidirectional": False,
+                "admitted_at": None if admitted_by is None else r.ts,
+                "admitted_by": admitted_by,
+                "legacy_topic": legacy_topic,
             },
         )
         device["first_seen_at"] = min(device["first_seen_at"], r.ts)
+        if admitted_by is not None:
+            device["admitted_at"] = device["first_seen_at"]
         device["last_seen_at"] = max(device["last_seen_at"], r.ts)
         device["bidirectional"] = device["bidirectional"] or r.bidirectional
     stmt = insert(_devices).values(list(seen.values()))
@@ -257,6 +288,20 @@ def resolve_local_times(
     return resolved
 
 
+def screen_legacy_topic(
+    readings: Sequence[Reading], standing: dict[str, DeviceStanding]
+) -> tuple[list[Reading], list[Reading]]:
+    """(readings to store, legacy-topic readings of devices not enrolled as legacy)."""
+    keep: list[Reading] = []
+    refused: list[Reading] = []
+    for r in readings:
+        if r.topic == LEGACY_TOPIC and not may_use_legacy_topic(standing.get(r.device_code)):
+            refused.append(r)
+        else:
+            keep.append(r)
+    return keep, refused
+
+
 def store_readings(
     engine: Engine,
     readings: Sequence[Reading],
@@ -264,12 +309,24 @@ def store_readings(
     received_at: datetime,
     max_gap: timedelta,
     default_timezone: str = "Asia/Seoul",
+    admitted_by: str | None = None,
+    legacy_topic: bool = False,
 ) -> StoreResult:
-    """Store readings exactly once; refused rows are returned, not raised."""
+    """Store readings exactly once; refused rows are returned, not raised.
+
+    ``admitted_by``/``legacy_topic``: how devices this call registers start (see
+    register_devices); by default they wait for admission.
+    """
     result = StoreResult()
     # Canonical codes first: a local clock is resolved with the site of the device's stored
-    # (canonical) code.
+    # (canonical) code, and the legacy-topic rule looks devices up by it.
     readings = canonical_codes(readings)
+    with engine.connect() as conn:
+        standing = standing_of(
+            conn, (r.device_code for r in readings if DEVICE_CODE_PATTERN.fullmatch(r.device_code))
+        )
+    # Before merging: a forged legacy reading must not fill fields of a genuine one.
+    readings, result.not_enrolled = screen_legacy_topic(readings, standing)
     if any(r.local_time for r in readings):
         with engine.connect() as conn:
             readings = resolve_local_times(conn, readings, default_timezone)
@@ -282,7 +339,11 @@ def store_readings(
     if not batch:
         return result
     with engine.begin() as conn:
-        ids = register_devices(conn, batch)
+        ids = register_devices(conn, batch, admitted_by=admitted_by, legacy_topic=legacy_topic)
+    if admitted_by is None:
+        result.new_waiting = sorted(code for code in ids if code not in standing)
+        waiting = {*result.new_waiting, *(c for c, s in standing.items() if not s.admitted)}
+        result.waiting_readings = sum(1 for r in batch if r.device_code in waiting)
     codes = {device_id: code for code, device_id in ids.items()}
     rows = [
         {

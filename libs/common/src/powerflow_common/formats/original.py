@@ -65,11 +65,16 @@ def _classify_decode_error(payload: bytes, error: msgspec.DecodeError) -> Reject
     return Rejected("not_finite", "NaN and Infinity are not JSON numbers")
 
 
+# The prototype's shared topic, where only the payload names the device: readings there are
+# stored only for devices enrolled as legacy (powerflow_common.admission, the writer).
+LEGACY_TOPIC = "power/measurement"
+
+
 class OriginalFormat:
     """Decoder of the prototype's format; the default on ``power/...`` topics."""
 
     name: str = "original"
-    topic_patterns: tuple[str, ...] = ("power/measurement", "power/+/measurement")
+    topic_patterns: tuple[str, ...] = (LEGACY_TOPIC, "power/+/measurement")
 
     def claims(self, topic: str) -> bool:
         """``power/measurement`` and ``power/<device>/measurement``."""

@@ -1,10 +1,10 @@
-"""Devices: list, get, update (name, site, location, meter role)."""
+"""Devices: list, get, update (name, site, location, meter role), admit."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, patch
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, Parameter, PathParameter
 from msgspec import UNSET, structs
@@ -17,6 +17,7 @@ from powerflow_api.paging import LIMIT, OFFSET, TOTAL, page, page_limit
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
+from powerflow_common.admission import UnknownDevices, admit_devices
 from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS, MAX_ROW_ID, MIN_ROW_ID
 from powerflow_common.queries import PlacementError, counted_now, record_placement
 from powerflow_common.validation import canonical_device_code
@@ -126,3 +127,23 @@ class DeviceController(Controller):
         return to_device(
             rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
         )
+
+    @post("/{code:str}/admission", guards=[requires("admin")], sync_to_thread=True, status_code=200)
+    def admit_device(self, request: Req, code: Code) -> schemas.Admission:
+        """Admit a device waiting for admission (admin): from now on it counts in totals and
+        reports, with its whole history. Admitting an admitted device changes nothing."""
+        code = canonical_device_code(code)
+        state = api_state(request)
+        try:
+            [done] = admit_devices(state.engine, [code], by=principal_of(request).name)
+        except UnknownDevices as exc:
+            raise NotFoundException(str(exc)) from exc
+        with state.engine.connect() as conn:
+            rows = device_rows(conn, code=code)
+            counted = counted_now(conn)
+        if not rows:  # deleted in between
+            raise not_found(code)
+        device = to_device(
+            rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
+        )
+        return schemas.Admission(device=device, newly_admitted=done.newly)
