@@ -109,12 +109,14 @@ class Bridge:
 
     async def run(self, inbox: Inbox, stop: asyncio.Event) -> None:
         """Gather, decode and publish until ``stop`` is set; then finish what is in flight."""
+        # Unacknowledged at the broker: what is being published and what waits in the inbox
+        # (behind a full stream, most of it waits there: the in-flight slots are all taken).
+        metrics.UNACKED_MESSAGES.set_function(lambda: self._unacked + len(inbox))
         while not stop.is_set():
             batch = await inbox.get_batch(self._batch_max, self._linger_s)
             if not batch:
                 continue
             self._unacked += len(batch)
-            metrics.UNACKED_MESSAGES.set(self._unacked)
             out = sort_batch(batch, self._formats, self._limits, datetime.now(UTC))
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver(out))
@@ -134,7 +136,6 @@ class Bridge:
             for message in out.messages:
                 self._ack(message)
             self._unacked -= len(out.messages)
-            metrics.UNACKED_MESSAGES.set(self._unacked)
         finally:
             self._slots.release()
 
