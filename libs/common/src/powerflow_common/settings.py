@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # Where every process's Prometheus /metrics listens (0.0.0.0 in containers).
     metrics_host: str = "127.0.0.1"
 
+    # Device enrolment (``powerflow devices enroll``): the broker address devices are told,
+    # which is often not the one powerflow's own processes use (mqtt_url may be 127.0.0.1 or
+    # a cluster-internal name). None: mqtt_url's host and port. The TLS port is printed (and
+    # the firmware's config.json uses mqtts://) only when set, i.e. when the broker has a
+    # TLS listener (8883 in the shipped configuration).
+    device_mqtt_host: str | None = None
+    device_mqtt_port: int | None = Field(default=None, ge=1, le=65_535)
+    device_mqtt_tls_port: int | None = Field(default=None, ge=1, le=65_535)
+
     # Logging.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
