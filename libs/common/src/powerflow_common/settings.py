@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     # Connections (names fixed by DESIGN.md).
     database_url: SecretStr = SecretStr("mysql+pymysql://root@127.0.0.1:3306/powerflow")
     mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
+    # Replaces the password in mqtt_url when set: the URL can sit in plain configuration and
+    # the password in a secret (POWERFLOW_MQTT_PASSWORD_FILE). ingest's username is its MQTT
+    # client id (the broker enforces use_username_as_clientid); see ingest's startup check.
+    mqtt_password: SecretStr | None = None
+    # The CA that signed the broker's certificate, pinned for mqtts:// (None: the system's CAs).
+    mqtt_ca_file: str | None = None
+    # The broker's dynamic-security admin (device enrolment):
+    # mqtt://powerflow-admin:PASSWORD@host:port; broker_admin_password replaces its password.
+    broker_admin_url: SecretStr | None = None
+    broker_admin_password: SecretStr | None = None
     # None: the topic patterns of the enabled payload formats.
     mqtt_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
     nats_url: str = "nats://127.0.0.1:4222"
@@ -194,9 +204,11 @@ class Settings(BaseSettings):
             raise ValueError(f"must match {NAMESPACE_PATTERN.pattern}")
         return value
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "broker_admin_url")
     @classmethod
-    def _mqtt_scheme(cls, value: SecretStr) -> SecretStr:
+    def _mqtt_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         scheme = urlsplit(value.get_secret_value()).scheme
         if scheme not in ("mqtt", "mqtts"):
             raise ValueError("must start with mqtt:// or mqtts://")
@@ -206,6 +218,14 @@ class Settings(BaseSettings):
     def names(self) -> Names:
         """Stream, subject and consumer names in this namespace."""
         return Names(self.namespace)
+
+    @property
+    def mqtt_login_url(self) -> str:
+        """``mqtt_url`` with ``mqtt_password`` in it when that is set (a secret; never log it)."""
+        url = self.mqtt_url.get_secret_value()
+        if self.mqtt_password is None:
+            return url
+        return with_password(url, self.mqtt_password.get_secret_value())
 
     @property
     def nats_servers(self) -> list[str]:
@@ -225,3 +245,11 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with its password replaced by ``password`` (the username stays)."""
+    parts = urlsplit(url)
+    user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0] if "@" in parts.netloc else ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}").geturl()
