@@ -38,9 +38,14 @@ def migrate() -> None:
 @app.command()
 def ingest() -> None:
     """Run the MQTT -> JetStream bridge."""
+    from powerflow_common.errors import ConfigurationError
     from powerflow_ingest.service import main
 
-    main(_settings())
+    try:
+        main(_settings())
+    except ConfigurationError as exc:
+        console.print(f"[red]ingest cannot start[/]: {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
