@@ -38,23 +38,6 @@ BY = "test"
 
 
 @pytest.fixture
-def settings(settings: Settings, broker: Broker, namespace: str) -> Settings:
-    """The suite's settings with ingest's own broker account and the broker's admin."""
-    return settings.model_copy(
-        update={
-            "mqtt_url": _secret(broker.ingest_url(namespace=namespace)),
-            "broker_admin_url": _secret(broker.admin_url),
-        }
-    )
-
-
-def _secret(value: str) -> object:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
-
-
-@pytest.fixture
 def admin(broker: Broker) -> Iterator[BrokerAdmin]:
     with broker.admin() as accounts:
         yield accounts
@@ -237,10 +220,7 @@ def test_bad_codes_are_refused_before_anything_changes(admin: BrokerAdmin, engin
 
 
 def cli(settings: Settings, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = service_env(
-        settings,
-        POWERFLOW_BROKER_ADMIN_URL=settings.broker_admin_url.get_secret_value(),  # type: ignore[union-attr]
-    )
+    env = service_env(settings)  # with POWERFLOW_BROKER_ADMIN_URL
     return subprocess.run(
         [sys.executable, "-m", "powerflow.cli", "devices", *args],
         env=env,
