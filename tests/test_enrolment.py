@@ -286,3 +286,23 @@ def test_enroll_prints_each_formats_settings_once(
     assert f"MqttPassword {password}; MqttClient device-plug-1; Topic plug-1" in done.stdout
     assert f'  password: "{password}"' in done.stdout and 'topic_prefix: "plug-1"' in done.stdout
     assert "mqtt_uri" not in done.stdout  # not enrolled as the firmware's format
+
+
+def test_the_simulator_enrols_and_publishes_as_each_device(
+    running: dict[str, Service], settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    args = ["simulate", "--enroll", "--devices", "2", "--count", "3", "--rate", "100"]
+    done = subprocess.run(
+        [sys.executable, "-m", "powerflow.cli", *args],
+        env=service_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for code in ("sim-0001", "sim-0002"):
+        stored(engine, code, 3)
+    states = {d.code: d.state for d in list_enrolments(engine).devices}
+    assert states == {"sim-0001": "enrolled", "sim-0002": "enrolled"}
