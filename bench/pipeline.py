@@ -365,6 +365,8 @@ def main() -> None:
                 child.terminate()
                 child.wait(15)
         broker.stop()
+        for home in publishers.homes:  # the benchmark accounts' password files
+            shutil.rmtree(home, ignore_errors=True)
         drop_namespace(load_settings(nats_url=NATS_URL, namespace=f"bench{tag}"))
         drop_database(db_url)
         drop_database(orig_url)
