@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -89,7 +89,7 @@ class Enrolment:
     code: str
     username: str
     client_id: str
-    password: str
+    password: str = field(repr=False)  # a logged Enrolment must not carry it
     formats: tuple[str, ...]
     topic: str  # the first format's main topic (or topic pattern)
     topics: tuple[str, ...]  # every topic the broker lets it publish to
