@@ -11,11 +11,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from powerflow.broker import Broker, free_port
+from powerflow.broker import Broker, account_url, free_port
 from powerflow_common.db.engine import migrate
+from powerflow_common.formats.original import ORIGINAL
 from powerflow_common.settings import Settings
 
 console = Console(stderr=True)
+
+DEFAULT_TLS_PORT = 8883
+SIMULATOR_ACCOUNT = "powerflow-simulator"
 
 
 def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path) -> int:
@@ -23,24 +27,51 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
     port = free_port(mqtt_port)
     if port != mqtt_port:
         console.print(f"[yellow]port {mqtt_port} is taken; the project's broker uses {port}[/]")
-    broker = Broker(port, data_dir.resolve())
+    tls_port = free_port(DEFAULT_TLS_PORT)
+    broker = Broker(
+        port,
+        data_dir.resolve(),
+        tls_port=tls_port,
+        ingest_instances=(settings.ingest_instance,),
+        namespace=settings.namespace,
+    )
     broker.start()
-    # One terminal for people: readable log lines unless JSON was asked for.
-    env = {"POWERFLOW_LOG_FORMAT": "console", **os.environ, "POWERFLOW_MQTT_URL": broker.url}
+    # One terminal for people: readable log lines unless JSON was asked for. ingest logs in
+    # with its own account; the API and the CLI manage devices with the admin's.
+    env = {
+        "POWERFLOW_LOG_FORMAT": "console",
+        **os.environ,
+        "POWERFLOW_MQTT_URL": broker.ingest_url(settings.ingest_instance),
+        "POWERFLOW_BROKER_ADMIN_URL": broker.admin_url,
+    }
+    env.pop("POWERFLOW_MQTT_PASSWORD", None)
+    env.pop("POWERFLOW_BROKER_ADMIN_PASSWORD", None)
     migrate(settings.database_url.get_secret_value())
     exe = [sys.executable, "-m", "powerflow.cli"]
     commands = {"ingest": [*exe, "ingest"], "writer": [*exe, "writer"], "api": [*exe, "api"]}
     commands["aggregator"] = [*exe, "aggregator"]
     commands["reporter"] = [*exe, "reporter"]
+    simulator_url = ""
     if devices:
         commands["simulate"] = [*exe, "simulate", "--devices", str(devices)]
+        # Until the simulated fleet is enrolled device by device: one account that may
+        # publish on the original format's topics, and nothing else.
+        with broker.admin() as admin:
+            password = broker.password(SIMULATOR_ACCOUNT)
+            admin.set_client(SIMULATOR_ACCOUNT, password, publish=ORIGINAL.topic_patterns)
+        simulator_url = account_url(broker.connect_host, port, SIMULATOR_ACCOUNT, password)
     # Own process groups: Ctrl-C reaches only us, and we stop the children in order.
     children = {
-        name: subprocess.Popen(cmd, env=env, start_new_session=True)
+        name: subprocess.Popen(
+            cmd,
+            env={**env, "POWERFLOW_MQTT_URL": simulator_url} if name == "simulate" else env,
+            start_new_session=True,
+        )
         for name, cmd in commands.items()
     }
     console.print(
-        f"[green]powerflow is up[/]: broker {broker.url} (project configuration), "
+        f"[green]powerflow is up[/]: broker {broker.url} and mqtts://{broker.connect_host}:"
+        f"{tls_port} (project configuration; accounts in {broker.secrets_dir}), "
         f"NATS {settings.nats_url}, {len(children)} processes; Ctrl-C stops everything"
     )
     _print_api_access(settings)
