@@ -46,6 +46,17 @@ def broker(
         list[str] | None,
         typer.Option(help="Names in the development server certificate (when it is made)"),
     ] = None,
+    certs_dir: Annotated[
+        Path | None,
+        typer.Option(help="A real certificate's folder: ca.crt, server.crt, server.key"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="POWERFLOW_BROKER_CONFIG",
+            help="The configuration template (default: deploy/mosquitto/mosquitto.conf)",
+        ),
+    ] = None,
     open_lab: Annotated[
         bool,
         typer.Option(
@@ -73,6 +84,8 @@ def broker(
         namespace=settings.namespace,
         open_lab=open_lab,
         cert_hostnames=hostname or ("localhost",),
+        certs_dir=certs_dir.resolve() if certs_dir else None,
+        config_template=config,
     )
     try:
         instance.start()
