@@ -23,7 +23,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url, text
 
-from powerflow.broker import Broker, free_port
+from powerflow.broker import Broker, account_url, free_port
+from powerflow_common.broker_admin import new_password
 from powerflow_common.db.engine import drop_database, ensure_database, migrate
 from powerflow_common.jetstream import drop_namespace
 from powerflow_common.settings import load_settings
@@ -55,6 +56,14 @@ def backlog_lines(prefix: str, count: int, devices: int = 100) -> Iterator[str]:
                 return
             yield payload(f"{prefix}-{d:03d}", ts, 100.0 + d)
             n += 1
+
+
+def original_subscriber(broker: Broker) -> str:
+    """An account for the original design's subscriber (it reads the shared topic)."""
+    password = new_password()
+    with broker.admin() as admin:
+        admin.set_client("original", password, subscribe=["power/measurement"])
+    return account_url(broker.connect_host, broker.port, "original", password)
 
 
 def publisher(port: int) -> subprocess.Popen[str]:
@@ -233,14 +242,16 @@ def main() -> None:
     orig_url = f"{SERVER}/pf_bench_orig_{tag}"
     migrate(db_url)
     ensure_database(orig_url)
-    broker = Broker(free_port(), work / "mosquitto")
+    # The project's broker in its lab mode: anonymous publishers (many `mosquitto_pub` at
+    # once, each with a client id of its own) on device topics; ingest logs in as itself.
+    broker = Broker(free_port(), work / "mosquitto", namespace=f"bench{tag}", open_lab=True)
     broker.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
     env.update(
         POWERFLOW_DATABASE_URL=db_url,
         POWERFLOW_NATS_URL=NATS_URL,
         POWERFLOW_NAMESPACE=f"bench{tag}",
-        POWERFLOW_MQTT_URL=broker.url,
+        POWERFLOW_MQTT_URL=broker.ingest_url(),
         POWERFLOW_INGEST_METRICS_PORT="0",
         POWERFLOW_WRITER_METRICS_PORT="0",
         POWERFLOW_LOG_LEVEL="warning",
@@ -277,7 +288,7 @@ def main() -> None:
             [
                 sys.executable,
                 str(HERE / "original_design.py"),
-                broker.url,
+                original_subscriber(broker),
                 orig_db.host or "127.0.0.1",
                 str(orig_db.port or 3306),
                 orig_db.database or "",
