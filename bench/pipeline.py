@@ -4,12 +4,6 @@ Prints, from one run on this machine: sustained throughput (readings/s from the 
 publish until the last row is committed) and p50/p99 latency from publish to the database
 at a fixed 2,000 readings/s, for both designs, with the CPU each process used.
 Load comes from Debian's ``mosquitto_pub -l`` (QoS 1), at most 60,000 messages a process.
-
-The broker is the project's closed one. One ``mosquitto_pub`` connection publishes for 100
-devices on the shared ``power/measurement``, so each publisher logs in with a BENCHMARK-ONLY
-account allowed to publish there (its own: the broker makes the username the client id), and
-the benchmark's device codes are enrolled as legacy devices, as prototype devices on the
-shared topic would be. ingest logs in with its own account.
 """
 
 from __future__ import annotations
@@ -27,12 +21,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, text
 
 from powerflow.broker import Broker, account_url, free_port
 from powerflow_common.broker_admin import new_password
 from powerflow_common.db.engine import drop_database, ensure_database, migrate
-from powerflow_common.enrolment import LEGACY_TOPIC, enroll_device
+from powerflow_common.enrolment import enroll_device
 from powerflow_common.jetstream import drop_namespace
 from powerflow_common.settings import load_settings
 
@@ -66,59 +60,47 @@ def backlog_lines(prefix: str, count: int, devices: int = BENCH_DEVICES) -> Iter
             n += 1
 
 
-PUBLISHER_ACCOUNTS = 8  # concurrent mosquitto_pub processes at most (count / 60,000)
-
-
-class Publishers:
-    """BENCHMARK-ONLY broker accounts, each allowed to publish on the shared topic only.
-
-    Each one's username and password sit in a mode-0600 mosquitto_pub options file
-    (``$XDG_CONFIG_HOME/mosquitto_pub``), never on a command line.
-    """
-
-    def __init__(self, broker: Broker, work: Path) -> None:
-        self.port = broker.port
-        self.homes: list[Path] = []
+def enroll_bench_devices(db_url: str, broker: Broker, prefixes: tuple[str, ...]) -> None:
+    """The benchmark's codes, enrolled as legacy devices: their readings on the shared
+    ``power/measurement`` count, as a prototype fleet's would (others are dead-lettered)."""
+    engine = create_engine(db_url)
+    try:
         with broker.admin() as admin:
-            for i in range(PUBLISHER_ACCOUNTS):
-                username, password = f"pf-bench-pub-{i}", new_password()
-                admin.set_client(username, password, publish=[LEGACY_TOPIC])
-                home = work / f"pub-{i}"
-                home.mkdir(mode=0o700)
-                fd = os.open(home / "mosquitto_pub", os.O_WRONLY | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "w") as options:
-                    options.write(f"-u {username}\n-P {password}\n-i {username}\n")
-                self.homes.append(home)
-
-    def start(self, index: int = 0) -> subprocess.Popen[str]:
-        """A ``mosquitto_pub -l`` at QoS 1 reading messages from its stdin, as account index."""
-        return subprocess.Popen(
-            [
-                "mosquitto_pub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-t",
-                LEGACY_TOPIC,
-                "-q",
-                "1",
-                "-l",
-                "-M",
-                "1000",
-            ],
-            stdin=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "XDG_CONFIG_HOME": str(self.homes[index])},
-        )
+            for prefix in prefixes:
+                for d in range(BENCH_DEVICES):
+                    enroll_device(engine, admin, f"{prefix}-{d:03d}", legacy=True, by="bench")
+    finally:
+        engine.dispose()
 
 
-def enroll_bench_devices(engine: Engine, broker: Broker, prefixes: tuple[str, ...]) -> None:
-    """The benchmark's device codes, enrolled as legacy devices (their readings count)."""
+def original_subscriber(broker: Broker) -> str:
+    """An account for the original design's subscriber (it reads the shared topic)."""
+    password = new_password()
     with broker.admin() as admin:
-        for prefix in prefixes:
-            for d in range(BENCH_DEVICES):
-                enroll_device(engine, admin, f"{prefix}-{d:03d}", legacy=True, by="benchmark")
+        admin.set_client("original", password, subscribe=["power/measurement"])
+    return account_url(broker.connect_host, broker.port, "original", password)
+
+
+def publisher(port: int) -> subprocess.Popen[str]:
+    """A ``mosquitto_pub -l`` at QoS 1 reading messages from its stdin."""
+    return subprocess.Popen(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-t",
+            "power/measurement",
+            "-q",
+            "1",
+            "-l",
+            "-M",
+            "1000",
+        ],
+        stdin=subprocess.PIPE,
+        text=True,
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -185,16 +167,14 @@ def wait_rows(rows: Rows, prefix: str, expected: int, timeout_s: float) -> float
 
 
 def throughput(
-    publishers: Publishers, rows: Rows, prefix: str, count: int, procs: dict[str, int]
+    port: int, rows: Rows, prefix: str, count: int, procs: dict[str, int]
 ) -> dict[str, float]:
     """Publish ``count`` readings as fast as the publishers go; readings/s until all stored."""
     lines = list(backlog_lines(prefix, count))
     chunks = [lines[i : i + MAX_PER_PUBLISHER] for i in range(0, len(lines), MAX_PER_PUBLISHER)]
     cpu_before = {name: cpu_seconds(pid) for name, pid in procs.items()}
     started = time.monotonic()
-    if len(chunks) > PUBLISHER_ACCOUNTS:
-        raise ValueError(f"at most {PUBLISHER_ACCOUNTS * MAX_PER_PUBLISHER:,} readings")
-    pubs = [publishers.start(i) for i in range(len(chunks))]
+    pubs = [publisher(port) for _ in chunks]
     for pub, chunk in zip(pubs, chunks, strict=True):
         assert pub.stdin is not None
         pub.stdin.write("\n".join(chunk) + "\n")
@@ -210,15 +190,10 @@ def throughput(
 
 
 def paced_latency(
-    publishers: Publishers,
-    rows: Rows,
-    prefix: str,
-    rate: float,
-    seconds: float,
-    drain_timeout_s: float,
+    port: int, rows: Rows, prefix: str, rate: float, seconds: float, drain_timeout_s: float
 ) -> dict[str, float]:
     """Publish at ``rate`` readings/s stamped with their publish time; latency to the database."""
-    pub = publishers.start()
+    pub = publisher(port)
     assert pub.stdin is not None
     total = int(rate * seconds)
     started = time.monotonic()
@@ -282,17 +257,11 @@ def main() -> None:
     orig_url = f"{SERVER}/pf_bench_orig_{tag}"
     migrate(db_url)
     ensure_database(orig_url)
-    broker = Broker(free_port(), work / "mosquitto", namespace=f"bench{tag}")
+    # The project's broker in its lab mode: anonymous publishers (many `mosquitto_pub` at
+    # once, each with a client id of its own) on device topics; ingest logs in as itself.
+    broker = Broker(free_port(), work / "mosquitto", namespace=f"bench{tag}", open_lab=True)
     broker.start()
-    publishers = Publishers(broker, work)
-    bench_engine = create_engine(db_url)
-    enroll_bench_devices(bench_engine, broker, ("tp", "lat"))
-    bench_engine.dispose()
-    # The original design's subscriber: a BENCHMARK-ONLY account reading the shared topic.
-    original_password = new_password()
-    with broker.admin() as admin:
-        admin.set_client("original", original_password, subscribe=[LEGACY_TOPIC])
-    original_url = account_url(broker.connect_host, broker.port, "original", original_password)
+    enroll_bench_devices(db_url, broker, ("tp", "lat"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
     env.update(
         POWERFLOW_DATABASE_URL=db_url,
@@ -321,10 +290,10 @@ def main() -> None:
                 procs[name] = pid
         ours = Rows(db_url, "readings", "ts", "received_at", "")
         print(f"powerflow: throughput with {args.count:,} readings ...", flush=True)
-        results["powerflow_tp"] = throughput(publishers, ours, "tp", args.count, procs)
+        results["powerflow_tp"] = throughput(broker.port, ours, "tp", args.count, procs)
         print(f"powerflow: latency at {args.rate:,.0f}/s for {args.seconds:.0f} s ...", flush=True)
         results["powerflow_lat"] = paced_latency(
-            publishers, ours, "lat", args.rate, args.seconds, 60
+            broker.port, ours, "lat", args.rate, args.seconds, 60
         )
         for child in (ingest, writer):
             child.terminate()
@@ -335,7 +304,7 @@ def main() -> None:
             [
                 sys.executable,
                 str(HERE / "original_design.py"),
-                original_url,
+                original_subscriber(broker),
                 orig_db.host or "127.0.0.1",
                 str(orig_db.port or 3306),
                 orig_db.database or "",
@@ -353,11 +322,11 @@ def main() -> None:
         procs_orig["original"] = original.pid
         print(f"original: throughput with {args.baseline_count:,} readings ...", flush=True)
         results["original_tp"] = throughput(
-            publishers, theirs, "tp", args.baseline_count, procs_orig
+            broker.port, theirs, "tp", args.baseline_count, procs_orig
         )
         print(f"original: latency at {args.rate:,.0f}/s for {args.seconds:.0f} s ...", flush=True)
         results["original_lat"] = paced_latency(
-            publishers, theirs, "lat", args.rate, args.seconds, 300
+            broker.port, theirs, "lat", args.rate, args.seconds, 300
         )
     finally:
         for child in children:
@@ -365,8 +334,6 @@ def main() -> None:
                 child.terminate()
                 child.wait(15)
         broker.stop()
-        for home in publishers.homes:  # the benchmark accounts' password files
-            shutil.rmtree(home, ignore_errors=True)
         drop_namespace(load_settings(nats_url=NATS_URL, namespace=f"bench{tag}"))
         drop_database(db_url)
         drop_database(orig_url)

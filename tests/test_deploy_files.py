@@ -67,3 +67,29 @@ def test_the_broker_configuration_holds_what_the_guarantee_promises() -> None:
     rendered = render_config(18830, Path("/tmp/x"))
     assert re.search(r"(?m)^listener 18830 127\.0\.0\.1$", rendered)
     assert re.search(r"(?m)^persistence_location /tmp/x/$", rendered)
+
+
+def test_the_deployments_run_the_projects_broker_and_ingest_logs_in_as_its_client_id() -> None:
+    from urllib.parse import urlsplit
+
+    from powerflow_common.names import Names
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    assert compose["mosquitto"]["command"][0] == "broker"
+    ingest_url = compose["ingest"]["environment"]["POWERFLOW_MQTT_URL"]
+    assert urlsplit(ingest_url).username == Names().mqtt_client_id("0")
+    assert "POWERFLOW_MQTT_PASSWORD_FILE" in compose["ingest"]["environment"]
+    documents = [
+        d
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for d in yaml.safe_load_all(path.read_text())
+    ]
+    broker_sets = [d for d in documents if d["metadata"]["name"] == "mosquitto"]
+    containers = broker_sets[0]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == "powerflow" and containers[0]["args"][0] == "broker"
+    ingest = next(d for d in documents if d["metadata"]["name"] == "powerflow-ingest")
+    env = {
+        e["name"]: e.get("value")
+        for e in ingest["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert urlsplit(env["POWERFLOW_MQTT_URL"]).username == Names().mqtt_client_id("0")

@@ -127,12 +127,16 @@ def render_config(
     tls_port: int | None = None,
     plugin: str | None = None,
     open_lab: bool = False,
+    certs_dir: Path | None = None,
+    template: Path | None = None,
 ) -> str:
     """The project's broker configuration with its listeners, paths and mode filled in.
 
-    ``tls_port`` None leaves the TLS listener out (its three certificate lines with it).
+    ``tls_port`` None leaves the TLS listener out (its three certificate lines with it);
+    ``certs_dir`` (default: the data folder's certs/) holds ca.crt, server.crt, server.key;
+    ``template`` is deploy/mosquitto/mosquitto.conf unless given (an installed image).
     """
-    text = BROKER_CONFIG.read_text()
+    text = (template or BROKER_CONFIG).read_text()
     listeners = iter([f"listener {port} {host}", f"listener {tls_port} {host}"])
     text = re.sub(r"(?m)^listener .*$", lambda _m: next(listeners), text)
     if tls_port is None:
@@ -141,7 +145,7 @@ def render_config(
             "",
             text,
         )
-    certs = data_dir / CERTS_DIR
+    certs = certs_dir or data_dir / CERTS_DIR
     for key, name in (("cafile", "ca.crt"), ("certfile", "server.crt"), ("keyfile", "server.key")):
         text = re.sub(rf"(?m)^{key} .*$", f"{key} {certs / name}", text)
     text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {data_dir}/", text)
@@ -156,6 +160,8 @@ def render_config(
         text = re.sub(r"(?m)^use_username_as_clientid .*$", "use_username_as_clientid false", text)
     # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot read the
     # data folder's 0600 files: it runs as whoever runs it (in containers: uid 10001).
+    if os.geteuid() != 0:
+        return text  # `user` only matters to a broker started as root
     user = pwd.getpwuid(os.geteuid()).pw_name
     return text + f"\n# Rendered by powerflow: the broker keeps its user.\nuser {user}\n"
 
@@ -275,7 +281,11 @@ class CertPaths:
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> CertPaths:
-        certs = data_dir / CERTS_DIR
+        return cls.of(data_dir / CERTS_DIR)
+
+    @classmethod
+    def of(cls, certs: Path) -> CertPaths:
+        """The three files in a certificate folder."""
         return cls(certs / "ca.crt", certs / "server.crt", certs / "server.key")
 
     def exist(self) -> bool:
@@ -362,6 +372,8 @@ class Broker:
         open_lab: bool = False,
         certs_from: Path | None = None,
         cert_hostnames: Sequence[str] = ("localhost",),
+        certs_dir: Path | None = None,
+        config_template: Path | None = None,
     ) -> None:
         self.port = port
         self.tls_port = tls_port
@@ -372,6 +384,8 @@ class Broker:
         self.open_lab = open_lab
         self.certs_from = certs_from
         self.cert_hostnames = tuple(cert_hostnames)
+        self.certs_dir = certs_dir
+        self.config_template = config_template
         self.made_certs = False
         self._accounts = {ingest_username(i, namespace) for i in self.ingest_instances}
         self.process: subprocess.Popen[bytes] | None = None
@@ -392,7 +406,8 @@ class Broker:
 
     @property
     def certs(self) -> CertPaths:
-        return CertPaths.in_dir(self.data_dir)
+        """The TLS files: a given certificate folder, else the data folder's certs/."""
+        return CertPaths.of(self.certs_dir) if self.certs_dir else CertPaths.in_dir(self.data_dir)
 
     def password(self, account: str) -> str:
         """An account's password from the data folder's secrets."""
@@ -428,6 +443,10 @@ class Broker:
             open_lab=self.open_lab,
         )
         if self.tls_port is not None and not self.certs.exist():
+            if self.certs_dir is not None:
+                raise BrokerSetupError(
+                    f"TLS files missing in {self.certs_dir}: ca.crt, server.crt and server.key"
+                )
             if self.certs_from is not None:
                 copy_certs(self.certs_from, self.data_dir)
             else:
@@ -441,6 +460,8 @@ class Broker:
                 self.host,
                 tls_port=self.tls_port,
                 open_lab=self.open_lab,
+                certs_dir=self.certs.ca.parent,
+                template=self.config_template,
             )
         )
         log = (self.data_dir / "mosquitto.log").open("ab")

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerflow import corrections_cli, devices_cli, energy_cli
+from powerflow import broker_cli, corrections_cli, devices_cli, energy_cli
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings, redact_url
 
@@ -55,6 +55,9 @@ def writer() -> None:
 
     main(_settings())
 
+
+# The project's Mosquitto: `broker`, `broker certs`.
+app.add_typer(broker_cli.app, name="broker")
 
 # Rollups and carbon: `aggregator`, `rollup`, `factors list|set`, `import legacy`.
 app.command()(energy_cli.aggregator)

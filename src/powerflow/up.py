@@ -20,21 +20,25 @@ from powerflow_common.settings import Settings
 
 console = Console(stderr=True)
 
+DEFAULT_TLS_PORT = 8883
+
 
 def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path) -> int:
     """Start broker, ingest, writer, aggregator and the simulated fleet; returns an exit code."""
     port = free_port(mqtt_port)
     if port != mqtt_port:
         console.print(f"[yellow]port {mqtt_port} is taken; the project's broker uses {port}[/]")
+    tls_port = free_port(DEFAULT_TLS_PORT)
     broker = Broker(
         port,
         data_dir.resolve(),
-        namespace=settings.namespace,
+        tls_port=tls_port,
         ingest_instances=(settings.ingest_instance,),
+        namespace=settings.namespace,
     )
     broker.start()
-    # The closed broker: ingest logs in with its own account, the API (dashboard enrolment)
-    # and the fleet's enrolment with the broker's admin account.
+    # The closed broker: ingest logs in with its own account; the API, the CLI and the
+    # fleet's enrolment below manage devices with the admin's.
     admin_url = broker.admin_url
     # One terminal for people: readable log lines unless JSON was asked for.
     env = {
@@ -42,7 +46,11 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
         **os.environ,
         "POWERFLOW_MQTT_URL": broker.ingest_url(settings.ingest_instance),
         "POWERFLOW_BROKER_ADMIN_URL": admin_url,
+        # What enrolment (the API's, a `devices enroll` in this environment) tells devices.
+        "POWERFLOW_DEVICE_MQTT_TLS_PORT": str(tls_port),
     }
+    env.pop("POWERFLOW_MQTT_PASSWORD", None)
+    env.pop("POWERFLOW_BROKER_ADMIN_PASSWORD", None)
     migrate(settings.database_url.get_secret_value())
     logins: list[DeviceLogin] = []
     if devices:
@@ -75,7 +83,8 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
             simulator.stdin.write(json.dumps(_login_json(login)) + "\n")
         simulator.stdin.close()
     console.print(
-        f"[green]powerflow is up[/]: broker {broker.url} (project configuration), "
+        f"[green]powerflow is up[/]: broker {broker.url} and mqtts://{broker.connect_host}:"
+        f"{tls_port} (project configuration; accounts in {broker.secrets_dir}), "
         f"NATS {settings.nats_url}, {len(children)} processes; Ctrl-C stops everything"
     )
     _print_api_access(settings)
