@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from powerflow.simulate import DeviceLogin, login_url, read_logins
+from powerflow.simulate import DeviceLogin, login_url, read_logins, refuse_ingest_account
 
 
 def line(code: str, password: str = "p" * 32) -> str:
@@ -40,3 +40,17 @@ def test_logins_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="more than 2"):
         read_logins([line("a"), line("b"), line("c")])
     assert read_logins([line("a")]) == [DeviceLogin("a", "device-a", "p" * 32)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mqtt://powerflow-ingest-0:pw@h:1883", "mqtt://t1234-powerflow-ingest-2:pw@h:1883"],
+)
+def test_the_simulator_never_logs_in_as_ingest(url: str) -> None:
+    with pytest.raises(ValueError, match="take over ingest's session"):
+        refuse_ingest_account(url)
+
+
+def test_other_accounts_may_publish() -> None:
+    refuse_ingest_account("mqtt://pf-test-fleet:pw@h:1883")
+    refuse_ingest_account("mqtt://h:1883")

@@ -304,7 +304,13 @@ def simulate(
     """
     import sys
 
-    from powerflow.simulate import enroll_fleet, fleet_codes, read_logins, run_fleet
+    from powerflow.simulate import (
+        enroll_fleet,
+        fleet_codes,
+        read_logins,
+        refuse_ingest_account,
+        run_fleet,
+    )
     from powerflow_common.errors import PowerflowError
 
     settings = _settings()
@@ -320,6 +326,8 @@ def simulate(
                 logins = read_logins(lines)
         elif enroll:
             logins = enroll_fleet(settings, fleet_codes(devices), by="powerflow simulate")
+        else:
+            refuse_ingest_account(settings.mqtt_login_url)
     except (OSError, ValueError, PowerflowError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc

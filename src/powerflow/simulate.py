@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from powerflow_common.names import INGEST_CLIENT_ID
 from powerflow_common.settings import Settings
 from powerflow_ingest.mqtt import BrokerAddress
 
@@ -194,6 +195,20 @@ def enroll_fleet(settings: Settings, codes: Sequence[str], *, by: str) -> list[D
     return [DeviceLogin(e.code, e.username, e.password) for e in enrolled]
 
 
+def refuse_ingest_account(url: str) -> None:
+    """ValueError when ``url`` logs in as an ingest instance.
+
+    The broker makes a client id its username: a publisher logged in as ingest would take
+    over ingest's session, and its clean start would throw away the bridge's backlog.
+    """
+    username = BrokerAddress.parse(url).username or ""
+    if username == INGEST_CLIENT_ID or f"{INGEST_CLIENT_ID}-" in username:
+        raise ValueError(
+            f"POWERFLOW_MQTT_URL logs in as ingest ({username!r}): publishing with it would "
+            "take over ingest's session. Use --enroll, --credentials, or a publisher account."
+        )
+
+
 def login_url(url: str, login: DeviceLogin) -> str:
     """``url``'s broker (host, port, TLS) with a device's account."""
     from urllib.parse import quote
@@ -236,6 +251,7 @@ def run_fleet(
             raise
         publisher = _Publisher(clients, True, rate)
     else:
+        refuse_ingest_account(url)
         fleet = make_fleet(devices, seed)
         client = connect_publisher(url, f"powerflow-sim-{seed}-{random.getrandbits(24):06x}")
         publisher = _Publisher(client, per_device_topic, rate)
