@@ -306,3 +306,30 @@ def test_the_simulator_enrols_and_publishes_as_each_device(
         stored(engine, code, 3)
     states = {d.code: d.state for d in list_enrolments(engine).devices}
     assert states == {"sim-0001": "enrolled", "sim-0002": "enrolled"}
+
+
+def test_the_cli_says_when_the_broker_is_away(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    from powerflow.broker import free_port
+
+    away = f"mqtt://powerflow-admin:x@127.0.0.1:{free_port()}"
+    env = {**service_env(settings), "POWERFLOW_BROKER_ADMIN_URL": away}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "powerflow.cli", "devices", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+        )
+
+    refused = run("enroll", "dev-1")
+    assert refused.returncode == 3, refused.stderr
+    assert "cannot reach the broker" in refused.stderr and "Traceback" not in refused.stderr
+    assert list_enrolments(engine).devices == []  # nothing recorded without the broker
+    listed = run("list")
+    assert listed.returncode == 0 and "database only" in listed.stderr

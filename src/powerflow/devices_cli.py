@@ -29,6 +29,7 @@ console = Console(stderr=True)
 # Exit codes: what a script can tell apart.
 EXIT_REFUSED = 2  # the request itself is wrong (code, format): nothing was changed
 EXIT_BROKER = 3  # the broker did not answer or refused; see the message for the state left
+EXIT_DATABASE = 4  # the database did not answer or refused; see the message
 
 
 def _settings() -> Settings:
@@ -47,31 +48,50 @@ def _operator() -> str:
 
 @contextmanager
 def _engine(settings: Settings) -> Iterator[Engine]:
-    from powerflow_common.db.engine import make_engine
+    from sqlalchemy.exc import DBAPIError
 
-    engine = make_engine(settings.database_url.get_secret_value())
+    from powerflow_common.db.engine import make_engine
+    from powerflow_common.settings import redact_url
+
+    url = settings.database_url.get_secret_value()
+    engine = make_engine(url)
     try:
         yield engine
+    except DBAPIError as exc:  # the database is away or refused: say so, no traceback
+        console.print(f"[red]database {redact_url(url)}[/]: {exc.orig}")
+        raise typer.Exit(EXIT_DATABASE) from exc
     finally:
         engine.dispose()
 
 
 @contextmanager
 def _admin(settings: Settings) -> Iterator[BrokerAdmin]:
+    """The broker's admin, connected; exit 3 with the reason when it cannot be."""
+    admin = _connect_admin(settings)
+    if admin is None:
+        raise typer.Exit(EXIT_BROKER)
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def _connect_admin(settings: Settings) -> BrokerAdmin | None:
     from powerflow_common.broker_admin import broker_admin
 
     try:
         admin = broker_admin(settings)
-    except PowerflowError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(EXIT_BROKER) from exc
-    with admin:
-        yield admin
+        admin.__enter__()
+    except PowerflowError as exc:  # not configured, unreachable, refused
+        console.print(f"[red]broker[/]: {exc}")
+        return None
+    return admin
 
 
 def _fail(exc: EnrolmentError) -> typer.Exit:
     console.print(f"[red]{exc.reason}[/]: {exc.detail}")
-    return typer.Exit(EXIT_BROKER if exc.reason == "broker_failed" else EXIT_REFUSED)
+    codes = {"broker_failed": EXIT_BROKER, "database_failed": EXIT_DATABASE}
+    return typer.Exit(codes.get(exc.reason, EXIT_REFUSED))
 
 
 @devices_app.command("enroll")
@@ -168,15 +188,19 @@ def list_command(
 
     settings = _settings()
     listing: EnrolmentListing
+    admin = None
+    if broker and settings.broker_admin_url is not None:
+        admin = _connect_admin(settings)
+        if admin is None:
+            console.print("[yellow]listing the database only: states are not checked[/]")
     with _engine(settings) as engine:
         try:
-            if broker and settings.broker_admin_url is not None:
-                with _admin(settings) as admin:
-                    listing = list_enrolments(engine, admin, after=after, limit=limit)
-            else:
-                listing = list_enrolments(engine, after=after, limit=limit)
+            listing = list_enrolments(engine, admin, after=after, limit=limit)
         except EnrolmentError as exc:
             raise _fail(exc) from exc
+        finally:
+            if admin is not None:
+                admin.close()
     if as_json:
         for device in listing.devices:
             print(

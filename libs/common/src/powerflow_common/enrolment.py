@@ -314,13 +314,20 @@ def revoke_device(
             return Revocation(canonical, account_removed=True, revoked_at=None)
         # 2. Then the database. Readings that the shared legacy topic names it by stop
         # counting too: revoking means that nothing new from this device is believed.
-        with engine.begin() as conn:
-            revoked_at = row.revoked_at or now
-            conn.execute(
-                _devices.update()
-                .where(_devices.c.id == row.id)
-                .values(revoked_at=revoked_at, legacy_topic=False)
-            )
+        revoked_at = row.revoked_at or now
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    _devices.update()
+                    .where(_devices.c.id == row.id)
+                    .values(revoked_at=revoked_at, legacy_topic=False)
+                )
+        except DBAPIError as exc:
+            raise EnrolmentError(
+                "database_failed",
+                f"the broker account of {canonical!r} is removed (it has no access), but the "
+                f"revocation was not recorded ({exc.orig}); revoke it again.",
+            ) from exc
     return Revocation(canonical, account_removed=removed, revoked_at=revoked_at)
 
 
@@ -348,7 +355,7 @@ def list_enrolments(
     ).order_by(d.c.code)
     if after is not None:
         query = query.where(d.c.code > after)
-    usernames = None if accounts is None else set(accounts.list_clients())
+    usernames = None if accounts is None else _usernames(accounts)
     with engine.connect() as conn:
         rows = conn.execute(query.limit(limit)).all()
         unexplained = [] if usernames is None else _unexplained(conn, usernames)
@@ -371,6 +378,15 @@ def list_enrolments(
             )
         )
     return EnrolmentListing(states, unexplained)
+
+
+def _usernames(accounts: DeviceAccounts) -> set[str]:
+    try:
+        return set(accounts.list_clients())
+    except Exception as exc:  # whatever the broker client raises: one clear error
+        raise EnrolmentError(
+            "broker_failed", f"the broker did not list its accounts ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _state(enrolled: bool, revoked: bool, has_account: bool | None) -> str:
