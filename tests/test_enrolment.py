@@ -333,3 +333,24 @@ def test_the_cli_says_when_the_broker_is_away(
     assert list_enrolments(engine).devices == []  # nothing recorded without the broker
     listed = run("list")
     assert listed.returncode == 0 and "database only" in listed.stderr
+
+
+def test_enrolled_credentials_work_over_tls_with_the_ca_pinned(
+    running: dict[str, Service], broker: Broker, admin: BrokerAdmin, engine: Engine
+) -> None:
+    from powerflow.simulate import connect_publisher
+
+    a, _, _ = codes()
+    enrolment = enroll_device(engine, admin, a, by=BY)
+    assert broker.tls_port is not None
+    url = account_url(
+        "localhost", broker.tls_port, enrolment.username, enrolment.password, tls=True
+    )
+    client = connect_publisher(url, enrolment.client_id, ca_file=str(broker.certs.ca))
+    try:
+        at = datetime.now(UTC) - timedelta(seconds=5)
+        client.publish(enrolment.topic, reading(a, at), qos=1).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    stored(engine, a, 1)

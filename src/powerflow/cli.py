@@ -342,6 +342,7 @@ def simulate(
             per_device_topic=per_device_topic,
             seed=seed,
             logins=logins,
+            ca_file=settings.mqtt_ca_file,
         )
     except ConnectionError as exc:
         console.print(f"[red]{exc}[/]")

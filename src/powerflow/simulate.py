@@ -142,8 +142,12 @@ def read_logins(lines: Iterable[str]) -> list[DeviceLogin]:
     return logins
 
 
-def connect_publisher(url: str, client_id: str) -> mqtt.Client:
-    """A QoS 1 publisher connected to the broker, network loop running."""
+def connect_publisher(url: str, client_id: str, *, ca_file: str | None = None) -> mqtt.Client:
+    """A QoS 1 publisher connected to the broker, network loop running.
+
+    ``mqtts://`` verifies the broker's certificate against ``ca_file`` (pinned), else
+    against the system's CAs.
+    """
     address = BrokerAddress.parse(url)
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -153,7 +157,7 @@ def connect_publisher(url: str, client_id: str) -> mqtt.Client:
     if address.username:
         client.username_pw_set(address.username, address.password)
     if address.tls:
-        client.tls_set()
+        client.tls_set(ca_certs=ca_file)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     connected = threading.Event()
@@ -232,6 +236,7 @@ def run_fleet(
     seed: int = 7,
     stop: threading.Event | None = None,
     logins: Sequence[DeviceLogin] | None = None,
+    ca_file: str | None = None,
 ) -> int:
     """Publish readings until ``count`` per device or ``duration_s``; returns how many.
 
@@ -244,7 +249,9 @@ def run_fleet(
         clients: dict[str, mqtt.Client] = {}
         try:
             for login in logins:
-                clients[login.code] = connect_publisher(login_url(url, login), login.username)
+                clients[login.code] = connect_publisher(
+                    login_url(url, login), login.username, ca_file=ca_file
+                )
         except ConnectionError:
             for client in clients.values():
                 _close(client)
@@ -253,7 +260,9 @@ def run_fleet(
     else:
         refuse_ingest_account(url)
         fleet = make_fleet(devices, seed)
-        client = connect_publisher(url, f"powerflow-sim-{seed}-{random.getrandbits(24):06x}")
+        client = connect_publisher(
+            url, f"powerflow-sim-{seed}-{random.getrandbits(24):06x}", ca_file=ca_file
+        )
         publisher = _Publisher(client, per_device_topic, rate)
     started = time.monotonic()
     try:
