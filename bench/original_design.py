@@ -57,6 +57,8 @@ def main(mqtt_url: str, db_host: str, db_port: int, database: str) -> None:
 
     address = BrokerAddress.parse(mqtt_url)
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="original")
+    if address.username:
+        client.username_pw_set(address.username, address.password)
     client.on_message = on_message
     client.on_connect = lambda c, *_a: c.subscribe("power/measurement", qos=1)
     client.connect(address.host, address.port)

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url, text
 
-from powerflow.broker import Broker, free_port
+from powerflow.broker import Broker, account_url, free_port
+from powerflow_common.broker_admin import new_password
 from powerflow_common.db.engine import drop_database, ensure_database, migrate
+from powerflow_common.enrolment import enroll_device
 from powerflow_common.jetstream import drop_namespace
 from powerflow_common.settings import load_settings
 
@@ -32,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 NATS_URL = os.environ.get("POWERFLOW_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 MAX_PER_PUBLISHER = 60_000  # QoS 1 packet ids wrap at 65,535
+BENCH_DEVICES = 100  # devices per prefix (backlog_lines, paced_latency)
 
 
 def payload(device: str, ts: datetime, power_w: float) -> str:
@@ -43,7 +46,7 @@ def payload(device: str, ts: datetime, power_w: float) -> str:
     )
 
 
-def backlog_lines(prefix: str, count: int, devices: int = 100) -> Iterator[str]:
+def backlog_lines(prefix: str, count: int, devices: int = BENCH_DEVICES) -> Iterator[str]:
     """``count`` readings from ``devices`` devices, 5 s apart, ending now."""
     per_device = -(-count // devices)
     start = datetime.now(UTC) - timedelta(seconds=5 * per_device)
@@ -55,6 +58,27 @@ def backlog_lines(prefix: str, count: int, devices: int = 100) -> Iterator[str]:
                 return
             yield payload(f"{prefix}-{d:03d}", ts, 100.0 + d)
             n += 1
+
+
+def enroll_bench_devices(db_url: str, broker: Broker, prefixes: tuple[str, ...]) -> None:
+    """The benchmark's codes, enrolled as legacy devices: their readings on the shared
+    ``power/measurement`` count, as a prototype fleet's would (others are dead-lettered)."""
+    engine = create_engine(db_url)
+    try:
+        with broker.admin() as admin:
+            for prefix in prefixes:
+                for d in range(BENCH_DEVICES):
+                    enroll_device(engine, admin, f"{prefix}-{d:03d}", legacy=True, by="bench")
+    finally:
+        engine.dispose()
+
+
+def original_subscriber(broker: Broker) -> str:
+    """An account for the original design's subscriber (it reads the shared topic)."""
+    password = new_password()
+    with broker.admin() as admin:
+        admin.set_client("original", password, subscribe=["power/measurement"])
+    return account_url(broker.connect_host, broker.port, "original", password)
 
 
 def publisher(port: int) -> subprocess.Popen[str]:
@@ -194,7 +218,7 @@ def paced_latency(
     total = int(rate * seconds)
     started = time.monotonic()
     sent = 0
-    devices = 100
+    devices = BENCH_DEVICES
     while sent < total:
         due = min(total, int((time.monotonic() - started) * rate) + 1)
         now = datetime.now(UTC)
@@ -253,14 +277,17 @@ def main() -> None:
     orig_url = f"{SERVER}/pf_bench_orig_{tag}"
     migrate(db_url)
     ensure_database(orig_url)
-    broker = Broker(free_port(), work / "mosquitto")
+    # The project's broker in its lab mode: anonymous publishers (many `mosquitto_pub` at
+    # once, each with a client id of its own) on device topics; ingest logs in as itself.
+    broker = Broker(free_port(), work / "mosquitto", namespace=f"bench{tag}", open_lab=True)
     broker.start()
+    enroll_bench_devices(db_url, broker, ("tp", "lat"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
     env.update(
         POWERFLOW_DATABASE_URL=db_url,
         POWERFLOW_NATS_URL=NATS_URL,
         POWERFLOW_NAMESPACE=f"bench{tag}",
-        POWERFLOW_MQTT_URL=broker.url,
+        POWERFLOW_MQTT_URL=broker.ingest_url(),
         POWERFLOW_INGEST_METRICS_PORT="0",
         POWERFLOW_WRITER_METRICS_PORT="0",
         POWERFLOW_LOG_LEVEL="warning",
@@ -298,7 +325,7 @@ def main() -> None:
             [
                 sys.executable,
                 str(HERE / "original_design.py"),
-                broker.url,
+                original_subscriber(broker),
                 orig_db.host or "127.0.0.1",
                 str(orig_db.port or 3306),
                 orig_db.database or "",

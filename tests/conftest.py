@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from pf_testing import Service, clean_tables, delete_namespace_streams
-from powerflow.broker import Broker, free_port
+from pf_testing import FleetBroker, Service, clean_tables, delete_namespace_streams
+from powerflow.broker import free_port, make_dev_certs
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.settings import Settings, load_settings
 
@@ -53,23 +53,42 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(scope="session")
+def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One development CA and server certificate for the run (a data folder's certs/)."""
+    folder = tmp_path_factory.mktemp("broker-certs")
+    make_dev_certs(folder)
+    return folder
+
+
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """A Mosquitto of this test's own, with the project's configuration."""
-    instance = Broker(free_port(), tmp_path / "mosquitto")
+def broker(tmp_path: Path, namespace: str, dev_certs: Path) -> Iterator[FleetBroker]:
+    """A Mosquitto of this test's own: the project's configuration, closed, TLS on.
+
+    Its accounts: the admin, this test's namespaced ingest instance 0, and the TEST-ONLY
+    fleet account (``broker.fleet_url``) the pipeline tests publish with.
+    """
+    instance = FleetBroker(
+        free_port(),
+        tmp_path / "mosquitto",
+        tls_port=free_port(),
+        namespace=namespace,
+        certs_from=dev_certs,
+    )
     instance.start()
     yield instance
     instance.stop()
 
 
 @pytest.fixture
-def settings(database_url: str, namespace: str, broker: Broker) -> Iterator[Settings]:
-    """Settings for this test: its namespace, its broker, short timeouts."""
+def settings(database_url: str, namespace: str, broker: FleetBroker) -> Iterator[Settings]:
+    """Settings for this test: its namespace, its broker (as ingest), short timeouts."""
     values = load_settings(
         database_url=database_url,
         nats_url=NATS_URL,
         namespace=namespace,
-        mqtt_url=broker.url,
+        mqtt_url=broker.ingest_url(),
+        broker_admin_url=broker.admin_url,
         ingest_metrics_port=0,
         writer_metrics_port=0,
         writer_ack_wait_s=3.0,
@@ -100,6 +119,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         POWERFLOW_LOG_FORMAT="json",
         **extra,
     )
+    if settings.broker_admin_url is not None:
+        env["POWERFLOW_BROKER_ADMIN_URL"] = settings.broker_admin_url.get_secret_value()
     return env
 
 

@@ -21,7 +21,9 @@ import msgspec
 import pytest
 from sqlalchemy import Engine, text
 
+from powerflow.broker import Broker, account_url
 from powerflow.simulate import connect_publisher
+from powerflow_common.broker_admin import new_password
 from powerflow_common.jetstream import drop_namespace
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Rejection
@@ -93,6 +95,30 @@ def clean_tables(engine: Engine) -> None:
         for table in TRUNCATE_TABLES:
             conn.execute(text(f"TRUNCATE TABLE {table}"))
         conn.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+
+
+FLEET_USERNAME = "pf-test-fleet"
+
+
+class FleetBroker(Broker):
+    """The project's broker plus a TEST-ONLY fleet account that may publish on any topic.
+
+    Not a product account: a real deployment enrols each device with rights on its own
+    topics only (``powerflow devices enroll``). The tests that exercise the pipeline, not
+    the broker's rules, publish through this one account (``fleet_url``); the broker's rules
+    have their own tests (tests/test_broker_security.py).
+    """
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        super().start(timeout_s)
+        self.fleet_url = self.fleet_account(FLEET_USERNAME)
+
+    def fleet_account(self, username: str, publish: tuple[str, ...] = ("#",)) -> str:
+        """A test publisher's URL. Its client id is its username (one connection each)."""
+        password = new_password()
+        with self.admin() as admin:
+            admin.set_client(username, password, publish=publish)
+        return account_url(self.connect_host, self.port, username, password)
 
 
 def publish_all(url: str, messages: Iterable[tuple[str, bytes | str]], window: int = 1000) -> int:

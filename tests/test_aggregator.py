@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from conftest import SERVER_URL, service_env
 from pf_testing import (
+    FleetBroker,
     Service,
     admit,
     clean_tables,
@@ -26,7 +27,6 @@ from pf_testing import (
     publish_all,
     wait_for,
 )
-from powerflow.broker import Broker
 from powerflow_aggregator.rollup import RollupConfig, recompute_buckets
 from powerflow_common.db.engine import drop_database, ensure_database
 from powerflow_common.energy import EnergySample, hourly_energy
@@ -123,7 +123,7 @@ def assert_same_stats(a: dict[Any, dict[str, Any]], b: dict[Any, dict[str, Any]]
 
 def test_an_hour_at_1150_5_w_through_mqtt_is_1_1505_kwh_and_0_5499_kg_co2(
     services: dict[str, Service],
-    broker: Broker,
+    broker: FleetBroker,
     engine: Engine,
     settings: Settings,
     tmp_path: Path,
@@ -149,7 +149,7 @@ def test_an_hour_at_1150_5_w_through_mqtt_is_1_1505_kwh_and_0_5499_kg_co2(
             )
             for i in range(721)
         ]
-        publish_all(broker.url, messages)
+        publish_all(broker.fleet_url, messages)
 
         def settled() -> dict[str, Any] | None:
             row = stats(engine, "ground-truth").get(("ground-truth", T10))
@@ -401,7 +401,7 @@ def full_recompute(engine: Engine) -> dict[tuple[str, datetime], dict[str, Any]]
 
 def test_two_aggregator_processes_on_one_consumer_one_killed_equal_a_full_recompute_from_raw(
     services: dict[str, Service],
-    broker: Broker,
+    broker: FleetBroker,
     engine: Engine,
     settings: Settings,
     tmp_path: Path,
@@ -435,7 +435,7 @@ def test_two_aggregator_processes_on_one_consumer_one_killed_equal_a_full_recomp
                 messages.append(("power/measurement", json.dumps(body)))
         messages += rng.sample(messages, len(messages) // 4)
         rng.shuffle(messages)
-        publish_all(broker.url, messages)
+        publish_all(broker.fleet_url, messages)
         # One copy crashes mid-stream and comes back: its unacked messages are redelivered.
         wait_for(lambda: count_rows(engine, "hourly_stats") > 0, 60, what="first hours rolled up")
         aggregators[0].kill9()

@@ -18,14 +18,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import NATS_URL, service_env
-from pf_testing import Service, delete_namespace_streams, fleet_messages, publish_all, wait_for
-from powerflow.broker import BROKER_CONFIG, Broker, free_port
+from pf_testing import (
+    FleetBroker,
+    Service,
+    delete_namespace_streams,
+    fleet_messages,
+    publish_all,
+    wait_for,
+)
+from powerflow.broker import BROKER_CONFIG, free_port
 from powerflow_common.broker_health import (
     NOT_AVAILABLE,
     BrokerHealthRecord,
@@ -241,7 +249,7 @@ def test_a_broker_without_sys_is_said_once_and_ingest_keeps_working(no_sys: Setu
     assert not alarm.degraded and NOT_AVAILABLE in (alarm.detail or "")
 
 
-def test_the_projects_broker_publishes_its_drop_counter_to_ingest(broker: Broker) -> None:
+def test_the_projects_broker_publishes_its_drop_counter_to_ingest(broker: FleetBroker) -> None:
     setting = dict(
         line.split(None, 1)
         for line in BROKER_CONFIG.read_text().splitlines()
@@ -249,7 +257,10 @@ def test_the_projects_broker_publishes_its_drop_counter_to_ingest(broker: Broker
     )
     assert int(setting["sys_interval"]) > 0  # 0 would switch the drop counter off
     seen: dict[str, bytes] = {}
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pf-test-sys")
+    # ingest's own account: its role must let it read the counters.
+    login = urlsplit(broker.ingest_url())
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=login.username or "")
+    client.username_pw_set(login.username, login.password)
 
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         seen.setdefault(message.topic, bytes(message.payload))

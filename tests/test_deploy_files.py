@@ -115,7 +115,8 @@ def test_compose_gives_each_service_its_own_nats_user_and_only_its_secrets() -> 
         for key, value in env.items():
             inline = "PASSWORD" in key and not key.endswith("_FILE") and value != "yes"
             assert not inline, f"{name}: {key} is set inline"
-            if key.endswith("_FILE"):
+            if key.endswith("_FILE") and not value.startswith("/run/broker/"):
+                # (a broker account's password is read from the broker's own volume)
                 assert value.removeprefix("/run/secrets/") in secrets, f"{name}: {key}"
             assert not re.search(r"://[^/@\s]*:[^@\s]+@", str(value)), f"{name}: {key}"
         if service.get("image") == "powerflow:latest":
@@ -216,3 +217,29 @@ def test_make_secrets_makes_every_compose_secret_once(tmp_path: Path) -> None:
     again = subprocess.run(["sh", str(script)], capture_output=True, text=True)
     assert again.returncode == 0 and again.stdout == ""  # kept, never replaced
     assert {p.name: p.read_text() for p in (tmp_path / "secrets").iterdir()} == made
+
+
+def test_the_deployments_run_the_projects_broker_and_ingest_logs_in_as_its_client_id() -> None:
+    from urllib.parse import urlsplit
+
+    from powerflow_common.names import Names
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    assert compose["mosquitto"]["command"][0] == "broker"
+    ingest_url = compose["ingest"]["environment"]["POWERFLOW_MQTT_URL"]
+    assert urlsplit(ingest_url).username == Names().mqtt_client_id("0")
+    assert "POWERFLOW_MQTT_PASSWORD_FILE" in compose["ingest"]["environment"]
+    documents = [
+        d
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for d in yaml.safe_load_all(path.read_text())
+    ]
+    broker_sets = [d for d in documents if d["metadata"]["name"] == "mosquitto"]
+    containers = broker_sets[0]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == "powerflow" and containers[0]["args"][0] == "broker"
+    ingest = next(d for d in documents if d["metadata"]["name"] == "powerflow-ingest")
+    env = {
+        e["name"]: e.get("value")
+        for e in ingest["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert urlsplit(env["POWERFLOW_MQTT_URL"]).username == Names().mqtt_client_id("0")

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from pf_testing import Service, count_rows, publish_all, wait_for
-from powerflow.broker import Broker
+from pf_testing import FleetBroker, Service, count_rows, publish_all, wait_for
 from powerflow_common.formats import decode_message
 from powerflow_common.formats.original import ORIGINAL
 from powerflow_common.validation import Limits
@@ -57,10 +56,10 @@ def test_every_firmware_payload_passes_ingest_validation(
 def test_pipeline_stores_the_values_the_firmware_sent(
     firmware_payloads: list[tuple[str, str]],
     running: dict[str, Service],
-    broker: Broker,
+    broker: FleetBroker,
     engine: Engine,
 ) -> None:
-    publish_all(broker.url, firmware_payloads)
+    publish_all(broker.fleet_url, firmware_payloads)
     wait_for(lambda: count_rows(engine) == len(firmware_payloads), 30, what="firmware rows")
     with engine.connect() as conn:
         rows = conn.execute(

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 
 from conftest import service_env
 from pf_testing import (
+    FleetBroker,
     Service,
     admit,
     count_rows,
@@ -27,7 +28,7 @@ from pf_testing import (
     publish_all,
     wait_for,
 )
-from powerflow.broker import Broker, free_port
+from powerflow.broker import free_port
 from powerflow_common.jetstream import (
     ensure_streams,
     migrate_streams,
@@ -61,7 +62,7 @@ def with_energy(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
 
 
 def test_esphome_power_and_energy_of_one_second_in_two_batches_are_one_row_with_both(
-    settings: Settings, broker: Broker, engine: Engine, tmp_path: Path
+    settings: Settings, broker: FleetBroker, engine: Engine, tmp_path: Path
 ) -> None:
     # One message per batch and no linger: power and energy go out as two JetStream messages.
     env = service_env(
@@ -77,7 +78,7 @@ def test_esphome_power_and_energy_of_one_second_in_two_batches_are_one_row_with_
             while datetime.now(UTC).microsecond > 300_000:
                 time.sleep(0.01)
             publish_all(
-                broker.url,
+                broker.fleet_url,
                 [
                     (f"{device}/sensor/power/state", f"{100 + i}.5"),
                     (f"{device}/sensor/energy/state", f"{5000 + i}"),
@@ -126,7 +127,7 @@ def readings_in_stream(settings: Settings) -> tuple[int, int, int]:
 
 
 def test_ingest_holds_at_a_full_stream_and_recovers_when_the_writer_frees_space(
-    settings: Settings, broker: Broker, engine: Engine, tmp_path: Path
+    settings: Settings, broker: FleetBroker, engine: Engine, tmp_path: Path
 ) -> None:
     metrics_port = free_port()
     env = service_env(
@@ -142,7 +143,7 @@ def test_ingest_holds_at_a_full_stream_and_recovers_when_the_writer_frees_space(
     expected_power_w = sum(json.loads(body)["electric"] for _, body in messages)
     try:
         ingest.start().wait_logged("mqtt_subscribed")
-        publish_all(broker.url, messages)
+        publish_all(broker.fleet_url, messages)
         ingest.wait_logged("jetstream_stream_full", timeout_s=60)
 
         def held() -> tuple[int, int, int, dict[str, float]] | None:
@@ -283,7 +284,7 @@ FLEET_INTERVAL_S = 5
 
 
 def test_a_week_of_a_20_device_fleet_never_reaches_the_default_readings_limit(
-    settings: Settings, broker: Broker, tmp_path: Path
+    settings: Settings, broker: FleetBroker, tmp_path: Path
 ) -> None:
     # Worst case for size: one reading per JetStream message (a quiet fleet, no batching),
     # and no writer at all for the week (with the writer up, work-queue keeps ~0 bytes).
@@ -292,7 +293,7 @@ def test_a_week_of_a_20_device_fleet_never_reaches_the_default_readings_limit(
     sample = list(fleet_messages(FLEET_DEVICES, 10))
     try:
         ingest.start().wait_logged("mqtt_subscribed")
-        publish_all(broker.url, sample)
+        publish_all(broker.fleet_url, sample)
         stored, messages, size = wait_for(
             lambda: (r := readings_in_stream(settings))[0] == len(sample) and r,
             60,
@@ -317,7 +318,7 @@ def log_events(service: Service) -> list[dict[str, Any]]:
 
 
 def test_rejected_at_its_byte_limit_drops_its_oldest_records_and_ingest_counts_them(
-    settings: Settings, broker: Broker, tmp_path: Path
+    settings: Settings, broker: FleetBroker, tmp_path: Path
 ) -> None:
     env = service_env(
         settings,
@@ -339,7 +340,7 @@ def test_rejected_at_its_byte_limit_drops_its_oldest_records_and_ingest_counts_t
 
     try:
         ingest.start().wait_logged("mqtt_subscribed")
-        publish_all(broker.url, flood)
+        publish_all(broker.fleet_url, flood)
         first_seq, _last_seq, size = wait_for(
             lambda: (s := rejected_state())[1] == len(flood) and s, 60, what="every record"
         )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from pf_testing import (
+    FleetBroker,
     Service,
     admit,
     consumer_idle,
@@ -20,17 +21,16 @@ from pf_testing import (
     sentinel_message,
     wait_for,
 )
-from powerflow.broker import Broker
 from powerflow_common.settings import Settings
 
 
 def test_every_reading_is_stored_exactly_once_even_when_published_twice(
-    running: dict[str, Service], broker: Broker, engine: Engine, settings: Settings
+    running: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
     admit(engine, *fleet_codes(50))
     end = datetime.now(UTC).replace(microsecond=0)
     messages = list(fleet_messages(50, 200, end=end))
-    assert publish_all(broker.url, messages) == 10_000
+    assert publish_all(broker.fleet_url, messages) == 10_000
     wait_for(lambda: count_rows(engine) == 10_000, 60, what="10,000 rows")
 
     with engine.connect() as conn:
@@ -57,7 +57,7 @@ def test_every_reading_is_stored_exactly_once_even_when_published_twice(
 
     # The same 10,000 again, then a sentinel: once it is stored and the writer's consumer
     # has nothing pending, the second copy has been through the whole pipeline.
-    publish_all(broker.url, [*messages, sentinel_message()])
+    publish_all(broker.fleet_url, [*messages, sentinel_message()])
     wait_for(lambda: device_rows(engine, "sentinel") == 1, 60, what="sentinel stored")
     names = settings.names
     wait_for(
@@ -118,9 +118,9 @@ MALFORMED: list[tuple[str, bytes, str]] = [
 
 
 def test_malformed_messages_are_dead_lettered_each_with_its_own_reason(
-    running: dict[str, Service], broker: Broker, engine: Engine, settings: Settings
+    running: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
-    publish_all(broker.url, [(topic, payload) for topic, payload, _ in MALFORMED])
+    publish_all(broker.fleet_url, [(topic, payload) for topic, payload, _ in MALFORMED])
     records = read_rejections(
         settings.nats_url, settings.names.rejected_stream, len(MALFORMED), timeout_s=30
     )
@@ -136,6 +136,6 @@ def test_malformed_messages_are_dead_lettered_each_with_its_own_reason(
         assert record.detail
     assert count_rows(engine) == 0
     # Both services are still running and the next valid reading is stored.
-    publish_all(broker.url, [sentinel_message()])
+    publish_all(broker.fleet_url, [sentinel_message()])
     wait_for(lambda: device_rows(engine, "sentinel") == 1, 30, what="valid reading stored")
     assert running["ingest"].alive and running["writer"].alive

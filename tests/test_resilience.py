@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from pf_testing import (
+    FleetBroker,
     NatsServer,
     Service,
     TcpProxy,
@@ -25,7 +26,6 @@ from pf_testing import (
     sentinel_message,
     wait_for,
 )
-from powerflow.broker import Broker
 from powerflow_common.jetstream import connect_nats
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Reading, ReadingBatch, json_encoder
@@ -40,11 +40,11 @@ def publish_in_background(url: str, messages: list[tuple[str, str]]) -> threadin
 
 
 def test_writer_killed_mid_stream_loses_and_duplicates_nothing(
-    running: dict[str, Service], broker: Broker, engine: Engine
+    running: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
     admit(engine, *fleet_codes(50))
     messages = list(fleet_messages(50, 200))
-    publisher = publish_in_background(broker.url, messages)
+    publisher = publish_in_background(broker.fleet_url, messages)
     wait_for(lambda: count_rows(engine) >= 1_500, 60, interval_s=0.02, what="first rows")
     running["writer"].kill9()
     stored_at_kill = count_rows(engine)
@@ -52,23 +52,23 @@ def test_writer_killed_mid_stream_loses_and_duplicates_nothing(
     publisher.join(60)
     wait_for(lambda: count_rows(engine) == 10_000, 90, what="all 10,000 rows")
     assert stored_at_kill < 10_000, "the writer was killed after the stream, not in it"
-    publish_all(broker.url, [sentinel_message()])
+    publish_all(broker.fleet_url, [sentinel_message()])
     wait_for(lambda: device_rows(engine, "sentinel") == 1, 30)
     assert count_rows(engine) == 10_001
 
 
 def test_ingest_killed_and_kept_down_loses_nothing_the_broker_acknowledged(
-    running: dict[str, Service], broker: Broker, engine: Engine
+    running: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
     admit(engine, *fleet_codes(20))
     end = datetime.now(UTC).replace(microsecond=0)
     first = list(fleet_messages(20, 150, end=end - timedelta(hours=1)))  # 3,000
     second = list(fleet_messages(20, 150, end=end))  # 3,000 more while ingest is down
-    publisher = publish_in_background(broker.url, first)
+    publisher = publish_in_background(broker.fleet_url, first)
     wait_for(lambda: count_rows(engine) >= 500, 60, interval_s=0.02, what="first rows")
     running["ingest"].kill9()
     publisher.join(60)
-    publish_all(broker.url, second)
+    publish_all(broker.fleet_url, second)
     stored_while_down = count_rows(engine)
     assert stored_while_down < 6_000 - 2_000
     running["ingest"].start()
@@ -76,7 +76,7 @@ def test_ingest_killed_and_kept_down_loses_nothing_the_broker_acknowledged(
 
 
 def test_database_outage_delays_readings_but_loses_none(
-    services: dict[str, Service], broker: Broker, engine: Engine, settings: Settings
+    services: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
     url = make_url(settings.database_url.get_secret_value())
     proxy = TcpProxy(url.port or 3306).start()
@@ -88,13 +88,13 @@ def test_database_outage_delays_readings_but_loses_none(
     services["ingest"].wait_logged("mqtt_subscribed")
     admit(engine, *fleet_codes(20))
     end = datetime.now(UTC).replace(microsecond=0)
-    publish_all(broker.url, list(fleet_messages(20, 50, end=end - timedelta(hours=1))))
+    publish_all(broker.fleet_url, list(fleet_messages(20, 50, end=end - timedelta(hours=1))))
     wait_for(lambda: count_rows(engine) == 1_000, 60, what="rows before the outage")
     proxy.cut()
     outage_ends = threading.Timer(30.0, proxy.restore)
     outage_ends.start()
     try:
-        publish_all(broker.url, list(fleet_messages(20, 100, end=end)))
+        publish_all(broker.fleet_url, list(fleet_messages(20, 100, end=end)))
         services["writer"].wait_logged("store_failed", timeout_s=25)
         assert count_rows(engine) == 1_000
         wait_for(lambda: count_rows(engine) == 3_000, 90, what="all rows after the outage")
@@ -134,7 +134,7 @@ def test_row_the_database_refuses_is_dead_lettered_and_the_rest_stored(
 
 
 def test_nats_outage_keeps_readings_in_the_broker_until_it_returns(
-    services: dict[str, Service], broker: Broker, engine: Engine, tmp_path: Path
+    services: dict[str, Service], broker: FleetBroker, engine: Engine, tmp_path: Path
 ) -> None:
     nats_server = NatsServer(tmp_path / "jetstream").start()
     try:
@@ -144,11 +144,11 @@ def test_nats_outage_keeps_readings_in_the_broker_until_it_returns(
         services["ingest"].start().wait_logged("mqtt_subscribed")
         admit(engine, *fleet_codes(10))
         end = datetime.now(UTC).replace(microsecond=0)
-        publish_all(broker.url, list(fleet_messages(10, 50, end=end - timedelta(hours=1))))
+        publish_all(broker.fleet_url, list(fleet_messages(10, 50, end=end - timedelta(hours=1))))
         wait_for(lambda: count_rows(engine) == 500, 60, what="rows before the outage")
 
         nats_server.stop()
-        publish_all(broker.url, list(fleet_messages(10, 100, end=end)))
+        publish_all(broker.fleet_url, list(fleet_messages(10, 100, end=end)))
         services["ingest"].wait_logged("jetstream_publish_failed", timeout_s=30)
         assert count_rows(engine) == 500
         nats_server.start()

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, text
 
 from pf_testing import (
+    FleetBroker,
     Service,
     device_rows,
     publish_all,
@@ -18,7 +19,7 @@ from pf_testing import (
     sentinel_message,
     wait_for,
 )
-from powerflow.broker import Broker, free_port
+from powerflow.broker import free_port
 from powerflow.simulate import connect_publisher
 from powerflow_common.energy import EnergySample, hourly_energy
 from powerflow_common.settings import Settings
@@ -39,7 +40,7 @@ def rows_of(engine: Engine, code: str) -> list[Any]:
 
 
 def test_each_vendor_format_is_stored_with_its_device_time_and_values(
-    running: dict[str, Service], broker: Broker, engine: Engine
+    running: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
     seoul_now = datetime.now(ZoneInfo("Asia/Seoul")).replace(microsecond=0, tzinfo=None)
     utc_now = datetime.now(UTC).replace(microsecond=0)
@@ -67,7 +68,7 @@ def test_each_vendor_format_is_stored_with_its_device_time_and_values(
         ),
         ("emon/emonpi", {"time": int(utc_now.timestamp()) - 20, "P1": 100, "E1": 1234}),
     ]
-    publish_all(broker.url, [(t, json.dumps(b)) for t, b in messages])
+    publish_all(broker.fleet_url, [(t, json.dumps(b)) for t, b in messages])
     wait_for(lambda: device_rows(engine, "emonpi-1") == 1, 30, what="emonhub row")
     wait_for(lambda: device_rows(engine, "shelly25-2") == 1, 30, what="tasmota channel 2")
 
@@ -88,7 +89,7 @@ def test_each_vendor_format_is_stored_with_its_device_time_and_values(
 
 
 def test_shelly_counter_reset_never_yields_negative_energy(
-    running: dict[str, Service], broker: Broker, engine: Engine
+    running: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     totals_wh = [100.0, 105.0, 2.0, 6.0]  # the plug lost power between the 2nd and 3rd
@@ -107,7 +108,7 @@ def test_shelly_counter_reset_never_yields_negative_energy(
         )
         for i, total in enumerate(totals_wh)
     ]
-    publish_all(broker.url, frames)
+    publish_all(broker.fleet_url, frames)
     wait_for(lambda: device_rows(engine, "plug9-0") == 4, 30, what="four counter rows")
     samples = [
         EnergySample(ts=r["ts"].replace(tzinfo=UTC), power_w=r["power_w"], energy_wh=r["energy_wh"])
@@ -119,14 +120,14 @@ def test_shelly_counter_reset_never_yields_negative_energy(
 
 
 def test_esphome_retained_state_replayed_on_reconnect_stores_nothing_new(
-    services: dict[str, Service], broker: Broker, engine: Engine
+    services: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
     metrics_port = free_port()
     services["ingest"].env["POWERFLOW_INGEST_METRICS_PORT"] = str(metrics_port)
     services["writer"].start()
     services["ingest"].start().wait_logged("mqtt_subscribed")
     # ESPHome publishes its states retained.
-    client = connect_publisher(broker.url, "esphome-livingroom")
+    client = connect_publisher(broker.fleet_url, "esphome-livingroom")
     client.publish("livingroom/sensor/power/state", "123.4", qos=1, retain=True).wait_for_publish(
         10
     )
@@ -150,13 +151,13 @@ def test_esphome_retained_state_replayed_on_reconnect_stores_nothing_new(
         return 0.0
 
     wait_for(replays_ignored, 30, what="the retained replay to be ignored")
-    publish_all(broker.url, [sentinel_message()])
+    publish_all(broker.fleet_url, [sentinel_message()])
     wait_for(lambda: device_rows(engine, "sentinel") == 1, 30)
     assert device_rows(engine, "livingroom") == 1
 
 
 def test_malformed_payload_of_each_format_is_dead_lettered_with_its_format(
-    running: dict[str, Service], broker: Broker, settings: Settings
+    running: dict[str, Service], broker: FleetBroker, settings: Settings
 ) -> None:
     bad = [
         ("tele/plug/SENSOR", b"{not json", "tasmota"),
@@ -165,7 +166,7 @@ def test_malformed_payload_of_each_format_is_dead_lettered_with_its_format(
         ("emon/node", b'{"time":1764158390,"P1":"x"}', "emonhub"),
         ("power/measurement", b"nope", "original"),
     ]
-    publish_all(broker.url, [(t, p) for t, p, _ in bad])
+    publish_all(broker.fleet_url, [(t, p) for t, p, _ in bad])
     records = read_rejections(settings.nats_url, settings.names.rejected_stream, len(bad), 30)
     assert sorted((r.topic, r.format) for r in records) == sorted((t, f) for t, _, f in bad)
     assert all(r.detail.startswith(f"{r.format}: ") for r in records)

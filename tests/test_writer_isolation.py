@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from conftest import SERVER_URL, service_env
 from pf_testing import (
+    FleetBroker,
     Service,
     admit,
     consumer_idle,
@@ -31,7 +32,6 @@ from pf_testing import (
     read_rejections,
     wait_for,
 )
-from powerflow.broker import Broker
 from powerflow_common.consumers import MAX_DELIVER_EXCEEDED, TEST_HANG_ENV
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.jetstream import connect_nats, ensure_streams
@@ -130,7 +130,7 @@ def original(code: str, ts: datetime, power_w: float) -> tuple[str, str]:
 
 
 def test_a_mac_spelled_two_ways_is_one_device_and_200_others_are_stored_in_the_same_pass(
-    settings: Settings, broker: Broker, tmp_path: Path
+    settings: Settings, broker: FleetBroker, tmp_path: Path
 ) -> None:
     with default_collation_database() as url:
         engine = make_engine(url)
@@ -150,14 +150,15 @@ def test_a_mac_spelled_two_ways_is_one_device_and_200_others_are_stored_in_the_s
                 # Prototype devices on the shared topic: enrolled as legacy.
                 admit(engine, MAC, *(f"dev-{i}" for i in range(200)))
                 t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-                publish_all(broker.url, [original(MAC, t0, 10.0)])
+                publish_all(broker.fleet_url, [original(MAC, t0, 10.0)])
                 wait_for(lambda: device_rows(engine, MAC) == 1, 30, what="the first MAC reading")
 
                 others = [
                     original(f"dev-{i}", t0 + timedelta(seconds=1), float(i)) for i in range(200)
                 ]
                 publish_all(
-                    broker.url, [original(MAC_LOWER, t0 + timedelta(seconds=5), 20.0), *others]
+                    broker.fleet_url,
+                    [original(MAC_LOWER, t0 + timedelta(seconds=5), 20.0), *others],
                 )
                 wait_for(lambda: count_rows(engine) == 202, 60, what="all 202 readings")
 

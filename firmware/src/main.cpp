@@ -429,12 +429,11 @@ static bool mqtt_setup() {
     g_ca_pem = f.readString();
     f.close();
   }
-  if (g_cfg.mqtt_client_id.length() > 0) {
-    snprintf(g_client_id, sizeof g_client_id, "%s", g_cfg.mqtt_client_id.c_str());
-  } else {
-    String id = String("powerflow-") + g_device;
-    id.replace(":", "");
-    snprintf(g_client_id, sizeof g_client_id, "%s", id.c_str());
+  // Empty mqtt_client_id: the username (powerflow's broker makes them equal anyway).
+  if (pf::build_client_id(g_cfg.mqtt_client_id.c_str(), g_cfg.mqtt_username.c_str(), g_device,
+                          g_client_id, sizeof g_client_id) == 0) {
+    log_e("mqtt: client id longer than %u characters", unsigned(sizeof g_client_id - 1));
+    return false;
   }
   pf::build_status_topic(g_device, g_status_topic, sizeof g_status_topic);
   pf::JsonWriter w(g_lwt, sizeof g_lwt);

@@ -156,6 +156,26 @@ TEST(topics_and_mac) {
   CHECK_EQ(std::string(m), std::string("A4:CF:12:9B:00:01"));
 }
 
+TEST(client_id_defaults_to_the_username) {
+  char id[80];
+  // Set explicitly: kept.
+  CHECK_EQ(pf::build_client_id("my-id", "device-dev1", "dev1", id, sizeof id), size_t(5));
+  CHECK_EQ(std::string(id), std::string("my-id"));
+  // Empty: the username, which powerflow's broker makes the client id anyway.
+  CHECK(pf::build_client_id("", "device-A4:CF:12:9B:00:01", "A4:CF:12:9B:00:01", id,
+                            sizeof id) > 0);
+  CHECK_EQ(std::string(id), std::string("device-A4:CF:12:9B:00:01"));
+  // No account (an open lab broker): powerflow-<device>, colons removed.
+  CHECK(pf::build_client_id("", "", "A4:CF:12:9B:00:01", id, sizeof id) > 0);
+  CHECK_EQ(std::string(id), std::string("powerflow-A4CF129B0001"));
+  CHECK(pf::build_client_id(nullptr, nullptr, "dev1", id, sizeof id) > 0);
+  CHECK_EQ(std::string(id), std::string("powerflow-dev1"));
+  // Too long for the buffer: refused, never cut (a cut id is another client).
+  char small[8];
+  CHECK_EQ(pf::build_client_id("", "device-dev1", "dev1", small, sizeof small), size_t(0));
+  CHECK_EQ(std::string(small), std::string(""));
+}
+
 TEST(status_payload) {
   pf::StatusInfo s;
   s.ts_ms = 1687876200000LL;

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerflow import corrections_cli, energy_cli
+from powerflow import broker_cli, corrections_cli, devices_cli, energy_cli
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings, redact_url
 
@@ -38,9 +38,14 @@ def migrate() -> None:
 @app.command()
 def ingest() -> None:
     """Run the MQTT -> JetStream bridge."""
+    from powerflow_common.errors import ConfigurationError
     from powerflow_ingest.service import main
 
-    main(_settings())
+    try:
+        main(_settings())
+    except ConfigurationError as exc:
+        console.print(f"[red]ingest cannot start[/]: {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -51,6 +56,9 @@ def writer() -> None:
     main(_settings())
 
 
+# The project's Mosquitto: `broker`, `broker certs`.
+app.add_typer(broker_cli.app, name="broker")
+
 # Rollups and carbon: `aggregator`, `rollup`, `factors list|set`, `import legacy`.
 app.command()(energy_cli.aggregator)
 app.command()(energy_cli.rollup)
@@ -60,6 +68,9 @@ app.add_typer(energy_cli.import_app, name="import")
 # Operator corrections of stored values: `correct`, `corrections`.
 app.command("correct")(corrections_cli.correct_command)
 app.command("corrections")(corrections_cli.corrections_command)
+
+# Device enrolment: `devices enroll|revoke|list` (broker credentials per device).
+app.add_typer(devices_cli.devices_app, name="devices")
 
 
 @app.command()
@@ -292,21 +303,71 @@ def simulate(
     ] = None,
     per_device_topic: Annotated[bool, typer.Option(help="Use power/<device>/measurement")] = False,
     seed: Annotated[int, typer.Option(help="Random seed (device codes stay sim-0001...)")] = 7,
+    enroll: Annotated[
+        bool,
+        typer.Option(
+            help="Enrol sim-0001.. first (new passwords; needs POWERFLOW_BROKER_ADMIN_URL) and "
+            "publish as each of them"
+        ),
+    ] = False,
+    credentials: Annotated[
+        str | None,
+        typer.Option(
+            help="A file (or - for stdin) of `powerflow devices enroll --json` lines: the "
+            "fleet is those devices, each publishing with its own account"
+        ),
+    ] = None,
 ) -> None:
-    """Publish a realistic simulated fleet in the original device format (MQTT QoS 1)."""
-    from powerflow.simulate import run_fleet
+    """Publish a realistic simulated fleet in the original device format (MQTT QoS 1).
+
+    On the closed broker give it devices' accounts (--enroll or --credentials); without
+    them it publishes with the account in POWERFLOW_MQTT_URL (an open lab broker).
+    """
+    import sys
+
+    from powerflow.simulate import (
+        enroll_fleet,
+        fleet_codes,
+        read_logins,
+        refuse_ingest_account,
+        run_fleet,
+    )
+    from powerflow_common.errors import PowerflowError
 
     settings = _settings()
-    sent = run_fleet(
-        settings.mqtt_url.get_secret_value(),
-        devices=devices,
-        interval_s=interval,
-        count=count,
-        duration_s=duration,
-        rate=rate,
-        per_device_topic=per_device_topic,
-        seed=seed,
-    )
+    if enroll and credentials is not None:
+        console.print("[red]--enroll and --credentials exclude each other[/]")
+        raise typer.Exit(2)
+    logins = None
+    try:
+        if credentials == "-":
+            logins = read_logins(sys.stdin)
+        elif credentials is not None:
+            with Path(credentials).open() as lines:
+                logins = read_logins(lines)
+        elif enroll:
+            logins = enroll_fleet(settings, fleet_codes(devices), by="powerflow simulate")
+        else:
+            refuse_ingest_account(settings.mqtt_login_url)
+    except (OSError, ValueError, PowerflowError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    try:
+        sent = run_fleet(
+            settings.mqtt_login_url,
+            devices=devices,
+            interval_s=interval,
+            count=count,
+            duration_s=duration,
+            rate=rate,
+            per_device_topic=per_device_topic,
+            seed=seed,
+            logins=logins,
+            ca_file=settings.mqtt_ca_file,
+        )
+    except ConnectionError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
     console.print(f"published {sent} readings")
 
 

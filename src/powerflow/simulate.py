@@ -3,6 +3,12 @@
 The original system's dummy publisher, made realistic: a daily load shape per kind of
 device, noise, temperature and light following the time of day, and occasional offline
 spells after which a device replays its buffered readings with their original timestamps.
+
+On powerflow's closed broker each simulated device logs in as itself (``DeviceLogin``: what
+``powerflow devices enroll --json`` prints) and publishes on its own topic
+``power/<code>/measurement``, like a real enrolled device. Without logins the whole fleet
+shares one connection with whatever account the URL names (an open lab broker, or a
+benchmark's fleet account).
 """
 
 from __future__ import annotations
@@ -13,14 +19,18 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from powerflow_common.names import INGEST_CLIENT_ID
+from powerflow_common.settings import Settings
 from powerflow_ingest.mqtt import BrokerAddress
+
+MAX_LOGINS = 10_000  # devices one credentials file may hold: a simulator, not a registry
 
 
 @dataclass(frozen=True)
@@ -84,16 +94,60 @@ class SimDevice:
         )
 
 
-def make_fleet(devices: int, seed: int = 7) -> list[SimDevice]:
-    """``devices`` simulated nodes, codes ``sim-0001`` ..., kinds in rotation."""
+def fleet_codes(devices: int) -> list[str]:
+    """The simulated devices' codes: ``sim-0001`` ..."""
+    return [f"sim-{i + 1:04d}" for i in range(devices)]
+
+
+def make_fleet(devices: int, seed: int = 7, codes: Sequence[str] | None = None) -> list[SimDevice]:
+    """Simulated nodes (``codes``, else ``devices`` of ``sim-0001`` ...), kinds in rotation."""
+    chosen = list(codes) if codes is not None else fleet_codes(devices)
     return [
-        SimDevice(code=f"sim-{i + 1:04d}", kind=KINDS[i % len(KINDS)], rng=random.Random(seed + i))
-        for i in range(devices)
+        SimDevice(code=code, kind=KINDS[i % len(KINDS)], rng=random.Random(seed + i))
+        for i, code in enumerate(chosen)
     ]
 
 
-def connect_publisher(url: str, client_id: str) -> mqtt.Client:
-    """A QoS 1 publisher connected to the broker, network loop running."""
+@dataclass(frozen=True, slots=True)
+class DeviceLogin:
+    """An enrolled device's broker account (never printed: the password is in it)."""
+
+    code: str
+    username: str
+    password: str = field(repr=False)
+
+
+def read_logins(lines: Iterable[str]) -> list[DeviceLogin]:
+    """Logins from ``powerflow devices enroll --json`` output, one JSON object a line.
+
+    ValueError, naming the line, for anything else (never echoing a password).
+    """
+    logins: list[DeviceLogin] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if len(logins) >= MAX_LOGINS:
+            raise ValueError(f"more than {MAX_LOGINS} devices in the credentials")
+        try:
+            item = json.loads(line)
+            login = DeviceLogin(str(item["code"]), str(item["username"]), str(item["password"]))
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(
+                f"credentials line {number} is not an `enroll --json` object "
+                "(code, username, password)"
+            ) from None
+        logins.append(login)
+    if len({login.code for login in logins}) != len(logins):
+        raise ValueError("a device appears twice in the credentials")
+    return logins
+
+
+def connect_publisher(url: str, client_id: str, *, ca_file: str | None = None) -> mqtt.Client:
+    """A QoS 1 publisher connected to the broker, network loop running.
+
+    ``mqtts://`` verifies the broker's certificate against ``ca_file`` (pinned), else
+    against the system's CAs.
+    """
     address = BrokerAddress.parse(url)
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -103,16 +157,70 @@ def connect_publisher(url: str, client_id: str) -> mqtt.Client:
     if address.username:
         client.username_pw_set(address.username, address.password)
     if address.tls:
-        client.tls_set()
+        client.tls_set(ca_certs=ca_file)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     connected = threading.Event()
-    client.on_connect = lambda *_args: connected.set()
+    refused: list[str] = []
+
+    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            refused.append(str(reason))
+        connected.set()
+
+    client.on_connect = on_connect
     client.connect(address.host, address.port, keepalive=30)
     client.loop_start()
     if not connected.wait(10):
+        client.loop_stop()
         raise ConnectionError(f"no answer from the MQTT broker at {address.host}:{address.port}")
+    if refused:
+        client.loop_stop()
+        client.disconnect()
+        raise ConnectionError(
+            f"the MQTT broker at {address.host}:{address.port} refused "
+            f"{address.username or 'an anonymous client'}: {refused[0]}"
+        )
     return client
+
+
+def enroll_fleet(settings: Settings, codes: Sequence[str], *, by: str) -> list[DeviceLogin]:
+    """Enrol (or enrol again: new passwords) simulated devices; their logins, in memory."""
+    from powerflow_common.broker_admin import broker_admin
+    from powerflow_common.db.engine import make_engine
+    from powerflow_common.enrolment import enroll_device
+
+    engine = make_engine(settings.database_url.get_secret_value())
+    try:
+        with broker_admin(settings) as admin:
+            enrolled = [enroll_device(engine, admin, code, by=by) for code in codes]
+    finally:
+        engine.dispose()
+    return [DeviceLogin(e.code, e.username, e.password) for e in enrolled]
+
+
+def refuse_ingest_account(url: str) -> None:
+    """ValueError when ``url`` logs in as an ingest instance.
+
+    The broker makes a client id its username: a publisher logged in as ingest would take
+    over ingest's session, and its clean start would throw away the bridge's backlog.
+    """
+    username = BrokerAddress.parse(url).username or ""
+    if username == INGEST_CLIENT_ID or f"{INGEST_CLIENT_ID}-" in username:
+        raise ValueError(
+            f"POWERFLOW_MQTT_URL logs in as ingest ({username!r}): publishing with it would "
+            "take over ingest's session. Use --enroll, --credentials, or a publisher account."
+        )
+
+
+def login_url(url: str, login: DeviceLogin) -> str:
+    """``url``'s broker (host, port, TLS) with a device's account."""
+    from urllib.parse import quote
+
+    address = BrokerAddress.parse(url)
+    scheme = "mqtts" if address.tls else "mqtt"
+    user, password = quote(login.username, safe=""), quote(login.password, safe="")
+    return f"{scheme}://{user}:{password}@{address.host}:{address.port}"
 
 
 def run_fleet(
@@ -127,12 +235,35 @@ def run_fleet(
     offline_chance: float = 0.002,
     seed: int = 7,
     stop: threading.Event | None = None,
+    logins: Sequence[DeviceLogin] | None = None,
+    ca_file: str | None = None,
 ) -> int:
-    """Publish readings until ``count`` per device or ``duration_s``; returns how many."""
+    """Publish readings until ``count`` per device or ``duration_s``; returns how many.
+
+    With ``logins`` the fleet is those devices, each on a connection of its own with its
+    own account, on its own topic.
+    """
     stop = stop or threading.Event()
-    fleet = make_fleet(devices, seed)
-    client = connect_publisher(url, f"powerflow-sim-{seed}-{random.getrandbits(24):06x}")
-    publisher = _Publisher(client, per_device_topic, rate)
+    if logins is not None:
+        fleet = make_fleet(len(logins), seed, [login.code for login in logins])
+        clients: dict[str, mqtt.Client] = {}
+        try:
+            for login in logins:
+                clients[login.code] = connect_publisher(
+                    login_url(url, login), login.username, ca_file=ca_file
+                )
+        except ConnectionError:
+            for client in clients.values():
+                _close(client)
+            raise
+        publisher = _Publisher(clients, True, rate)
+    else:
+        refuse_ingest_account(url)
+        fleet = make_fleet(devices, seed)
+        client = connect_publisher(
+            url, f"powerflow-sim-{seed}-{random.getrandbits(24):06x}", ca_file=ca_file
+        )
+        publisher = _Publisher(client, per_device_topic, rate)
     started = time.monotonic()
     try:
         for tick, at in enumerate(_ticks(interval_s, fast=rate is not None, count=count)):
@@ -164,8 +295,14 @@ class _Publisher:
 
     WINDOW = 1000
 
-    def __init__(self, client: mqtt.Client, per_device_topic: bool, rate: float | None) -> None:
-        self._client = client
+    def __init__(
+        self,
+        clients: mqtt.Client | dict[str, mqtt.Client],
+        per_device_topic: bool,
+        rate: float | None,
+    ) -> None:
+        # One shared connection, or one per device (each device's own account).
+        self._clients = clients
         self._per_device_topic = per_device_topic
         self._gap_s = 1.0 / rate if rate else 0.0
         self._started = time.monotonic()
@@ -178,7 +315,8 @@ class _Publisher:
             if ahead > 0:
                 time.sleep(ahead)
         topic = f"power/{code}/measurement" if self._per_device_topic else "power/measurement"
-        self._pending.append(self._client.publish(topic, body, qos=1))
+        client = self._clients if isinstance(self._clients, mqtt.Client) else self._clients[code]
+        self._pending.append(client.publish(topic, body, qos=1))
         self.sent += 1
         while len(self._pending) > self.WINDOW or (
             self._pending and self._pending[0].is_published()
@@ -188,8 +326,16 @@ class _Publisher:
     def close(self) -> None:
         while self._pending:
             self._pending.popleft().wait_for_publish(30)
-        self._client.loop_stop()
-        self._client.disconnect()
+        clients = (
+            [self._clients] if isinstance(self._clients, mqtt.Client) else self._clients.values()
+        )
+        for client in clients:
+            _close(client)
+
+
+def _close(client: mqtt.Client) -> None:
+    client.loop_stop()
+    client.disconnect()
 
 
 def _ticks(interval_s: float, fast: bool, count: int | None) -> Iterator[datetime]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,13 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 
 from powerflow.broker import Broker, free_port
+from powerflow.simulate import DeviceLogin, enroll_fleet, fleet_codes
 from powerflow_common.db.engine import migrate
 from powerflow_common.settings import Settings
 
 console = Console(stderr=True)
+
+DEFAULT_TLS_PORT = 8883
 
 
 def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path) -> int:
@@ -23,24 +28,63 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
     port = free_port(mqtt_port)
     if port != mqtt_port:
         console.print(f"[yellow]port {mqtt_port} is taken; the project's broker uses {port}[/]")
-    broker = Broker(port, data_dir.resolve())
+    tls_port = free_port(DEFAULT_TLS_PORT)
+    broker = Broker(
+        port,
+        data_dir.resolve(),
+        tls_port=tls_port,
+        ingest_instances=(settings.ingest_instance,),
+        namespace=settings.namespace,
+    )
     broker.start()
+    # The closed broker: ingest logs in with its own account; the API, the CLI and the
+    # fleet's enrolment below manage devices with the admin's.
+    admin_url = broker.admin_url
     # One terminal for people: readable log lines unless JSON was asked for.
-    env = {"POWERFLOW_LOG_FORMAT": "console", **os.environ, "POWERFLOW_MQTT_URL": broker.url}
+    env = {
+        "POWERFLOW_LOG_FORMAT": "console",
+        **os.environ,
+        "POWERFLOW_MQTT_URL": broker.ingest_url(settings.ingest_instance),
+        "POWERFLOW_BROKER_ADMIN_URL": admin_url,
+        # What enrolment (the API's, a `devices enroll` in this environment) tells devices.
+        "POWERFLOW_DEVICE_MQTT_TLS_PORT": str(tls_port),
+    }
+    env.pop("POWERFLOW_MQTT_PASSWORD", None)
+    env.pop("POWERFLOW_BROKER_ADMIN_PASSWORD", None)
     migrate(settings.database_url.get_secret_value())
+    logins: list[DeviceLogin] = []
+    if devices:
+        # Enrolled like real devices, each with its own account and topic. Enrolling again
+        # at every start rotates their passwords: nothing to keep between runs.
+        with_admin = settings.model_copy(update={"broker_admin_url": SecretStr(admin_url)})
+        logins = enroll_fleet(with_admin, fleet_codes(devices), by="powerflow up")
+        console.print(f"enrolled the simulated fleet: {logins[0].code} .. {logins[-1].code}")
     exe = [sys.executable, "-m", "powerflow.cli"]
     commands = {"ingest": [*exe, "ingest"], "writer": [*exe, "writer"], "api": [*exe, "api"]}
     commands["aggregator"] = [*exe, "aggregator"]
     commands["reporter"] = [*exe, "reporter"]
     if devices:
-        commands["simulate"] = [*exe, "simulate", "--devices", str(devices)]
+        commands["simulate"] = [*exe, "simulate", "--credentials", "-"]
     # Own process groups: Ctrl-C reaches only us, and we stop the children in order.
     children = {
-        name: subprocess.Popen(cmd, env=env, start_new_session=True)
+        name: subprocess.Popen(
+            cmd,
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.PIPE if name == "simulate" else None,
+            text=True,
+        )
         for name, cmd in commands.items()
     }
+    simulator = children.get("simulate")
+    if simulator is not None and simulator.stdin is not None:
+        # The passwords reach the simulator through a pipe: never a file, argv or environment.
+        for login in logins:
+            simulator.stdin.write(json.dumps(_login_json(login)) + "\n")
+        simulator.stdin.close()
     console.print(
-        f"[green]powerflow is up[/]: broker {broker.url} (project configuration), "
+        f"[green]powerflow is up[/]: broker {broker.url} and mqtts://{broker.connect_host}:"
+        f"{tls_port} (project configuration; accounts in {broker.secrets_dir}), "
         f"NATS {settings.nats_url}, {len(children)} processes; Ctrl-C stops everything"
     )
     _print_api_access(settings)
@@ -73,6 +117,11 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
         broker.stop()
         console.print("powerflow stopped")
     return code
+
+
+def _login_json(login: DeviceLogin) -> dict[str, str]:
+    """A login as `powerflow devices enroll --json` prints it (what --credentials reads)."""
+    return {"code": login.code, "username": login.username, "password": login.password}
 
 
 DEV_KEY_NAME = "powerflow-up (development)"

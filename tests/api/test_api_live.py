@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from conftest import service_env
-from pf_testing import Service, publish_all, wait_for
+from pf_testing import FleetBroker, Service, publish_all, wait_for
 from powerflow.broker import free_port
 from powerflow_api.keys import create_key
 from powerflow_common.jetstream import connect_nats
@@ -78,7 +78,11 @@ def test_a_ticket_opens_one_socket_only_and_it_streams_the_devices_asked_for(
 
 
 def test_a_live_reading_published_over_mqtt_reaches_the_socket_and_no_secret_is_logged(
-    running: dict[str, Service], settings: Settings, engine: Engine, tmp_path: Path
+    running: dict[str, Service],
+    broker: FleetBroker,
+    settings: Settings,
+    engine: Engine,
+    tmp_path: Path,
 ) -> None:
     port = free_port()
     env = service_env(settings, POWERFLOW_API_PORT=str(port), POWERFLOW_LOG_LEVEL="debug")
@@ -94,9 +98,7 @@ def test_a_live_reading_published_over_mqtt_reaches_the_socket_and_no_secret_is_
                 "timestamp": datetime.now(UTC).isoformat(),
                 "electric": 55.5,
             }
-            publish_all(
-                settings.mqtt_url.get_secret_value(), [("power/measurement", json.dumps(body))]
-            )
+            publish_all(broker.fleet_url, [("power/measurement", json.dumps(body))])
             message = json.loads(ws.recv(timeout=10))
         assert message["device_code"] == "7001" and message["power_w"] == 55.5
         with pytest.raises(InvalidStatus) as refused:

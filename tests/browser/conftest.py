@@ -22,8 +22,15 @@ from browser.pf_browser import (
 from sqlalchemy import Engine
 
 from conftest import NATS_URL, service_env
-from pf_testing import Service, admit, clean_tables, delete_namespace_streams, wait_for
-from powerflow.broker import Broker, free_port
+from pf_testing import (
+    FleetBroker,
+    Service,
+    admit,
+    clean_tables,
+    delete_namespace_streams,
+    wait_for,
+)
+from powerflow.broker import free_port
 from powerflow_api.keys import create_key
 from powerflow_common.settings import load_settings
 
@@ -39,14 +46,15 @@ def stack(
         pytest.skip(f"browser tests need: {', '.join(missing)}")
     log_dir = tmp_path_factory.mktemp("browser-stack")
     clean_tables(session_engine)
-    broker = Broker(free_port(), log_dir / "mosquitto")
-    broker.start()
     namespace = f"b{uuid.uuid4().hex[:12]}"
+    broker = FleetBroker(free_port(), log_dir / "mosquitto", namespace=namespace)
+    broker.start()
     settings = load_settings(
         database_url=database_url,
         nats_url=NATS_URL,
         namespace=namespace,
-        mqtt_url=broker.url,
+        mqtt_url=broker.ingest_url(),
+        broker_admin_url=broker.admin_url,
         writer_ack_wait_s=3.0,
         aggregator_ack_wait_s=3.0,
         writer_batch_linger_ms=50,
@@ -79,13 +87,25 @@ def stack(
         stack.services["api"].wait_logged("live_subscribed")
         # History first: 40 hours back-dated at 30 s (14,400 readings, published fast), so
         # today is compared with yesterday and the 24 h chart has a day to draw.
+        # The simulator publishes with a TEST-ONLY account of its own (one connection per
+        # account: the tests' own publishes use broker.fleet_url).
+        sim_env = {**env, "POWERFLOW_MQTT_URL": broker.fleet_account("pf-test-simulator")}
         backfill = Simulator(
-            env, log_dir, "--devices", "3", "--interval", "30", "--count", "4800", "--rate", "4000"
+            sim_env,
+            log_dir,
+            "--devices",
+            "3",
+            "--interval",
+            "30",
+            "--count",
+            "4800",
+            "--rate",
+            "4000",
         )
         stack.services["backfill"] = backfill.start()
         wait_for(lambda: not backfill.alive, 60, 0.2, "the back-dated history to be published")
         stack.services["simulate"] = Simulator(
-            env, log_dir, "--devices", "3", "--interval", "1"
+            sim_env, log_dir, "--devices", "3", "--interval", "1"
         ).start()
 
         def every_device_stored() -> bool:

@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from pf_testing import Service
-from powerflow.broker import Broker
+from pf_testing import FleetBroker, Service
 from powerflow_common.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +45,7 @@ class Stack:
 
     base_url: str
     keys: dict[str, str]
-    broker: Broker
+    broker: FleetBroker
     settings: Settings
     engine: Engine
     devices: list[str]

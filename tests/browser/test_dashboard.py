@@ -115,7 +115,8 @@ def test_reading_published_over_mqtt_appears_within_seconds(
         "humidity": 40.0,
         "brightness": 300.0,
     }
-    publish_all(stack.broker.url, [(f"power/{PROBE_DEVICE}/measurement", json.dumps(reading))])
+    topic = f"power/{PROBE_DEVICE}/measurement"
+    publish_all(stack.broker.fleet_url, [(topic, json.dumps(reading))])
     result = scenario.result(30)
     assert result["seenAfterMs"] < 10_000, result
     assert "kW" in result["text"]

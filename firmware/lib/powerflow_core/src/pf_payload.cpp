@@ -48,6 +48,32 @@ size_t build_status_topic(const char* device_code, char* out, size_t cap) {
   return (n > 0 && static_cast<size_t>(n) < cap) ? static_cast<size_t>(n) : 0;
 }
 
+size_t build_client_id(const char* configured, const char* username, const char* device_code,
+                       char* out, size_t cap) {
+  if (cap == 0) return 0;
+  int n;
+  if (configured != nullptr && configured[0] != '\0') {
+    n = std::snprintf(out, cap, "%s", configured);
+  } else if (username != nullptr && username[0] != '\0') {
+    n = std::snprintf(out, cap, "%s", username);
+  } else {
+    n = std::snprintf(out, cap, "powerflow-%s", device_code != nullptr ? device_code : "");
+    if (n > 0 && static_cast<size_t>(n) < cap) {
+      size_t w = 0;  // MAC codes: "powerflow-A4CF129B0001"
+      for (size_t r = 0; out[r] != '\0'; ++r) {
+        if (out[r] != ':') out[w++] = out[r];
+      }
+      out[w] = '\0';
+      n = static_cast<int>(w);
+    }
+  }
+  if (n <= 0 || static_cast<size_t>(n) >= cap) {
+    out[0] = '\0';
+    return 0;
+  }
+  return static_cast<size_t>(n);
+}
+
 size_t encode_measurement(const Reading& r, const char* device_code, const char* fw,
                           char* out, size_t cap) {
   char ts[kIsoTimestampSize];

@@ -35,6 +35,13 @@ size_t build_measurement_topic(const char* device_code, bool legacy, char* out, 
 // "power/<device>/status".
 size_t build_status_topic(const char* device_code, char* out, size_t cap);
 
+// The MQTT client id: `configured` when set; else the MQTT username, because powerflow's
+// broker makes every client id its username (use_username_as_clientid) and an id that
+// differs would only hide that; else (an open broker without accounts) "powerflow-<device>"
+// without colons. Returns the length, or 0 if it does not fit `cap`.
+size_t build_client_id(const char* configured, const char* username, const char* device_code,
+                       char* out, size_t cap);
+
 // Encodes the measurement JSON. Requires r.ts_ms to be an epoch in years
 // 0000..9999. Returns the length (excluding NUL) or 0 on failure.
 size_t encode_measurement(const Reading& r, const char* device_code, const char* fw,

@@ -51,3 +51,15 @@ class CorrectionRefused(PowerflowError):
 
 class CorrectionTargetMissing(CorrectionRefused):
     """The device or the stored reading a correction names does not exist."""
+
+
+class EnrolmentError(PowerflowError):
+    """A device enrolment or revocation that could not be done as asked.
+
+    ``reason`` is machine-readable (``[a-z_]+``); ``detail`` tells a person what to do.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

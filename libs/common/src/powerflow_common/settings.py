@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     # Connections (names fixed by DESIGN.md).
     database_url: SecretStr = SecretStr("mysql+pymysql://root@127.0.0.1:3306/powerflow")
     mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
+    # Replaces the password in mqtt_url when set: the URL can sit in plain configuration and
+    # the password in a secret (POWERFLOW_MQTT_PASSWORD_FILE). ingest's username is its MQTT
+    # client id (the broker enforces use_username_as_clientid); see ingest's startup check.
+    mqtt_password: SecretStr | None = None
+    # The CA that signed the broker's certificate, pinned for mqtts:// (None: the system's CAs).
+    mqtt_ca_file: str | None = None
+    # The broker's dynamic-security admin (device enrolment):
+    # mqtt://powerflow-admin:PASSWORD@host:port; broker_admin_password replaces its password.
+    broker_admin_url: SecretStr | None = None
+    broker_admin_password: SecretStr | None = None
     # None: the topic patterns of the enabled payload formats.
     mqtt_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
     nats_url: str = "nats://127.0.0.1:4222"
@@ -140,6 +150,15 @@ class Settings(BaseSettings):
 
     # Where every process's Prometheus /metrics listens (0.0.0.0 in containers).
     metrics_host: str = "127.0.0.1"
+
+    # Device enrolment (``powerflow devices enroll``): the broker address devices are told,
+    # which is often not the one powerflow's own processes use (mqtt_url may be 127.0.0.1 or
+    # a cluster-internal name). None: mqtt_url's host and port. The TLS port is printed (and
+    # the firmware's config.json uses mqtts://) only when set, i.e. when the broker has a
+    # TLS listener (8883 in the shipped configuration).
+    device_mqtt_host: str | None = None
+    device_mqtt_port: int | None = Field(default=None, ge=1, le=65_535)
+    device_mqtt_tls_port: int | None = Field(default=None, ge=1, le=65_535)
 
     # Logging.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -323,9 +342,11 @@ class Settings(BaseSettings):
             raise ValueError(f"must match {NAMESPACE_PATTERN.pattern}")
         return value
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "broker_admin_url")
     @classmethod
-    def _mqtt_scheme(cls, value: SecretStr) -> SecretStr:
+    def _mqtt_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         scheme = urlsplit(value.get_secret_value()).scheme
         if scheme not in ("mqtt", "mqtts"):
             raise ValueError("must start with mqtt:// or mqtts://")
@@ -353,6 +374,11 @@ class Settings(BaseSettings):
     def names(self) -> Names:
         """Stream, subject and consumer names in this namespace."""
         return Names(self.namespace)
+
+    @property
+    def mqtt_login_url(self) -> str:
+        """``mqtt_url`` with ``mqtt_password`` in it when that is set (a secret; never log it)."""
+        return with_password(self.mqtt_url.get_secret_value(), self.mqtt_password)
 
     @property
     def nats_servers(self) -> list[str]:

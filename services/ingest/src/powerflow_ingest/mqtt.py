@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from powerflow_common.backoff import jittered_delay
+from powerflow_common.errors import ConfigurationError
 from powerflow_common.logs import get_logger
 from powerflow_ingest import metrics
 
@@ -57,9 +58,10 @@ class BrokerAddress:
     tls: bool
     username: str | None
     password: str | None
+    ca_file: str | None = None  # the CA pinned for mqtts:// (None: the system's CAs)
 
     @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
+    def parse(cls, url: str, ca_file: str | None = None) -> BrokerAddress:
         """Parse ``mqtt://user:pass@host:port`` (``mqtts://`` for TLS)."""
         parts = urlsplit(url)
         tls = parts.scheme == "mqtts"
@@ -69,7 +71,25 @@ class BrokerAddress:
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            ca_file=ca_file,
         )
+
+
+def checked_client_id(address: BrokerAddress, client_id: str) -> str:
+    """``client_id``, when the broker account (if any) is the one that owns it.
+
+    powerflow's broker sets ``use_username_as_clientid``: logged in as anyone else, ingest
+    would silently get that username as its client id, and two instances sharing an account
+    would take each other's session (and backlog). Refused at start, with what to set.
+    """
+    if address.username is not None and address.username != client_id:
+        raise ConfigurationError(
+            f"the MQTT username {address.username!r} is not this ingest instance's client id "
+            f"{client_id!r}: log in as {client_id!r} (POWERFLOW_MQTT_URL; the account is made "
+            "by `powerflow broker`, its password is in <data-dir>/secrets/) or set "
+            "POWERFLOW_NAMESPACE/POWERFLOW_INGEST_INSTANCE to match the account"
+        )
+    return client_id
 
 
 class MqttSource:
@@ -115,7 +135,7 @@ class MqttSource:
         if self._address.username is not None:
             client.username_pw_set(self._address.username, self._address.password)
         if self._address.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(ca_certs=self._address.ca_file, cert_reqs=ssl.CERT_REQUIRED)
         # Our own acks bound what is in flight; paho's queue limits must not drop anything.
         client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)

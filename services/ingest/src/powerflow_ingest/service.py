@@ -17,7 +17,7 @@ from powerflow_ingest import metrics
 from powerflow_ingest.bridge import Bridge
 from powerflow_ingest.broker_health import SYS_TOPICS, BrokerHealth
 from powerflow_ingest.inbox import Inbox
-from powerflow_ingest.mqtt import BrokerAddress, MqttSource
+from powerflow_ingest.mqtt import BrokerAddress, MqttSource, checked_client_id
 from powerflow_ingest.stream_watch import watch_streams
 
 log = get_logger(__name__)
@@ -29,13 +29,15 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     names = settings.names
     formats = enabled_formats(settings.formats)
     topics = settings.mqtt_topics or default_topics(formats)
+    # Before any connection: a wrong broker account is a configuration error, said at once.
+    address = BrokerAddress.parse(settings.mqtt_login_url, settings.mqtt_ca_file)
+    client_id = checked_client_id(address, names.mqtt_client_id(settings.ingest_instance))
     nc = await connect_nats(settings, name=f"powerflow-ingest-{settings.ingest_instance}")
     js = nc.jetstream(timeout=settings.nats_timeout_s)
     await ensure_streams(js, settings)
     metrics.NATS_CONNECTED.set(1)
 
     inbox = Inbox(asyncio.get_running_loop())
-    address = BrokerAddress.parse(settings.mqtt_url.get_secret_value())
     health = BrokerHealth(
         loop=asyncio.get_running_loop(),
         js=js,
@@ -46,7 +48,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     )
     source = MqttSource(
         address=address,
-        client_id=names.mqtt_client_id(settings.ingest_instance),
+        client_id=client_id,
         topics=topics,
         session_expiry_s=settings.mqtt_session_expiry_s,
         receive_maximum=settings.mqtt_receive_maximum,

@@ -27,6 +27,16 @@ class PayloadFormat(Protocol):
         """Whether a message on ``topic`` is this format's to decode."""
         ...
 
+    def device_topics(self, code: str) -> tuple[str, ...]:
+        """What the broker lets an enrolled device ``code`` publish to in this format.
+
+        ``code`` is a valid device code (validation.DEVICE_CODE_PATTERN: no ``/``, ``+`` or
+        ``#``), so it is exactly one topic level. Every topic these grants cover that some
+        format claims is claimed by this format, with this code as the device
+        (libs/common/tests/test_device_topics.py checks it for every pair of formats).
+        """
+        ...
+
     def decode(
         self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
     ) -> list[Reading]:

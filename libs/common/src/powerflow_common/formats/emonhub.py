@@ -63,6 +63,10 @@ class EmonhubFormat:
         levels = topic.split("/")
         return levels[0] == "emon" and len(levels) in (2, 3) and all(levels)
 
+    def device_topics(self, code: str) -> tuple[str, ...]:
+        """The node's JSON topic ``emon/<code>`` and its per-key topics ``emon/<code>/<key>``."""
+        return (f"emon/{code}", f"emon/{code}/+")
+
     def decode(
         self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
     ) -> list[Reading]:

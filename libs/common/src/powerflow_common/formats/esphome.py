@@ -51,6 +51,15 @@ class EsphomeFormat:
         """``<prefix>/sensor/<object_id>/state``."""
         return STATE_TOPIC.match(topic) is not None
 
+    def device_topics(self, code: str) -> tuple[str, ...]:
+        """Sensor states under ``topic_prefix: <code>``, and ESPHome's availability topic.
+
+        ``<code>/status`` carries ESPHome's birth and last-will messages (``online`` and
+        ``offline``, retained); without it the broker would refuse the will. No format
+        claims it. Discovery (``homeassistant/...``) and the log topic are not granted.
+        """
+        return (f"{code}/sensor/+/state", f"{code}/status")
+
     def decode(
         self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
     ) -> list[Reading]:

@@ -80,6 +80,11 @@ class OriginalFormat:
         """``power/measurement`` and ``power/<device>/measurement``."""
         return any(topic_matches(p, topic) for p in self.topic_patterns)
 
+    def device_topics(self, code: str) -> tuple[str, ...]:
+        """Its own measurement topic, and the status topic powerflow's firmware publishes
+        (online/offline and its last will; no format decodes it)."""
+        return (f"power/{code}/measurement", f"power/{code}/status")
+
     def decode(
         self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
     ) -> list[Reading]:

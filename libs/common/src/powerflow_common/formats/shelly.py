@@ -81,6 +81,13 @@ class ShellyFormat:
             return COMPONENT.match(status["component"]) is not None
         return RPC_TOPIC.match(topic) is not None
 
+    def device_topics(self, code: str) -> tuple[str, ...]:
+        """Status of each component and the RPC events, under the MQTT prefix ``<code>``.
+
+        ``status/+``, not ``status/#``: a component's status is one level (``switch:0``).
+        """
+        return (f"{code}/status/+", f"{code}/events/rpc")
+
     def decode(
         self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
     ) -> list[Reading]:

@@ -40,6 +40,14 @@ class TasmotaFormat:
         """``tele/<topic>/SENSOR``."""
         return topic_matches(self.topic_patterns[0], topic)
 
+    def device_topics(self, code: str) -> tuple[str, ...]:
+        """``tele/<code>/...`` one level deep: SENSOR, STATE, LWT, INFO (Topic = the code).
+
+        One level (``+``), not ``#``: Tasmota's telemetry is never deeper, and ``#`` would
+        also cover ``tele/<code>/sensor/x/state``, an ESPHome topic of a device ``tele``.
+        """
+        return (f"tele/{code}/+",)
+
     def decode(
         self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
     ) -> list[Reading]:
