@@ -189,3 +189,24 @@ def test_render_config_modes(tmp_path: Path) -> None:
     lab = render_config(1884, tmp_path, plugin=plugin, open_lab=True)
     assert "allow_anonymous true" in lab and "use_username_as_clientid true" not in lab
     assert f"plugin_opt_config_file {tmp_path}/{DYNSEC_FILE}" in closed
+
+
+def test_admin_sessions_of_one_process_take_turns(broker: FleetBroker) -> None:
+    errors: list[BaseException] = []
+
+    def enrol(code: str) -> None:
+        try:
+            with broker.admin() as admin:
+                for _ in range(3):
+                    admin.set_client(code, new_password(), publish=[f"power/{code}/measurement"])
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enrol, args=(f"dev-t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with broker.admin() as admin:
+        assert {f"dev-t{i}" for i in range(4)} <= set(admin.list_clients())

@@ -342,7 +342,10 @@ def test_the_closed_configuration_is_what_ships() -> None:
     assert settings["allow_anonymous"] == "false"
     assert settings["per_listener_settings"] == "false"
     assert int(settings["max_packet_size"]) == MAX_PACKET_BYTES
-    assert int(settings["max_queued_bytes"]) > 0 and int(settings["memory_limit"]) > 0
+    assert int(settings["max_queued_bytes"]) > 0
+    # Off: Mosquitto 2.0.11 miscounts dynamic security's memory and then refuses everything
+    # (test_broker_admin's account churn would fail with it on).
+    assert int(settings["memory_limit"]) == 0
     listeners = [value for key, value in lines if key == "listener"]
     assert listeners == ["1883", "8883"]
     assert [value for key, value in lines if key == "use_username_as_clientid"] == ["true"] * 2

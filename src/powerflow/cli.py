@@ -285,7 +285,7 @@ def simulate(
 
     settings = _settings()
     sent = run_fleet(
-        settings.mqtt_url.get_secret_value(),
+        settings.mqtt_login_url,
         devices=devices,
         interval_s=interval,
         count=count,
