@@ -210,3 +210,30 @@ def test_admin_sessions_of_one_process_take_turns(broker: FleetBroker) -> None:
     assert errors == []
     with broker.admin() as admin:
         assert {f"dev-t{i}" for i in range(4)} <= set(admin.list_clients())
+
+
+def test_broker_certs_makes_a_ca_for_the_names_given_and_refuses_odd_ones(tmp_path: Path) -> None:
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from powerflow.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["broker", "certs", "--data-dir", str(tmp_path), "--hostname", "broker.lan",
+         "--hostname", "192.168.1.10"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"pin this CA on devices: {tmp_path / 'certs' / 'ca.crt'}" in result.output
+    san = subprocess.run(
+        ["openssl", "x509", "-in", str(tmp_path / "certs" / "server.crt"), "-noout", "-ext",
+         "subjectAltName"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "DNS:broker.lan" in san and "IP Address:192.168.1.10" in san
+    assert stat.S_IMODE((tmp_path / "certs" / "server.key").stat().st_mode) == 0o600
+    odd = CliRunner().invoke(
+        app, ["broker", "certs", "--data-dir", str(tmp_path / "x"), "--hostname", "a/b\nc"]
+    )
+    assert odd.exit_code == 2 and "neither a host name nor an IP address" in odd.output
