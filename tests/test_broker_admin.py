@@ -237,3 +237,23 @@ def test_broker_certs_makes_a_ca_for_the_names_given_and_refuses_odd_ones(tmp_pa
         app, ["broker", "certs", "--data-dir", str(tmp_path / "x"), "--hostname", "a/b\nc"]
     )
     assert odd.exit_code == 2 and "neither a host name nor an IP address" in odd.output
+
+
+def test_an_unchanged_set_client_keeps_the_device_connected_a_new_password_does_not(
+    broker: FleetBroker,
+) -> None:
+    password = new_password()
+    topics = ["power/dev-3/measurement"]
+    with broker.admin() as admin:
+        admin.set_client("dev-3", password, publish=topics, textname="Three")
+    client, state = connect(broker.port, "dev-3", password)
+    try:
+        with broker.admin() as admin:
+            admin.set_client("dev-3", None, publish=topics, textname="Three")
+            admin.list_clients()  # answered after the set_client: anything it did is done
+        assert not state["gone"].is_set()
+        with broker.admin() as admin:
+            admin.set_client("dev-3", new_password(), publish=topics)
+        wait_for(lambda: state["gone"].is_set(), 10, what="the re-keyed client disconnected")
+    finally:
+        client.loop_stop()

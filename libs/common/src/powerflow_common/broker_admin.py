@@ -367,6 +367,9 @@ class BrokerAdmin:
 
         The role allows publishing on each of ``publish`` and subscribing to and receiving
         each of ``subscribe``, nothing else. ``password`` None keeps the current one.
+        Mosquitto disconnects a connected client whose password, text name or role ACLs
+        change (it reconnects with the new ones); a call that changes nothing sends only
+        reads and disconnects nobody.
         """
         _refuse_reserved(username)
         self.ensure_role(username, client_acls(publish, subscribe))
