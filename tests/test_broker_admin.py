@@ -189,3 +189,71 @@ def test_render_config_modes(tmp_path: Path) -> None:
     lab = render_config(1884, tmp_path, plugin=plugin, open_lab=True)
     assert "allow_anonymous true" in lab and "use_username_as_clientid true" not in lab
     assert f"plugin_opt_config_file {tmp_path}/{DYNSEC_FILE}" in closed
+
+
+def test_admin_sessions_of_one_process_take_turns(broker: FleetBroker) -> None:
+    errors: list[BaseException] = []
+
+    def enrol(code: str) -> None:
+        try:
+            with broker.admin() as admin:
+                for _ in range(3):
+                    admin.set_client(code, new_password(), publish=[f"power/{code}/measurement"])
+        except BaseException as exc:  # collected: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enrol, args=(f"dev-t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with broker.admin() as admin:
+        assert {f"dev-t{i}" for i in range(4)} <= set(admin.list_clients())
+
+
+def test_broker_certs_makes_a_ca_for_the_names_given_and_refuses_odd_ones(tmp_path: Path) -> None:
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from powerflow.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["broker", "certs", "--data-dir", str(tmp_path), "--hostname", "broker.lan",
+         "--hostname", "192.168.1.10"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"pin this CA on devices: {tmp_path / 'certs' / 'ca.crt'}" in result.output
+    san = subprocess.run(
+        ["openssl", "x509", "-in", str(tmp_path / "certs" / "server.crt"), "-noout", "-ext",
+         "subjectAltName"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "DNS:broker.lan" in san and "IP Address:192.168.1.10" in san
+    assert stat.S_IMODE((tmp_path / "certs" / "server.key").stat().st_mode) == 0o600
+    odd = CliRunner().invoke(
+        app, ["broker", "certs", "--data-dir", str(tmp_path / "x"), "--hostname", "a/b\nc"]
+    )
+    assert odd.exit_code == 2 and "neither a host name nor an IP address" in odd.output
+
+
+def test_an_unchanged_set_client_keeps_the_device_connected_a_new_password_does_not(
+    broker: FleetBroker,
+) -> None:
+    password = new_password()
+    topics = ["power/dev-3/measurement"]
+    with broker.admin() as admin:
+        admin.set_client("dev-3", password, publish=topics, textname="Three")
+    client, state = connect(broker.port, "dev-3", password)
+    try:
+        with broker.admin() as admin:
+            admin.set_client("dev-3", None, publish=topics, textname="Three")
+            admin.list_clients()  # answered after the set_client: anything it did is done
+        assert not state["gone"].is_set()
+        with broker.admin() as admin:
+            admin.set_client("dev-3", new_password(), publish=topics)
+        wait_for(lambda: state["gone"].is_set(), 10, what="the re-keyed client disconnected")
+    finally:
+        client.loop_stop()

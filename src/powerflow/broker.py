@@ -13,9 +13,12 @@ accounts' passwords:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
+import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import pwd
@@ -187,9 +190,7 @@ def read_or_make_secret(secrets_dir: Path, account: str) -> str:
 
 
 def _password_matches(entry: dict[str, Any], password: str) -> bool:
-    import base64
-    import hashlib
-
+    """Whether a dynamic-security client entry's hash is of ``password``."""
     try:
         salt = base64.b64decode(entry["salt"])
         iterations = int(entry["iterations"])
@@ -292,6 +293,23 @@ class CertPaths:
         return self.ca.exists() and self.cert.exists() and self.key.exists()
 
 
+# A DNS name as a certificate may carry it (a leading wildcard label allowed).
+HOSTNAME_PATTERN = re.compile(
+    r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _san_entry(name: str) -> str:
+    """``IP:...`` or ``DNS:...`` for the certificate; anything else is refused."""
+    try:
+        return f"IP:{ipaddress.ip_address(name)}"
+    except ValueError:
+        pass
+    if len(name) > 253 or not HOSTNAME_PATTERN.fullmatch(name):
+        raise BrokerSetupError(f"{name!r} is neither a host name nor an IP address")
+    return f"DNS:{name}"
+
+
 def make_dev_certs(data_dir: Path, hostnames: Sequence[str] = ("localhost",)) -> CertPaths:
     """A development CA and a server certificate for ``hostnames`` (openssl CLI, EC P-256).
 
@@ -305,10 +323,7 @@ def make_dev_certs(data_dir: Path, hostnames: Sequence[str] = ("localhost",)) ->
     certs.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_key = certs / "ca.key"
     names = list(dict.fromkeys([*hostnames, "localhost", "127.0.0.1"]))
-    san = ",".join(
-        f"IP:{n}" if re.fullmatch(r"[\d.]+|[0-9a-fA-F:]+:[0-9a-fA-F:]*", n) else f"DNS:{n}"
-        for n in names
-    )
+    san = ",".join(_san_entry(n) for n in names)
 
     def run(*args: str) -> None:
         done = subprocess.run([openssl, *args], capture_output=True, text=True, check=False)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from powerflow_common.names import Names
-from powerflow_common.settings import Settings, load_settings, redact_url
+from powerflow_common.settings import Settings, load_settings, redact_url, with_password
 
 
 def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,3 +69,16 @@ def test_namespace_prefixes_every_name() -> None:
 def test_passwords_are_redacted_from_urls() -> None:
     assert redact_url("mqtt://user:hunter2@host:1883") == "mqtt://user:***@host:1883"
     assert redact_url("mqtt://host:1883") == "mqtt://host:1883"
+
+
+def test_broker_admin_url_must_be_mqtt_and_passwords_replace_the_urls() -> None:
+    with pytest.raises(ValidationError, match="mqtt://"):
+        load_settings(broker_admin_url="http://powerflow-admin:x@broker:1883")
+    assert load_settings().broker_admin_url is None
+    # A URL without a password gets one; a password with URL-special characters is quoted.
+    assert with_password("mqtt://powerflow-admin@broker:1883", SecretStr("a/b@c")) == (
+        "mqtt://powerflow-admin:a%2Fb%40c@broker:1883"
+    )
+    assert with_password("mqtts://u:old@broker", SecretStr("new")) == "mqtts://u:new@broker"
+    settings = load_settings(mqtt_url="mqtt://powerflow-ingest-0@broker:1883", mqtt_password="p")
+    assert settings.mqtt_login_url == "mqtt://powerflow-ingest-0:p@broker:1883"

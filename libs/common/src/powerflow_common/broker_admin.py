@@ -132,12 +132,19 @@ class _Address:
         )
 
 
+# The broker makes a client id of the username, so two admin connections at once knock each
+# other off. Within one process (the API's worker threads) sessions take turns; a session
+# of another process (the CLI) meanwhile surfaces as a BrokerError saying to try again.
+_SESSION_LOCK = threading.RLock()
+
+
 class BrokerAdmin:
     """Mosquitto dynamic security over $CONTROL/dynamic-security/v1 (one paho connection).
 
     Use it as a context manager: ``with BrokerAdmin(url) as admin: admin.set_client(...)``.
     Each command waits for the plugin's answer (matched by correlation data) up to
-    ``timeout_s``; a refusal or a silence is a :class:`BrokerError`.
+    ``timeout_s``; a refusal or a silence is a :class:`BrokerError`. One session at a time
+    per process (they take turns).
     """
 
     def __init__(self, url: str, *, timeout_s: float = 10.0, ca_file: str | None = None) -> None:
@@ -153,7 +160,13 @@ class BrokerAdmin:
 
     # connection ------------------------------------------------------------------------------
     def __enter__(self) -> BrokerAdmin:
-        self._connect()
+        if not _SESSION_LOCK.acquire(timeout=self._timeout_s * 3):
+            raise BrokerError("another broker admin session of this process did not finish")
+        try:
+            self._connect()
+        except BaseException:
+            _SESSION_LOCK.release()
+            raise
         return self
 
     def __exit__(
@@ -162,7 +175,10 @@ class BrokerAdmin:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            _SESSION_LOCK.release()
 
     def _connect(self) -> None:
         address = self._address
@@ -351,6 +367,9 @@ class BrokerAdmin:
 
         The role allows publishing on each of ``publish`` and subscribing to and receiving
         each of ``subscribe``, nothing else. ``password`` None keeps the current one.
+        Mosquitto disconnects a connected client whose password, text name or role ACLs
+        change (it reconnects with the new ones); a call that changes nothing sends only
+        reads and disconnects nobody.
         """
         _refuse_reserved(username)
         self.ensure_role(username, client_acls(publish, subscribe))
