@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerflow import broker_cli, corrections_cli, devices_cli, energy_cli
+from powerflow import admission_cli, broker_cli, corrections_cli, devices_cli, energy_cli
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings, redact_url
 
@@ -69,7 +69,8 @@ app.add_typer(energy_cli.import_app, name="import")
 app.command("correct")(corrections_cli.correct_command)
 app.command("corrections")(corrections_cli.corrections_command)
 
-# Device enrolment: `devices enroll|revoke|list` (broker credentials per device).
+# Devices: `devices enroll|revoke|list` (broker credentials per device) and `devices admit`.
+devices_cli.devices_app.command("admit")(admission_cli.admit_command)
 app.add_typer(devices_cli.devices_app, name="devices")
 
 
