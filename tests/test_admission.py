@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import service_env
 from pf_testing import (
+    FleetBroker,
     Service,
     admit,
     count_rows,
@@ -24,7 +25,6 @@ from pf_testing import (
     wait_for,
 )
 from powerflow.admission_cli import admit_command
-from powerflow.broker import Broker
 from powerflow_common.admission import (
     LEGACY_NOT_ENROLLED,
     LEGACY_TOPIC,
@@ -181,7 +181,7 @@ def test_the_admit_command_admits_and_refuses_unknown_codes(
 
 
 def test_over_mqtt_legacy_topic_readings_of_others_are_dead_lettered_and_the_rest_stored(
-    running: dict[str, Service], broker: Broker, engine: Engine, settings: Settings
+    running: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
     admit(engine, "proto-7")
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
@@ -193,7 +193,7 @@ def test_over_mqtt_legacy_topic_readings_of_others_are_dead_lettered_and_the_res
     messages = [original("proto-7", i) for i in range(10)]
     messages += [original("intruder", i) for i in range(3)]
     messages += [original("lab-3", i, "power/lab-3/measurement") for i in range(4)]
-    publish_all(broker.url, [*messages, sentinel_message()])
+    publish_all(broker.fleet_url, [*messages, sentinel_message()])
     wait_for(lambda: device_rows(engine, "sentinel") == 1, 60, what="the sentinel stored")
     wait_for(lambda: count_rows(engine) == 15, 30, what="proto-7's and lab-3's readings")
     records = read_rejections(settings.nats_url, settings.names.rejected_stream, 3, 30)

@@ -24,7 +24,9 @@ from sqlalchemy import Engine
 from pf_testing import (
     FleetBroker,
     Service,
+    admit,
     device_rows,
+    fleet_codes,
     fleet_messages,
     publish_all,
     sentinel_message,
@@ -167,6 +169,7 @@ def test_nobody_takes_over_ingests_session_or_its_backlog(
     services["ingest"].wait_logged("mqtt_subscribed")
     services["ingest"].stop()  # clean stop: its persistent session stays with the broker
     backlog = list(fleet_messages(5, 40))  # 200 readings queued for the absent ingest
+    admit(engine, *fleet_codes(5))  # on the shared topic: enrolled as legacy
     publish_all(broker.fleet_url, backlog)
 
     # Someone else's account with ingest's client id and a clean start: the broker makes the

@@ -25,7 +25,7 @@ from pf_api_data import bearer
 from sqlalchemy import Engine
 
 from conftest import service_env
-from pf_testing import Service, count_rows, nats_server_binary, publish_all, wait_for
+from pf_testing import FleetBroker, Service, count_rows, nats_server_binary, publish_all, wait_for
 from powerflow.broker import free_port
 from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
@@ -107,13 +107,22 @@ def test_the_config_is_valid_for_nats_server(tmp_path: Path) -> None:
 def test_each_service_runs_with_its_own_user_and_no_more(
     secured_nats: tuple[str, dict[str, Path]],
     settings: Settings,
+    broker: FleetBroker,
     engine: Engine,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, files = secured_nats
-    # The shipped config names the default (empty) namespace's subjects; this server is ours.
-    base = load_settings(**{**dict(settings), "nats_url": url, "namespace": ""})
+    # The shipped config names the default (empty) namespace's subjects; this server is ours,
+    # and so is the broker: ingest logs in with the un-namespaced ingest account.
+    base = load_settings(
+        **{
+            **dict(settings),
+            "nats_url": url,
+            "namespace": "",
+            "mqtt_url": broker.ingest_url(namespace=""),
+        }
+    )
 
     def env(user: str) -> dict[str, str]:
         return service_env(
@@ -146,7 +155,7 @@ def test_each_service_runs_with_its_own_user_and_no_more(
             )
             for m in range(0, 70, 1)
         ]
-        publish_all(base.mqtt_url.get_secret_value(), messages)
+        publish_all(broker.fleet_url, messages)
         wait_for(lambda: count_rows(engine) == 70, 30, what="70 readings stored")
         wait_for(lambda: count_rows(engine, "hourly_stats") >= 1, 30, what="hourly statistics")
 

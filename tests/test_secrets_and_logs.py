@@ -34,6 +34,7 @@ def test_every_secret_setting_reads_its_file_without_the_trailing_newline(
     values = {
         "database_url": "mysql+pymysql://pf:db-secret@db:3306/powerflow",
         "mqtt_url": "mqtt://ingest-0:mqtt-secret@broker:1883",
+        "broker_admin_url": "mqtt://powerflow-admin:admin-secret@broker:1883",
         "redis_url": "redis://redis:6379/0",
     }
     for name in secrets:

@@ -15,8 +15,7 @@ from litestar.testing import TestClient
 from pf_api_data import add_device, add_hour, add_site, bearer
 from sqlalchemy import Engine
 
-from pf_testing import Service, admit, count_rows, publish_all, wait_for
-from powerflow.broker import Broker
+from pf_testing import FleetBroker, Service, admit, count_rows, publish_all, wait_for
 from powerflow_aggregator.rollup import RollupConfig, buckets_in_range, recompute_buckets
 from powerflow_common.settings import Settings
 
@@ -53,7 +52,7 @@ def summary(client: Client, key: str, **params: Any) -> dict[str, Any]:
 
 def test_an_unknown_device_over_mqtt_waits_in_the_overview_and_counts_once_admitted(
     running: dict[str, Service],
-    broker: Broker,
+    broker: FleetBroker,
     engine: Engine,
     settings: Settings,
     client: Client,
@@ -78,7 +77,7 @@ def test_an_unknown_device_over_mqtt_waits_in_the_overview_and_counts_once_admit
         ]
 
     publish_all(
-        broker.url,
+        broker.fleet_url,
         [
             *hour_of("hq-1", "power/measurement", 1000.0),
             # A lab device on an open listener: its own topic, nobody enrolled it.
