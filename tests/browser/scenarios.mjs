@@ -251,14 +251,15 @@ const scenarios = {
 
   /** Clear states: no devices yet (an empty list), and an API that does not answer. */
   async states({ page }) {
-    await page.route('**/api/v1/devices', (route) => route.fulfill({ json: [] }))
+    // (the list is paged: /devices?limit=...&offset=...)
+    await page.route('**/api/v1/devices*', (route) => route.fulfill({ json: [] }))
     // No live socket either: the simulated fleet's live readings would bring tiles back.
     await page.route('**/api/v1/live/ticket', (route) => route.abort('connectionrefused'))
     await openSignedIn(page, '/')
     const empty = page.locator('[data-test="state-empty"]')
     await empty.waitFor()
     const emptyText = (await empty.textContent())?.trim()
-    await page.unroute('**/api/v1/devices')
+    await page.unroute('**/api/v1/devices*')
     await page.unroute('**/api/v1/live/ticket')
     await page.route('**/api/v1/**', (route) => route.abort('connectionrefused'))
     await page.reload()

@@ -140,7 +140,7 @@ def test_an_admin_admits_a_waiting_device_on_the_devices_page(
     code = "lab-browser"
     now = datetime.now(UTC)
     reading = {"deviceCode": code, "timestamp": now.isoformat(), "electric": 12.5}
-    publish_all(stack.broker.url, [(f"power/{code}/measurement", json.dumps(reading))])
+    publish_all(stack.broker.fleet_url, [(f"power/{code}/measurement", json.dumps(reading))])
 
     def waiting() -> bool:
         status, body = stack.get(f"/api/v1/devices/{code}")
