@@ -266,23 +266,25 @@ def test_bad_requests_are_refused_before_the_broker_is_asked(
 ) -> None:
     client = make_client()  # no broker at all: a refusal must come first
     admin = keys["admin"]
-    for code, body, reason in (
+    refusals: list[tuple[str, dict[str, Any], str]] = [
         ("a%20b", {}, "invalid_device_code"),
         ("power", {}, "reserved_code"),
         ("ok-1", {"formats": ["zigbee"]}, "unknown_format"),
-    ):
+    ]
+    for code, body, reason in refusals:
         response = enrol(client, admin, code, **body)
         assert response.status_code == 422, (code, response.text)
         assert response.json()["errors"] == [{"key": "reason", "message": reason}]
     bad_revoke = client.delete("/api/v1/devices/a%20b/enrolment", headers=bearer(admin))
     assert bad_revoke.status_code == 422
     # Bounded body: no formats, too many, an unknown field, a name too long.
-    for body in (
+    bodies: list[dict[str, Any]] = [
         {"formats": []},
         {"formats": ["original"] * 9},
         {"format": "original"},
         {"formats": ["x" * 33]},
-    ):
+    ]
+    for body in bodies:
         response = enrol(client, admin, "ok-1", **body)
         assert response.status_code == 400, (body, response.text)
     too_long = enrol(client, admin, "x" * 65)
