@@ -6,6 +6,7 @@ password is in the answer only, never in the API's log."""
 from __future__ import annotations
 
 import json
+import re
 import logging
 import threading
 import uuid
@@ -289,3 +290,18 @@ def test_bad_requests_are_refused_before_the_broker_is_asked(
         assert response.status_code == 400, (body, response.text)
     too_long = enrol(client, admin, "x" * 65)
     assert too_long.status_code in (400, 422)
+
+
+def test_the_dashboard_offers_the_formats_and_refuses_the_codes_the_api_does() -> None:
+    """dashboard/src/lib/enrolment.ts copies two lists of powerflow_common: kept equal here."""
+    from pathlib import Path
+
+    from powerflow_common.enrolment import RESERVED_CODES
+    from powerflow_common.formats.registry import FORMATS
+
+    source = (Path(__file__).parents[2] / "dashboard/src/lib/enrolment.ts").read_text()
+    formats = re.search(r"ENROL_FORMATS = \[([^\]]*)\]", source)
+    reserved = re.search(r"RESERVED_CODES = new Set\(\[([^\]]*)\]\)", source)
+    assert formats is not None and reserved is not None
+    assert re.findall(r"'([^']+)'", formats.group(1)) == list(FORMATS)
+    assert set(re.findall(r"'([^']+)'", reserved.group(1))) == RESERVED_CODES
