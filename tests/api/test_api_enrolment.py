@@ -6,8 +6,8 @@ password is in the answer only, never in the API's log."""
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
