@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from powerflow.broker import Broker
 from powerflow.up import child_env
 from powerflow_common.broker_admin import broker_admin
