@@ -223,6 +223,18 @@ def test_revoking_closes_the_open_connection_and_refuses_the_next(
     assert unknown.status_code == 404, unknown.text
 
 
+def test_a_format_this_deployment_does_not_decode_is_enrolled_with_a_warning(
+    make_client: Callable[..., Client], broker: Broker, keys: dict[str, str]
+) -> None:
+    client = make_client(broker_admin_url=broker.admin_url, formats=("original",))
+    response = enrol(client, keys["admin"], new_code(), formats=["esphome"])
+    assert response.status_code == 201, response.text
+    (warning,) = response.json()["warnings"]
+    assert "esphome" in warning and "POWERFLOW_FORMATS" in warning
+    (setup,) = response.json()["setup"]
+    assert setup["format"] == "esphome" and "topic_prefix" in setup["text"]
+
+
 def test_only_an_admin_enrols_or_revokes(
     broker: Broker, enrolling: Client, keys: dict[str, str], engine: Engine
 ) -> None:

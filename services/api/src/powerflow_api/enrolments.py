@@ -72,6 +72,15 @@ class Enrolled:
     # ignored until enabled (the CLI prints the same warning).
     undecoded_formats: list[str]
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the person enrolling should know, as sentences."""
+        return [
+            f"this deployment does not decode {name} (POWERFLOW_FORMATS): enable it or "
+            "these readings are ignored"
+            for name in self.undecoded_formats
+        ]
+
     def as_json(self) -> dict[str, object]:
         """``powerflow devices enroll --json``'s object (password included)."""
         return enrolment_json(self.enrolment, self.broker)

@@ -180,18 +180,13 @@ class DeviceController(Controller):
             legacy=body.legacy,
             by=principal_of(request).name,
         )
-        warnings = [
-            f"this deployment does not decode {name} (POWERFLOW_FORMATS): enable it or "
-            "these readings are ignored"
-            for name in done.undecoded_formats
-        ]
         created = msgspec.convert(
             {
                 **done.as_json(),
                 "setup": [
                     {"format": s.format, "title": s.title, "text": s.text} for s in done.setup
                 ],
-                "warnings": warnings,
+                "warnings": done.warnings,
             },
             schemas.EnrolmentCreated,
         )
