@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -21,6 +22,35 @@ from powerflow_common.settings import Settings
 console = Console(stderr=True)
 
 DEFAULT_TLS_PORT = 8883
+
+
+def child_env(
+    settings: Settings, broker: Broker, *, tls_port: int, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment of every process ``up`` starts, on this broker.
+
+    The closed broker: ingest logs in with its own account; the API (the dashboard's device
+    enrolment), a ``devices`` command in this environment and the fleet's enrolment manage
+    devices with the admin's, whose URL carries its password (the URL replaces any
+    password setting, which would otherwise take precedence over it).
+    """
+    # One terminal for people: readable log lines unless JSON was asked for.
+    env = {
+        "POWERFLOW_LOG_FORMAT": "console",
+        **environ,
+        "POWERFLOW_MQTT_URL": broker.ingest_url(settings.ingest_instance),
+        "POWERFLOW_BROKER_ADMIN_URL": broker.admin_url,
+        # What enrolment (the API's, a `devices enroll` in this environment) tells devices.
+        "POWERFLOW_DEVICE_MQTT_TLS_PORT": str(tls_port),
+    }
+    for name in (
+        "POWERFLOW_MQTT_PASSWORD",
+        "POWERFLOW_MQTT_PASSWORD_FILE",
+        "POWERFLOW_BROKER_ADMIN_PASSWORD",
+        "POWERFLOW_BROKER_ADMIN_PASSWORD_FILE",
+    ):
+        env.pop(name, None)
+    return env
 
 
 def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path) -> int:
@@ -37,20 +67,8 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
         namespace=settings.namespace,
     )
     broker.start()
-    # The closed broker: ingest logs in with its own account; the API, the CLI and the
-    # fleet's enrolment below manage devices with the admin's.
     admin_url = broker.admin_url
-    # One terminal for people: readable log lines unless JSON was asked for.
-    env = {
-        "POWERFLOW_LOG_FORMAT": "console",
-        **os.environ,
-        "POWERFLOW_MQTT_URL": broker.ingest_url(settings.ingest_instance),
-        "POWERFLOW_BROKER_ADMIN_URL": admin_url,
-        # What enrolment (the API's, a `devices enroll` in this environment) tells devices.
-        "POWERFLOW_DEVICE_MQTT_TLS_PORT": str(tls_port),
-    }
-    env.pop("POWERFLOW_MQTT_PASSWORD", None)
-    env.pop("POWERFLOW_BROKER_ADMIN_PASSWORD", None)
+    env = child_env(settings, broker, tls_port=tls_port, environ=os.environ)
     migrate(settings.database_url.get_secret_value())
     logins: list[DeviceLogin] = []
     if devices:

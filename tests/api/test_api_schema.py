@@ -22,6 +22,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy import Engine
 
+from powerflow.broker import Broker
 from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
 from powerflow_common.settings import Settings, load_settings
@@ -76,14 +77,23 @@ def admin_key(engine: Engine) -> str:
 
 
 @pytest.fixture
-def api_schema(engine: Engine, api_settings: Settings) -> Iterator[Any]:
-    """The app's schema, loaded from its own /schema/openapi.json, with a little data behind it."""
+def api_schema(engine: Engine, api_settings: Settings, broker: Broker) -> Iterator[Any]:
+    """The app's schema, loaded from its own /schema/openapi.json, with a little data behind it.
+
+    Enrolment manages a real broker of the test's own (without one it answers 503 by design).
+    """
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     site = add_site(engine)
     device = add_device(engine, "1001", last_seen=now, site_id=site, meter_role="main")
     add_hour(engine, device, now, energy_kwh=1.0)
     # A 503 is right when Redis is away, not when two busy cores make it answer in 0.6 s.
-    settings = load_settings(**{**dict(api_settings), "api_redis_timeout_s": REDIS_TIMEOUT_S})
+    settings = load_settings(
+        **{
+            **dict(api_settings),
+            "api_redis_timeout_s": REDIS_TIMEOUT_S,
+            "broker_admin_url": broker.admin_url,
+        }
+    )
     yield schemathesis.openapi.from_asgi(
         "/schema/openapi.json", create_app(settings, engine=engine)
     )

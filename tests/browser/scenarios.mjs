@@ -305,6 +305,45 @@ const scenarios = {
     await row.waitFor({ state: 'detached' })
     return { admitted: true, askAdmin }
   },
+
+  // An admin enrols a device with the form: the credentials are shown once, then forgotten.
+  async adminEnrol({ page }) {
+    const code = env.PF_ENROL_DEVICE
+    await openSignedIn(page, '/admin/devices')
+    const form = page.locator('[data-test="enrol-device"]')
+    await form.waitFor()
+    await form.locator('[data-test="enrol-code"]').fill(code)
+    await form.locator('[data-test="enrol-format"]').selectOption(env.PF_ENROL_FORMAT ?? 'original')
+    await form.locator('[data-test="enrol-submit"]').click()
+    const result = page.locator('[data-test="enrol-result"]')
+    await result.waitFor()
+    const username = (await result.locator('[data-test="enrol-username"]').textContent())?.trim()
+    const password = (await result.locator('[data-test="enrol-password"]').textContent())?.trim()
+    const setup = (await result.locator('[data-test="enrol-setup"]').textContent()) ?? ''
+    const row = page.locator(`[data-test="admin-row"][data-device="${code}"]`)
+    await row.locator('[data-test="admin-enrolment"]').filter({ hasText: 'Enrolled' }).waitFor()
+    if (SCREENSHOT_DIR) await page.screenshot({ path: join(SCREENSHOT_DIR, 'devices-enrol.png'), fullPage: false })
+    await result.locator('[data-test="enrol-done"]').click()
+    await result.waitFor({ state: 'detached' })
+    const passwordLeft = (await page.locator('body').innerText()).includes(password)
+    return { username, password, setupHasPassword: setup.includes(password), passwordLeft }
+  },
+
+  // An admin revokes an enrolled device: a confirmation first, then the row says revoked.
+  async adminRevoke({ page }) {
+    const code = env.PF_ENROL_DEVICE
+    await openSignedIn(page, '/admin/devices')
+    const row = page.locator(`[data-test="admin-row"][data-device="${code}"]`)
+    await row.waitFor()
+    await row.locator('[data-test="admin-revoke"]').click()
+    const confirm = row.locator('[data-test="admin-revoke-confirm"]')
+    await confirm.waitFor()
+    const asked = (await confirm.textContent())?.includes(code) ?? false
+    await row.locator('[data-test="admin-revoke-yes"]').click()
+    await row.locator('[data-test="admin-enrolment"]').filter({ hasText: 'Revoked' }).waitFor()
+    const revokeLeft = await row.locator('[data-test="admin-revoke"]').count()
+    return { asked, revokeLeft }
+  },
 }
 
 const name = process.argv[2]

@@ -154,3 +154,27 @@ def test_an_admin_admits_a_waiting_device_on_the_devices_page(
     assert Scenario("adminAdmit", env).result(60) == {"admitted": True, "askAdmin": 0}
     status, device = stack.get(f"/api/v1/devices/{code}")
     assert status == 200 and device["admitted_by"] == "browser-admin" and device["counted"]
+
+
+def test_an_admin_enrols_and_revokes_a_device_on_the_devices_page(
+    stack: Stack, screenshots: Path
+) -> None:
+    from powerflow.broker import account_url
+    from powerflow.simulate import connect_publisher
+
+    code = "ui-enrolled"
+    env = _env(stack, screenshots, PF_ENROL_DEVICE=code)
+    shown = Scenario("adminEnrol", env).result(60)
+    assert shown["username"] == f"device-{code}"
+    assert shown["setupHasPassword"]  # the firmware's config.json, ready to copy
+    assert not shown["passwordLeft"]  # "Done" leaves no trace of it on the page
+    broker = stack.broker
+    url = account_url(broker.connect_host, broker.port, shown["username"], shown["password"])
+    client = connect_publisher(url, shown["username"])  # the shown credentials log in
+    client.loop_stop()
+    client.disconnect()
+    assert Scenario("adminRevoke", env).result(60) == {"asked": True, "revokeLeft": 0}
+    status, device = stack.get(f"/api/v1/devices/{code}")
+    assert status == 200 and device["enrolment"] == "revoked"
+    with pytest.raises(ConnectionError, match="refused"):
+        connect_publisher(url, shown["username"])

@@ -47,7 +47,7 @@ export function buildUrl(path: string, query: Query = {}): string {
 }
 
 interface RequestOptions {
-  method?: 'GET' | 'POST' | 'PATCH'
+  method?: 'GET' | 'POST' | 'PATCH' | 'DELETE'
   query?: Query
   body?: unknown
   key?: string | null

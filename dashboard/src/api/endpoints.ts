@@ -6,11 +6,14 @@ import type {
   Admission,
   Device,
   DeviceUpdate,
+  EnrolmentCreated,
+  EnrolmentRequest,
   ReadingPoint,
   ReadingsPage,
   Report,
   ReportFileKind,
   ReportRequest,
+  RevocationResult,
   Role,
   Site,
   StatsSeries,
@@ -48,6 +51,12 @@ export const updateDevice = (code: string, update: DeviceUpdate) =>
   apiJson<Device>(`/devices/${encodeURIComponent(code)}`, { method: 'PATCH', body: update })
 export const admitDevice = (code: string) =>
   apiJson<Admission>(`/devices/${encodeURIComponent(code)}/admission`, { method: 'POST' })
+/** Enrol (admin): broker credentials of its own, in the answer only (shown once). */
+export const enrolDevice = (code: string, request: EnrolmentRequest) =>
+  apiJson<EnrolmentCreated>(`/devices/${encodeURIComponent(code)}/enrolment`, { method: 'POST', body: request })
+/** Revoke (admin): the broker account goes, a connected device is disconnected at once. */
+export const revokeEnrolment = (code: string) =>
+  apiJson<RevocationResult>(`/devices/${encodeURIComponent(code)}/enrolment`, { method: 'DELETE' })
 export const listSites = () => apiJson<Site[]>('/sites')
 
 export const getSummary = (siteId: number | null) =>

@@ -23,6 +23,54 @@ export interface Device {
   /** null: waiting for admission (first seen on an open listener); counted in no total. */
   admitted_at?: string | null
   admitted_by?: string | null
+  /** Broker credentials: its own account and topics, revoked, or never given (absent: older API). */
+  enrolment?: EnrolmentState
+  enrolled_at?: string | null
+  revoked_at?: string | null
+  /** May also publish on the shared power/measurement, which proves nothing about the sender. */
+  legacy_topic?: boolean
+}
+
+export type EnrolmentState = 'enrolled' | 'revoked' | 'not_enrolled'
+
+/** POST /devices/{code}/enrolment (admin): the formats it publishes, the first its own. */
+export interface EnrolmentRequest {
+  formats: string[]
+  legacy: boolean
+}
+
+/** What to put on the device for one format (holds the password). */
+export interface DeviceSetupText {
+  format: string
+  title: string
+  text: string
+}
+
+/** The answer to an enrolment: `powerflow devices enroll --json`'s object, shown once. */
+export interface EnrolmentCreated {
+  code: string
+  username: string
+  password: string
+  client_id: string
+  topic: string
+  topics: string[]
+  formats: string[]
+  legacy: boolean
+  host: string
+  port: number
+  tls_port: number | null
+  mqtt_uri: string
+  created: boolean
+  setup: DeviceSetupText[]
+  warnings: string[]
+}
+
+/** DELETE /devices/{code}/enrolment (admin). */
+export interface RevocationResult {
+  code: string
+  account_removed: boolean
+  revoked_at: string | null
+  device: Device | null
 }
 
 /** A device waiting for admission, as the overview summary lists it. */

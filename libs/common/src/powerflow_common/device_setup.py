@@ -147,19 +147,23 @@ def emonhub_conf(enrolment: Enrolment, broker: DeviceBroker) -> str:
     )
 
 
+def setup_text(name: str, enrolment: Enrolment, broker: DeviceBroker) -> tuple[str, str] | None:
+    """(title, text) of what to put on a device publishing format ``name``; None if unknown."""
+    if name == "original":
+        config = json.dumps(firmware_config(enrolment, broker), indent=2)
+        return ("powerflow firmware: /config.json on the device's LittleFS", config)
+    if name == "tasmota":
+        return ("Tasmota: paste in the console", tasmota_command(enrolment, broker))
+    if name == "shelly":
+        return ("Shelly Gen2/Gen3: MQTT settings (RPC)", shelly_rpc(enrolment, broker))
+    if name == "esphome":
+        return ("ESPHome: the device's YAML", esphome_yaml(enrolment, broker))
+    if name == "emonhub":
+        return ("emonhub: emonhub.conf [interfacers]", emonhub_conf(enrolment, broker))
+    return None
+
+
 def setup_texts(enrolment: Enrolment, broker: DeviceBroker) -> list[tuple[str, str]]:
     """(title, text) for each format the device was enrolled with."""
-    texts: list[tuple[str, str]] = []
-    for name in enrolment.formats:
-        if name == "original":
-            config = json.dumps(firmware_config(enrolment, broker), indent=2)
-            texts.append(("powerflow firmware: /config.json on the device's LittleFS", config))
-        elif name == "tasmota":
-            texts.append(("Tasmota: paste in the console", tasmota_command(enrolment, broker)))
-        elif name == "shelly":
-            texts.append(("Shelly Gen2/Gen3: MQTT settings (RPC)", shelly_rpc(enrolment, broker)))
-        elif name == "esphome":
-            texts.append(("ESPHome: the device's YAML", esphome_yaml(enrolment, broker)))
-        elif name == "emonhub":
-            texts.append(("emonhub: emonhub.conf [interfacers]", emonhub_conf(enrolment, broker)))
-    return texts
+    texts = (setup_text(name, enrolment, broker) for name in enrolment.formats)
+    return [text for text in texts if text is not None]

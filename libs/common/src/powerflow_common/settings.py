@@ -300,6 +300,9 @@ class Settings(BaseSettings):
     # Reports requested per key in a fixed window (each runs the model and costs money).
     api_reports_per_key: int = Field(default=20, ge=1)
     api_reports_window_s: int = Field(default=3600, ge=1)
+    # Enrolment from the API (the dashboard): how long one broker admin step may wait for the
+    # broker (connect, each dynamic-security command) before the request answers 503.
+    api_broker_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     @classmethod
     def settings_customise_sources(

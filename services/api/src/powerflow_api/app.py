@@ -237,7 +237,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
     cors = (
         CORSConfig(
             allow_origins=list(settings.api_cors_origins),
-            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
             # Paged lists' totals and 429/503 waits must reach a dashboard on another origin.
             expose_headers=["X-Total-Count", "Retry-After"],

@@ -94,7 +94,21 @@ def to_device(
         counted=counted,
         admitted_at=row.admitted_at,
         admitted_by=row.admitted_by,
+        enrolment=enrolment_state(row.enrolled_at, row.revoked_at),
+        enrolled_at=row.enrolled_at,
+        revoked_at=row.revoked_at,
+        legacy_topic=bool(row.legacy_topic),
     )
+
+
+def enrolment_state(
+    enrolled_at: datetime | None, revoked_at: datetime | None
+) -> schemas.EnrolmentState:
+    """A device's enrolment as the API names it (the CLI's ``devices list`` says the same,
+    and also checks the broker's accounts; the API's list does not ask the broker)."""
+    if revoked_at is not None:
+        return "revoked"
+    return "enrolled" if enrolled_at is not None else "not_enrolled"
 
 
 def to_site(row: Any) -> schemas.Site:

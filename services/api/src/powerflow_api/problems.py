@@ -10,8 +10,10 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import OperationalError
 
+from powerflow_api.enrolments import BROKER_NOT_CONFIGURED, ENROLMENT_STATUS, RETRY_AFTER_S
 from powerflow_api.schemas import Problem
 from powerflow_common.bounds import OutOfBounds
+from powerflow_common.errors import EnrolmentError
 from powerflow_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -113,6 +115,27 @@ def out_of_bounds_handler(request: Request[Any, Any, Any], exc: OutOfBounds) -> 
     )
 
 
+def enrolment_error_handler(
+    request: Request[Any, Any, Any], exc: EnrolmentError
+) -> Response[Problem]:
+    """An enrolment or revocation refused (422/404/409) or stopped by the broker or the
+    database (503, with Retry-After unless only configuration can fix it). ``errors`` carries
+    the machine-readable reason, as the CLI prints it."""
+    status = ENROLMENT_STATUS.get(exc.reason)
+    if status is None:  # a reason nobody mapped: a bug, logged as one
+        return internal_error_handler(request, exc)
+    retry = status in (409, 503) and exc.reason != BROKER_NOT_CONFIGURED
+    if status == 503:
+        log.error("enrolment_unavailable", path=request.url.path, reason=exc.reason)
+    return problem_response(
+        status,
+        exc.detail,
+        instance=request.url.path,
+        errors=[{"key": "reason", "message": exc.reason}],
+        headers={"Retry-After": str(RETRY_AFTER_S)} if retry else None,
+    )
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """A bug or an outage: log it with its traceback (no query string), answer problem+json."""
     log.error(
@@ -146,6 +169,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     RequestEntityTooLarge: too_large_handler,
     HTTPException: http_exception_handler,
     OutOfBounds: out_of_bounds_handler,
+    EnrolmentError: enrolment_error_handler,
     OperationalError: database_unavailable_handler,
     Exception: internal_error_handler,
 }

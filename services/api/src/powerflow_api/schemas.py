@@ -13,6 +13,7 @@ from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
 MeterRole = Literal["main", "sub", "standalone"]
 Resolution = Literal["raw", "1m", "15m", "1h", "1d"]
 StatsPeriod = Literal["hour", "day", "week", "month"]
+EnrolmentState = Literal["enrolled", "revoked", "not_enrolled"]
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 ShortText = Annotated[str, Meta(max_length=128)]
@@ -54,6 +55,12 @@ class Device(Struct):
     # readings are kept but change no total until an admin admits it.
     admitted_at: datetime | None = None
     admitted_by: str | None = None
+    # Broker credentials (docs/devices.md): "enrolled" (it has its own account and topics),
+    # "revoked" (its account was removed; its readings stay), "not_enrolled" (never had one).
+    enrolment: EnrolmentState = "not_enrolled"
+    enrolled_at: datetime | None = None
+    revoked_at: datetime | None = None
+    legacy_topic: bool = False  # may also publish on the shared, unprovable power/measurement
 
 
 class DeviceUpdate(Struct, forbid_unknown_fields=True):
@@ -73,6 +80,59 @@ class Admission(Struct):
 
     device: Device
     newly_admitted: bool
+
+
+FormatName = Annotated[str, Meta(min_length=1, max_length=32)]
+# More than every format powerflow knows; the names themselves are checked against them.
+MAX_ENROLMENT_FORMATS = 8
+
+
+class EnrolmentRequest(Struct, forbid_unknown_fields=True):
+    """What to enrol a device for: the payload formats it publishes (the first is its own)
+    and whether it may also use the shared legacy topic (unprovable: docs/devices.md)."""
+
+    formats: Annotated[list[FormatName], Meta(min_length=1, max_length=MAX_ENROLMENT_FORMATS)] = (
+        msgspec.field(default_factory=lambda: ["original"])
+    )
+    legacy: bool = False
+
+
+class DeviceSetupText(Struct):
+    """What to put on the device for one of its formats (it holds the password)."""
+
+    format: str
+    title: str
+    text: str
+
+
+class EnrolmentCreated(Struct):
+    """``powerflow devices enroll --json``'s object, plus the setup texts. Shown once: the
+    password is stored only by the broker, hashed, and nowhere else."""
+
+    code: str
+    username: str
+    password: str
+    client_id: str
+    topic: str
+    topics: list[str]
+    formats: list[str]
+    legacy: bool
+    host: str
+    port: int
+    tls_port: int | None
+    mqtt_uri: str
+    created: bool  # a new device (else enrolled again: the old password stopped working)
+    setup: list[DeviceSetupText]
+    warnings: list[str]
+
+
+class RevocationResult(Struct):
+    """What DELETE /devices/{code}/enrolment did; the device as it is now (None: none)."""
+
+    code: str
+    account_removed: bool  # False: it had no broker account (revoked before, or never)
+    revoked_at: datetime | None
+    device: Device | None
 
 
 class Site(Struct):

@@ -1,10 +1,11 @@
-"""Devices: list, get, update (name, site, location, meter role), admit."""
+"""Devices: list, get, update (name, site, location, meter role), admit, enrol, revoke."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, patch, post
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, Parameter, PathParameter
 from msgspec import UNSET, structs
@@ -13,6 +14,7 @@ from sqlalchemy import select, update
 from powerflow_api import schemas
 from powerflow_api.auth import principal_of, requires
 from powerflow_api.data import device_count, device_rows, devices_t, sites_t, to_device
+from powerflow_api.enrolments import enrol, revoke
 from powerflow_api.paging import LIMIT, OFFSET, TOTAL, page, page_limit
 from powerflow_api.problems import ApiError
 from powerflow_api.readings import as_utc
@@ -23,6 +25,8 @@ from powerflow_common.queries import PlacementError, counted_now, record_placeme
 from powerflow_common.validation import canonical_device_code
 
 Req = Request[Any, Any, Any]
+# The answer holding a device's password must not stay in a browser's or a proxy's cache.
+NO_STORE = {"Cache-Control": "no-store"}
 Code = Annotated[
     str,
     PathParameter(
@@ -147,3 +151,68 @@ class DeviceController(Controller):
             rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted
         )
         return schemas.Admission(device=device, newly_admitted=done.newly)
+
+    @post(
+        "/{code:str}/enrolment",
+        guards=[requires("admin")],
+        sync_to_thread=True,  # broker round trips and database writes: a worker thread
+        status_code=201,
+    )
+    def enrol_device(
+        self, request: Req, code: Code, data: JSONBody[schemas.EnrolmentRequest | None] = None
+    ) -> Response[schemas.EnrolmentCreated]:
+        """Enrol a device (admin): its own broker account and topics, the password shown once.
+
+        The answer is what ``powerflow devices enroll --json`` prints (username, password,
+        client_id, topic(s), broker host and ports), plus ``setup``: what to put on the
+        device for each format (the firmware's config.json, Tasmota/Shelly/ESPHome/emonhub
+        lines). Enrolling an enrolled device again rotates its password (the old one stops
+        working at once). The device is created if new, and admitted. 503 when the broker's
+        admin is not configured or cannot be reached (nothing is changed then).
+        """
+        body = data or schemas.EnrolmentRequest()
+        state = api_state(request)
+        done = enrol(
+            state.settings,
+            state.engine,
+            code,
+            formats=body.formats,
+            legacy=body.legacy,
+            by=principal_of(request).name,
+        )
+        created = msgspec.convert(
+            {
+                **done.as_json(),
+                "setup": [
+                    {"format": s.format, "title": s.title, "text": s.text} for s in done.setup
+                ],
+                "warnings": done.warnings,
+            },
+            schemas.EnrolmentCreated,
+        )
+        return Response(created, status_code=201, headers=NO_STORE)
+
+    @delete(
+        "/{code:str}/enrolment", guards=[requires("admin")], sync_to_thread=True, status_code=200
+    )
+    def revoke_device(self, request: Req, code: Code) -> schemas.RevocationResult:
+        """Revoke a device's broker access (admin): its account is removed and a connected
+        device is disconnected at once. Its stored readings stay and keep counting; enrol it
+        again to give it new credentials. Revoking again is harmless (``account_removed``
+        false). 404 when there is neither such a device nor such an account."""
+        state = api_state(request)
+        done = revoke(state.settings, state.engine, code)
+        with state.engine.connect() as conn:
+            rows = device_rows(conn, code=done.code)
+            counted = counted_now(conn)
+        device = (
+            to_device(rows[0], state.settings.api_online_threshold_s, counted=rows[0].id in counted)
+            if rows
+            else None
+        )
+        return schemas.RevocationResult(
+            code=done.code,
+            account_removed=done.account_removed,
+            revoked_at=done.revoked_at,
+            device=device,
+        )
