@@ -24,6 +24,11 @@ for user in ingest writer aggregator api admin; do
   make "nats_${user}_password" "$(random)"
 done
 make redis_password "$(random)"
+# The broker's own accounts: `powerflow broker` takes these instead of making its own, so
+# ingest and the API get theirs as secrets and never see the broker's volume (its admin
+# password, its development CA's key).
+make broker_admin_password "$(random)"
+make broker_ingest_0_password "$(random)"
 make mariadb_password "$(random)"
 # The database URL holds the password: one file, read through POWERFLOW_DATABASE_URL_FILE.
 make database_url "mysql+pymysql://powerflow:$(head -n1 "$dir/mariadb_password")@mariadb:3306/powerflow"

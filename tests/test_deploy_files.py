@@ -109,7 +109,8 @@ def test_compose_gives_each_service_its_own_nats_user_and_only_its_secrets() -> 
         made = name in script or name.removeprefix("nats_").removesuffix("_password") in script
         assert made, f"make-secrets.sh does not make {name}"
     for name, service in doc["services"].items():
-        secrets = set(service.get("secrets", []))
+        # A secret is its name, or {source, target} when mounted elsewhere (the broker's).
+        secrets = {s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])}
         assert secrets <= declared, name
         env = service.get("environment", {})
         for key, value in env.items():

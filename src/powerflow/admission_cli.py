@@ -53,7 +53,7 @@ def admit_command(
     from powerflow_common.db.engine import make_engine
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     who = _who(by)
     engine = make_engine(settings.database_url.get_secret_value())
     try:

@@ -34,7 +34,7 @@ EXIT_DATABASE = 4  # the database did not answer or refused; see the message
 
 def _settings() -> Settings:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     return settings
 
 

@@ -67,6 +67,34 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
         namespace=settings.namespace,
     )
     broker.start()
+    children: dict[str, subprocess.Popen[str]] = {}
+    try:
+        return _run_children(settings, broker, children, devices=devices, tls_port=tls_port)
+    finally:
+        # Whatever failed on the way (enrolment, migration, a child's pipe), nothing the
+        # command started outlives it. The simulator first, so ingest and writer can drain
+        # what it sent.
+        for name in ("simulate", "api", "ingest", "writer", "aggregator", "reporter"):
+            process = children.get(name)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        broker.stop()
+        console.print("powerflow stopped")
+
+
+def _run_children(
+    settings: Settings,
+    broker: Broker,
+    children: dict[str, subprocess.Popen[str]],
+    *,
+    devices: int,
+    tls_port: int,
+) -> int:
+    """Enrol the fleet, start every process into ``children`` and wait for Ctrl-C."""
     admin_url = broker.admin_url
     env = child_env(settings, broker, tls_port=tls_port, environ=os.environ)
     migrate(settings.database_url.get_secret_value())
@@ -84,16 +112,19 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
     if devices:
         commands["simulate"] = [*exe, "simulate", "--credentials", "-"]
     # Own process groups: Ctrl-C reaches only us, and we stop the children in order.
-    children = {
-        name: subprocess.Popen(
-            cmd,
-            env=env,
-            start_new_session=True,
-            stdin=subprocess.PIPE if name == "simulate" else None,
-            text=True,
+    children.update(
+        (
+            name,
+            subprocess.Popen(
+                cmd,
+                env=env,
+                start_new_session=True,
+                stdin=subprocess.PIPE if name == "simulate" else None,
+                text=True,
+            ),
         )
         for name, cmd in commands.items()
-    }
+    )
     simulator = children.get("simulate")
     if simulator is not None and simulator.stdin is not None:
         # The passwords reach the simulator through a pipe: never a file, argv or environment.
@@ -115,25 +146,12 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int, data_dir: Path)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     code = 0
-    try:
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None and name != "simulate":
-                    console.print(f"[red]{name} exited with {child.returncode}; stopping[/]")
-                    stopping, code = True, 1
-            time.sleep(0.2)
-    finally:
-        # The simulator first, so ingest and writer can drain what it sent.
-        for name in ("simulate", "api", "ingest", "writer", "aggregator", "reporter"):
-            process = children.get(name)
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        broker.stop()
-        console.print("powerflow stopped")
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None and name != "simulate":
+                console.print(f"[red]{name} exited with {child.returncode}; stopping[/]")
+                stopping, code = True, 1
+        time.sleep(0.2)
     return code
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -19,9 +21,20 @@ from powerflow_common.enrolment import (
     topic_owner,
 )
 from powerflow_common.errors import EnrolmentError, Rejected
-from powerflow_common.formats import PayloadFormat, find_format
+from powerflow_common.formats import (
+    MAX_DEVICES_PER_MESSAGE,
+    PayloadFormat,
+    decode_message,
+    find_format,
+    owns,
+)
 from powerflow_common.formats.registry import FORMATS
-from powerflow_common.validation import DEVICE_CODE_PATTERN, check_device_code
+from powerflow_common.validation import (
+    DEVICE_CODE_PATTERN,
+    Limits,
+    canonical_device_code,
+    check_device_code,
+)
 
 ALL = tuple(FORMATS.values())
 codes = st.from_regex(DEVICE_CODE_PATTERN, fullmatch=True)
@@ -30,7 +43,7 @@ codes = st.from_regex(DEVICE_CODE_PATTERN, fullmatch=True)
 TOPIC_WORDS = (
     "SENSOR", "STATE", "LWT", "switch:0", "em1:1", "em1data:0", "pm1:2", "P1", "E2", "T1",
     "Vrms", "power", "energy", "measurement", "state", "status", "rpc", "sensor", "events",
-    "tele", "emon", "stat", "cmnd", "x",
+    "tele", "emon", "stat", "cmnd", "online", "x",
 )  # fmt: skip
 
 
@@ -59,7 +72,7 @@ def foreign_claims(code: str) -> list[tuple[str, str, str]]:
     [
         ("original", ("power/dev1/measurement", "power/dev1/status")),
         ("tasmota", ("tele/dev1/+",)),
-        ("shelly", ("dev1/status/+", "dev1/events/rpc")),
+        ("shelly", ("dev1/status/+", "dev1/events/rpc", "dev1/online")),
         ("esphome", ("dev1/sensor/+/state", "dev1/status")),
         ("emonhub", ("emon/dev1", "emon/dev1/+")),
     ],
@@ -146,3 +159,49 @@ def test_usernames_and_passwords() -> None:
     assert first != second
     assert len(first) == 32  # 192 bits, URL-safe: fits Tasmota and needs no quoting
     assert set(first) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+# --- which codes a device's topics may carry (ingest checks every message) ----------------
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def _decode(topic: str, body: object) -> list[str]:
+    payload = json.dumps(body).encode()
+    return [r.device_code for r in decode_message(ALL, topic, payload, NOW, Limits())]
+
+
+def test_a_multi_channel_device_reports_its_own_channels() -> None:
+    # Hand-checked: Tasmota's Power array [100, 5] on meter's topic is meter-1 and meter-2.
+    body = {"Time": "2026-11-29T20:59:50", "ENERGY": {"Power": [100, 5]}}
+    assert _decode("tele/meter/SENSOR", body) == ["meter-1", "meter-2"]
+    assert owns("meter", "meter-2") and owns("meter", "meter")
+    assert not owns("meter", "meter2") and not owns("meter", "meters-1")
+
+
+def test_a_channel_suffix_never_makes_another_devices_mac_code() -> None:
+    # A Shelly enrolled as a4-cf-12-9b-00 publishing component 01: the decoder builds
+    # a4-cf-12-9b-00-01, which is the MAC-like code of a real device (A4:CF:12:9B:00:01).
+    status = {"id": 1, "apower": 1000.0}
+    with pytest.raises(Rejected) as refused:
+        _decode("a4-cf-12-9b-00/status/switch:01", status)
+    assert refused.value.reason == "device_not_owned"
+
+
+def test_one_message_naming_too_many_devices_is_refused() -> None:
+    body = {"Time": "2026-11-29T20:59:50", "ENERGY": {"Power": list(range(33))}}
+    with pytest.raises(Rejected) as refused:
+        _decode("tele/meter/SENSOR", body)
+    assert refused.value.reason == "too_many_devices"
+    body["ENERGY"]["Power"] = list(range(MAX_DEVICES_PER_MESSAGE))  # type: ignore[index]
+    assert len(_decode("tele/meter/SENSOR", body)) == MAX_DEVICES_PER_MESSAGE
+
+
+@given(owner=codes, other=codes, channel=st.integers(0, 999))
+def test_a_device_owns_its_code_and_channels_and_no_other_code(
+    owner: str, other: str, channel: int
+) -> None:
+    assert owns(owner, canonical_device_code(owner))
+    assert owns(owner, f"{owner}-{channel}")
+    if not other.startswith(f"{owner}-") and other != canonical_device_code(owner):
+        assert not owns(owner, other)

@@ -24,9 +24,9 @@ class FakeMsg:
     subject: str = "readings.0"
 
 
-def _batch(*codes: str) -> FakeMsg:
+def _batch(*codes: str, topic: str = "") -> FakeMsg:
     now = datetime.now(UTC)
-    readings = [Reading(device_code=c, ts=now, power_w=1.0) for c in codes]
+    readings = [Reading(device_code=c, ts=now, power_w=1.0, topic=topic) for c in codes]
     return FakeMsg(json_encoder.encode(ReadingBatch(readings=readings, ingested_at=now)))
 
 
@@ -39,6 +39,20 @@ async def test_a_slow_client_is_dropped_without_holding_up_the_others() -> None:
     assert not picky.dropped.is_set() and picky.queue.qsize() == 1
     await asyncio.wait_for(hub.on_message(_batch("b")), 1)  # type: ignore[arg-type]
     assert picky.queue.qsize() == 2
+
+
+async def test_live_shows_shared_topic_readings_only_of_legacy_enrolled_devices() -> None:
+    # The writer stores no other reading from power/measurement: nobody sees it live either.
+    hub = LiveHub(queue_size=10)
+    client = hub.register(None)
+    await hub.on_message(_batch("old-1", "forged", topic="power/measurement"))  # type: ignore[arg-type]
+    assert client.queue.empty()  # nothing loaded yet: fail closed
+    hub.legacy_codes = frozenset({"old-1"})
+    await hub.on_message(_batch("old-1", "forged", topic="power/measurement"))  # type: ignore[arg-type]
+    await hub.on_message(_batch("own-1", topic="power/own-1/measurement"))  # type: ignore[arg-type]
+    seen = [client.queue.get_nowait() for _ in range(client.queue.qsize())]
+    assert [b'"old-1"' in s for s in seen] == [True, False]
+    assert b'"own-1"' in seen[1]
 
 
 async def test_an_undecodable_message_is_skipped() -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "TooManyCodes",
     "UnknownDevices",
     "admit_devices",
+    "legacy_codes",
     "may_use_legacy_topic",
     "standing_of",
     "waiting_count",
@@ -116,6 +117,15 @@ def may_use_legacy_topic(standing: DeviceStanding | None) -> bool:
     the device, so an unknown code there is a guess or a forgery, never a new device.
     """
     return standing is not None and standing.legacy_topic and not standing.revoked
+
+
+def legacy_codes(engine: Engine) -> frozenset[str]:
+    """Codes whose readings on the shared legacy topic are accepted (``may_use_legacy_topic``):
+    the live view shows no other reading from that topic, as the writer stores none."""
+    d = _devices.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(d.code).where(d.legacy_topic, d.revoked_at.is_(None)))
+        return frozenset(r.code for r in rows)
 
 
 def standing_of(conn: Connection, codes: Iterable[str]) -> dict[str, DeviceStanding]:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 
 from powerflow_common.db.models import DEVICES
 from powerflow_common.errors import EnrolmentError, Rejected
-from powerflow_common.formats import PayloadFormat, topic_matches
+from powerflow_common.formats import PayloadFormat, find_format, owner_in_topic
 from powerflow_common.formats.registry import FORMATS
 from powerflow_common.validation import check_device_code
 
@@ -176,24 +176,23 @@ def publish_topics(code: str, formats: Sequence[PayloadFormat], *, legacy: bool)
     return tuple(dict.fromkeys(topics))
 
 
-# A valid topic level that no valid device code can be: marks the code's level in a template.
-_CODE_MARK = "\x00"
-
-
 def topic_owner(topic: str, formats: Sequence[PayloadFormat] | None = None) -> str | None:
     """The code whose device grants cover ``topic`` (``shelly1/status/switch:0``: ``shelly1``).
 
     None for the legacy topic and for topics no device grant covers. On a closed broker a
     reading on such a topic was published by the account ``device-<owner>``; the readings
-    of a multi-channel device (``shelly1-0``, ``tele`` channels ``CODE-2``) belong to it.
+    of a multi-channel device (``shelly1-0``, ``tele`` channels ``CODE-2``) belong to it
+    (``formats.owns``, checked by ingest for every message).
     """
-    for fmt in formats if formats is not None else FORMATS.values():
-        for template in fmt.device_topics(_CODE_MARK):
-            levels = template.split("/")
-            index = levels.index(_CODE_MARK)
-            pattern = "/".join("+" if level == _CODE_MARK else level for level in levels)
-            if topic_matches(pattern, topic):
-                return topic.split("/")[index]
+    candidates = tuple(formats if formats is not None else FORMATS.values())
+    # The format that decodes the topic decides (``emon/online`` is emonhub's node
+    # ``online``, not the availability topic of a Shelly ``emon``, a reserved code); a topic
+    # no format decodes (a last will) belongs to the first grant that covers it.
+    claimer = find_format(candidates, topic)
+    for fmt in (claimer,) if claimer is not None else candidates:
+        owner = owner_in_topic(fmt, topic)
+        if owner is not None:
+            return owner
     return None
 
 

@@ -41,7 +41,8 @@ from powerflow_api.keys import active_key_ids
 from powerflow_api.live import LiveHub
 from powerflow_api.problems import EXCEPTION_HANDLERS
 from powerflow_api.state import ApiState
-from powerflow_api.throttle import FailureThrottle
+from powerflow_api.throttle import FailureThrottle, KnownKeys
+from powerflow_common.admission import legacy_codes
 from powerflow_common.db.engine import make_engine
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.logs import get_logger
@@ -152,6 +153,19 @@ async def _close_revoked_sockets(state: ApiState, stop: asyncio.Event) -> None:
         state.hub.close_keys(key_ids - active)
 
 
+async def _refresh_legacy_codes(state: ApiState, stop: asyncio.Event) -> None:
+    """Keep the live hub's list of legacy-topic devices current (every api_live_key_check_s):
+    an enrolment or revocation shows in the live view within that interval."""
+    while not stop.is_set():
+        try:
+            state.hub.legacy_codes = await anyio.to_thread.run_sync(legacy_codes, state.engine)
+        except Exception as exc:
+            # The last list stays (readings of other devices are unaffected); said loudly.
+            log.error("live_legacy_codes_failed", error=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), state.settings.api_live_key_check_s)
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
     """The API for these settings; pass ``engine`` to share one (tests)."""
     owned_engine = engine is None
@@ -170,6 +184,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             settings.api_auth_failures_per_minute,
             settings.api_auth_tracked_addresses,
         ),
+        known_keys=KnownKeys(settings.api_auth_tracked_addresses),
     )
 
     @asynccontextmanager
@@ -178,6 +193,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
         tasks = [
             asyncio.create_task(_connect_nats_forever(state, stop)),
             asyncio.create_task(_close_revoked_sockets(state, stop)),
+            asyncio.create_task(_refresh_legacy_codes(state, stop)),
         ]
         try:
             yield

@@ -32,14 +32,22 @@ class KeyAuthMiddleware(AbstractAuthenticationMiddleware):
     ) -> AuthenticationResult:
         state = api_state(connection)
         address = client_address(connection)
-        check_auth_throttle(state, address)
+        if not state.known_keys.knows(_bearer_key(connection)):
+            check_auth_throttle(state, address)
         try:
             principal = await _authenticate(state, connection)
         except NotAuthorizedException:
             fail_auth(state, address)
             raise
+        state.known_keys.remember(_bearer_key(connection))
         await enforce_rate_limit(state, principal)
         return AuthenticationResult(user=principal, auth=None)
+
+
+def _bearer_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The key of an ``Authorization: Bearer`` header ("" when there is none)."""
+    scheme, _, key = connection.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
 
 
 async def _authenticate(

@@ -13,6 +13,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from powerflow_api import metrics
+from powerflow_common.admission import LEGACY_TOPIC
 from powerflow_common.logs import get_logger
 from powerflow_common.wire import batch_decoder, json_encoder
 
@@ -56,6 +57,10 @@ class LiveHub:
         self.queue_size = queue_size
         self.max_per_key = max_per_key
         self.clients: set[LiveClient] = set()
+        # Devices allowed on the shared legacy topic (refreshed by the app): a reading there
+        # of any other code is one the writer will refuse, so nobody sees it live either.
+        # Empty until first loaded: fail closed.
+        self.legacy_codes: frozenset[str] = frozenset()
 
     def open_for(self, key_id: int) -> int:
         """Sockets of ``key_id`` open in this process."""
@@ -102,6 +107,8 @@ class LiveHub:
         if not self.clients:
             return
         for reading in batch.readings:
+            if reading.topic == LEGACY_TOPIC and reading.device_code not in self.legacy_codes:
+                continue
             encoded: bytes | None = None
             for client in list(self.clients):
                 if client.dropped.is_set():

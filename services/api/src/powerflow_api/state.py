@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
     from powerflow_api.live import LiveHub
-    from powerflow_api.throttle import FailureThrottle
+    from powerflow_api.throttle import FailureThrottle, KnownKeys
 
 log = get_logger(__name__)
 
@@ -34,6 +34,7 @@ class ApiState:
     redis: aioredis.Redis
     hub: LiveHub
     auth_throttle: FailureThrottle
+    known_keys: KnownKeys
     nc: NATS | None = None
     redis_ok: bool = True
     _last_redis_log: float = field(default=0.0)

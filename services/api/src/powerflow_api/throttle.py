@@ -9,6 +9,7 @@ a 256-bit key cannot be guessed either way, so that only scales the load a flood
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import OrderedDict
@@ -73,3 +74,44 @@ class FailureThrottle:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+# How long a key that authenticated still passes a throttled address to the database check:
+# a day covers a dashboard left open; the key is still looked up (and refused once revoked).
+KNOWN_KEY_TTL_S = 24 * 3600.0
+
+
+class KnownKeys:
+    """Digests of keys that authenticated lately, so a throttled address (a shared NAT, or
+    a proxy without api_trusted_proxies) locks out only guesses, never its valid keys.
+
+    A guess never matches (a 256-bit key), so a flood of guesses still costs no database
+    query; a known key goes on to the normal lookup, so revoking it still takes effect.
+    Memory is bounded: beyond ``max_keys`` the least recently seen is forgotten.
+    """
+
+    def __init__(
+        self,
+        max_keys: int,
+        ttl_s: float = KNOWN_KEY_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_keys = max_keys
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    @staticmethod
+    def digest(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def remember(self, key: str) -> None:
+        digest = self.digest(key)
+        self._seen[digest] = self._clock()
+        self._seen.move_to_end(digest)
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
+
+    def knows(self, key: str) -> bool:
+        seen = self._seen.get(self.digest(key))
+        return seen is not None and self._clock() - seen < self.ttl_s

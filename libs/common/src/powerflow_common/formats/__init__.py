@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -11,10 +12,19 @@ import msgspec
 
 from powerflow_common.errors import Ignored, Rejected
 from powerflow_common.formats.mqtt_topics import topic_matches
-from powerflow_common.validation import Limits, validate
+from powerflow_common.validation import Limits, canonical_device_code, validate
 from powerflow_common.wire import REJECTED_PAYLOAD_LIMIT, Reading, Rejection
 
-__all__ = ["PayloadFormat", "decode_message", "find_format", "rejection_record", "topic_matches"]
+__all__ = [
+    "MAX_DEVICES_PER_MESSAGE",
+    "PayloadFormat",
+    "decode_message",
+    "find_format",
+    "owner_in_topic",
+    "owns",
+    "rejection_record",
+    "topic_matches",
+]
 
 
 class PayloadFormat(Protocol):
@@ -52,6 +62,63 @@ def find_format(formats: Sequence[PayloadFormat], topic: str) -> PayloadFormat |
     return None
 
 
+# A valid topic level that no valid device code can be: marks the code's level in a template.
+_CODE_MARK = "\x00"
+
+# Distinct devices one message may name: the most channels a real device reports at once
+# (Tasmota power arrays, Shelly components, emonhub inputs) is well under this; more is one
+# account trying to register devices by the thousand.
+MAX_DEVICES_PER_MESSAGE = 32
+
+
+def owner_in_topic(fmt: PayloadFormat, topic: str) -> str | None:
+    """The code whose grants (``fmt.device_topics``) cover ``topic``, as written in the topic.
+
+    On the closed broker only the account ``device-<owner>`` may publish there. None for a
+    topic no device grant covers (the legacy shared topic: the payload names the device).
+    """
+    for template in fmt.device_topics(_CODE_MARK):
+        levels = template.split("/")
+        index = levels.index(_CODE_MARK)
+        pattern = "/".join("+" if level == _CODE_MARK else level for level in levels)
+        if topic_matches(pattern, topic):
+            return topic.split("/")[index]
+    return None
+
+
+def owns(owner: str, code: str) -> bool:
+    """Whether a reading of ``code`` may come from the device ``owner``'s topics.
+
+    Its own code, or one of its channels ``<owner>-<n>`` as the decoders build them (from the
+    topic as written, compared before any canonical form): a channel suffix can never turn a
+    code into another device's, such as a MAC address (``a4-cf-12-9b-00`` + ``-01``).
+    """
+    return code == canonical_device_code(owner) or bool(_channel_of(owner).fullmatch(code))
+
+
+def _channel_of(owner: str) -> re.Pattern[str]:
+    return re.compile(re.escape(owner) + r"-[0-9]{1,3}")
+
+
+def _check_ownership(fmt: PayloadFormat, topic: str, readings: Sequence[Reading]) -> None:
+    codes = {r.device_code for r in readings}
+    if len(codes) > MAX_DEVICES_PER_MESSAGE:
+        raise Rejected(
+            "too_many_devices",
+            f"one message names {len(codes)} devices; at most {MAX_DEVICES_PER_MESSAGE}",
+        )
+    owner = owner_in_topic(fmt, topic)
+    if owner is None:
+        return
+    for code in sorted(codes):
+        if not owns(owner, code):
+            raise Rejected(
+                "device_not_owned",
+                f"topic {topic[:120]!r} belongs to device {owner[:64]!r}, which cannot"
+                f" publish readings of {code[:64]!r}",
+            )
+
+
 def decode_message(
     formats: Sequence[PayloadFormat],
     topic: str,
@@ -70,7 +137,9 @@ def decode_message(
         if not readings:
             raise Ignored("no_measurements", "the message carries nothing to store")
         # Every reading carries the topic it came on: the writer's legacy-topic rule reads it.
-        return [msgspec.structs.replace(validate(r, now, limits), topic=topic) for r in readings]
+        valid = [msgspec.structs.replace(validate(r, now, limits), topic=topic) for r in readings]
+        _check_ownership(fmt, topic, valid)
+        return valid
     except Ignored:
         raise
     except Rejected as exc:

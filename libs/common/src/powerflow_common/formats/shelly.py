@@ -85,8 +85,10 @@ class ShellyFormat:
         """Status of each component and the RPC events, under the MQTT prefix ``<code>``.
 
         ``status/+``, not ``status/#``: a component's status is one level (``switch:0``).
+        ``<code>/online`` is Shelly's availability topic and last will: Mosquitto refuses a
+        connection whose will topic the account may not publish on.
         """
-        return (f"{code}/status/+", f"{code}/events/rpc")
+        return (f"{code}/status/+", f"{code}/events/rpc", f"{code}/online")
 
     def decode(
         self, topic: str, payload: bytes, now: datetime, limits: Limits, *, retained: bool
