@@ -98,7 +98,9 @@ def test_a_live_reading_published_over_mqtt_reaches_the_socket_and_no_secret_is_
                 "timestamp": datetime.now(UTC).isoformat(),
                 "electric": 55.5,
             }
-            publish_all(broker.fleet_url, [("power/measurement", json.dumps(body))])
+            # Its own topic: from the shared power/measurement only legacy-enrolled devices
+            # are shown (and stored).
+            publish_all(broker.fleet_url, [("power/7001/measurement", json.dumps(body))])
             message = json.loads(ws.recv(timeout=10))
         assert message["device_code"] == "7001" and message["power_w"] == 55.5
         with pytest.raises(InvalidStatus) as refused:
