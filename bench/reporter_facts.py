@@ -17,7 +17,8 @@ from sqlalchemy import insert
 
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.db.models import Device, HourlyStat, Site
-from powerflow_reporter.facts import Scope, compute_facts, load_inputs, utc_bounds
+from powerflow_common.periods import utc_bounds
+from powerflow_reporter.facts import Scope, compute_facts, load_inputs
 
 DEVICES = 100
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, insert
 
 from pf_testing import wait_for
 from powerflow_common.db.models import Device, HourlyStat, Site
+from powerflow_common.report_requests import ReportView, get_report
 from powerflow_common.settings import Settings
-from powerflow_reporter.requests import ReportView, get_report
 
 SEOUL = ZoneInfo("Asia/Seoul")
 # Three local days, Friday 2026-03-06 to Sunday; the previous three days for the change.

@@ -26,16 +26,16 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, text
 
 from pf_testing import Service, clean_tables
-from powerflow_common.settings import Settings
-from powerflow_reporter.job import run_report
-from powerflow_reporter.maintenance import reap, run_schedule
-from powerflow_reporter.requests import (
+from powerflow_common.report_requests import (
     InvalidReportRequest,
     ReportRequest,
     create_report,
     insert_report,
     report_file,
 )
+from powerflow_common.settings import Settings
+from powerflow_reporter.job import run_report
+from powerflow_reporter.maintenance import reap, run_schedule
 from powerflow_reporter.service import ReporterWorker
 
 MARCH_6 = date(2026, 3, 6)

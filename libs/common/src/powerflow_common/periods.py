@@ -202,3 +202,11 @@ def _require_aware(ts: datetime, name: str) -> datetime:
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got naive {ts.isoformat()}")
     return ts
+
+
+def utc_bounds(first_day: date, end_day: date, tz: str) -> tuple[datetime, datetime]:
+    """UTC [start, end) of the local days first_day .. end_day (exclusive) in ``tz``."""
+    zone = ZoneInfo(tz)
+    start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=zone)
+    end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)

@@ -9,14 +9,14 @@ from typing import Literal
 from rich.console import Console
 
 from powerflow_common.db.engine import make_engine
-from powerflow_common.settings import Settings
-from powerflow_reporter.requests import (
+from powerflow_common.report_requests import (
     InvalidReportRequest,
     ReportRequest,
     create_report,
     get_report,
     report_dir,
 )
+from powerflow_common.settings import Settings
 
 __all__ = ["request_report"]
 

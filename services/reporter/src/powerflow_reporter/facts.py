@@ -33,7 +33,6 @@ __all__ = [
     "Scope",
     "compute_facts",
     "load_inputs",
-    "utc_bounds",
 ]
 
 Kind = Literal[
@@ -708,11 +707,3 @@ def _previous_totals(
         )
         for r in result
     ]
-
-
-def utc_bounds(first_day: date, end_day: date, tz: str) -> tuple[datetime, datetime]:
-    """UTC [start, end) of the local days first_day .. end_day (exclusive) in ``tz``."""
-    zone = ZoneInfo(tz)
-    start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=zone)
-    end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select, update
 
 from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.logs import get_logger
+from powerflow_common.report_requests import FILE_KINDS, report_dir
 from powerflow_common.settings import Settings
 from powerflow_reporter.facts import NoData, Scope, compute_facts, load_inputs
 from powerflow_reporter.formatting import Language, facts_json
@@ -31,7 +32,6 @@ from powerflow_reporter.narrative import (
     template_narrative,
 )
 from powerflow_reporter.render import render_html, render_markdown, render_pdf
-from powerflow_reporter.requests import FILE_KINDS, report_dir
 
 __all__ = ["make_client", "mark_exhausted", "run_report"]
 

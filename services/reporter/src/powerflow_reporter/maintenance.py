@@ -16,9 +16,9 @@ from sqlalchemy import Engine, select, update
 from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import period_bounds_utc
+from powerflow_common.report_queue import enqueue_report
+from powerflow_common.report_requests import ReportRequest, insert_report
 from powerflow_common.settings import Settings
-from powerflow_reporter.queue import enqueue_report
-from powerflow_reporter.requests import ReportRequest, insert_report
 
 __all__ = ["monthly_report_id", "reap", "run_schedule", "with_lock"]
 

@@ -1,12 +1,12 @@
-"""dramatiq on Redis: the broker, the two actors and enqueueing, built from settings at run time.
+"""dramatiq on Redis: the worker's broker and its two actors, built from settings at run time.
 
 Nothing here touches Redis or reads settings at import time: actors are declared on a broker
-that ``build_worker_broker`` makes, and producers enqueue a plain message by actor name.
+that ``build_worker_broker`` makes. Whoever asks for a report enqueues a plain message by
+actor name (``powerflow_common.report_queue``), without importing the reporter.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,52 +15,12 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import Engine
 
 from powerflow_common.logs import get_logger
+from powerflow_common.report_queue import GENERATE_ACTOR, RETRIES_EXHAUSTED_ACTOR, redis_broker
 from powerflow_common.settings import Settings
 
-__all__ = [
-    "GENERATE_ACTOR",
-    "RETRIES_EXHAUSTED_ACTOR",
-    "build_worker_broker",
-    "enqueue_report",
-    "producer_broker",
-]
+__all__ = ["build_worker_broker"]
 
 log = get_logger(__name__)
-
-GENERATE_ACTOR = "generate_report"
-RETRIES_EXHAUSTED_ACTOR = "report_retries_exhausted"
-
-_producers: dict[str, RedisBroker] = {}
-_producers_lock = threading.Lock()
-
-
-def _broker(settings: Settings) -> RedisBroker:
-    # redis-py connects lazily: making the broker needs no Redis yet.
-    return RedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_connection_url(), namespace="powerflow-dramatiq"
-    )
-
-
-def producer_broker(settings: Settings) -> RedisBroker:
-    """A broker to enqueue with, one per Redis URL and process."""
-    url = settings.redis_connection_url()
-    with _producers_lock:
-        if url not in _producers:
-            _producers[url] = _broker(settings)
-        return _producers[url]
-
-
-def enqueue_report(settings: Settings, report_id: str, *, delay_ms: int | None = None) -> None:
-    """Put a report id on the reports queue (the actor takes the id only)."""
-    broker = producer_broker(settings)
-    message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name=settings.names.reports_queue,
-        actor_name=GENERATE_ACTOR,
-        args=(report_id,),
-        kwargs={},
-        options={},
-    )
-    broker.enqueue(message, delay=delay_ms)
 
 
 def build_worker_broker(
@@ -72,7 +32,7 @@ def build_worker_broker(
     """A broker with the generate and retries-exhausted actors declared on the reports queue."""
     from powerflow_reporter.job import mark_exhausted, run_report
 
-    broker = _broker(settings)
+    broker = redis_broker(settings)
     queue = settings.names.reports_queue
 
     def generate_report(report_id: str) -> None:

@@ -18,7 +18,7 @@ from powerflow_api.problems import ApiError
 from powerflow_api.schemas import RowId
 from powerflow_api.state import ApiState, api_state
 from powerflow_common.bounds import MAX_OFFSET, MAX_REPORT_ID_CHARS
-from powerflow_reporter.requests import (
+from powerflow_common.report_requests import (
     MAX_DEVICES,
     InvalidReportRequest,
     ReportRequest,

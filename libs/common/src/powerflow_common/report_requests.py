@@ -1,4 +1,4 @@
-"""The reporter's API for the HTTP layer and the command line: create, read and find reports.
+"""Report requests, shared by everything that asks for a report: create, read and find them.
 
 ``create_report`` validates a request, commits the row (status ``queued``) and only then
 enqueues the job; if Redis is away the row stays queued and the reaper enqueues it later.
@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 from powerflow_common.bounds import date_in_bounds
 from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
 from powerflow_common.logs import get_logger
-from powerflow_common.periods import validate_timezone
+from powerflow_common.periods import utc_bounds, validate_timezone
+from powerflow_common.report_queue import enqueue_report
 from powerflow_common.settings import Settings
-from powerflow_reporter.facts import utc_bounds
 
 __all__ = [
     "FILE_KINDS",
@@ -212,8 +212,6 @@ def create_report(engine: Engine, settings: Settings, request: ReportRequest) ->
 
     Raises InvalidReportRequest for a missing site or device or a future period.
     """
-    from powerflow_reporter.queue import enqueue_report
-
     report_id, _ = insert_report(engine, settings, request)
     try:
         enqueue_report(settings, report_id)
