@@ -110,31 +110,42 @@ async def enforce_rate_limit(state: ApiState, principal: Principal) -> None:
     limiter does not take reads down with it; keys are still checked.
     """
     settings = state.settings
-    window_s = settings.api_rate_limit_window_s
+    counted = await _count_in_window(
+        state, "ratelimit", principal, settings.api_rate_limit_window_s, "rate_limit"
+    )
+    if counted is None or counted[0] <= settings.api_rate_limit_per_window:
+        return
+    metrics.RATE_LIMITED.inc()
+    retry_after = counted[1]
+    raise ApiError(
+        status_code=429,
+        detail=(
+            f"Rate limit of {settings.api_rate_limit_per_window} requests per "
+            f"{settings.api_rate_limit_window_s} s for this key exceeded (limit api_rate_limit); "
+            f"retry after {retry_after} s."
+        ),
+        headers={"Retry-After": str(retry_after)},
+        extra=[{"key": "limit", "message": "api_rate_limit"}],
+    )
+
+
+async def _count_in_window(
+    state: ApiState, counter: str, principal: Principal, window_s: int, what: str
+) -> tuple[int, int] | None:
+    """Count one more in this key's fixed window of ``window_s`` (shared through Redis):
+    (the count so far, seconds until the window ends), or None while Redis is away."""
     window = int(time.time() // window_s)
-    counter = state.key("ratelimit", str(principal.key_id), str(window))
+    key = state.key(counter, str(principal.key_id), str(window))
     try:
         pipe = state.redis.pipeline(transaction=False)
-        pipe.incr(counter)
-        pipe.expire(counter, window_s + 1)
+        pipe.incr(key)
+        pipe.expire(key, window_s + 1)
         count, _ = await pipe.execute()
     except (RedisError, OSError, TimeoutError) as exc:
-        state.redis_failed("rate_limit", exc)
-        return
+        state.redis_failed(what, exc)
+        return None
     state.redis_succeeded()
-    if int(count) > settings.api_rate_limit_per_window:
-        metrics.RATE_LIMITED.inc()
-        retry_after = max(1, (window + 1) * window_s - int(time.time()))
-        raise ApiError(
-            status_code=429,
-            detail=(
-                f"Rate limit of {settings.api_rate_limit_per_window} requests per "
-                f"{window_s} s for this key exceeded (limit api_rate_limit); "
-                f"retry after {retry_after} s."
-            ),
-            headers={"Retry-After": str(retry_after)},
-            extra=[{"key": "limit", "message": "api_rate_limit"}],
-        )
+    return int(count), max(1, (window + 1) * window_s - int(time.time()))
 
 
 async def enforce_report_limit(state: ApiState, principal: Principal) -> None:
@@ -144,29 +155,20 @@ async def enforce_report_limit(state: ApiState, principal: Principal) -> None:
     """
     settings = state.settings
     window_s = settings.api_reports_window_s
-    window = int(time.time() // window_s)
-    counter = state.key("reports", str(principal.key_id), str(window))
-    try:
-        pipe = state.redis.pipeline(transaction=False)
-        pipe.incr(counter)
-        pipe.expire(counter, window_s + 1)
-        count, _ = await pipe.execute()
-    except (RedisError, OSError, TimeoutError) as exc:
-        state.redis_failed("report_limit", exc)
+    counted = await _count_in_window(state, "reports", principal, window_s, "report_limit")
+    if counted is None or counted[0] <= settings.api_reports_per_key:
         return
-    state.redis_succeeded()
-    if int(count) > settings.api_reports_per_key:
-        metrics.RATE_LIMITED.inc()
-        retry_after = max(1, (window + 1) * window_s - int(time.time()))
-        raise ApiError(
-            status_code=429,
-            detail=(
-                f"This key has requested {settings.api_reports_per_key} reports in this "
-                f"{window_s} s window (limit api_reports_per_key); retry after {retry_after} s."
-            ),
-            headers={"Retry-After": str(retry_after)},
-            extra=[{"key": "limit", "message": "api_reports_per_key"}],
-        )
+    metrics.RATE_LIMITED.inc()
+    retry_after = counted[1]
+    raise ApiError(
+        status_code=429,
+        detail=(
+            f"This key has requested {settings.api_reports_per_key} reports in this "
+            f"{window_s} s window (limit api_reports_per_key); retry after {retry_after} s."
+        ),
+        headers={"Retry-After": str(retry_after)},
+        extra=[{"key": "limit", "message": "api_reports_per_key"}],
+    )
 
 
 def requires(role: Role) -> Guard:
