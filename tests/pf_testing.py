@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine, text
 
 from powerflow.broker import Broker, account_url
@@ -421,3 +424,44 @@ def nats_server_binary() -> str:
             pytest.fail(missing)
         pytest.skip(missing)
     return path
+
+
+DEVICE_CONNECT_TIMEOUT_S = 10.0
+
+
+class DeviceConnection:
+    """One MQTT connection with a device's credentials; it records its disconnection."""
+
+    def __init__(self, broker: Broker, username: str, password: str) -> None:
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=username,
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+        self.client.username_pw_set(username, password)
+        self.answered = threading.Event()
+        self.disconnected = threading.Event()
+        self.reason: ReasonCode | None = None
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_a: self.disconnected.set()
+        self.client.reconnect_delay_set(60, 60)  # a refused client must not retry in the test
+        self.client.connect(broker.connect_host, broker.port, keepalive=30)
+        self.client.loop_start()
+        assert self.answered.wait(DEVICE_CONNECT_TIMEOUT_S), "the broker did not answer CONNECT"
+
+    def _on_connect(
+        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        self.reason = reason
+        self.answered.set()
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is not None and not self.reason.is_failure
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(DEVICE_CONNECT_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

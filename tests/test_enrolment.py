@@ -6,21 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine, text
 
 from conftest import service_env
-from pf_testing import Service, device_rows, wait_for
+from pf_testing import DeviceConnection, Service, device_rows, wait_for
 from powerflow.broker import Broker, account_url
 from powerflow_common.broker_admin import BrokerAdmin
 from powerflow_common.enrolment import (
@@ -43,47 +39,9 @@ def admin(broker: Broker) -> Iterator[BrokerAdmin]:
         yield accounts
 
 
-class Device:
-    """One MQTT connection with a device's credentials; it records its disconnection."""
-
-    def __init__(self, broker: Broker, username: str, password: str) -> None:
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=username,
-            protocol=MQTTProtocolVersion.MQTTv311,
-        )
-        self.client.username_pw_set(username, password)
-        self.answered = threading.Event()
-        self.disconnected = threading.Event()
-        self.reason: ReasonCode | None = None
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *_a: self.disconnected.set()
-        self.client.reconnect_delay_set(60, 60)  # a refused client must not retry in the test
-        self.client.connect(broker.connect_host, broker.port, keepalive=30)
-        self.client.loop_start()
-        assert self.answered.wait(CONNECT_TIMEOUT_S), "the broker did not answer CONNECT"
-
-    def _on_connect(
-        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        self.reason = reason
-        self.answered.set()
-
-    @property
-    def accepted(self) -> bool:
-        return self.reason is not None and not self.reason.is_failure
-
-    def publish(self, topic: str, payload: str) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(CONNECT_TIMEOUT_S)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 @contextmanager
-def connected(broker: Broker, enrolment: Enrolment) -> Iterator[Device]:
-    device = Device(broker, enrolment.username, enrolment.password)
+def connected(broker: Broker, enrolment: Enrolment) -> Iterator[DeviceConnection]:
+    device = DeviceConnection(broker, enrolment.username, enrolment.password)
     try:
         assert device.accepted, f"{enrolment.username} was refused: {device.reason}"
         yield device
@@ -137,7 +95,7 @@ def test_revoke_disconnects_refuses_and_keeps_the_readings(
     enrol_a = enroll_device(engine, admin, a, by=BY)
     enrol_b = enroll_device(engine, admin, b, by=BY)
     now = datetime.now(UTC) - timedelta(seconds=30)
-    device = Device(broker, enrol_a.username, enrol_a.password)
+    device = DeviceConnection(broker, enrol_a.username, enrol_a.password)
     try:
         assert device.accepted
         device.publish(f"power/{a}/measurement", reading(a, now))
@@ -148,7 +106,7 @@ def test_revoke_disconnects_refuses_and_keeps_the_readings(
         assert device.disconnected.wait(CONNECT_TIMEOUT_S), "the revoked device stayed connected"
     finally:
         device.close()
-    again = Device(broker, enrol_a.username, enrol_a.password)
+    again = DeviceConnection(broker, enrol_a.username, enrol_a.password)
     try:
         assert not again.accepted, "a revoked device's credentials were accepted"
         again.client.publish(f"power/{a}/measurement", reading(a, now + timedelta(seconds=1)))
@@ -175,7 +133,7 @@ def test_enrolling_again_rotates_the_password(
     second = enroll_device(engine, admin, a, formats=["original", "tasmota"], by=BY)
     assert not second.created and first.password != second.password
     assert "tele/" + a + "/+" in second.topics
-    old = Device(broker, first.username, first.password)
+    old = DeviceConnection(broker, first.username, first.password)
     old.close()
     assert not old.accepted
     with connected(broker, second):

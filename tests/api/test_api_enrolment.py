@@ -8,22 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import structlog
 from litestar.testing import TestClient
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 from pf_api_data import bearer
 from sqlalchemy import Engine
 
-from pf_testing import Service, device_rows, wait_for
+from pf_testing import DeviceConnection, Service, device_rows, wait_for
 from powerflow.broker import Broker, free_port
 from powerflow_common.device_setup import DeviceBroker, enrolment_json
 from powerflow_common.enrolment import Enrolment
@@ -76,44 +72,6 @@ def api_log(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
     register_secrets([])
 
 
-class Device:
-    """One MQTT connection with a device's credentials; it records its disconnection."""
-
-    def __init__(self, broker: Broker, username: str, password: str) -> None:
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=username,
-            protocol=MQTTProtocolVersion.MQTTv311,
-        )
-        self.client.username_pw_set(username, password)
-        self.answered = threading.Event()
-        self.disconnected = threading.Event()
-        self.reason: ReasonCode | None = None
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda *_a: self.disconnected.set()
-        self.client.reconnect_delay_set(60, 60)  # a refused client must not retry in the test
-        self.client.connect(broker.connect_host, broker.port, keepalive=30)
-        self.client.loop_start()
-        assert self.answered.wait(CONNECT_TIMEOUT_S), "the broker did not answer CONNECT"
-
-    def _on_connect(
-        self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
-        self.reason = reason
-        self.answered.set()
-
-    @property
-    def accepted(self) -> bool:
-        return self.reason is not None and not self.reason.is_failure
-
-    def publish(self, topic: str, payload: str) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(CONNECT_TIMEOUT_S)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 def reading(code: str, at: datetime, watts: float = 100.0) -> str:
     stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return json.dumps({"deviceCode": code, "timestamp": stamp, "electric": watts})
@@ -160,7 +118,7 @@ def test_an_admin_enrols_and_the_credentials_store_readings_and_are_never_logged
 
     # The credentials work: the reading is stored through the real ingest and writer.
     at = datetime.now(UTC) - timedelta(seconds=10)
-    publisher = Device(broker, given["username"], password)
+    publisher = DeviceConnection(broker, given["username"], password)
     try:
         assert publisher.accepted, publisher.reason
         publisher.publish(given["topic"], reading(code, at))
@@ -179,7 +137,7 @@ def test_an_admin_enrols_and_the_credentials_store_readings_and_are_never_logged
     again = enrol(enrolling, keys["admin"], code)
     assert again.status_code == 201 and again.json()["created"] is False
     assert again.json()["password"] != password
-    old = Device(broker, given["username"], password)
+    old = DeviceConnection(broker, given["username"], password)
     old.close()
     assert not old.accepted
 
@@ -197,7 +155,7 @@ def test_revoking_closes_the_open_connection_and_refuses_the_next(
     assert response.status_code == 201, response.text
     given = response.json()
     assert given["formats"] == ["original"] and given["legacy"] is False
-    connected = Device(broker, given["username"], given["password"])
+    connected = DeviceConnection(broker, given["username"], given["password"])
     try:
         assert connected.accepted
         response = enrolling.delete(
@@ -210,7 +168,7 @@ def test_revoking_closes_the_open_connection_and_refuses_the_next(
         assert connected.disconnected.wait(CONNECT_TIMEOUT_S), "the revoked device stayed on"
     finally:
         connected.close()
-    refused = Device(broker, given["username"], given["password"])
+    refused = DeviceConnection(broker, given["username"], given["password"])
     refused.close()
     assert not refused.accepted
     assert device(enrolling, keys["viewer"], code)["enrolment"] == "revoked"
