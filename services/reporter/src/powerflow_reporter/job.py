@@ -18,6 +18,7 @@ import anthropic
 from dramatiq.middleware import Interrupt
 from sqlalchemy import Engine, select, update
 
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.logs import get_logger
 from powerflow_common.report_requests import FILE_KINDS, report_dir
@@ -56,7 +57,7 @@ def _claim(engine: Engine, settings: Settings, report_id: str) -> Any | None:
     """Mark the row running if it is waiting (or its runner went stale); None if not ours."""
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=settings.report_stale_after_s)
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         claimed = conn.execute(
             update(_reports)
             .where(
@@ -72,7 +73,7 @@ def _claim(engine: Engine, settings: Settings, report_id: str) -> Any | None:
 
 
 def _set(engine: Engine, report_id: str, **values: Any) -> None:
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         conn.execute(
             update(_reports)
             .where(_reports.c.id == report_id)
@@ -220,7 +221,7 @@ def _write(path: Path, content: bytes) -> None:
 
 def mark_exhausted(engine: Engine, report_id: str, retries: int) -> None:
     """Retries ran out: the report fails with the last attempt's reason."""
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         row = conn.execute(
             select(_reports.c.status, _reports.c.error).where(_reports.c.id == report_id)
         ).first()
