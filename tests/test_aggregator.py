@@ -36,6 +36,8 @@ from powerflow_common.settings import Settings
 from powerflow_common.wire import Bucket, Reading
 from powerflow_writer.store import store_readings
 
+pytestmark = pytest.mark.both_backends
+
 H = timedelta(hours=1)
 GAP = timedelta(seconds=60)
 T10 = datetime(2024, 6, 3, 10, tzinfo=UTC)
