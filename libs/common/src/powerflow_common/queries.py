@@ -18,7 +18,7 @@ from msgspec import UNSET, UnsetType
 from sqlalchemy import Connection, DateTime, select
 
 from powerflow_common.db.models import DEVICE_SITES, DEVICES, RENEWABLE_CONTRACTS, SITES
-from powerflow_common.db.sqltime import SqlTime, bind_text, dialect_of
+from powerflow_common.db.sqltime import SqlTime, bind_text, sql_time_of
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import Period, period_bounds_utc, utc_offset_segments
 from powerflow_common.totals import (
@@ -441,7 +441,7 @@ def period_sums(
     counted, p_counted = span_condition(scope.spans, counted_only=True, prefix="ct")
     if not scope.spans:
         return [], set()
-    sql = dialect_of(conn)
+    sql = sql_time_of(conn)
     local_ts, key, p_local = local_period_key(period, scope.timezone, start, end, sql)
     weight = sql.greatest("samples", "1")
     env_inner = ", ".join(
@@ -527,7 +527,7 @@ def _site_sums(
     """Counted kWh (allocated and unallocated) and kg per local period and site."""
     counted, p_counted = span_condition(scope.spans, counted_only=True, prefix="ct")
     site_key, p_site = _site_key(scope.spans)
-    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end, dialect_of(conn))
+    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end, sql_time_of(conn))
     sql_text = f"""
         SELECT MIN(hs) AS first_hour, site_key, SUM(kwh) AS kwh, SUM(co2) AS co2
         FROM (

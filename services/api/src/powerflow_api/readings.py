@@ -21,7 +21,7 @@ from powerflow_api import schemas
 from powerflow_api.data import RAW_FIELDS, hourly_t, raw_point, readings_t
 from powerflow_api.problems import ApiError
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
-from powerflow_common.db.sqltime import BUCKET_EPOCH, bind_text, dialect_of, epoch_bucket
+from powerflow_common.db.sqltime import BUCKET_EPOCH, bind_text, epoch_bucket, sql_time_of
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.queries import local_period_key
 from powerflow_common.settings import Settings
@@ -258,7 +258,7 @@ def _daily(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint
         lo = max(lo, period_bounds_utc("day", w.after, w.timezone)[1])
     if lo >= w.end:
         return
-    sql = dialect_of(conn)
+    sql = sql_time_of(conn)
     local_ts, key, params = local_period_key("day", w.timezone, lo, w.end, sql)
     weight = sql.greatest("samples", "1")
     weighted = ", ".join(

@@ -44,9 +44,9 @@ __all__ = [
     "SqlTime",
     "UnsupportedDialect",
     "bind_text",
-    "dialect_of",
     "epoch_bucket",
     "sql_time",
+    "sql_time_of",
 ]
 
 # Buckets of readings count from here: a fixed instant, so a bucket's number never depends on
@@ -163,7 +163,7 @@ def bind_text(sql: str, params: dict[str, Any], **column_types: TypeEngine[Any])
     return clause
 
 
-def dialect_of(conn: Connection) -> SqlTime:
+def sql_time_of(conn: Connection) -> SqlTime:
     """The time arithmetic of a connection's database."""
     return sql_time(conn.dialect.name)
 
