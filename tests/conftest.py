@@ -7,13 +7,14 @@ project's configuration, so tests run in any order.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from pf_testing import FleetBroker, Service, clean_tables, delete_namespace_streams
 from powerflow.broker import free_port, make_dev_certs
@@ -22,15 +23,71 @@ from powerflow_common.settings import Settings, load_settings
 
 SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 NATS_URL = os.environ.get("POWERFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
+# Database backends: SQLite (a file, the embedded default) for every test; both for modules
+# marked ``pytest.mark.both_backends``. CI may run everything on MariaDB with this setting.
+SQLITE, MARIADB = "sqlite", "mariadb"
+DEFAULT_BACKEND = os.environ.get("POWERFLOW_TEST_DATABASE_BACKEND", SQLITE)
+BOTH_BACKENDS = "both_backends"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{BOTH_BACKENDS}: run on SQLite and on MariaDB")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        BOTH_BACKENDS
+    ):
+        metafunc.parametrize("database_backend", [SQLITE, MARIADB], indirect=True, scope="session")
+
+
+@functools.cache
+def mariadb_unreachable() -> str | None:
+    """Why the test MariaDB cannot be used, or None when it answers."""
+    try:
+        engine = create_engine(SERVER_URL, connect_args={"connect_timeout": 2})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:
+        return f"MariaDB at {SERVER_URL} is not reachable ({type(exc).__name__})"
+    return None
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A database of this run's own, migrated once."""
-    url = f"{SERVER_URL}/pf_test_{uuid.uuid4().hex[:10]}"
-    migrate(url)
-    yield url
-    drop_database(url)
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """The backend of this test: its parameter, else the default. MariaDB missing skips,
+    except under CI, where a missing prerequisite fails."""
+    backend = str(getattr(request, "param", DEFAULT_BACKEND))
+    if backend == MARIADB and (missing := mariadb_unreachable()):
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return backend
+
+
+@pytest.fixture(scope="session")
+def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """This run's databases, one per backend, each migrated once on first use."""
+    urls: dict[str, str] = {}
+    yield urls
+    for url in urls.values():
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(
+    database_backend: str, _databases: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A database of this run's own for this test's backend, migrated once."""
+    if database_backend not in _databases:
+        if database_backend == SQLITE:
+            url = f"sqlite:///{tmp_path_factory.mktemp('database') / 'powerflow.db'}"
+        else:
+            url = f"{SERVER_URL}/pf_test_{uuid.uuid4().hex[:10]}"
+        migrate(url)
+        _databases[database_backend] = url
+    return _databases[database_backend]
 
 
 @pytest.fixture(scope="session")

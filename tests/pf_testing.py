@@ -22,11 +22,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, text
 
 from powerflow.broker import Broker, account_url
 from powerflow.simulate import connect_publisher
 from powerflow_common.broker_admin import new_password
+from powerflow_common.db.dialect import dialect_of
+from powerflow_common.db.models import DEVICES, Base
 from powerflow_common.jetstream import drop_namespace
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Rejection
@@ -49,21 +51,33 @@ def admit(engine: Engine, *codes: str, legacy: bool = True) -> None:
     """Enrol test devices the way an operator would: admitted (they count in totals) and, with
     ``legacy``, allowed on the shared ``power/measurement`` topic. A device not seen yet is
     created (its first reading then moves first_seen_at back); an existing one is updated."""
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = datetime.now(UTC)
+    sql = dialect_of(engine)
+    rows = [
+        {
+            "code": code,
+            "payload_format": "original",
+            "meter_role": "standalone",
+            "bidirectional": False,
+            "first_seen_at": now,
+            "last_seen_at": now,
+            "admitted_at": now,
+            "admitted_by": "test",
+            "legacy_topic": legacy,
+        }
+        for code in codes
+    ]
+    upsert = sql.upsert(DEVICES, ["code"], rows)
+    new = upsert.incoming
+    stmt = upsert.on_conflict(
+        {
+            "admitted_at": func.coalesce(DEVICES.c.admitted_at, new.admitted_at),
+            "admitted_by": func.coalesce(DEVICES.c.admitted_by, new.admitted_by),
+            "legacy_topic": DEVICES.c.legacy_topic | new.legacy_topic,
+        }
+    )
     with engine.begin() as conn:
-        for code in codes:
-            conn.execute(
-                text(
-                    "INSERT INTO devices (code, payload_format, meter_role, bidirectional,"
-                    " first_seen_at, last_seen_at, admitted_at, admitted_by, legacy_topic)"
-                    " VALUES (:code, 'original', 'standalone', 0, :now, :now, :now, 'test',"
-                    " :legacy) ON DUPLICATE KEY UPDATE"
-                    " admitted_at = COALESCE(admitted_at, VALUES(admitted_at)),"
-                    " admitted_by = COALESCE(admitted_by, VALUES(admitted_by)),"
-                    " legacy_topic = legacy_topic OR VALUES(legacy_topic)"
-                ),
-                {"code": code, "now": now, "legacy": legacy},
-            )
+        conn.execute(stmt)
 
 
 def fleet_codes(devices: int) -> list[str]:
@@ -92,11 +106,20 @@ def count_rows(engine: Engine, table: str = "readings") -> int:
 
 
 def clean_tables(engine: Engine) -> None:
-    """Empty every table the tests write (the schema stays migrated)."""
+    """Empty every table the tests write (the schema stays migrated).
+
+    MariaDB: TRUNCATE (fast on big tables, restarts AUTO_INCREMENT). SQLite has no TRUNCATE:
+    DELETE children first, with its foreign keys enforced (ids restart from the largest left).
+    """
     with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name in TRUNCATE_TABLES:
+                    conn.execute(table.delete())
+            return
         conn.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
-        for table in TRUNCATE_TABLES:
-            conn.execute(text(f"TRUNCATE TABLE {table}"))
+        for name in TRUNCATE_TABLES:
+            conn.execute(text(f"TRUNCATE TABLE {name}"))
         conn.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
 
 

@@ -26,6 +26,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
 DEVICE_CODE_COLLATION = "utf8mb4_bin"
+DEVICE_CODE_LENGTH = 64
+
+
+def device_code_type() -> String:
+    """Device codes compare exactly: utf8mb4_bin on MySQL, SQLite's default BINARY elsewhere
+    (SQLite knows no MySQL collation name)."""
+    return String(DEVICE_CODE_LENGTH).with_variant(
+        String(DEVICE_CODE_LENGTH, collation=DEVICE_CODE_COLLATION), "mysql", "mariadb"
+    )
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -76,7 +85,7 @@ class Device(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # Compared exactly, whatever the database's default collation (migration 0003); MAC-like
     # codes are stored in their canonical form (validation.canonical_device_code).
-    code: Mapped[str] = mapped_column(String(64, collation=DEVICE_CODE_COLLATION), unique=True)
+    code: Mapped[str] = mapped_column(device_code_type(), unique=True)
     name: Mapped[str | None] = mapped_column(String(128))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
     location: Mapped[str | None] = mapped_column(String(128))
@@ -240,9 +249,7 @@ class ApiKeyDevice(Base):
     key_id: Mapped[int] = mapped_column(
         ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
     )
-    device_code: Mapped[str] = mapped_column(
-        String(64, collation=DEVICE_CODE_COLLATION), primary_key=True
-    )
+    device_code: Mapped[str] = mapped_column(device_code_type(), primary_key=True)
 
 
 class ReadingCorrection(Base):

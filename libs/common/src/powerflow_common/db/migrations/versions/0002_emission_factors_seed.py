@@ -123,21 +123,22 @@ def upgrade() -> None:
     )
     op.bulk_insert(factors, SEED_ROWS)
     # The set an hour's co2_kg was computed with, so no total mixes sets silently.
-    op.add_column("hourly_stats", sa.Column("factor_set", sa.String(length=32), nullable=True))
-    op.add_column(
-        "hourly_stats",
-        sa.Column(
-            "unallocated_export_kwh",
-            sa.Float(precision=53),
-            nullable=False,
-            server_default=sa.text("0"),
-        ),
-    )
+    with op.batch_alter_table("hourly_stats") as batch:
+        batch.add_column(sa.Column("factor_set", sa.String(length=32), nullable=True))
+        batch.add_column(
+            sa.Column(
+                "unallocated_export_kwh",
+                sa.Float(precision=53),
+                nullable=False,
+                server_default=sa.text("0"),
+            )
+        )
 
 
 def downgrade() -> None:
-    op.drop_column("hourly_stats", "unallocated_export_kwh")
-    op.drop_column("hourly_stats", "factor_set")
+    with op.batch_alter_table("hourly_stats") as batch:
+        batch.drop_column("unallocated_export_kwh")
+        batch.drop_column("factor_set")
     ids: sa.BindParameter[list[object]] = sa.bindparam(
         "ids", [row["id"] for row in SEED_ROWS], expanding=True
     )

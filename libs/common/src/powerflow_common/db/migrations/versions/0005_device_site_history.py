@@ -12,6 +12,8 @@ current placement.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -40,10 +42,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("device_id", "valid_from", name="uq_device_site_from"),
     )
     op.create_index(op.f("ix_device_sites_site_id"), "device_sites", ["site_id"], unique=False)
-    op.execute(
-        "INSERT INTO device_sites (device_id, site_id, meter_role, valid_from, recorded_at,"
-        " recorded_by) SELECT id, site_id, meter_role, first_seen_at, UTC_TIMESTAMP(3),"
-        " 'migration 0005' FROM devices"
+    # The time comes from Python: UTC_TIMESTAMP is MySQL's alone (SQLite has no such call).
+    op.get_bind().execute(
+        sa.text(
+            "INSERT INTO device_sites (device_id, site_id, meter_role, valid_from, recorded_at,"
+            " recorded_by) SELECT id, site_id, meter_role, first_seen_at, :now,"
+            " 'migration 0005' FROM devices"
+        ).bindparams(sa.bindparam("now", type_=DT)),
+        {"now": datetime.now(UTC).replace(tzinfo=None)},
     )
 
 

@@ -30,14 +30,14 @@ DT = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql", "mariadb")
 
 
 def upgrade() -> None:
-    op.add_column("devices", sa.Column("admitted_at", DT, nullable=True))
-    op.add_column("devices", sa.Column("admitted_by", sa.String(length=128), nullable=True))
-    op.add_column("devices", sa.Column("enrolled_at", DT, nullable=True))
-    op.add_column("devices", sa.Column("revoked_at", DT, nullable=True))
-    op.add_column(
-        "devices",
-        sa.Column("legacy_topic", sa.Boolean(), nullable=False, server_default=sa.false()),
-    )
+    with op.batch_alter_table("devices") as batch:
+        batch.add_column(sa.Column("admitted_at", DT, nullable=True))
+        batch.add_column(sa.Column("admitted_by", sa.String(length=128), nullable=True))
+        batch.add_column(sa.Column("enrolled_at", DT, nullable=True))
+        batch.add_column(sa.Column("revoked_at", DT, nullable=True))
+        batch.add_column(
+            sa.Column("legacy_topic", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     op.execute(
         "UPDATE devices SET admitted_at = first_seen_at, admitted_by = 'migration 0006',"
         " legacy_topic = (payload_format = 'original')"
@@ -45,5 +45,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for column in ("legacy_topic", "revoked_at", "enrolled_at", "admitted_by", "admitted_at"):
-        op.drop_column("devices", column)
+    with op.batch_alter_table("devices") as batch:
+        for column in ("legacy_topic", "revoked_at", "enrolled_at", "admitted_by", "admitted_at"):
+            batch.drop_column(column)

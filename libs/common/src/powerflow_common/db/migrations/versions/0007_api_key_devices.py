@@ -34,7 +34,10 @@ def upgrade() -> None:
         ),
         sa.Column(
             "device_code",
-            sa.String(length=64, collation="utf8mb4_bin"),
+            # Exact comparison: utf8mb4_bin on MySQL; SQLite's default (BINARY) already is.
+            sa.String(length=64).with_variant(
+                sa.String(length=64, collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
             primary_key=True,
         ),
     )
