@@ -45,6 +45,8 @@ H = timedelta(hours=1)
 # Two windows of hours around the spring and autumn changes (and the months' ends).
 SPRING = (datetime(2026, 2, 20, tzinfo=UTC), datetime(2026, 4, 6, tzinfo=UTC))
 AUTUMN = (datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC))
+# A few hours around the readings' bucket epoch, for the hourly and daily resolutions.
+EPOCH = (datetime(1999, 12, 31, 20, tzinfo=UTC), datetime(2000, 1, 1, 4, tzinfo=UTC))
 NEW_YORK, SEOUL, LONDON = 1, 2, 3
 MOVED = 7  # the device that moves from New York to Seoul
 MOVED_AT = datetime(2026, 3, 8, 12, tzinfo=UTC)
@@ -91,7 +93,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Engi
 
 
 def _hours() -> Iterator[datetime]:
-    for lo, hi in (SPRING, AUTUMN):
+    for lo, hi in (EPOCH, SPRING, AUTUMN):
         at = lo
         while at < hi:
             yield at
@@ -104,9 +106,12 @@ def _load(engine: Engine) -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     first = datetime(2026, 1, 1, tzinfo=UTC)
     sites = [
-        {"id": NEW_YORK, "name": "New York", "timezone": "America/New_York", "floor_area_m2": 900.0},
-        {"id": SEOUL, "name": "Seoul", "timezone": "Asia/Seoul", "floor_area_m2": 1200.0},
-        {"id": LONDON, "name": "London", "timezone": "Europe/London", "floor_area_m2": 500.0},
+        {"id": i, "name": name, "timezone": tz, "floor_area_m2": m2}
+        for i, name, tz, m2 in (
+            (NEW_YORK, "New York", "America/New_York", 900.0),
+            (SEOUL, "Seoul", "Asia/Seoul", 1200.0),
+            (LONDON, "London", "Europe/London", 500.0),
+        )
     ]
     # (id, site, role): a main and a sub-meter in New York, a main and a plug in Seoul, a plug
     # in London, an unassigned main meter, and the plug that moves.
@@ -120,9 +125,7 @@ def _load(engine: Engine) -> None:
         (MOVED, SEOUL, "standalone"),
     ]
     with engine.begin() as conn:
-        conn.execute(
-            insert(SITES), [{**s, "region": "KR", "created_at": first} for s in sites]
-        )
+        conn.execute(insert(SITES), [{**s, "region": "KR", "created_at": first} for s in sites])
         conn.execute(
             insert(DEVICES),
             [
@@ -160,7 +163,7 @@ def _load(engine: Engine) -> None:
                 },
             ],
         )
-        factors = [1, 2]
+        factors = [901, 902]  # beside the seeded ones
         conn.execute(
             insert(EMISSION_FACTORS),
             [
@@ -168,7 +171,7 @@ def _load(engine: Engine) -> None:
                     "id": f,
                     "factor_set": f"agree-{f}",
                     "region": "KR",
-                    "kg_co2e_per_kwh": 0.4 + f / 10,
+                    "kg_co2e_per_kwh": 0.4 + (f - 900) / 10,
                     "source": "test",
                     "method": "location",
                 }
@@ -219,7 +222,7 @@ def _load(engine: Engine) -> None:
                         "temperature_avg_c": None if env_missing else rng.uniform(15, 30),
                         "humidity_avg_pct": None if env_missing else rng.uniform(20, 80),
                         "brightness_avg_lux": None if env_missing else rng.uniform(0, 900),
-                        "co2_kg": kwh * (0.4 + factor / 10),
+                        "co2_kg": kwh * (0.4 + (factor - 900) / 10),
                         "emission_factor_id": factor,
                         "factor_set": f"agree-{factor}",
                         "computed_at": now,
@@ -259,6 +262,9 @@ def _readings(rng: random.Random, received_at: datetime) -> list[dict[str, Any]]
                 "device_id": READINGS_DEVICE,
                 "ts": edge + timedelta(minutes=15, microseconds=delta * 1000),
                 "power_w": 100.0 + delta,
+                "temperature_c": None,
+                "humidity_pct": None,
+                "brightness_lux": None,
                 "received_at": received_at,
             }
         )

@@ -635,7 +635,11 @@ def _hour_rows(
             s.temperature_avg_c,
             s.humidity_avg_pct,
             s.brightness_avg_lux,
-        ).where(bind_text(in_scope, params), s.hour_start >= start_utc, s.hour_start < end_utc)
+        )
+        .where(bind_text(in_scope, params), s.hour_start >= start_utc, s.hour_start < end_utc)
+        # The primary key's order: free to read, and the same facts from every engine (an
+        # unordered scan comes back in whatever order the engine keeps its rows).
+        .order_by(s.device_id, s.hour_start)
     )
     out = []
     for r in result:
@@ -691,6 +695,7 @@ def _previous_totals(
         )
         .where(bind_text(counted, params), s.hour_start >= start_utc, s.hour_start < end_utc)
         .group_by(s.device_id)
+        .order_by(s.device_id)
     )
     return [
         HourRow(

@@ -55,6 +55,8 @@ __all__ = [
 BUCKET_EPOCH = datetime(2000, 1, 1)
 _BUCKET_EPOCH_SQL = BUCKET_EPOCH.strftime("%Y-%m-%d %H:%M:%S")
 _BUCKET_EPOCH_UNIX_S = 946_684_800  # BUCKET_EPOCH in seconds since 1970-01-01 UTC
+_MICROSECONDS_PER_S = 1_000_000
+_SECONDS_PER_DAY = 86_400
 
 
 class UnsupportedDialect(LookupError):
@@ -171,8 +173,9 @@ def sql_time_of(conn: Connection) -> SqlTime:
 class EpochBucket(FunctionElement[int]):
     """``floor((ts - BUCKET_EPOCH) / step_s)``: which ``step_s``-second bucket ``ts`` is in.
 
-    A Core expression (for select()), compiled per dialect; whole seconds, the fraction
-    dropped, as MySQL's TIMESTAMPDIFF does. ``EpochBucket(column, step_s)``.
+    A Core expression (for select()), compiled per dialect, exact to the microsecond on both
+    sides of the epoch; ``step_s`` must divide a day (so buckets fall on the clock on SQLite,
+    which counts from 1970). Build it with ``epoch_bucket(column, step_s)``.
     """
 
     type = Integer()
@@ -183,8 +186,8 @@ class EpochBucket(FunctionElement[int]):
 def _bucket_args(element: EpochBucket, compiler: SQLCompiler, **kw: Any) -> tuple[str, int]:
     column, step = list(element.clauses)
     step_s = int(step.name)
-    if step_s <= 0:
-        raise CompileError(f"EpochBucket needs a positive step, not {step_s}")
+    if step_s <= 0 or _SECONDS_PER_DAY % step_s:
+        raise CompileError(f"EpochBucket needs a step that divides a day, not {step_s} s")
     return compiler.process(column, **kw), step_s
 
 
@@ -192,12 +195,20 @@ def _bucket_args(element: EpochBucket, compiler: SQLCompiler, **kw: Any) -> tupl
 @compiles(EpochBucket, "mariadb")
 def _bucket_mysql(element: EpochBucket, compiler: SQLCompiler, **kw: Any) -> str:
     column, step_s = _bucket_args(element, compiler, **kw)
-    return f"FLOOR(TIMESTAMPDIFF(SECOND, '{_BUCKET_EPOCH_SQL}', {column}) / {step_s})"
+    # Microseconds, not seconds: TIMESTAMPDIFF truncates towards zero, so in whole seconds a
+    # reading at 23:44:59.3 before the epoch would count as 23:45:00 and land a bucket late.
+    # The integer division by an integer is exact (DECIMAL), then FLOOR.
+    return (
+        f"FLOOR(TIMESTAMPDIFF(MICROSECOND, '{_BUCKET_EPOCH_SQL}', {column})"
+        f" / {step_s * _MICROSECONDS_PER_S})"
+    )
 
 
 @compiles(EpochBucket, "sqlite")
 def _bucket_sqlite(element: EpochBucket, compiler: SQLCompiler, **kw: Any) -> str:
     column, step_s = _bucket_args(element, compiler, **kw)
+    # strftime('%s') floors to the whole second (stored times are after 1970, EARLIEST_TIME),
+    # and flooring the second first does not change which whole-second bucket a time is in.
     seconds = f"(CAST(strftime('%s', {column}) AS INTEGER) - {_BUCKET_EPOCH_UNIX_S})"
     # SQLite's integer division truncates towards zero; readings before 2000 (negative
     # seconds) must fall in the bucket below, as MySQL's FLOOR puts them.
