@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, func, literal, select, union_all, update
 
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import DEVICES, READINGS
 from powerflow_common.formats.original import LEGACY_TOPIC
 from powerflow_common.logs import get_logger
@@ -164,7 +165,9 @@ def admit_devices(
         raise TooManyCodes(f"at most {MAX_ADMIT_CODES} devices per admission, got {len(wanted)}")
     at = (now or datetime.now(UTC)).astimezone(UTC)
     d = _devices.c
-    with engine.begin() as conn:
+    # A write transaction from the start: SQLite has no row locks (FOR UPDATE is left out),
+    # its BEGIN IMMEDIATE serialises the admissions instead (db.dialect.begin_write).
+    with begin_write(engine) as conn:
         # Locked: two admissions of one device at once leave one admitted_at and admitted_by.
         before = {
             r.code: r

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from powerflow_common.backoff import jittered_delay
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import DEVICES, READING_CORRECTIONS, READINGS
 from powerflow_common.energy import touched_hours
 from powerflow_common.errors import CorrectionRefused, CorrectionTargetMissing, Rejected
@@ -246,7 +247,9 @@ def apply_correction(
     reason, who = _check_people(request)
     ts = stored_ts(request.ts)
     corrected_at = now or datetime.now(UTC)
-    with engine.begin() as conn:
+    # A write transaction from the start: SQLite has no row locks (FOR UPDATE is left out),
+    # its BEGIN IMMEDIATE serialises the corrections instead (db.dialect.begin_write).
+    with begin_write(engine) as conn:
         device = _device(conn, request.device_code)
         values = check_values(request.values, bidirectional=device.bidirectional, limits=limits)
         # The row lock makes the old value the one this correction replaces, even when a

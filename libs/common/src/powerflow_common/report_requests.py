@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from powerflow_common.bounds import date_in_bounds
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import utc_bounds, validate_timezone
@@ -180,7 +181,9 @@ def insert_report(
     elif request.scope == "devices":
         scope_ref["device_ids"] = list(request.device_ids)
     try:
-        with engine.begin() as conn:
+        # Reads, then writes: a write transaction from the start (SQLite's BEGIN IMMEDIATE;
+        # a deferred one fails with SQLITE_BUSY when another scheduler commits in between).
+        with begin_write(engine) as conn:
             if (
                 report_id is not None
                 and conn.execute(select(_reports.c.id).where(_reports.c.id == report_id)).first()

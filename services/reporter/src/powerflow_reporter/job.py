@@ -18,6 +18,7 @@ import anthropic
 from dramatiq.middleware import Interrupt
 from sqlalchemy import Engine, select, update
 
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.logs import get_logger
 from powerflow_common.report_requests import FILE_KINDS, report_dir
@@ -220,7 +221,8 @@ def _write(path: Path, content: bytes) -> None:
 
 def mark_exhausted(engine: Engine, report_id: str, retries: int) -> None:
     """Retries ran out: the report fails with the last attempt's reason."""
-    with engine.begin() as conn:
+    # Reads, then writes: a write transaction from the start (db.dialect.begin_write).
+    with begin_write(engine) as conn:
         row = conn.execute(
             select(_reports.c.status, _reports.c.error).where(_reports.c.id == report_id)
         ).first()

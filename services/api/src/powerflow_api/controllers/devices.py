@@ -21,6 +21,7 @@ from powerflow_api.readings import as_utc
 from powerflow_api.state import api_state
 from powerflow_common.admission import UnknownDevices, admit_devices
 from powerflow_common.bounds import MAX_DEVICE_CODE_CHARS, MAX_ROW_ID, MIN_ROW_ID
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.queries import PlacementError, counted_now, record_placement
 from powerflow_common.validation import canonical_device_code
 
@@ -99,7 +100,9 @@ class DeviceController(Controller):
                 status_code=422,
                 detail="effective_from dates a site_id or meter_role change; send one of them.",
             )
-        with state.engine.begin() as conn:
+        # Reads, then writes: a write transaction from the start (db.dialect.begin_write; on
+        # SQLite the row lock of record_placement is this transaction's write lock).
+        with begin_write(state.engine) as conn:
             if values.get("site_id") is not None:
                 exists = conn.execute(
                     select(sites_t.c.id).where(sites_t.c.id == values["site_id"])

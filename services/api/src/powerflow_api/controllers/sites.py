@@ -18,6 +18,7 @@ from powerflow_api.data import sites_t, to_site
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.periods import validate_timezone
 
 Req = Request[Any, Any, Any]
@@ -84,7 +85,8 @@ class SiteController(Controller):
         if "timezone" in values:
             _check_timezone(values["timezone"])
         try:
-            with api_state(request).engine.begin() as conn:
+            # Reads, then writes: a write transaction from the start (db.dialect.begin_write).
+            with begin_write(api_state(request).engine) as conn:
                 _get(conn, site_id)
                 if values:
                     conn.execute(update(sites_t).where(sites_t.c.id == site_id).values(**values))
