@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,9 @@ from pf_testing import clean_tables
 from powerflow_common.db.models import DEVICE_SITES, DEVICES, HOURLY_STATS, SITES
 from powerflow_common.queries import load_placements, load_scope, period_sums, range_sums
 from powerflow_common.totals import placement_at, spans
+
+# Their SQL differs per engine (db.sqltime): run on SQLite and on MariaDB.
+pytestmark = pytest.mark.both_backends
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 H = timedelta(hours=1)

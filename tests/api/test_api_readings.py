@@ -7,9 +7,13 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 from pf_api_data import add_device, add_hour, add_readings, add_site, bearer
 from sqlalchemy import Engine
+
+# Their SQL differs per engine (db.sqltime): run on SQLite and on MariaDB.
+pytestmark = pytest.mark.both_backends
 
 Client = TestClient[Any]
 

@@ -12,6 +12,9 @@ from litestar.testing import TestClient
 from pf_api_data import add_contract, add_device, add_factor, add_hour, add_site, bearer
 from sqlalchemy import Engine
 
+# Their SQL differs per engine (db.sqltime): run on SQLite and on MariaDB.
+pytestmark = pytest.mark.both_backends
+
 Client = TestClient[Any]
 BASE = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)  # 22:00 in Seoul
 WINDOW = {"start": "2026-02-28T00:00:00Z", "end": "2026-03-03T00:00:00Z"}

@@ -30,6 +30,9 @@ from sqlalchemy import Engine, select
 from powerflow_common.db.models import DEVICE_SITES, EMISSION_FACTORS
 from powerflow_reporter.facts import Scope, compute_facts, load_inputs
 
+# Their SQL differs per engine (db.sqltime): run on SQLite and on MariaDB.
+pytestmark = pytest.mark.both_backends
+
 Client = TestClient[Any]
 KG_PER_KWH = 0.478
 WH = 0.0005  # kWh: half a watt-hour

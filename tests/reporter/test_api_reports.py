@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 from pf_report_testing import PERIOD_END, PERIOD_FIRST, seed_site
 from sqlalchemy import Engine
@@ -14,6 +15,9 @@ from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
 from powerflow_common.settings import Settings
 from powerflow_reporter.service import ReporterWorker
+
+# Their SQL differs per engine (db.sqltime): run on SQLite and on MariaDB.
+pytestmark = pytest.mark.both_backends
 
 
 def bearer(key: str) -> dict[str, str]:

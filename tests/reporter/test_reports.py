@@ -23,9 +23,10 @@ from pf_report_testing import (
     wait_finished,
 )
 from pydantic import ValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text, update
 
 from pf_testing import Service, clean_tables
+from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.report_requests import (
     InvalidReportRequest,
     ReportRequest,
@@ -65,6 +66,7 @@ def _display(settings: Settings, report_id: str, fact_id: str) -> str:
     return str(values[fact_id]["display"])
 
 
+@pytest.mark.both_backends  # reads and writes the database: on both engines
 def test_a_report_is_narrated_by_claude_with_every_figure_filled_in_from_the_facts(
     engine: Engine,
     report_settings: Callable[..., Settings],
@@ -236,6 +238,7 @@ def test_without_an_api_key_the_report_is_written_from_the_template_and_says_so(
     assert _display(settings, report_id, "total_kwh") in content
 
 
+@pytest.mark.both_backends  # reads and writes the database: on both engines
 def test_a_period_without_data_fails_at_once_with_the_reason(
     engine: Engine, report_settings: Callable[..., Settings], fake_claude: FakeAnthropic
 ) -> None:
@@ -260,6 +263,7 @@ def test_a_period_without_data_fails_at_once_with_the_reason(
     assert fake_claude.requests == []
 
 
+@pytest.mark.both_backends  # reads and writes the database: on both engines
 def test_invalid_requests_are_refused_before_anything_is_stored(
     engine: Engine, report_settings: Callable[..., Settings]
 ) -> None:
@@ -363,6 +367,7 @@ def test_the_korean_pdf_embeds_a_cjk_font(
     assert all(" yes " in line for line in cjk)  # embedded
 
 
+@pytest.mark.both_backends  # reads and writes the database: on both engines
 def test_the_monthly_schedule_makes_one_report_per_site_and_month_even_run_at_once(
     engine: Engine, report_settings: Callable[..., Settings]
 ) -> None:
@@ -382,13 +387,14 @@ def test_the_monthly_schedule_makes_one_report_per_site_and_month_even_run_at_on
     run_schedule(engine, settings, now=now + timedelta(days=5))
 
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT scope_ref, period_start FROM esg_reports")).all()
+        rows = conn.execute(select(ESG_REPORTS.c.scope_ref, ESG_REPORTS.c.period_start)).all()
     assert len(rows) == 1
     assert sum(len(r) for r in results) == 1
-    assert json.loads(rows[0][0])["site_id"] == site_id
-    assert rows[0][1] == datetime(2026, 2, 28, 15)  # 1 March in Seoul, stored naive UTC
+    assert rows[0][0]["site_id"] == site_id
+    assert rows[0][1] == datetime(2026, 2, 28, 15, tzinfo=UTC)  # 1 March in Seoul
 
 
+@pytest.mark.both_backends  # reads and writes the database: on both engines
 def test_the_reaper_requeues_a_stuck_report_and_fails_one_past_the_give_up_age(
     engine: Engine,
     report_settings: Callable[..., Settings],
@@ -398,20 +404,17 @@ def test_the_reaper_requeues_a_stuck_report_and_fails_one_past_the_give_up_age(
     site_id, _ = seed_site(engine)
     stuck, _ = insert_report(engine, settings, _request(site_id))  # never enqueued
     ancient, _ = insert_report(engine, settings, _request(site_id))
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
-            text(
-                "UPDATE esg_reports SET status = 'running',"
-                " updated_at = UTC_TIMESTAMP() - INTERVAL 5 MINUTE WHERE id = :id"
-            ),
-            {"id": stuck},
+            update(ESG_REPORTS)
+            .where(ESG_REPORTS.c.id == stuck)
+            .values(status="running", updated_at=now - timedelta(minutes=5))
         )
         conn.execute(
-            text(
-                "UPDATE esg_reports SET created_at = UTC_TIMESTAMP() - INTERVAL 2 HOUR,"
-                " updated_at = UTC_TIMESTAMP() - INTERVAL 2 HOUR WHERE id = :id"
-            ),
-            {"id": ancient},
+            update(ESG_REPORTS)
+            .where(ESG_REPORTS.c.id == ancient)
+            .values(created_at=now - timedelta(hours=2), updated_at=now - timedelta(hours=2))
         )
     start_worker(settings)
 

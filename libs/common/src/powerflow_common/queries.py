@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from msgspec import UNSET, UnsetType
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, DateTime, select
 
 from powerflow_common.db.models import DEVICE_SITES, DEVICES, RENEWABLE_CONTRACTS, SITES
+from powerflow_common.db.sqltime import SqlTime, bind_text, sql_time_of
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import Period, period_bounds_utc, utc_offset_segments
 from powerflow_common.totals import (
@@ -376,12 +377,13 @@ def _site_key(scope_spans: Iterable[Span]) -> tuple[str, dict[str, Any]]:
 
 
 def local_period_key(
-    period: Period, tz: str, start: datetime, end: datetime
+    period: Period, tz: str, start: datetime, end: datetime, sql: SqlTime
 ) -> tuple[str, str, dict[str, Any]]:
     """(local timestamp SQL, GROUP BY key over ``local_ts``, params) to cut local periods.
 
     The zone's offsets over [start, end) come from periods.utc_offset_segments, so the
-    database needs no timezone tables: plain arithmetic on hourly_stats.hour_start.
+    database needs no timezone tables: plain arithmetic on hourly_stats.hour_start, spelt
+    in the connection's dialect (``sql``, db.sqltime).
     """
     segments = utc_offset_segments(tz, start, end)
     if len(segments) > 1:
@@ -395,12 +397,12 @@ def local_period_key(
         )
     else:
         offset = str(segments[0][1])
-    local_ts = f"hour_start + INTERVAL ({offset}) MINUTE"
+    local_ts = sql.plus_minutes("hour_start", offset)
     key = {
         "hour": "hs",
-        "day": "DATE(local_ts)",
-        "week": "DATE(local_ts) - INTERVAL WEEKDAY(local_ts) DAY",
-        "month": "DATE_FORMAT(local_ts, '%Y-%m-01')",
+        "day": sql.day("local_ts"),
+        "week": sql.week("local_ts"),
+        "month": sql.month("local_ts"),
     }[period]
     params = {f"seg_{i}": _naive(segments[i][0]) for i in range(1, len(segments))}
     return local_ts, key, params
@@ -439,10 +441,11 @@ def period_sums(
     counted, p_counted = span_condition(scope.spans, counted_only=True, prefix="ct")
     if not scope.spans:
         return [], set()
-    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end)
+    sql = sql_time_of(conn)
+    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end, sql)
+    weight = sql.greatest("samples", "1")
     env_inner = ", ".join(
-        f"SUM({c} * GREATEST(samples, 1)) AS {c}_vw,"
-        f" SUM(CASE WHEN {c} IS NOT NULL THEN GREATEST(samples, 1) END) AS {c}_w"
+        f"SUM({c} * {weight}) AS {c}_vw, SUM(CASE WHEN {c} IS NOT NULL THEN {weight} END) AS {c}_w"
         for c in ENV_COLUMNS
     )
     env_outer = ", ".join(f"SUM({c}_vw) AS {c}_vw, SUM({c}_w) AS {c}_w" for c in ENV_COLUMNS)
@@ -450,8 +453,7 @@ def period_sums(
     def when_counted(column: str) -> str:
         return f"CASE WHEN {counted} THEN {column} END"
 
-    statement = text(
-        f"""
+    sql_text = f"""
         SELECT MIN(hs) AS first_hour,
                SUM(counted_rows > 0) AS hours, SUM(counted_rows) AS device_hours,
                SUM(energy) AS energy, SUM(export) AS export, SUM(unallocated) AS unallocated,
@@ -476,12 +478,11 @@ def period_sums(
         GROUP BY {key}
         ORDER BY first_hour
         """
-    )
     params: dict[str, Any] = {"start": _naive(start), "end": _naive(end)}
     params.update(p_scope)
     params.update(p_counted)
     params.update(p_local)
-    rows = conn.execute(statement, params).all()
+    rows = conn.execute(bind_text(sql_text, params, first_hour=DateTime())).all()
 
     def num(value: Any) -> float:
         return float(value or 0.0)
@@ -526,9 +527,8 @@ def _site_sums(
     """Counted kWh (allocated and unallocated) and kg per local period and site."""
     counted, p_counted = span_condition(scope.spans, counted_only=True, prefix="ct")
     site_key, p_site = _site_key(scope.spans)
-    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end)
-    statement = text(
-        f"""
+    local_ts, key, p_local = local_period_key(period, scope.timezone, start, end, sql_time_of(conn))
+    sql_text = f"""
         SELECT MIN(hs) AS first_hour, site_key, SUM(kwh) AS kwh, SUM(co2) AS co2
         FROM (
             SELECT hour_start AS hs, {local_ts} AS local_ts, {site_key} AS site_key,
@@ -538,13 +538,12 @@ def _site_sums(
         ) AS counted_hours
         GROUP BY {key}, site_key
         """
-    )
     params: dict[str, Any] = {"start": _naive(start), "end": _naive(end)}
     params.update(p_counted)
     params.update(p_site)
     params.update(p_local)
     out = []
-    for r in conn.execute(statement, params):
+    for r in conn.execute(bind_text(sql_text, params, first_hour=DateTime())):
         lo, _ = period_bounds_utc(period, r.first_hour.replace(tzinfo=UTC), scope.timezone)
         site = None if r.site_key in (None, _UNASSIGNED_KEY) else int(r.site_key)
         out.append((lo, SiteEnergy(site, float(r.kwh or 0.0), float(r.co2 or 0.0))))
@@ -554,11 +553,12 @@ def _site_sums(
 def _factor_ids(
     conn: Connection, counted: str, params: dict[str, Any], start: datetime, end: datetime
 ) -> set[int]:
-    statement = text(
+    statement = bind_text(
         f"SELECT DISTINCT emission_factor_id FROM hourly_stats WHERE {counted}"
-        " AND hour_start >= :start AND hour_start < :end AND emission_factor_id IS NOT NULL"
+        " AND hour_start >= :start AND hour_start < :end AND emission_factor_id IS NOT NULL",
+        {**params, "start": _naive(start), "end": _naive(end)},
     )
-    rows = conn.execute(statement, {**params, "start": _naive(start), "end": _naive(end)})
+    rows = conn.execute(statement)
     return {int(r[0]) for r in rows}
 
 
@@ -577,8 +577,7 @@ def range_sums(conn: Connection, scope: TotalsScope, start: datetime, end: datet
     """kWh and kg CO2 of the scope's counted hours in [start, end), summed by the database."""
     counted, p_counted = span_condition(scope.spans, counted_only=True, prefix="ct")
     site_key, p_site = _site_key(scope.spans)
-    statement = text(
-        f"""
+    sql_text = f"""
         SELECT site_key, SUM(energy_kwh) AS energy, SUM(unallocated_kwh) AS unallocated,
                SUM(co2_kg) AS co2
         FROM (
@@ -588,9 +587,8 @@ def range_sums(conn: Connection, scope: TotalsScope, start: datetime, end: datet
         ) AS counted_hours
         GROUP BY site_key
         """
-    )
     params: dict[str, Any] = {"start": _naive(start), "end": _naive(end), **p_counted, **p_site}
-    rows = conn.execute(statement, params).all()
+    rows = conn.execute(bind_text(sql_text, params)).all()
     sites = [
         SiteEnergy(
             None if r.site_key in (None, _UNASSIGNED_KEY) else int(r.site_key),

@@ -15,17 +15,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, func, literal, select, text
+from sqlalchemy import Connection, DateTime, Engine, func, select
 
 from powerflow_api import schemas
 from powerflow_api.data import RAW_FIELDS, hourly_t, raw_point, readings_t
 from powerflow_api.problems import ApiError
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
+from powerflow_common.db.sqltime import BUCKET_EPOCH, bind_text, epoch_bucket, sql_time_of
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.queries import local_period_key
 from powerflow_common.settings import Settings
 
-_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_EPOCH = BUCKET_EPOCH.replace(tzinfo=UTC)  # bucket 0 starts here (db.sqltime)
 _STEP_S = {"1m": 60, "15m": 900}
 CSV_MAX_RANGE = timedelta(days=400)
 # Points from hourly statistics: at most ~9,600 hours, or ~10 years of days (one grouped
@@ -187,9 +188,9 @@ def _raw(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
 
 def _grouped(conn: Connection, w: Window, n: int, step_s: int) -> Iterator[schemas.ReadingPoint]:
     r = readings_t
-    # Integer bucket numbers from a fixed epoch: the same on MySQL and MariaDB, and no
+    # Integer bucket numbers from a fixed epoch: the same on every engine, and no
     # dependence on the session's time zone.
-    bucket = func.floor(_seconds_since_epoch(r.c.ts) / step_s).label("bucket")
+    bucket = epoch_bucket(r.c.ts, step_s).label("bucket")
     stmt = (
         select(
             bucket,
@@ -226,10 +227,6 @@ def _grouped(conn: Connection, w: Window, n: int, step_s: int) -> Iterator[schem
         )
 
 
-def _seconds_since_epoch(column: Any) -> Any:
-    return func.timestampdiff(text("SECOND"), literal("2000-01-01 00:00:00"), column)
-
-
 def _hourly(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
     h = hourly_t
     stmt = (
@@ -261,14 +258,14 @@ def _daily(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint
         lo = max(lo, period_bounds_utc("day", w.after, w.timezone)[1])
     if lo >= w.end:
         return
-    local_ts, key, params = local_period_key("day", w.timezone, lo, w.end)
+    sql = sql_time_of(conn)
+    local_ts, key, params = local_period_key("day", w.timezone, lo, w.end, sql)
+    weight = sql.greatest("samples", "1")
     weighted = ", ".join(
-        f"SUM({c} * GREATEST(samples, 1))"
-        f" / SUM(CASE WHEN {c} IS NOT NULL THEN GREATEST(samples, 1) END) AS {c}"
+        f"SUM({c} * {weight}) / SUM(CASE WHEN {c} IS NOT NULL THEN {weight} END) AS {c}"
         for c in ("power_avg_w", "temperature_avg_c", "humidity_avg_pct", "brightness_avg_lux")
     )
-    statement = text(
-        f"""
+    sql_text = f"""
         SELECT MIN(hour_start) AS first_hour, SUM(samples) AS samples,
                MIN(power_min_w) AS power_min_w, MAX(power_max_w) AS power_max_w,
                SUM(energy_kwh) AS energy_kwh, {weighted}
@@ -280,12 +277,14 @@ def _daily(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint
         ORDER BY first_hour
         LIMIT {int(n)}
         """
-    )
     naive = {
         "lo": lo.astimezone(UTC).replace(tzinfo=None),
         "hi": w.end.astimezone(UTC).replace(tzinfo=None),
     }
-    for row in conn.execute(statement, {**params, **naive, "device": w.device_id}):
+    statement = bind_text(
+        sql_text, {**params, **naive, "device": w.device_id}, first_hour=DateTime()
+    )
+    for row in conn.execute(statement):
         first = row.first_hour.replace(tzinfo=UTC)
         yield schemas.ReadingPoint(
             ts=period_bounds_utc("day", first, w.timezone)[0],

@@ -14,9 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, DateTime, func, select, text
+from sqlalchemy import Connection, DateTime, func, select, type_coerce
 
 from powerflow_common.db.models import DEVICES, EMISSION_FACTORS, HOURLY_STATS
+from powerflow_common.db.sqltime import bind_text
 from powerflow_common.queries import ScopeNotFound, TotalsScope, load_scope, span_condition
 from powerflow_common.totals import SiteEnergy, Span, contracted_by_site, scope2_by_site
 
@@ -620,10 +621,11 @@ def _hour_rows(
     by_device = totals.spans_by_device()
     s = _stats.c
     # Plain SQL columns: the UTC type decorator costs more than the query for a month of rows.
+    # type_coerce, not CAST: SQLite would CAST its ISO text to a number (the year).
     result = conn.execute(
         select(
             s.device_id,
-            s.hour_start.cast(_RAW_DATETIME),
+            type_coerce(s.hour_start, _RAW_DATETIME),
             s.energy_kwh,
             s.unallocated_kwh,
             s.coverage,
@@ -633,9 +635,11 @@ def _hour_rows(
             s.temperature_avg_c,
             s.humidity_avg_pct,
             s.brightness_avg_lux,
-        ).where(
-            text(in_scope).bindparams(**params), s.hour_start >= start_utc, s.hour_start < end_utc
         )
+        .where(bind_text(in_scope, params), s.hour_start >= start_utc, s.hour_start < end_utc)
+        # The primary key's order: free to read, and the same facts from every engine (an
+        # unordered scan comes back in whatever order the engine keeps its rows).
+        .order_by(s.device_id, s.hour_start)
     )
     out = []
     for r in result:
@@ -689,10 +693,9 @@ def _previous_totals(
             func.sum(s.unallocated_kwh),
             func.sum(s.co2_kg),
         )
-        .where(
-            text(counted).bindparams(**params), s.hour_start >= start_utc, s.hour_start < end_utc
-        )
+        .where(bind_text(counted, params), s.hour_start >= start_utc, s.hour_start < end_utc)
         .group_by(s.device_id)
+        .order_by(s.device_id)
     )
     return [
         HourRow(
