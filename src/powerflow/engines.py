@@ -17,6 +17,7 @@ import contextlib
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -247,6 +248,20 @@ class EmbeddedRedis(_ChildProcess):
         finally:
             with contextlib.suppress(redis.RedisError, OSError):
                 client.close()
+
+
+def bindable_port(preferred: int, host: str = LOOPBACK) -> int:
+    """``preferred`` if it can be bound, else a free port the OS picks.
+
+    Tried by binding, never by connecting: probing a port by connecting to it would open a
+    connection to whatever service of the machine listens there (its own Mosquitto).
+    """
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, preferred))
+            return preferred
+        except OSError:
+            return free_port(host=host)
 
 
 def rss_bytes(pid: int) -> int:
