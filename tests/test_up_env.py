@@ -274,15 +274,16 @@ def test_up_on_a_fresh_machine_touches_no_machine_service_stops_on_ctrl_c_and_ke
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        writer = joined
         wait_for(
             lambda: (
                 "writer_starting" in (workdir / "joined-writer.log").read_text()
-                or joined.poll() is not None
-            ),  # type: ignore[union-attr]
+                or writer.poll() is not None
+            ),
             60,
             what="the joined writer",
         )
-        assert joined.poll() is None, (workdir / "joined-writer.log").read_text()
+        assert writer.poll() is None, (workdir / "joined-writer.log").read_text()
         joined.terminate()
         joined.wait(20)
         seen.extend(up.machine_service_connections())
