@@ -239,9 +239,12 @@ def _with_engines(settings: Settings, engines: Engines) -> Settings:
         "redis_url": SecretStr(values["redis_url"]),
         "mqtt_url": SecretStr(values["mqtt_url"]),
     }
-    if "broker_admin_url" in values:
+    if engines.broker is not None:
+        # up's own broker: its admin URL carries the password (a password setting from the
+        # caller's environment would replace it).
         update["broker_admin_url"] = SecretStr(values["broker_admin_url"])
         update["broker_admin_password"] = None
+        update["mqtt_password"] = None
     return settings.model_copy(update=update)
 
 
