@@ -143,8 +143,11 @@ def main() -> None:
 
 def run(engine: Engine, url: str, now: datetime, repeat: int, days: int) -> None:
     """Time every chart query through the API and from raw readings; print the table."""
+    # The engines have no default URL any more (step 10): the machine's, as this bench measured.
     settings = load_settings(
         database_url=url,
+        nats_url=os.environ.get("POWERFLOW_BENCH_NATS_URL", "nats://127.0.0.1:4222"),
+        redis_url=os.environ.get("POWERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
         namespace=f"benchq{uuid.uuid4().hex[:6]}",
         api_rate_limit_per_window=1_000_000,
     )

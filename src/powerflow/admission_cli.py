@@ -14,9 +14,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from powerflow.cli_settings import command_settings
 from powerflow_common.admission import MAX_ADMIT_CODES, TooManyCodes, UnknownDevices, admit_devices
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import load_settings
 
 console = Console(stderr=True)
 
@@ -52,8 +51,7 @@ def admit_command(
     """
     from powerflow_common.db.engine import make_engine
 
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    settings = command_settings("database")
     who = _who(by)
     engine = make_engine(settings.database_url.get_secret_value())
     try:

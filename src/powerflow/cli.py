@@ -11,17 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from powerflow import admission_cli, broker_cli, corrections_cli, devices_cli, energy_cli
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings, redact_url
+from powerflow.cli_settings import command_settings
+from powerflow_common.settings import redact_url
 
 app = typer.Typer(no_args_is_help=True, help="powerflow: electricity, carbon and ESG reports.")
 console = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
-    return settings
 
 
 @app.command()
@@ -29,7 +23,7 @@ def migrate() -> None:
     """Create the database if needed and bring its schema up to date."""
     from powerflow_common.db.engine import migrate as run_migrations
 
-    settings = _settings()
+    settings = command_settings("database")
     url = settings.database_url.get_secret_value()
     run_migrations(url)
     console.print(f"database migrated: {redact_url(url)}")
@@ -42,7 +36,7 @@ def ingest() -> None:
     from powerflow_ingest.service import main
 
     try:
-        main(_settings())
+        main(command_settings("mqtt", "nats"))
     except ConfigurationError as exc:
         console.print(f"[red]ingest cannot start[/]: {exc}")
         raise typer.Exit(2) from None
@@ -53,7 +47,7 @@ def writer() -> None:
     """Run a READINGS -> database writer (run as many as you like)."""
     from powerflow_writer.service import main
 
-    main(_settings())
+    main(command_settings("database", "nats"))
 
 
 # The project's Mosquitto: `broker`, `broker certs`.
@@ -79,7 +73,7 @@ def api() -> None:
     """Run the HTTP API, live WebSocket and dashboard (POWERFLOW_API_HOST/PORT)."""
     from powerflow_api.service import main
 
-    main(_settings())
+    main(command_settings("database", "nats", "redis"))
 
 
 @app.command()
@@ -87,7 +81,7 @@ def reporter() -> None:
     """Run a report worker (dramatiq on Redis), the reaper and, if enabled, the monthly schedule."""
     from powerflow_reporter.service import main
 
-    main(_settings())
+    main(command_settings("database", "redis"))
 
 
 @app.command()
@@ -114,7 +108,7 @@ def report(
         raise typer.Exit(2) from exc
     raise typer.Exit(
         request_report(
-            _settings(),
+            command_settings("database", "redis"),
             start=first,
             end=following,
             site_id=site,
@@ -154,7 +148,7 @@ def keys_create(
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    settings = _settings()
+    settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         key, row = create_key(engine, name, role, device or [])
@@ -174,7 +168,7 @@ def keys_list() -> None:
     from powerflow_api.keys import all_key_devices, list_keys
     from powerflow_common.db.engine import make_engine
 
-    settings = _settings()
+    settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         rows = list_keys(engine)
@@ -208,7 +202,7 @@ def keys_revoke(
     from powerflow_api.keys import revoke_key
     from powerflow_common.db.engine import make_engine
 
-    settings = _settings()
+    settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         count = revoke_key(engine, key)
@@ -238,7 +232,7 @@ def streams(
         stream_problems,
     )
 
-    settings = _settings()
+    settings = command_settings("nats")
 
     async def show() -> None:
         nc = await connect_nats(settings, name="powerflow-cli")
@@ -335,7 +329,7 @@ def simulate(
     )
     from powerflow_common.errors import PowerflowError
 
-    settings = _settings()
+    settings = command_settings("mqtt", *(("database",) if enroll else ()))
     if enroll and credentials is not None:
         console.print("[red]--enroll and --credentials exclude each other[/]")
         raise typer.Exit(2)
@@ -376,15 +370,17 @@ def simulate(
 def up(
     devices: Annotated[int, typer.Option(help="Simulated devices (0 for none)")] = 20,
     mqtt_port: Annotated[int, typer.Option(help="Port for the project's broker")] = 1883,
-    data_dir: Annotated[Path, typer.Option(help="Where the broker keeps its store")] = Path(
-        "var/mosquitto"
-    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="The data folder (default: POWERFLOW_DATA_DIR, else ./var)"),
+    ] = None,
 ) -> None:
-    """Everything on one machine in one process tree: broker, every worker, the simulator."""
+    """Everything on one machine: embedded engines where no URL is set, every worker, a fleet."""
     from powerflow.up import run_all
 
-    settings = _settings()
-    raise typer.Exit(run_all(settings, devices=devices, mqtt_port=mqtt_port, data_dir=data_dir))
+    overrides = {} if data_dir is None else {"data_dir": data_dir}
+    settings = command_settings(**overrides)
+    raise typer.Exit(run_all(settings, devices=devices, mqtt_port=mqtt_port))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from powerflow.cli_settings import command_settings
 from powerflow_common.corrections import (
     MAX_LIST_LIMIT,
     CorrectionOutcome,
@@ -26,20 +27,13 @@ from powerflow_common.corrections import (
     republish_stale,
 )
 from powerflow_common.errors import CorrectionRefused, CorrectionTargetMissing
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings
+from powerflow_common.settings import Settings
 
 console = Console(stderr=True)
 
 # Exit codes: 1 refused (nothing changed), 3 changed but the totals are stale.
 EXIT_REFUSED = 1
 EXIT_TOTALS_STALE = 3
-
-
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
-    return settings
 
 
 def _instant(value: str, option: str) -> datetime:
@@ -111,7 +105,7 @@ def correct_command(
     """
     from powerflow_common.db.engine import make_engine
 
-    settings = _settings()
+    settings = command_settings("database", "nats")
     try:
         request = CorrectionRequest(
             device_code=device,
@@ -167,7 +161,7 @@ def corrections_command(
     """List a device's corrections (who, when, why, old and new value), or finish stale ones."""
     from powerflow_common.db.engine import make_engine
 
-    settings = _settings()
+    settings = command_settings("database", "nats")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         if republish_stale_totals:

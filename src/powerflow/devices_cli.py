@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from powerflow.cli_settings import command_settings
 from powerflow_common.errors import EnrolmentError, PowerflowError
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings
+from powerflow_common.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -30,12 +30,6 @@ console = Console(stderr=True)
 EXIT_REFUSED = 2  # the request itself is wrong (code, format): nothing was changed
 EXIT_BROKER = 3  # the broker did not answer or refused; see the message for the state left
 EXIT_DATABASE = 4  # the database did not answer or refused; see the message
-
-
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
-    return settings
 
 
 def _operator() -> str:
@@ -118,7 +112,7 @@ def enroll_command(
     from powerflow_common.device_setup import DeviceBroker, enrolment_json, setup_texts
     from powerflow_common.enrolment import enroll_device, enrolment_code, payload_formats
 
-    settings = _settings()
+    settings = command_settings("database")
     names = formats or ["original"]
     try:  # refuse a bad request before touching anything
         enrolment_code(code)
@@ -164,7 +158,7 @@ def revoke_command(
     """
     from powerflow_common.enrolment import revoke_device
 
-    settings = _settings()
+    settings = command_settings("database")
     with _engine(settings) as engine, _admin(settings) as admin:
         try:
             done = revoke_device(engine, admin, code)
@@ -186,7 +180,7 @@ def list_command(
     """Devices with their enrolment state, admission, legacy topic and last reading."""
     from powerflow_common.enrolment import EnrolmentListing, list_enrolments
 
-    settings = _settings()
+    settings = command_settings("database")
     listing: EnrolmentListing
     admin = None
     if broker and settings.broker_admin_url is not None:

@@ -15,9 +15,9 @@ from sqlalchemy import Table as SqlTable
 from sqlalchemy import func, insert, select, update
 
 from powerflow_common.db.dialect import begin_write
+from powerflow.cli_settings import command_settings
 from powerflow_common.db.models import EmissionFactorRow, HourlyStat, ReadingRow
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings, redact_url
+from powerflow_common.settings import redact_url
 
 console = Console(stderr=True)
 factors_app = typer.Typer(no_args_is_help=True, help="Emission factors: list them, add or fix one.")
@@ -26,12 +26,6 @@ import_app = typer.Typer(no_args_is_help=True, help="Import readings from elsewh
 _factors = cast(SqlTable, EmissionFactorRow.__table__)
 _readings = cast(SqlTable, ReadingRow.__table__)
 _stats = cast(SqlTable, HourlyStat.__table__)
-
-
-def _settings() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
-    return settings
 
 
 def _instant(value: str | None, option: str) -> datetime | None:
@@ -61,7 +55,7 @@ def aggregator() -> None:
     """Run a PERSISTED -> hourly_stats aggregator (run as many as you like)."""
     from powerflow_aggregator.service import main
 
-    main(_settings())
+    main(command_settings("database", "nats"))
 
 
 def rollup(
@@ -88,7 +82,7 @@ def rollup(
     from powerflow_aggregator.rollup import RollupConfig, buckets_in_range, recompute_buckets
     from powerflow_common.db.engine import make_engine
 
-    settings = _settings()
+    settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         first = _instant(start, "--from")
@@ -134,7 +128,7 @@ def factors_list(
     """Show the emission factors; the set in force (POWERFLOW_FACTOR_SET) is marked."""
     from powerflow_common.db.engine import make_engine
 
-    settings = _settings()
+    settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     query = select(_factors).order_by(
         _factors.c.factor_set, _factors.c.region, _factors.c.valid_from
@@ -187,7 +181,7 @@ def factors_set(
     after = date.fromisoformat(valid_to) if valid_to else None
     if first is not None and after is not None and after <= first:
         raise typer.BadParameter("must be after --from", param_hint="--to")
-    settings = _settings()
+    settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     values = {"valid_to": after, "kg_co2e_per_kwh": kg_per_kwh, "source": source[:255]}
     with begin_write(engine) as conn:
@@ -235,7 +229,7 @@ def import_legacy_command(
     from powerflow.legacy import import_legacy, legacy_row_count
     from powerflow_common.db.engine import make_engine
 
-    settings = _settings()
+    settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         total = legacy_row_count(from_url)

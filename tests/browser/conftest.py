@@ -21,7 +21,7 @@ from browser.pf_browser import (
 )
 from sqlalchemy import Engine
 
-from conftest import NATS_URL, service_env
+from conftest import service_env
 from pf_testing import (
     FleetBroker,
     Service,
@@ -37,7 +37,11 @@ from powerflow_common.settings import load_settings
 
 @pytest.fixture(scope="module")
 def stack(
-    database_url: str, session_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    nats_url: str,
+    redis_url: str,
+    session_engine: Engine,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     missing = missing_prerequisites()
     if missing:
@@ -51,7 +55,8 @@ def stack(
     broker.start()
     settings = load_settings(
         database_url=database_url,
-        nats_url=NATS_URL,
+        nats_url=nats_url,
+        redis_url=redis_url,
         namespace=namespace,
         mqtt_url=broker.ingest_url(),
         broker_admin_url=broker.admin_url,

@@ -23,13 +23,18 @@ def fake_claude() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture
 def report_settings(
-    database_url: str, namespace: str, tmp_path: Path, fake_claude: FakeAnthropic
+    database_url: str,
+    redis_url: str,
+    namespace: str,
+    tmp_path: Path,
+    fake_claude: FakeAnthropic,
 ) -> Callable[..., Settings]:
     """Settings with this test's namespace and reports dir, Claude at the fake, fast retries."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": database_url,
+            "redis_url": redis_url,
             "namespace": namespace,
             "reports_dir": tmp_path / "reports",
             "anthropic_api_key": "sk-test-not-a-real-key",

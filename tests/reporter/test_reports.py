@@ -25,6 +25,7 @@ from pf_report_testing import (
 from pydantic import ValidationError
 from sqlalchemy import Engine, select, text, update
 
+from conftest import BOTH_SERVERS
 from pf_testing import Service, clean_tables
 from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.report_requests import (
@@ -101,6 +102,8 @@ def test_a_report_is_narrated_by_claude_with_every_figure_filled_in_from_the_fac
     assert credential.endswith("sk-test-not-a-real-key")  # the key we set, not the environment
 
 
+# The dramatiq queue on both Redis servers: the embedded 6.2 and the machine's.
+@pytest.mark.parametrize("redis_url", BOTH_SERVERS, indirect=True)
 def test_a_rate_limited_call_is_retried_by_the_queue_and_then_succeeds(
     engine: Engine,
     report_settings: Callable[..., Settings],
@@ -434,6 +437,7 @@ def test_the_report_command_waits_for_a_reporter_process_and_prints_its_progress
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERFLOW_", "ANTHROPIC_"))}
     env.update(
         POWERFLOW_DATABASE_URL=settings.database_url.get_secret_value(),
+        POWERFLOW_REDIS_URL=settings.redis_url.get_secret_value(),
         POWERFLOW_NAMESPACE=settings.namespace,
         POWERFLOW_REPORTS_DIR=str(settings.reports_dir),
         POWERFLOW_REPORT_PDF_ENABLED="false",

@@ -2,24 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from powerflow_common.engines_file import (
+    FILE_MODE,
+    engines_path,
+    live_engines,
+    remove_engines_file,
+    write_engines_file,
+)
+from powerflow_common.errors import ConfigurationError
 from powerflow_common.names import Names
-from powerflow_common.settings import Settings, load_settings, redact_url, with_password
+from powerflow_common.settings import (
+    ENGINES,
+    Settings,
+    engine_url,
+    load_settings,
+    redact_url,
+    with_password,
+)
 
 
-def test_defaults_work_on_one_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(__import__("os").environ):
+def _no_powerflow_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    for key in list(os.environ):
         if key.startswith("POWERFLOW_") or key == "ANTHROPIC_API_KEY":
             monkeypatch.delenv(key)
+    monkeypatch.setenv("POWERFLOW_DATA_DIR", str(data_dir))
+
+
+def test_defaults_point_at_no_machine_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("POWERFLOW_") or key == "ANTHROPIC_API_KEY":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no var/engines.json of a running `up` here
     settings = Settings(_env_file=None)
-    assert settings.database_url.get_secret_value() == (
-        "mysql+pymysql://root@127.0.0.1:3306/powerflow"
-    )
+    assert settings.data_dir == Path("var")
+    # No engine URL by default: none of the machine's MariaDB, NATS, Redis or Mosquitto.
+    for engine in ENGINES:
+        assert engine_url(settings, engine) == ""
     assert settings.mqtt_topics is None  # the enabled formats' topics
     assert settings.formats == ("original", "tasmota", "shelly", "esphome", "emonhub")
-    assert settings.nats_url == "nats://127.0.0.1:4222"
     assert settings.emission_region == "KR"
     assert settings.factor_set == "original"
     assert settings.anthropic_api_key is None
@@ -82,3 +112,66 @@ def test_broker_admin_url_must_be_mqtt_and_passwords_replace_the_urls() -> None:
     assert with_password("mqtts://u:old@broker", SecretStr("new")) == "mqtts://u:new@broker"
     settings = load_settings(mqtt_url="mqtt://powerflow-ingest-0@broker:1883", mqtt_password="p")
     assert settings.mqtt_login_url == "mqtt://powerflow-ingest-0:p@broker:1883"
+
+
+UP_URLS = {
+    "database_url": "sqlite:////srv/pf/var/powerflow.db",
+    "nats_url": "nats://127.0.0.1:40001",
+    "redis_url": "redis://:pw@127.0.0.1:40002/0",
+    "mqtt_url": "mqtt://powerflow-ingest-0:pw@127.0.0.1:40003",
+}
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    return int(done.stdout)
+
+
+def test_without_a_url_or_a_running_up_a_worker_is_told_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _no_powerflow_environment(monkeypatch, tmp_path)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(require=("database", "nats"))
+    message = str(caught.value)
+    assert "no database: set POWERFLOW_DATABASE_URL" in message
+    assert "no NATS: set POWERFLOW_NATS_URL" in message
+    assert f"with data folder {tmp_path.resolve()}" in message
+    # What is not required is not checked: `powerflow keys` needs only the database.
+    load_settings(require=("database",), database_url="sqlite:///x.db")
+
+
+def test_a_running_up_hands_its_urls_to_workers_of_the_same_data_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _no_powerflow_environment(monkeypatch, tmp_path)
+    path = write_engines_file(tmp_path, UP_URLS)  # this test's process plays the running up
+    assert path == engines_path(tmp_path)
+    assert path.stat().st_mode & 0o777 == FILE_MODE
+    settings = load_settings(require=("database", "nats", "redis", "mqtt"))
+    for engine, setting in ENGINES.items():
+        assert engine_url(settings, engine) == UP_URLS[setting.field]
+    # A setting of the worker's own wins over up's.
+    monkeypatch.setenv("POWERFLOW_NATS_URL", "nats://elsewhere:4222")
+    assert load_settings().nats_url == "nats://elsewhere:4222"
+    # Another data folder sees none of it.
+    monkeypatch.setenv("POWERFLOW_DATA_DIR", str(tmp_path / "other"))
+    assert load_settings().database_url.get_secret_value() == ""
+    remove_engines_file(tmp_path)
+    assert not path.exists()
+
+
+def test_the_file_of_an_up_that_died_is_ignored_and_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _no_powerflow_environment(monkeypatch, tmp_path)
+    dead = _dead_pid()
+    write_engines_file(tmp_path, UP_URLS, pid=dead)
+    assert live_engines(tmp_path) is None
+    with pytest.raises(ConfigurationError, match=f"from pid {dead}, which is no longer running"):
+        load_settings(require=("nats",))
+    # Removing is only for its owner: this process does not remove another up's file.
+    remove_engines_file(tmp_path)
+    assert engines_path(tmp_path).exists()

@@ -6,6 +6,7 @@ Build it in ``main()`` with :func:`load_settings`, never at import time.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote, unquote, urlsplit
@@ -20,6 +21,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from powerflow_common.engines_file import engines_path, live_engines, read_engines_file
 from powerflow_common.errors import ConfigurationError
 from powerflow_common.names import NAMESPACE_PATTERN, Names
 
@@ -108,6 +110,29 @@ class SecretFileSource(PydanticBaseSettingsSource):
         return found
 
 
+class EnginesFileSource(PydanticBaseSettingsSource):
+    """The lowest-priority source: the engines of a running ``powerflow up`` with this data folder.
+
+    Reads ``<data_dir>/engines.json`` (data_dir as the other sources set it, else the
+    default) when the ``up`` that wrote it is alive; a stale file gives nothing. Every other
+    source wins over it, so a worker can still point one engine elsewhere.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the file at once
+
+    def __call__(self) -> dict[str, Any]:
+        data_dir = self.current_state.get("data_dir", DEFAULT_DATA_DIR)
+        found = live_engines(Path(data_dir))
+        if found is None:
+            return {}
+        fields = self.settings_cls.model_fields
+        return {name: value for name, value in found.settings.items() if name in fields}
+
+
+DEFAULT_DATA_DIR = Path("var")
+
+
 class Settings(BaseSettings):
     """Every setting of every powerflow process, with defaults that work on one machine."""
 
@@ -119,9 +144,15 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    # Connections (names fixed by DESIGN.md).
-    database_url: SecretStr = SecretStr("mysql+pymysql://root@127.0.0.1:3306/powerflow")
-    mqtt_url: SecretStr = SecretStr("mqtt://127.0.0.1:1883")
+    # The data folder (relative to the current directory unless absolute): the embedded
+    # engines' stores, the SQLite database and engines.json of a running `powerflow up`.
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    # Connections (names fixed by DESIGN.md). Empty means not set: then the URL of a running
+    # `powerflow up` with the same data folder (its engines.json), else the command needing
+    # it refuses to start (require_engines). No default points at a machine's own services.
+    database_url: SecretStr = SecretStr("")
+    mqtt_url: SecretStr = SecretStr("")
     # Replaces the password in mqtt_url when set: the URL can sit in plain configuration and
     # the password in a secret (POWERFLOW_MQTT_PASSWORD_FILE). ingest's username is its MQTT
     # client id (the broker enforces use_username_as_clientid); see ingest's startup check.
@@ -134,9 +165,9 @@ class Settings(BaseSettings):
     broker_admin_password: SecretStr | None = None
     # None: the topic patterns of the enabled payload formats.
     mqtt_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = ""
     namespace: str = ""
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_url: SecretStr = SecretStr("")
     emission_region: str = "KR"
     factor_set: str = "original"
     anthropic_api_key: SecretStr | None = Field(
@@ -313,13 +344,15 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Explicit overrides, then *_FILE secrets, then the environment, then .env.
+        # Explicit overrides, then *_FILE secrets, then the environment, then .env, then
+        # the engines of a running `powerflow up` (engines.json in the data folder).
         return (
             init_settings,
             SecretFileSource(settings_cls),
             env_settings,
             dotenv_settings,
             file_secret_settings,
+            EnginesFileSource(settings_cls),
         )
 
     @field_validator(
@@ -348,8 +381,8 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url", "broker_admin_url")
     @classmethod
     def _mqtt_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
+        if value is None or not value.get_secret_value():
+            return value  # not set: require_engines says so when a command needs it
         scheme = urlsplit(value.get_secret_value()).scheme
         if scheme not in ("mqtt", "mqtts"):
             raise ValueError("must start with mqtt:// or mqtts://")
@@ -389,9 +422,65 @@ class Settings(BaseSettings):
         return [s.strip() for s in self.nats_url.split(",") if s.strip()]
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read the environment (and ``.env``) into a frozen Settings; overrides win."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+@dataclass(frozen=True, slots=True)
+class EngineSetting:
+    """One engine a process connects to: its setting and how a person names it."""
+
+    field: str
+    label: str
+
+    @property
+    def variable(self) -> str:
+        return f"{ENV_PREFIX}{self.field}".upper()
+
+
+Engine = Literal["database", "nats", "redis", "mqtt"]
+ENGINES: dict[Engine, EngineSetting] = {
+    "database": EngineSetting("database_url", "database"),
+    "nats": EngineSetting("nats_url", "NATS"),
+    "redis": EngineSetting("redis_url", "Redis"),
+    "mqtt": EngineSetting("mqtt_url", "MQTT broker"),
+}
+
+
+def engine_url(settings: Settings, engine: Engine) -> str:
+    """The engine's URL as set (a secret; never log it), "" when not set."""
+    value = getattr(settings, ENGINES[engine].field)
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def require_engines(settings: Settings, engines: tuple[Engine, ...]) -> Settings:
+    """``settings`` if every engine named has a URL; else ConfigurationError saying what to do.
+
+    A URL comes from the setting, else from a running ``powerflow up`` with the same data
+    folder (EnginesFileSource); nothing falls back to a service that may not be there.
+    """
+    missing = [ENGINES[e] for e in engines if not engine_url(settings, e)]
+    if not missing:
+        return settings
+    folder = settings.data_dir.resolve()
+    stale = read_engines_file(settings.data_dir)
+    why = (
+        f" ({engines_path(folder)} is from pid {stale.pid}, which is no longer running)"
+        if stale is not None and not stale.alive
+        else ""
+    )
+    raise ConfigurationError(
+        "; ".join(
+            f"no {m.label}: set {m.variable} or start `powerflow up` with data folder {folder}"
+            for m in missing
+        )
+        + why
+    )
+
+
+def load_settings(*, require: tuple[Engine, ...] = (), **overrides: object) -> Settings:
+    """Read the environment (and ``.env``) into a frozen Settings; overrides win.
+
+    ``require`` names the engines the caller connects to: each must have a URL (set, or from
+    a running ``powerflow up``), else ConfigurationError names what is missing.
+    """
+    return require_engines(Settings(**overrides), require)  # type: ignore[arg-type]
 
 
 def with_password(url: str, password: SecretStr | None) -> str:
