@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -69,7 +70,7 @@ MAX_ACK_PENDING = 4096
 # resumed after a crash gets its unacked messages only once this has passed
 # (docs/operations.md measures both): long enough that ingest's own retries while NATS is
 # away do not double its inbox, short enough that a restarted ingest resumes soon.
-ACK_WAIT_S = 30
+ACK_WAIT_S = 10
 # The queue for an absent ingest (and retained messages): at ~300 bytes a reading, some
 # three million readings. Beyond it the broker refuses to store and the device gets no
 # PUBACK, so it keeps the reading (firmware/: the flash ring buffer).
@@ -267,7 +268,7 @@ class EmbeddedBroker:
                     f"nats-server (the embedded MQTT broker) exited at start; see "
                     f"{self.folder / LOG_FILE}"
                 )
-            if _mqtt_ready(runtime):
+            if _mqtt_ready(runtime, self.connect_host):
                 return
             time.sleep(START_POLL_S)
         self.stop(kill=True)
@@ -299,13 +300,15 @@ class EmbeddedBroker:
                 (self.folder / RUNTIME_FILE).unlink(missing_ok=True)
 
 
-def _mqtt_ready(runtime: dict[str, int]) -> bool:
-    """Whether the broker's MQTT listener is up (nats-server starts it after JetStream)."""
+def _mqtt_ready(runtime: dict[str, int], host: str) -> bool:
+    """Whether the broker answers: monitoring up and the MQTT listener accepting (nats-server
+    opens it only after recovering its JetStream store)."""
     try:
-        varz = monitor(runtime, "/varz")
+        monitor(runtime, "/varz")
     except (OSError, urllib.error.URLError, ValueError):
         return False
-    return bool(varz.get("mqtt", {}).get("port"))
+    with socket.socket() as s:
+        return s.connect_ex((host, runtime["mqtt_port"])) == 0
 
 
 def mosquitto_installed() -> bool:

@@ -133,6 +133,11 @@ class MqttSource:
         self._protocol = PROTOCOLS[protocol]
         self._connection = 0  # counts connections: $SYS values pair within one only
         self._epoch = 0
+        # Packet ids received on this connection and not yet acked. nats-server sends an
+        # unacked message again after its ack_wait on the same connection (the MQTT spec
+        # resends only on reconnect); while the first copy is held, the second is dropped.
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -174,6 +179,10 @@ class MqttSource:
             # A new session: acks still pending for the old one would name other messages.
             self._epoch += 1
         self._connection += 1
+        with self._held_lock:
+            # A resend after a reconnect is processed again: the old connection's acks may
+            # not have reached the broker.
+            self._held.clear()
         log.info(
             "mqtt_connected",
             host=self._address.host,
@@ -221,6 +230,12 @@ class MqttSource:
         if self._sys_listener is not None and message.topic.startswith("$SYS/"):
             self._sys_listener.message(message.topic, bytes(message.payload), self._connection)
             return
+        if message.qos > 0:
+            with self._held_lock:
+                if message.mid in self._held:
+                    metrics.MQTT_REDELIVERIES_HELD.inc()
+                    return
+                self._held.add(message.mid)
         self._deliver(
             Inbound(
                 topic=message.topic,
@@ -286,6 +301,8 @@ class MqttSource:
         """Acknowledge a message to the broker, unless its session is gone (then it is void)."""
         if inbound.qos == 0 or inbound.epoch != self._epoch:
             return False
+        with self._held_lock:
+            self._held.discard(inbound.mid)
         self._client.ack(inbound.mid, inbound.qos)
         return True
 
