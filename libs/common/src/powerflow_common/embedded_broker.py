@@ -65,6 +65,7 @@ OPEN_LAB_USERNAME = "open-lab"
 DEVICE_TOPICS: tuple[str, ...] = default_topics(tuple(FORMATS.values()))
 # nats-server's prefix of the subjects carrying QoS 1 messages into the account's stream.
 QOS1_PREFIX = "$MQTT.msgs."
+MQTT_DELIVERY_SUBJECTS = "$MQTT.sub.>"
 # bcrypt's lowest cost: every password is 192+ random bits (no dictionary to slow down), and
 # nats-server pays the cost at every MQTT connect (the simulated fleet connects at once).
 BCRYPT_ROUNDS = 4
@@ -184,8 +185,11 @@ def render_accounts(state: dict[str, Any]) -> str:
     ]
     if state.get("open_lab"):
         devices.append(_user(OPEN_LAB_USERNAME, None, publish=device_subjects, subscribe=()))
+    # nats-server 2.9 also checks the subjects it delivers a QoS 1 subscription's messages
+    # on (``$MQTT.sub.<id>``, its own); later versions do not need this.
+    ingest_subscribe = [*device_subjects, MQTT_DELIVERY_SUBJECTS]
     ingest = [
-        _user(name, hashed, publish=(), subscribe=device_subjects)
+        _user(name, hashed, publish=(), subscribe=ingest_subscribe)
         for name, hashed in sorted(state["ingest"].items())
     ]
     exports = ",\n".join(f"      {{stream: {_q(s)}}}" for s in carried)
