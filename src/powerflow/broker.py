@@ -375,6 +375,8 @@ class Broker:
     renders the configuration and waits until the broker listens.
     """
 
+    mqtt_protocol = "5"  # what ingest speaks to it (POWERFLOW_MQTT_PROTOCOL)
+
     def __init__(
         self,
         port: int,

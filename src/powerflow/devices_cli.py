@@ -19,7 +19,7 @@ from powerflow_common.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from powerflow_common.broker_admin import BrokerAdmin
+    from powerflow_common.broker_admin import AccountAdmin
 
 devices_app = typer.Typer(
     no_args_is_help=True, help="Devices: enroll (broker credentials, shown once), revoke, list."
@@ -59,7 +59,7 @@ def _engine(settings: Settings) -> Iterator[Engine]:
 
 
 @contextmanager
-def _admin(settings: Settings) -> Iterator[BrokerAdmin]:
+def _admin(settings: Settings) -> Iterator[AccountAdmin]:
     """The broker's admin, connected; exit 3 with the reason when it cannot be."""
     admin = _connect_admin(settings)
     if admin is None:
@@ -70,7 +70,7 @@ def _admin(settings: Settings) -> Iterator[BrokerAdmin]:
         admin.close()
 
 
-def _connect_admin(settings: Settings) -> BrokerAdmin | None:
+def _connect_admin(settings: Settings) -> AccountAdmin | None:
     from powerflow_common.broker_admin import broker_admin
 
     try:

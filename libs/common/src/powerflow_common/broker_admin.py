@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -405,8 +405,50 @@ def _refuse_reserved(username: str) -> None:
         raise BrokerError(f"{username!r} is the name of a role powerflow owns; choose another")
 
 
-def broker_admin(settings: Settings, *, timeout_s: float = 10.0) -> BrokerAdmin:
-    """A BrokerAdmin from ``POWERFLOW_BROKER_ADMIN_URL`` (not yet connected)."""
+class AccountAdmin(Protocol):
+    """What enrolment, the CLI and the API use of a broker's admin, whichever the broker.
+
+    ``BrokerAdmin`` (Mosquitto's dynamic security, over MQTT) and
+    ``embedded_broker.EmbeddedBrokerAdmin`` (the embedded nats-server, through its folder).
+    Open it with ``with`` (or ``__enter__``); ``close`` ends it.
+    """
+
+    def __enter__(self) -> AccountAdmin: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+    def set_client(
+        self,
+        username: str,
+        password: str | None,
+        *,
+        publish: Sequence[str] = (),
+        subscribe: Sequence[str] = (),
+        textname: str | None = None,
+    ) -> None: ...
+
+    def remove_client(self, username: str) -> bool: ...
+
+    def list_clients(self) -> list[str]: ...
+
+
+def broker_admin(settings: Settings, *, timeout_s: float = 10.0) -> AccountAdmin:
+    """The admin ``POWERFLOW_BROKER_ADMIN_URL`` names (not yet connected): mqtt(s):// is
+    Mosquitto's dynamic security, file:// the embedded broker's folder."""
+    if settings.broker_admin_url is not None and (
+        urlsplit(settings.broker_admin_url.get_secret_value()).scheme == "file"
+    ):
+        from powerflow_common.embedded_broker import EmbeddedBrokerAdmin, folder_from_url
+
+        folder = folder_from_url(settings.broker_admin_url.get_secret_value())
+        return EmbeddedBrokerAdmin(folder, timeout_s=timeout_s)
     if settings.broker_admin_url is None:
         raise BrokerError(
             "POWERFLOW_BROKER_ADMIN_URL is not set: set it to "

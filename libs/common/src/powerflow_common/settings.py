@@ -25,6 +25,8 @@ from powerflow_common.engines_file import engines_path, live_engines, read_engin
 from powerflow_common.errors import ConfigurationError
 from powerflow_common.names import NAMESPACE_PATTERN, Names
 
+# Mosquitto's dynamic security is managed over MQTT; the embedded broker through its folder.
+BROKER_ADMIN_SCHEMES = ("mqtt", "mqtts", "file")
 STREAM_MIN_BYTES = 1024 * 1024  # NATS's max_payload: one message must always fit
 
 
@@ -159,8 +161,9 @@ class Settings(BaseSettings):
     mqtt_password: SecretStr | None = None
     # The CA that signed the broker's certificate, pinned for mqtts:// (None: the system's CAs).
     mqtt_ca_file: str | None = None
-    # The broker's dynamic-security admin (device enrolment):
-    # mqtt://powerflow-admin:PASSWORD@host:port; broker_admin_password replaces its password.
+    # The broker's account admin (device enrolment). Mosquitto's dynamic security:
+    # mqtt://powerflow-admin:PASSWORD@host:port (broker_admin_password replaces its password);
+    # the embedded broker (nats-server's MQTT listener): file:///<data_dir>/mqtt, its folder.
     broker_admin_url: SecretStr | None = None
     broker_admin_password: SecretStr | None = None
     # None: the topic patterns of the enabled payload formats.
@@ -212,6 +215,11 @@ class Settings(BaseSettings):
 
     # Ingest: MQTT session and micro-batching.
     ingest_instance: str = "0"
+    # MQTT version ingest speaks: "5" (Mosquitto) or "3.1.1", the only one nats-server's MQTT
+    # listener (the embedded broker) and amqtt accept. 3.1.1 has no session expiry and no
+    # Receive Maximum: the session persists with clean_session=False and the broker's own
+    # in-flight limit (the embedded broker's max_ack_pending) bounds what is unacked.
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
     mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, gt=0)
     mqtt_receive_maximum: int = Field(default=10_000, ge=20, le=65_535)
     mqtt_keepalive_s: int = Field(default=30, ge=5)
@@ -378,7 +386,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must match {NAMESPACE_PATTERN.pattern}")
         return value
 
-    @field_validator("mqtt_url", "broker_admin_url")
+    @field_validator("mqtt_url")
     @classmethod
     def _mqtt_scheme(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
@@ -386,6 +394,18 @@ class Settings(BaseSettings):
         scheme = urlsplit(value.get_secret_value()).scheme
         if scheme not in ("mqtt", "mqtts"):
             raise ValueError("must start with mqtt:// or mqtts://")
+        return value
+
+    @field_validator("broker_admin_url")
+    @classmethod
+    def _admin_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in BROKER_ADMIN_SCHEMES:
+            raise ValueError(
+                "must start with mqtt:// or mqtts:// (Mosquitto) or file:// (the embedded broker)"
+            )
         return value
 
     def redis_connection_url(self) -> str:

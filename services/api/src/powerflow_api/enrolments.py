@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from powerflow_common.broker_admin import BrokerAdmin, broker_admin
+from powerflow_common.broker_admin import AccountAdmin, broker_admin
 from powerflow_common.device_setup import DeviceBroker, enrolment_json, setup_text
 from powerflow_common.enrolment import (
     Enrolment,
@@ -87,7 +87,7 @@ class Enrolled:
 
 
 @contextmanager
-def _admin(settings: Settings) -> Iterator[BrokerAdmin]:
+def _admin(settings: Settings) -> Iterator[AccountAdmin]:
     """The broker's admin, connected; an EnrolmentError saying why it cannot be."""
     if settings.broker_admin_url is None:
         raise EnrolmentError(

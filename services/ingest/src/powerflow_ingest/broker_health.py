@@ -190,6 +190,7 @@ class BrokerHealth:
         self._pending: Sample | None = None
         self._pending_unavailable = False
         self._seen_any = False
+        self._said_unavailable = False
         self._availability_timer: asyncio.TimerHandle | None = None
         self._bad_payload_logged = False
         self._wake = asyncio.Event()
@@ -197,6 +198,9 @@ class BrokerHealth:
     # paho thread ---------------------------------------------------------------------------
     def subscribed(self, connection: int) -> None:
         self._loop.call_soon_threadsafe(self._on_subscribed, connection)
+
+    def refused(self, topic: str, reason: str) -> None:
+        self._loop.call_soon_threadsafe(self._on_refused, topic, reason)
 
     def message(self, topic: str, payload: bytes, connection: int) -> None:
         received_at = datetime.now(UTC)
@@ -209,16 +213,25 @@ class BrokerHealth:
         # Mosquitto sends its retained $SYS values on subscription; silence means none exist.
         self._availability_timer = self._loop.call_later(self._wait_s, self._check_available)
 
+    def _on_refused(self, topic: str, reason: str) -> None:
+        # No need to wait for retained values a refused subscription can never bring.
+        self._unavailable(f"the broker refused the subscription to {topic} ({reason})")
+
     def _check_available(self) -> None:
-        if self._seen_any:
-            return
+        self._unavailable(
+            f"the broker published no {DROPPED_TOPIC} within {self._wait_s} s (not Mosquitto,"
+            " sys_interval 0, or $SYS not readable)"
+        )
+
+    def _unavailable(self, why: str) -> None:
+        if self._seen_any or self._said_unavailable:
+            return  # said once per process, like the counters' first sighting
+        self._said_unavailable = True
         metrics.BROKER_COUNTERS_AVAILABLE.set(0)
         log.warning(
             "broker_drop_counter_unavailable",
             broker=self._broker,
-            waited_s=self._wait_s,
-            detail=f"{NOT_AVAILABLE}: the broker published no {DROPPED_TOPIC} (not Mosquitto,"
-            " sys_interval 0, or $SYS not readable); messages it drops stay invisible here",
+            detail=f"{NOT_AVAILABLE}: {why}; messages it drops stay invisible here",
         )
         self._pending_unavailable = True
         self._wake.set()

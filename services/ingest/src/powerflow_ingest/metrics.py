@@ -29,6 +29,11 @@ PUBLISH_LATENCY = Histogram(
 PUBLISH_FAILURES = Counter(
     "powerflow_ingest_publish_failures_total", "JetStream publishes that failed and were retried"
 )
+MQTT_REDELIVERIES_HELD = Counter(
+    "powerflow_ingest_mqtt_redeliveries_held_total",
+    "MQTT messages the broker sent again on the same connection while ingest still held the"
+    " first copy (nats-server's ack_wait): dropped, the first copy's ack covers both",
+)
 MQTT_CONNECTED = Gauge("powerflow_ingest_mqtt_connected", "1 while connected to the MQTT broker")
 NATS_CONNECTED = Gauge("powerflow_ingest_nats_connected", "1 while connected to NATS")
 UNACKED_MESSAGES = Gauge(

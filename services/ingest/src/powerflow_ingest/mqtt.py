@@ -1,4 +1,8 @@
-"""The MQTT edge: a paho-mqtt 2 client over MQTT 5 with a persistent session and manual acks.
+"""The MQTT edge: a paho-mqtt 2 client with a persistent session and manual acks.
+
+MQTT 5 (Mosquitto): ``clean_start=False`` with a Session Expiry Interval and a Receive
+Maximum. MQTT 3.1.1 (nats-server's MQTT listener, the embedded broker): ``clean_session=False``
+(the session lasts until a clean connection ends it) and the broker's own in-flight limit.
 
 paho runs its network loop in a thread of its own; messages cross into asyncio through
 an ``Inbox``, and acks go back through ``Client.ack`` (paho queues them safely).
@@ -41,10 +45,16 @@ class Inbound:
     epoch: int
 
 
+# The ``mqtt_protocol`` setting's values and paho's versions.
+PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
+
+
 class SysListener(Protocol):
     """Receives the broker's own ``$SYS`` values, apart from the readings (paho's thread)."""
 
     def subscribed(self, connection: int) -> None: ...
+
+    def refused(self, topic: str, reason: str) -> None: ...
 
     def message(self, topic: str, payload: bytes, connection: int) -> None: ...
 
@@ -107,6 +117,7 @@ class MqttSource:
         deliver: Callable[[Inbound], None],
         sys_topics: tuple[str, ...] = (),
         sys_listener: SysListener | None = None,
+        protocol: str = "5",
     ) -> None:
         self._address = address
         self._client_id = client_id
@@ -117,18 +128,30 @@ class MqttSource:
         self._deliver = deliver
         self._sys_topics = sys_topics if sys_listener is not None else ()
         self._sys_listener = sys_listener
+        if protocol not in PROTOCOLS:
+            raise ConfigurationError(f"MQTT protocol must be one of {', '.join(PROTOCOLS)}")
+        self._protocol = PROTOCOLS[protocol]
         self._connection = 0  # counts connections: $SYS values pair within one only
         self._epoch = 0
+        # Packet ids received on this connection and not yet acked. nats-server sends an
+        # unacked message again after its ack_wait on the same connection (the MQTT spec
+        # resends only on reconnect); while the first copy is held, the second is dropped.
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
+        v5 = self._protocol == MQTTProtocolVersion.MQTTv5
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=self._protocol,
+            # 3.1.1's persistent session (paho's default would start every process clean and
+            # the broker would throw the backlog away); MQTT 5 says it at connect instead.
+            clean_session=None if v5 else False,
             manual_ack=True,
             reconnect_on_failure=False,  # we reconnect ourselves, with jitter
         )
@@ -156,26 +179,39 @@ class MqttSource:
             # A new session: acks still pending for the old one would name other messages.
             self._epoch += 1
         self._connection += 1
+        with self._held_lock:
+            # A resend after a reconnect is processed again: the old connection's acks may
+            # not have reached the broker.
+            self._held.clear()
         log.info(
             "mqtt_connected",
             host=self._address.host,
             port=self._address.port,
             session_present=bool(flags.session_present),
             client_id=self._client_id,
+            protocol=self._protocol.name,
         )
-        options = SubscribeOptions(qos=1)
         # $SYS at QoS 0: an offline session must not queue them in the readings' place.
-        sys_options = SubscribeOptions(qos=0)
-        client.subscribe(
-            [(t, options) for t in self._topics] + [(t, sys_options) for t in self._sys_topics]
-        )
+        if self._protocol == MQTTProtocolVersion.MQTTv5:
+            options, sys_options = SubscribeOptions(qos=1), SubscribeOptions(qos=0)
+            client.subscribe(
+                [(t, options) for t in self._topics] + [(t, sys_options) for t in self._sys_topics]
+            )
+        else:  # 3.1.1 takes a plain QoS per topic
+            client.subscribe([(t, 1) for t in self._topics] + [(t, 0) for t in self._sys_topics])
         metrics.MQTT_CONNECTED.set(1)
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: list[Any], _p: Any
     ) -> None:
         for topic, code in zip(self._topics + self._sys_topics, reason_codes, strict=False):
-            if code.is_failure:
+            if not code.is_failure:
+                continue
+            if topic in self._sys_topics and self._sys_listener is not None:
+                # A broker without Mosquitto's $SYS (or that keeps it from ingest): the
+                # listener says the drop counter is not available; the readings go on.
+                self._sys_listener.refused(topic, str(code))
+            else:
                 log.error("mqtt_subscribe_refused", topic=topic, reason=str(code))
         log.info("mqtt_subscribed", topics=list(self._topics))
         self.connected.set()
@@ -194,6 +230,12 @@ class MqttSource:
         if self._sys_listener is not None and message.topic.startswith("$SYS/"):
             self._sys_listener.message(message.topic, bytes(message.payload), self._connection)
             return
+        if message.qos > 0:
+            with self._held_lock:
+                if message.mid in self._held:
+                    metrics.MQTT_REDELIVERIES_HELD.inc()
+                    return
+                self._held.add(message.mid)
         self._deliver(
             Inbound(
                 topic=message.topic,
@@ -209,18 +251,8 @@ class MqttSource:
     def _run(self) -> None:
         attempt = 0
         while not self._stopping.is_set():
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = self._session_expiry_s
-            properties.ReceiveMaximum = self._receive_maximum
             try:
-                # clean_start=False explicitly: paho's default starts every process clean.
-                self._client.connect(
-                    self._address.host,
-                    self._address.port,
-                    keepalive=self._keepalive_s,
-                    clean_start=False,
-                    properties=properties,
-                )
+                self._connect()
             except OSError as exc:
                 delay = jittered_delay(attempt, base_s=0.25, cap_s=10.0)
                 log.error(
@@ -240,6 +272,25 @@ class MqttSource:
                 attempt += 1
                 self._stopping.wait(delay)
 
+    def _connect(self) -> None:
+        if self._protocol != MQTTProtocolVersion.MQTTv5:
+            # 3.1.1: clean_session=False was set on the client; nothing else to say.
+            self._client.connect(
+                self._address.host, self._address.port, keepalive=self._keepalive_s
+            )
+            return
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._session_expiry_s
+        properties.ReceiveMaximum = self._receive_maximum
+        # clean_start=False explicitly: paho's default starts every process clean.
+        self._client.connect(
+            self._address.host,
+            self._address.port,
+            keepalive=self._keepalive_s,
+            clean_start=False,
+            properties=properties,
+        )
+
     # any thread ----------------------------------------------------------------------------
     def start(self) -> None:
         """Connect and keep connected in a background thread."""
@@ -250,6 +301,8 @@ class MqttSource:
         """Acknowledge a message to the broker, unless its session is gone (then it is void)."""
         if inbound.qos == 0 or inbound.epoch != self._epoch:
             return False
+        with self._held_lock:
+            self._held.discard(inbound.mid)
         self._client.ack(inbound.mid, inbound.qos)
         return True
 

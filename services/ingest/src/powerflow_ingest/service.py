@@ -56,6 +56,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
         deliver=inbox.put,
         sys_topics=SYS_TOPICS,
         sys_listener=health,
+        protocol=settings.mqtt_protocol,
     )
     bridge = Bridge(
         js=js,
@@ -73,6 +74,7 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     log.info(
         "ingest_starting",
         mqtt=redact_url(settings.mqtt_url.get_secret_value()),
+        mqtt_protocol=settings.mqtt_protocol,
         topics=list(topics),
         formats=[f.name for f in formats],
         nats=settings.nats_servers,
