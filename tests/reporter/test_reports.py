@@ -374,9 +374,9 @@ def test_the_korean_pdf_is_set_in_the_packaged_nanum_gothic_with_its_hangul(
     assert pdf is not None
 
     fonts = _pdf_fonts(pdf[0])
-    nanum = {name for name in fonts if name.startswith("NanumGothic")}
-    assert nanum, fonts  # the font koreanize-matplotlib ships, not a system CJK font
-    assert all(fonts[name] for name in nanum), fonts  # embedded
+    # Only the font koreanize-matplotlib ships, embedded: no system font (CJK or other) is used.
+    assert fonts and all(name.startswith("NanumGothic") for name in fonts), fonts
+    assert all(fonts.values()), fonts
     words = _pdf_text(pdf[0])
     hangul = [ch for ch in words if "\uac00" <= ch <= "\ud7a3"]
     assert len(hangul) > 100, words[:500]

@@ -67,7 +67,10 @@ def font_css() -> str:
         f'src: url("{font_path(face).as_uri()}"); }}'
         for face in FONT_FACES
     ]
-    # The HTML's own font list names fonts a browser may have; the PDF uses ours, the charts'
-    # SVG text included.
-    rules.append(f'body, svg, text {{ font-family: "{FONT_FAMILY}", sans-serif; }}')
+    # The HTML's own font list names fonts a browser may have; the PDF sets every element in
+    # ours, the charts' SVG text included. WeasyPrint takes this sheet as a user stylesheet,
+    # which the document's own rules outrank unless it says !important.
+    family = f'font-family: "{FONT_FAMILY}", sans-serif !important;'
+    rules.append(f"* {{ {family} }}")
+    rules.append(f"@page {{ @bottom-right {{ {family} }} }}")  # the page numbers
     return "\n".join(rules)
