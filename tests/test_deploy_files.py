@@ -12,7 +12,7 @@ import typer
 import yaml
 
 from pf_testing import nats_server_binary
-from powerflow.broker import render_config
+from powerflow.broker import BROKER_CONFIG, render_config
 from powerflow.cli import app
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -57,8 +57,14 @@ def test_every_compose_service_runs_a_powerflow_command() -> None:
     assert set(ours) <= commands()
 
 
+def test_the_deployment_files_use_the_packaged_broker_configuration() -> None:
+    # `powerflow` reads the package's copy; the container and kustomize read deploy/'s (kustomize
+    # loads no file outside its folder), so the two are one text.
+    assert (DEPLOY / "mosquitto" / "mosquitto.conf").read_bytes() == BROKER_CONFIG.read_bytes()
+
+
 def test_the_broker_configuration_holds_what_the_guarantee_promises() -> None:
-    text = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    text = BROKER_CONFIG.read_text()
     setting = dict(
         line.split(None, 1) for line in text.splitlines() if line and not line.startswith("#")
     )

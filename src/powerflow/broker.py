@@ -1,9 +1,9 @@
 """Run a Mosquitto with the project's configuration on a chosen port and data folder.
 
 One broker setup for ``powerflow broker``, ``powerflow up``, the tests and the deployment
-files: the configuration in deploy/mosquitto/mosquitto.conf, rendered with ports and paths,
-and a data folder holding the store, the dynamic-security accounts, the certificates and the
-accounts' passwords:
+files: the configuration in the package (powerflow/data/mosquitto.conf), rendered with ports
+and paths, and a data folder holding the store, the dynamic-security accounts, the
+certificates and the accounts' passwords:
 
     <data-dir>/mosquitto.conf            rendered at every start
     <data-dir>/dynamic-security.json     accounts, roles, ACLs (the broker rewrites it)
@@ -29,6 +29,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -49,8 +50,10 @@ from powerflow_common.broker_admin import (
 from powerflow_common.formats.registry import FORMATS, default_topics
 from powerflow_common.names import Names
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BROKER_CONFIG = PROJECT_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+# The configuration template ships inside the package, so an installed `powerflow` (a wheel, no
+# source tree) has it; deploy/mosquitto/mosquitto.conf is its copy for the container and k8s
+# files (tests/test_deploy_files.py holds the two equal).
+BROKER_CONFIG = Path(str(resources.files("powerflow").joinpath("data", "mosquitto.conf")))
 
 DYNSEC_FILE = "dynamic-security.json"
 SECRETS_DIR = "secrets"
@@ -137,7 +140,7 @@ def render_config(
 
     ``tls_port`` None leaves the TLS listener out (its three certificate lines with it);
     ``certs_dir`` (default: the data folder's certs/) holds ca.crt, server.crt, server.key;
-    ``template`` is deploy/mosquitto/mosquitto.conf unless given (an installed image).
+    ``template`` is the packaged mosquitto.conf unless given (an installed image).
     """
     text = (template or BROKER_CONFIG).read_text()
     listeners = iter([f"listener {port} {host}", f"listener {tls_port} {host}"])

@@ -54,7 +54,7 @@ def broker(
         Path | None,
         typer.Option(
             envvar="POWERFLOW_BROKER_CONFIG",
-            help="The configuration template (default: deploy/mosquitto/mosquitto.conf)",
+            help="The configuration template (default: the packaged powerflow/data/mosquitto.conf)",
         ),
     ] = None,
     open_lab: Annotated[

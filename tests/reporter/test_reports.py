@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pf_report_testing import (
@@ -23,6 +24,7 @@ from pf_report_testing import (
     wait_finished,
 )
 from pydantic import ValidationError
+from pypdf import PdfReader
 from sqlalchemy import Engine, select, text, update
 
 from conftest import BOTH_SERVERS
@@ -345,29 +347,123 @@ def test_the_pdf_states_the_periods_kwh_and_co2_exactly_as_the_facts_say(
     pdf = report_file(settings, report_id, "pdf")
     assert pdf is not None
 
-    words = subprocess.run(
-        ["pdftotext", "-layout", str(pdf[0]), "-"], capture_output=True, text=True, check=True
-    ).stdout
+    words = _pdf_text(pdf[0])
 
     assert _display(settings, report_id, "total_kwh") in words
     assert _display(settings, report_id, "co2_location_kg") in words
     assert "GRI 302-1" in words and "GRI 305-2" in words
 
 
-def test_the_korean_pdf_embeds_a_cjk_font(
+def _pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def _pdf_fonts(path: Path) -> dict[str, bool]:
+    """Each font the PDF uses (subset prefix dropped) -> whether its file is embedded."""
+    fonts: dict[str, bool] = {}
+    for page in PdfReader(path).pages:
+        resources: Any = page["/Resources"]
+        for ref in resources["/Font"].values():
+            font: Any = ref.get_object()
+            descendants = font.get("/DescendantFonts")
+            described = descendants[0].get_object() if descendants else font
+            descriptor = described["/FontDescriptor"].get_object()
+            name = str(font["/BaseFont"]).removeprefix("/").split("+")[-1]
+            fonts[name] = any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3"))
+    return fonts
+
+
+def test_the_korean_pdf_is_set_in_the_packaged_nanum_gothic_with_its_hangul(
     engine: Engine, report_settings: Callable[..., Settings]
 ) -> None:
     settings, report_id = _pdf_report(engine, report_settings, "ko")
     pdf = report_file(settings, report_id, "pdf")
     assert pdf is not None
 
-    fonts = subprocess.run(
-        ["pdffonts", str(pdf[0])], capture_output=True, text=True, check=True
-    ).stdout
+    fonts = _pdf_fonts(pdf[0])
+    # Only the font koreanize-matplotlib ships, embedded: no system font (CJK or other) is used.
+    assert fonts and all(name.startswith("NanumGothic") for name in fonts), fonts
+    assert all(fonts.values()), fonts
+    words = _pdf_text(pdf[0])
+    hangul = [ch for ch in words if "\uac00" <= ch <= "\ud7a3"]
+    assert len(hangul) > 100, words[:500]
+    assert _display(settings, report_id, "total_kwh") in words
 
-    cjk = [line for line in fonts.splitlines() if "CJK" in line]
-    assert cjk, fonts
-    assert all(" yes " in line for line in cjk)  # embedded
+
+# The reporter process below, with pango unloadable: WeasyPrint's own import (cffi dlopen of
+# pango) fails for real, as on a machine without the library.
+_WITHOUT_PANGO = """
+import sys
+import cffi
+
+_dlopen = cffi.FFI.dlopen
+
+
+def refuse_pango(self, name, *args, **kwargs):
+    if "pango" in str(name):
+        raise OSError(f"cannot load library {name!r}: not on this machine")
+    return _dlopen(self, name, *args, **kwargs)
+
+
+cffi.FFI.dlopen = refuse_pango
+
+from powerflow_common.db.engine import make_engine
+from powerflow_common.settings import load_settings
+from powerflow_reporter.job import run_report
+
+database_url, namespace, reports_dir, report_id = sys.argv[1:]
+settings = load_settings(
+    database_url=database_url,
+    namespace=namespace,
+    reports_dir=reports_dir,
+    report_pdf_enabled=True,
+    anthropic_api_key=None,
+)
+run_report(make_engine(database_url), settings, report_id)
+"""
+
+
+def test_without_pango_the_report_has_html_and_markdown_and_says_what_to_install(
+    engine: Engine, report_settings: Callable[..., Settings]
+) -> None:
+    settings = report_settings(report_pdf_enabled=True, anthropic_api_key=None)
+    site_id, _ = seed_site(engine)
+    report_id, _ = insert_report(engine, settings, _request(site_id, "ko"))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
+    env.pop("ANTHROPIC_API_KEY", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WITHOUT_PANGO,
+            settings.database_url.get_secret_value(),
+            settings.namespace,
+            str(settings.reports_dir),
+            report_id,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "report_pdf_unavailable" in done.stdout + done.stderr  # said loudly in the log
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT status, error, html_path, markdown_path, pdf_path FROM esg_reports "
+                "WHERE id = :id"
+            ),
+            {"id": report_id},
+        ).one()
+    assert row.status == "done"
+    assert row.pdf_path is None and report_file(settings, report_id, "pdf") is None
+    assert row.html_path and report_file(settings, report_id, "html") is not None
+    assert row.markdown_path and report_file(settings, report_id, "markdown") is not None
+    assert "libpango-1.0-0 libpangoft2-1.0-0" in row.error  # Debian's package names
+    assert "brew install pango" in row.error
 
 
 @pytest.mark.both_backends  # reads and writes the database: on both engines

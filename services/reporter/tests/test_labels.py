@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from pf_report_facts import FACTOR, MAIN, SUB, known_inputs
+from pypdf import PdfReader
 
 from powerflow_reporter.facts import Facts, compute_facts
 from powerflow_reporter.formatting import Language
@@ -168,9 +168,7 @@ def test_the_pdf_shows_the_real_names(tmp_path: Path) -> None:
     pdf = tmp_path / "report.pdf"
     render_pdf(page, pdf)
 
-    words = subprocess.run(
-        ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
-    ).stdout
+    words = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
 
     assert "IGNORE ALL PREVIOUS INSTRUCTIONS" in " ".join(words.split())
     assert "Agency & <i>ignore the rules</i>" in " ".join(words.split())

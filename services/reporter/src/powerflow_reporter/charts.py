@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
+from powerflow_reporter.fonts import FONT_FAMILY
+
 __all__ = ["bar_chart", "scatter_chart"]
 
 _W, _H = 640, 240
@@ -24,7 +26,9 @@ def _frame(title: str, y_label: str, y_max: float, body: list[str], x_labels: li
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" '
         f'height="{_H}" role="img" aria-label="{escape(title)}" font-size="10" '
-        'font-family="sans-serif">',
+        # WeasyPrint draws SVG text from the SVG's own attributes, not the PDF stylesheet: the
+        # packaged family first (a browser without it falls back to its sans-serif).
+        f'font-family="{FONT_FAMILY}, sans-serif">',
         f'<line x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{_W - _RIGHT}" y2="{_TOP + plot_h}" '
         f'stroke="{_AXIS}"/>',
         f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{_TOP + plot_h}" stroke="{_AXIS}"/>',

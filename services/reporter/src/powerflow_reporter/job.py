@@ -32,7 +32,12 @@ from powerflow_reporter.narrative import (
     claude_narrative,
     template_narrative,
 )
-from powerflow_reporter.render import render_html, render_markdown, render_pdf
+from powerflow_reporter.render import (
+    PdfUnavailable,
+    render_html,
+    render_markdown,
+    render_pdf,
+)
 
 __all__ = ["make_client", "mark_exhausted", "run_report"]
 
@@ -174,17 +179,27 @@ def _produce(
     _write(directory / FILE_KINDS["html"][0], html_text.encode())
     _write(directory / FILE_KINDS["markdown"][0], markdown.encode())
     _write(directory / FILE_KINDS["facts"][0], json.dumps(data, ensure_ascii=False).encode())
+    pdf_made = False
+    note: str | None = None
     if settings.report_pdf_enabled:
         pdf_tmp = directory / f".{FILE_KINDS['pdf'][0]}.{os.getpid()}.tmp"
-        render_pdf(html_text, pdf_tmp)
-        os.replace(pdf_tmp, directory / FILE_KINDS["pdf"][0])
+        try:
+            render_pdf(html_text, pdf_tmp)
+        except PdfUnavailable as exc:
+            # Permanent on this machine: retrying would only delay the HTML and Markdown, so
+            # the report is done without its PDF and says why (and what to install).
+            note = str(exc)
+            log.error("report_pdf_unavailable", report_id=row.id, reason=note)
+        else:
+            os.replace(pdf_tmp, directory / FILE_KINDS["pdf"][0])
+            pdf_made = True
     grounding = {**narrative.grounding, "usage": narrative.usage}
     usage = narrative.usage
     _set(
         engine,
         row.id,
         status="done",
-        error=None,
+        error=note,
         facts=data,
         grounding=grounding,
         model=narrative.model if narrative.source == "claude" else "template",
@@ -198,7 +213,7 @@ def _produce(
         output_tokens=usage.get("output_tokens") if usage else None,
         # Relative to POWERFLOW_REPORTS_DIR, so each machine may mount the volume elsewhere.
         html_path=f"{row.id}/{FILE_KINDS['html'][0]}",
-        pdf_path=f"{row.id}/{FILE_KINDS['pdf'][0]}" if settings.report_pdf_enabled else None,
+        pdf_path=f"{row.id}/{FILE_KINDS['pdf'][0]}" if pdf_made else None,
         markdown_path=f"{row.id}/{FILE_KINDS['markdown'][0]}",
     )
     log.info(
