@@ -66,6 +66,8 @@ def mariadb_unreachable() -> str | None:
     except Exception as exc:
         return f"MariaDB at {SERVER_URL} is not reachable ({type(exc).__name__})"
     return None
+
+
 SYSTEM_NATS_URL = os.environ.get("POWERFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
 SYSTEM_REDIS_URL = os.environ.get("POWERFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # The values of an indirect parametrization of nats_url / redis_url.

@@ -14,8 +14,8 @@ from rich.table import Table
 from sqlalchemy import Table as SqlTable
 from sqlalchemy import func, insert, select, update
 
-from powerflow_common.db.dialect import begin_write
 from powerflow.cli_settings import command_settings
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import EmissionFactorRow, HourlyStat, ReadingRow
 from powerflow_common.settings import redact_url
 
