@@ -23,9 +23,10 @@ from pf_report_testing import (
     wait_finished,
 )
 from pydantic import ValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, text, update
 
 from pf_testing import Service, clean_tables
+from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.report_requests import (
     InvalidReportRequest,
     ReportRequest,
@@ -398,20 +399,17 @@ def test_the_reaper_requeues_a_stuck_report_and_fails_one_past_the_give_up_age(
     site_id, _ = seed_site(engine)
     stuck, _ = insert_report(engine, settings, _request(site_id))  # never enqueued
     ancient, _ = insert_report(engine, settings, _request(site_id))
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
-            text(
-                "UPDATE esg_reports SET status = 'running',"
-                " updated_at = UTC_TIMESTAMP() - INTERVAL 5 MINUTE WHERE id = :id"
-            ),
-            {"id": stuck},
+            update(ESG_REPORTS)
+            .where(ESG_REPORTS.c.id == stuck)
+            .values(status="running", updated_at=now - timedelta(minutes=5))
         )
         conn.execute(
-            text(
-                "UPDATE esg_reports SET created_at = UTC_TIMESTAMP() - INTERVAL 2 HOUR,"
-                " updated_at = UTC_TIMESTAMP() - INTERVAL 2 HOUR WHERE id = :id"
-            ),
-            {"id": ancient},
+            update(ESG_REPORTS)
+            .where(ESG_REPORTS.c.id == ancient)
+            .values(created_at=now - timedelta(hours=2), updated_at=now - timedelta(hours=2))
         )
     start_worker(settings)
 
