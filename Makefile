@@ -98,6 +98,7 @@ bench: install
 	$(UV) run --frozen python bench/msgids.py
 	$(UV) run --frozen python bench/pipeline.py
 	$(UV) run --frozen python bench/reporter_facts.py
+	$(UV) run --frozen python bench/store_backends.py
 
 firmware-test:
 	$(MAKE) -C firmware test

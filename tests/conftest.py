@@ -132,7 +132,7 @@ def database_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def _databases() -> Iterator[dict[str, str]]:
     """This run's databases, one per backend, each migrated once on first use."""
     urls: dict[str, str] = {}
     yield urls

@@ -105,9 +105,8 @@ def stats(engine: Engine, code: str | None = None) -> dict[tuple[str, datetime],
 def computed_at(engine: Engine) -> dict[datetime, datetime]:
     with engine.connect() as conn:
         return dict(
-            conn.execute(select(HOURLY_STATS.c.hour_start, HOURLY_STATS.c.computed_at))
-            .tuples()
-            .all()
+            tuple(row)
+            for row in conn.execute(select(HOURLY_STATS.c.hour_start, HOURLY_STATS.c.computed_at))
         )
 
 
@@ -387,7 +386,7 @@ def full_recompute(engine: Engine) -> dict[tuple[str, datetime], dict[str, Any]]
                     select(READINGS.c.ts, READINGS.c.power_w, READINGS.c.temperature_c)
                     .join(DEVICES, DEVICES.c.id == READINGS.c.device_id)
                     .where(DEVICES.c.code == code)
-                ).tuples()
+                )
             ]
             first = min(s.ts for s in samples).replace(minute=0, second=0, microsecond=0)
             last = max(s.ts for s in samples).replace(minute=0, second=0, microsecond=0)

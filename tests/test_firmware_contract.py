@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from pf_testing import FleetBroker, Service, admit, count_rows, publish_all, wait_for
+from powerflow_common.db.models import UtcDateTime
 from powerflow_common.formats import decode_message
 from powerflow_common.formats.original import ORIGINAL
 from powerflow_common.validation import Limits
@@ -69,7 +70,7 @@ def test_pipeline_stores_the_values_the_firmware_sent(
                 "SELECT d.code, r.ts, r.power_w, r.energy_wh, r.voltage_v, r.current_a,"
                 " r.temperature_c, r.humidity_pct, r.brightness_lux, r.seq, r.firmware"
                 " FROM readings r JOIN devices d ON d.id = r.device_id"
-            )
+            ).columns(ts=UtcDateTime())  # typed: SQLite returns an untyped DATETIME as text
         ).all()
     stored = {(row.code, row.seq): row for row in rows}
     for _topic, payload in firmware_payloads:

@@ -21,6 +21,7 @@ from pf_testing import (
 )
 from powerflow.broker import free_port
 from powerflow.simulate import connect_publisher
+from powerflow_common.db.models import UtcDateTime
 from powerflow_common.energy import EnergySample, hourly_energy
 from powerflow_common.settings import Settings
 
@@ -30,10 +31,11 @@ def rows_of(engine: Engine, code: str) -> list[Any]:
         return [
             dict(row._mapping)
             for row in conn.execute(
+                # Typed: SQLite hands back an untyped DATETIME as a string.
                 text(
                     "SELECT r.* FROM readings r JOIN devices d ON d.id = r.device_id"
                     " WHERE d.code = :code ORDER BY r.ts"
-                ),
+                ).columns(ts=UtcDateTime(), received_at=UtcDateTime()),
                 {"code": code},
             )
         ]
