@@ -58,6 +58,7 @@ bench: install
 	$(UV) run python bench/msgids.py
 	$(UV) run python bench/pipeline.py
 	$(UV) run python bench/reporter_facts.py
+	$(UV) run python bench/store_backends.py
 	$(UV) run python bench/queries.py
 
 firmware-test:

@@ -9,7 +9,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, text, update
 from typer.testing import CliRunner
 
 from conftest import service_env
@@ -33,6 +33,7 @@ from powerflow_common.admission import (
     waiting_count,
     waiting_devices,
 )
+from powerflow_common.db.models import DEVICES
 from powerflow_common.jetstream import connect_nats
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Reading, ReadingBatch, json_encoder
@@ -53,7 +54,7 @@ def admission(engine: Engine, code: str) -> tuple[datetime | None, str | None, b
 def revoke(engine: Engine, code: str) -> None:
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE devices SET revoked_at = UTC_TIMESTAMP(3) WHERE code = :c"), {"c": code}
+            update(DEVICES).where(DEVICES.c.code == code).values(revoked_at=datetime.now(UTC))
         )
 
 

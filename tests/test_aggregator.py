@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 
 from conftest import SERVER_URL, service_env
 from pf_testing import (
@@ -29,11 +29,14 @@ from pf_testing import (
 )
 from powerflow_aggregator.rollup import RollupConfig, recompute_buckets
 from powerflow_common.db.engine import drop_database, ensure_database
+from powerflow_common.db.models import DEVICES, HOURLY_STATS, READINGS
 from powerflow_common.energy import EnergySample, hourly_energy
 from powerflow_common.queries import load_scope, period_sums
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Bucket, Reading
 from powerflow_writer.store import store_readings
+
+pytestmark = pytest.mark.both_backends
 
 H = timedelta(hours=1)
 GAP = timedelta(seconds=60)
@@ -88,23 +91,24 @@ def power(code: str, start: datetime, count: int, step_s: float, watts: float) -
 
 def stats(engine: Engine, code: str | None = None) -> dict[tuple[str, datetime], dict[str, Any]]:
     """hourly_stats by (device code, hour), without computed_at."""
-    query = "SELECT d.code, s.* FROM hourly_stats s JOIN devices d ON d.id = s.device_id" + (
-        " WHERE d.code = :code" if code else ""
+    # Core, not text(): SQLite hands back a DATETIME of a text() query as a string.
+    query = select(DEVICES.c.code, HOURLY_STATS).join(
+        DEVICES, DEVICES.c.id == HOURLY_STATS.c.device_id
     )
+    if code:
+        query = query.where(DEVICES.c.code == code)
     with engine.connect() as conn:
-        rows = conn.execute(text(query), {"code": code}).mappings().all()
-    return {
-        (r["code"], r["hour_start"].replace(tzinfo=UTC)): {c: r[c] for c in STAT_COLUMNS}
-        for r in rows
-    }
+        rows = conn.execute(query).mappings().all()
+    return {(r["code"], r["hour_start"]): {c: r[c] for c in STAT_COLUMNS} for r in rows}
 
 
 def computed_at(engine: Engine) -> dict[datetime, datetime]:
     with engine.connect() as conn:
-        return {
-            h.replace(tzinfo=UTC): c
-            for h, c in conn.execute(text("SELECT hour_start, computed_at FROM hourly_stats"))
-        }
+        return dict(
+            conn.execute(select(HOURLY_STATS.c.hour_start, HOURLY_STATS.c.computed_at))
+            .tuples()
+            .all()
+        )
 
 
 def assert_same_stats(a: dict[Any, dict[str, Any]], b: dict[Any, dict[str, Any]]) -> None:
@@ -344,7 +348,7 @@ def test_the_site_total_of_a_main_meter_with_two_sub_meter_plugs_equals_the_main
         site_id = conn.execute(
             text(
                 "INSERT INTO sites (name, timezone, region, created_at)"
-                " VALUES ('hq', 'Asia/Seoul', 'KR', NOW())"
+                " VALUES ('hq', 'Asia/Seoul', 'KR', CURRENT_TIMESTAMP)"
             )
         ).lastrowid
         conn.execute(
@@ -378,14 +382,12 @@ def full_recompute(engine: Engine) -> dict[tuple[str, datetime], dict[str, Any]]
         codes = [c for (c,) in conn.execute(text("SELECT code FROM devices"))]
         for code in codes:
             samples = [
-                EnergySample(ts=ts.replace(tzinfo=UTC), power_w=p, temperature_c=t)
+                EnergySample(ts=ts, power_w=p, temperature_c=t)
                 for ts, p, t in conn.execute(
-                    text(
-                        "SELECT r.ts, r.power_w, r.temperature_c FROM readings r"
-                        " JOIN devices d ON d.id = r.device_id WHERE d.code = :c"
-                    ),
-                    {"c": code},
-                )
+                    select(READINGS.c.ts, READINGS.c.power_w, READINGS.c.temperature_c)
+                    .join(DEVICES, DEVICES.c.id == READINGS.c.device_id)
+                    .where(DEVICES.c.code == code)
+                ).tuples()
             ]
             first = min(s.ts for s in samples).replace(minute=0, second=0, microsecond=0)
             last = max(s.ts for s in samples).replace(minute=0, second=0, microsecond=0)

@@ -28,6 +28,8 @@ from powerflow_common.enrolment import (
 from powerflow_common.errors import EnrolmentError
 from powerflow_common.settings import Settings
 
+pytestmark = pytest.mark.both_backends
+
 CONNECT_TIMEOUT_S = 10.0
 STORE_TIMEOUT_S = 30.0
 BY = "test"

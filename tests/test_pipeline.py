@@ -1,12 +1,17 @@
-"""The backbone end to end: MQTT -> ingest -> JetStream -> writer -> MariaDB, real services."""
+"""The backbone end to end: MQTT -> ingest -> JetStream -> writer -> the database (SQLite and
+MariaDB), real services."""
 
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
-from sqlalchemy import Engine, text
+import pytest
+from sqlalchemy import Engine, func, select
 
+from conftest import service_env
 from pf_testing import (
     FleetBroker,
     Service,
@@ -21,7 +26,10 @@ from pf_testing import (
     sentinel_message,
     wait_for,
 )
+from powerflow_common.db.models import DEVICES, HOURLY_STATS, READINGS
 from powerflow_common.settings import Settings
+
+pytestmark = pytest.mark.both_backends
 
 
 def test_every_reading_is_stored_exactly_once_even_when_published_twice(
@@ -35,12 +43,16 @@ def test_every_reading_is_stored_exactly_once_even_when_published_twice(
 
     with engine.connect() as conn:
         stored = {
-            (code, ts.replace(tzinfo=UTC)): (power, temp, hum, lux)
+            (code, ts): (power, temp, hum, lux)
             for code, ts, power, temp, hum, lux in conn.execute(
-                text(
-                    "SELECT d.code, r.ts, r.power_w, r.temperature_c, r.humidity_pct,"
-                    " r.brightness_lux FROM readings r JOIN devices d ON d.id = r.device_id"
-                )
+                select(
+                    DEVICES.c.code,
+                    READINGS.c.ts,
+                    READINGS.c.power_w,
+                    READINGS.c.temperature_c,
+                    READINGS.c.humidity_pct,
+                    READINGS.c.brightness_lux,
+                ).join(DEVICES, DEVICES.c.id == READINGS.c.device_id)
             )
         }
     assert len(stored) == 10_000
@@ -141,3 +153,70 @@ def test_malformed_messages_are_dead_lettered_each_with_its_own_reason(
     publish_all(broker.fleet_url, [sentinel_message()])
     wait_for(lambda: device_rows(engine, "sentinel") == 1, 30, what="valid reading stored")
     assert running["ingest"].alive and running["writer"].alive
+
+
+def test_two_writers_the_aggregator_and_readers_share_one_database_without_lock_errors(
+    services: dict[str, Service],
+    broker: FleetBroker,
+    engine: Engine,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Separate processes on one database (on SQLite: one file, one writer at a time): every
+    reading is stored and rolled up, nobody logs "database is locked" or a failed store, and
+    a reader polling meanwhile (as the API does) never fails either."""
+    (tmp_path / "second").mkdir()
+    env = service_env(settings)
+    writer2 = Service("writer", env, tmp_path / "second")
+    aggregator = Service("aggregator", env, tmp_path)
+    stop_reading = threading.Event()
+    read_errors: list[BaseException] = []
+
+    def read_like_the_api() -> None:
+        while not stop_reading.is_set():
+            try:
+                count_rows(engine)
+                count_rows(engine, "hourly_stats")
+            except BaseException as exc:  # reported by the test's own thread
+                read_errors.append(exc)
+                return
+
+    reader = threading.Thread(target=read_like_the_api, daemon=True)
+    try:
+        for service in (services["writer"], writer2, aggregator, services["ingest"]):
+            service.start()
+        services["ingest"].wait_logged("mqtt_subscribed", timeout_s=60)
+        for service in (services["writer"], writer2):
+            service.wait_logged("writer_starting", timeout_s=60)
+        aggregator.wait_logged("aggregator_starting", timeout_s=60)
+        admit(engine, *fleet_codes(20))
+        reader.start()
+        end = datetime.now(UTC).replace(microsecond=0)
+        messages = list(fleet_messages(20, 200, end=end))
+        publish_all(broker.fleet_url, messages)
+        wait_for(lambda: count_rows(engine) == 4_000, 120, what="4,000 rows")
+        names = settings.names
+        for stream, consumer in (
+            (names.readings_stream, names.writer_consumer),
+            (names.persisted_stream, names.aggregator_consumer),
+        ):
+            wait_for(
+                lambda s=stream, c=consumer: consumer_idle(settings.nats_url, s, c),  # type: ignore[misc]
+                120,
+                what=f"{consumer} idle",
+            )
+        with engine.connect() as conn:
+            samples = conn.execute(select(func.sum(HOURLY_STATS.c.samples))).scalar_one()
+        assert samples == 4_000  # every reading counted in exactly one hour
+    finally:
+        stop_reading.set()
+        for service in (writer2, aggregator):
+            service.stop()
+    reader.join(10)
+    assert not read_errors, read_errors[0]
+    logs = [services["writer"].log_path, writer2.log_path, aggregator.log_path]
+    for log in logs:
+        text = log.read_text()
+        assert "database is locked" not in text, log
+        for failure in ("store_failed", "recompute_failed", "bucket_failed"):
+            assert failure not in text, (log, failure)

@@ -39,6 +39,7 @@ def publish_in_background(url: str, messages: list[tuple[str, str]]) -> threadin
     return thread
 
 
+@pytest.mark.both_backends
 def test_writer_killed_mid_stream_loses_and_duplicates_nothing(
     running: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
@@ -57,6 +58,7 @@ def test_writer_killed_mid_stream_loses_and_duplicates_nothing(
     assert count_rows(engine) == 10_001
 
 
+@pytest.mark.both_backends
 def test_ingest_killed_and_kept_down_loses_nothing_the_broker_acknowledged(
     running: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
@@ -75,6 +77,8 @@ def test_ingest_killed_and_kept_down_loses_nothing_the_broker_acknowledged(
     wait_for(lambda: count_rows(engine) == 6_000, 90, what="all 6,000 rows")
 
 
+# A network outage of the database server: MariaDB's alone (SQLite is a file, not a server).
+@pytest.mark.parametrize("database_backend", ["mariadb"], indirect=True)
 def test_database_outage_delays_readings_but_loses_none(
     services: dict[str, Service], broker: FleetBroker, engine: Engine, settings: Settings
 ) -> None:
@@ -105,6 +109,7 @@ def test_database_outage_delays_readings_but_loses_none(
     assert services["writer"].alive
 
 
+@pytest.mark.both_backends
 def test_row_the_database_refuses_is_dead_lettered_and_the_rest_stored(
     running: dict[str, Service], engine: Engine, settings: Settings
 ) -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 from sqlalchemy import Table as SqlTable
 from sqlalchemy import func, insert, select, update
 
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import EmissionFactorRow, HourlyStat, ReadingRow
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings, redact_url
@@ -189,7 +190,7 @@ def factors_set(
     settings = _settings()
     engine = make_engine(settings.database_url.get_secret_value())
     values = {"valid_to": after, "kg_co2e_per_kwh": kg_per_kwh, "source": source[:255]}
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         # The unique key cannot see two NULL start days as equal, so look up null-safely.
         existing = conn.execute(
             select(_factors.c.id).where(

@@ -247,8 +247,6 @@ def apply_correction(
     reason, who = _check_people(request)
     ts = stored_ts(request.ts)
     corrected_at = now or datetime.now(UTC)
-    # A write transaction from the start: SQLite has no row locks (FOR UPDATE is left out),
-    # its BEGIN IMMEDIATE serialises the corrections instead (db.dialect.begin_write).
     with begin_write(engine) as conn:
         device = _device(conn, request.device_code)
         values = check_values(request.values, bidirectional=device.bidirectional, limits=limits)
@@ -367,7 +365,7 @@ def mark_republished(engine: Engine, audit_ids: Sequence[int], at: datetime) -> 
     """Stamp audit rows whose recompute JetStream acknowledged."""
     if not audit_ids:
         return
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         conn.execute(
             update(_corrections)
             .where(_corrections.c.id.in_(list(audit_ids)))

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import DBAPIError
 
+from powerflow_common.db.dialect import LOCK_NAME_MAX, LockNotAcquired, begin_write, dialect_of
 from powerflow_common.db.models import DEVICES
 from powerflow_common.errors import EnrolmentError, Rejected
 from powerflow_common.formats import PayloadFormat, find_format, owner_in_topic
@@ -53,7 +54,6 @@ PASSWORD_BYTES = 24
 RESERVED_CODES = frozenset({"power", "tele", "emon", "status", "events"})
 LIST_LIMIT_MAX = 10_000  # devices per page of ``list_enrolments``
 LOCK_TIMEOUT_S = 10.0  # another enrolment of the same code: broker round trips, seconds
-_LOCK_NAME_MAX = 64  # MySQL's limit on GET_LOCK names
 
 _devices = DEVICES
 
@@ -221,7 +221,7 @@ def enroll_device(
     password = new_password()
     with _code_lock(engine, canonical):
         # 1. The database says "enrolled" before the broker grants anything.
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             created = _record_enrolment(
                 conn, canonical, fmt=chosen[0].name, legacy=legacy, by=by, now=now
             )
@@ -315,7 +315,7 @@ def revoke_device(
         # counting too: revoking means that nothing new from this device is believed.
         revoked_at = row.revoked_at or now
         try:
-            with engine.begin() as conn:
+            with begin_write(engine) as conn:
                 conn.execute(
                     _devices.update()
                     .where(_devices.c.id == row.id)
@@ -421,26 +421,16 @@ def _unexplained(conn: Connection, usernames: set[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _code_lock(engine: Engine, code: str) -> Iterator[None]:
-    """Serialise enrolments and revocations of one code across processes (MySQL GET_LOCK,
-    named after the database and the code; a lost connection releases it by itself)."""
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        yield
-        return
+    """Serialise enrolments and revocations of one code across processes: a named lock
+    (MySQL GET_LOCK; SQLite a file lock beside the database), named after the database and
+    the code, released by itself when its holder dies."""
     database = engine.url.database or ""
     digest = hashlib.sha256(f"{database}\x00{code}".encode()).hexdigest()
-    name = f"pf-enrol-{digest}"[:_LOCK_NAME_MAX]
-    with engine.connect() as conn:
-        got = conn.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": LOCK_TIMEOUT_S}
-        ).scalar()
-        conn.commit()
-        if got != 1:
-            raise EnrolmentError(
-                "busy", f"another enrolment or revocation of {code!r} is running; try again"
-            )
-        try:
+    name = f"pf-enrol-{digest}"[:LOCK_NAME_MAX]
+    try:
+        with dialect_of(engine).named_lock(engine, name, LOCK_TIMEOUT_S):
             yield
-        finally:
-            with contextlib.suppress(DBAPIError):
-                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-                conn.commit()
+    except LockNotAcquired:
+        raise EnrolmentError(
+            "busy", f"another enrolment or revocation of {code!r} is running; try again"
+        ) from None

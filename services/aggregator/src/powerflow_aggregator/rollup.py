@@ -1,12 +1,12 @@
 """The aggregator's handler: recompute (device, hour) buckets from raw readings into hourly_stats.
 
-Each bucket is recomputed in a fresh transaction under a named database lock, so any number
-of copies (and ``powerflow rollup``) converge on the result of the readings stored so far.
+Each bucket is recomputed in a fresh transaction under a named database lock (SQLite: its one
+write lock, taken when the transaction begins; powerflow_common.db.dialect), so any number of
+copies (and ``powerflow rollup``) converge on the result of the readings stored so far.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, text
-from sqlalchemy.dialects.mysql import insert
+from sqlalchemy import Connection, Engine, Row, and_, delete, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from powerflow_common.carbon import EmissionFactor, FactorNotFound, co2_kg, select_factor
 from powerflow_common.consumers import TRANSIENT_DB_ERRORS
+from powerflow_common.db.dialect import HOUR_TEXT_FORMAT, LOCK_NAME_MAX, LockNotAcquired, dialect_of
 from powerflow_common.db.models import (
     DEVICES,
     EMISSION_FACTORS,
@@ -50,7 +50,6 @@ _SAMPLE_COLUMNS = (
     _readings.c.brightness_lux,
 )
 _COUNTERS = ("energy_wh", "energy_export_wh")
-_LOCK_NAME_MAX = 64  # MySQL's limit on GET_LOCK names
 # Errors worth waiting out: the database or the network is away, or another copy holds a lock.
 
 
@@ -108,7 +107,7 @@ def lock_name(database: str, device_id: int, hour_start: datetime) -> str:
     """The named lock of one bucket: ``pf:<db>:<device>:<hour>``, at most 64 characters."""
     hour = hour_start.astimezone(UTC).strftime("%Y%m%d%H")
     name = f"pf:{database}:{device_id}:{hour}"
-    if len(name) > _LOCK_NAME_MAX:
+    if len(name) > LOCK_NAME_MAX:
         # A long database name is shortened to a digest; it only has to be unique per server.
         digest = hashlib.sha256(database.encode()).hexdigest()[:16]
         name = f"pf:{digest}:{device_id}:{hour}"
@@ -283,22 +282,11 @@ def _recompute_locked(
     config: RollupConfig,
 ) -> tuple[datetime | None, str]:
     name = lock_name(database, bucket.device_id, bucket.hour_start)
-    got = conn.execute(
-        text("SELECT GET_LOCK(:name, :timeout)"),
-        {"name": name, "timeout": config.lock_timeout_s},
-    ).scalar()
-    # End the implicit transaction: the snapshot the bucket is read from must start after the
-    # lock is ours, so it sees everything committed by whoever held it.
-    conn.commit()
-    if got != 1:
-        raise LockTimeout(f"lock {name} not acquired within {config.lock_timeout_s} s")
     try:
-        with conn.begin():
+        with dialect_of(conn).exclusive(conn, name, config.lock_timeout_s):
             return _recompute(conn, bucket, context, factors, config)
-    finally:
-        with contextlib.suppress(DBAPIError):  # a lost connection releases its locks itself
-            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-            conn.commit()
+    except LockNotAcquired as exc:
+        raise LockTimeout(str(exc)) from exc
 
 
 def _recompute(
@@ -338,9 +326,9 @@ def _recompute(
         factor_set=config.factor_set,
         computed_at=datetime.now(UTC),
     )
-    stmt = insert(_stats).values(row)
-    stmt = stmt.on_duplicate_key_update(
-        {k: stmt.inserted[k] for k in row if k not in ("device_id", "hour_start")}
+    upsert = dialect_of(conn).upsert(_stats, ["device_id", "hour_start"], row)
+    stmt = upsert.on_conflict(
+        {k: upsert.incoming[k] for k in row if k not in ("device_id", "hour_start")}
     )
     conn.execute(stmt)
     return follow, "no_factor" if factor is None else "stored"
@@ -484,7 +472,7 @@ def buckets_in_range(
             found.add((device_id, hour))
         if other_factor_set_than is None:
             # Hours are cut in SQL (UTC storage, so no time zone tables are needed).
-            hour_expr = func.date_format(_readings.c.ts, "%Y-%m-%d %H:00:00")
+            hour_expr = dialect_of(conn).hour_text(_readings.c.ts)
             reading_filter = [_readings.c.ts >= start_utc, _readings.c.ts < end_utc]
             if device_ids is not None:
                 reading_filter.append(_readings.c.device_id.in_(device_ids))
@@ -493,6 +481,6 @@ def buckets_in_range(
                 .where(*reading_filter)
                 .group_by(_readings.c.device_id, hour_expr)
             ):
-                hour = datetime.strptime(hour_text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+                hour = datetime.strptime(hour_text, HOUR_TEXT_FORMAT).replace(tzinfo=UTC)
                 found.add((device_id, hour))
     return [Bucket(device_id, hour) for device_id, hour in sorted(found)]

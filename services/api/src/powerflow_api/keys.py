@@ -17,6 +17,7 @@ from typing import Literal, cast, get_args
 
 from sqlalchemy import Engine, insert, select, update
 
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import API_KEY_DEVICES, API_KEYS, ApiKey
 from powerflow_common.errors import Rejected
 from powerflow_common.validation import check_device_code
@@ -112,7 +113,7 @@ def create_key(
         created_at=datetime.now(UTC),
         revoked_at=None,
     )
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         result = conn.execute(
             _keys.insert().values(
                 name=row.name,
@@ -179,7 +180,7 @@ def revoke_key(engine: Engine, ident: str) -> int:
         match = KEY_PATTERN.fullmatch(ident)
         prefix = match.group(1) if match else ident
         where = (table.c.prefix == prefix) | (table.c.name == ident)
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         result = conn.execute(
             update(table)
             .where(where, table.c.revoked_at.is_(None))

@@ -57,7 +57,7 @@ def _claim(engine: Engine, settings: Settings, report_id: str) -> Any | None:
     """Mark the row running if it is waiting (or its runner went stale); None if not ours."""
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=settings.report_stale_after_s)
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         claimed = conn.execute(
             update(_reports)
             .where(
@@ -73,7 +73,7 @@ def _claim(engine: Engine, settings: Settings, report_id: str) -> Any | None:
 
 
 def _set(engine: Engine, report_id: str, **values: Any) -> None:
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         conn.execute(
             update(_reports)
             .where(_reports.c.id == report_id)
@@ -221,7 +221,6 @@ def _write(path: Path, content: bytes) -> None:
 
 def mark_exhausted(engine: Engine, report_id: str, retries: int) -> None:
     """Retries ran out: the report fails with the last attempt's reason."""
-    # Reads, then writes: a write transaction from the start (db.dialect.begin_write).
     with begin_write(engine) as conn:
         row = conn.execute(
             select(_reports.c.status, _reports.c.error).where(_reports.c.id == report_id)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import redis
 from sqlalchemy import Engine, select, update
 
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import period_bounds_utc
@@ -48,7 +49,7 @@ def reap(engine: Engine, settings: Settings, *, now: datetime | None = None) -> 
             )
         ).all()
     for row in rows:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             if row.created_at < give_up:
                 changed = conn.execute(
                     update(_reports)

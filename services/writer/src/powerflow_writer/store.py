@@ -1,10 +1,11 @@
 """The writer's handler: store a batch of canonical readings idempotently, in one transaction.
 
 A row whose ``(device, ts)`` already exists changes nothing but the columns it left empty
-(``INSERT ... ON DUPLICATE KEY UPDATE col = COALESCE(col, new)``); never ``INSERT IGNORE``,
-which silently clamps or drops bad values. A second, different value for a stored column
-keeps the first and is reported as a conflict with both values. A row the database refuses
-is split out.
+(an upsert setting ``col = COALESCE(col, new)``, powerflow_common.db.dialect); never
+``INSERT IGNORE``, which silently clamps or drops bad values. A second, different value for a
+stored column keeps the first and is reported as a conflict with both values. A row that
+does not fit its columns (powerflow_common.db.limits, the same on SQLite and MariaDB) or
+that the database refuses is split out.
 
 Device rules (powerflow_common.admission): a reading on the shared legacy topic is stored only
 for a device enrolled as legacy and not revoked, else it is returned in ``not_enrolled`` to be
@@ -23,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import Connection, Engine, func, select, tuple_
-from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.exc import DataError, IntegrityError
 
 from powerflow_common.admission import (
@@ -32,6 +32,8 @@ from powerflow_common.admission import (
     may_use_legacy_topic,
     standing_of,
 )
+from powerflow_common.db.dialect import begin_write, dialect_of
+from powerflow_common.db.limits import row_problem
 from powerflow_common.db.models import DEVICES, READINGS, SITES
 from powerflow_common.energy import touched_hours
 from powerflow_common.logs import get_logger
@@ -203,12 +205,17 @@ def register_devices(
             device["admitted_at"] = device["first_seen_at"]
         device["last_seen_at"] = max(device["last_seen_at"], r.ts)
         device["bidirectional"] = device["bidirectional"] or r.bidirectional
-    stmt = insert(_devices).values(list(seen.values()))
-    stmt = stmt.on_duplicate_key_update(
-        last_seen_at=func.greatest(_devices.c.last_seen_at, stmt.inserted.last_seen_at),
-        first_seen_at=func.least(_devices.c.first_seen_at, stmt.inserted.first_seen_at),
-        # A meter that ever reported export is bidirectional; nothing clears that but a person.
-        bidirectional=_devices.c.bidirectional | stmt.inserted.bidirectional,
+    sql = dialect_of(conn)
+    upsert = sql.upsert(_devices, ["code"], list(seen.values()))
+    new = upsert.incoming
+    stmt = upsert.on_conflict(
+        {
+            "last_seen_at": sql.greatest(_devices.c.last_seen_at, new.last_seen_at),
+            "first_seen_at": sql.least(_devices.c.first_seen_at, new.first_seen_at),
+            # A meter that ever reported export is bidirectional; nothing clears that but a
+            # person.
+            "bidirectional": _devices.c.bidirectional | new.bidirectional,
+        }
     )
     conn.execute(stmt)
     rows = conn.execute(select(_devices.c.code, _devices.c.id).where(_devices.c.code.in_(seen)))
@@ -254,9 +261,9 @@ def _insert_rows(
                     row.__getitem__,
                 )
             )
-    stmt = insert(_readings)
-    stmt = stmt.on_duplicate_key_update(
-        {f: func.coalesce(_readings.c[f], stmt.inserted[f]) for f in MEASUREMENT_FIELDS}
+    upsert = dialect_of(conn).upsert(_readings, ["device_id", "ts"])
+    stmt = upsert.on_conflict(
+        {f: func.coalesce(_readings.c[f], upsert.incoming[f]) for f in MEASUREMENT_FIELDS}
     )
     conn.execute(stmt, rows)
     return len(existing)
@@ -338,23 +345,32 @@ def store_readings(
             result.refused.append((reading, "device code does not match the code pattern"))
     if not batch:
         return result
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         ids = register_devices(conn, batch, admitted_by=admitted_by, legacy_topic=legacy_topic)
     if admitted_by is None:
         result.new_waiting = sorted(code for code in ids if code not in standing)
         waiting = {*result.new_waiting, *(c for c, s in standing.items() if not s.admitted)}
         result.waiting_readings = sum(1 for r in batch if r.device_code in waiting)
     codes = {device_id: code for code, device_id in ids.items()}
-    rows = [
-        {
+    rows: list[dict[str, Any]] = []
+    fitting: list[Reading] = []
+    for r in batch:
+        row = {
             "device_id": ids[r.device_code],
             "ts": r.ts,
             "received_at": received_at,
             **{f: getattr(r, f) for f in MEASUREMENT_FIELDS},
         }
-        for r in batch
-    ]
-    stored = _store_splitting(engine, rows, batch, codes, result)
+        # Checked here, not left to the database: SQLite would store what MariaDB refuses.
+        problem = row_problem(_readings, row)
+        if problem is not None:
+            result.refused.append((r, problem))
+            continue
+        rows.append(row)
+        fitting.append(r)
+    if not rows:
+        return result
+    stored = _store_splitting(engine, rows, fitting, codes, result)
     buckets = {
         (row["device_id"], hour) for row in stored for hour in touched_hours(row["ts"], max_gap)
     }
@@ -372,7 +388,8 @@ def _store_splitting(
     """Insert in one transaction; when the database refuses, halve until culprits stand alone."""
     conflicts = Conflicts()
     try:
-        with engine.begin() as conn:
+        # IMMEDIATE on SQLite: this transaction reads the stored rows, then writes.
+        with begin_write(engine) as conn:
             duplicates = _insert_rows(conn, rows, codes, conflicts)
     except (DataError, IntegrityError) as exc:
         if len(rows) == 1:

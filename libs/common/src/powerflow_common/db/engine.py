@@ -55,10 +55,18 @@ def sqlite_path(url: str | URL) -> Path:
     return Path(database)
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
-    """An engine for a SQLite file or a MySQL/MariaDB URL (UTC sessions, strict SQL mode)."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    echo: bool = False,
+    sqlite_synchronous: str = SQLITE_SYNCHRONOUS,
+) -> Engine:
+    """An engine for a SQLite file or a MySQL/MariaDB URL (UTC sessions, strict SQL mode).
+
+    ``sqlite_synchronous`` exists for the benchmark that measures what FULL costs."""
     if is_sqlite(url):
-        return _sqlite_engine(url, pool_size=pool_size, echo=echo)
+        return _sqlite_engine(url, pool_size=pool_size, echo=echo, synchronous=sqlite_synchronous)
     return create_engine(
         url,
         pool_size=pool_size,

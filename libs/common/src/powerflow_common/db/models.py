@@ -26,6 +26,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
 DEVICE_CODE_COLLATION = "utf8mb4_bin"
+# A 64-bit generated id: SQLite numbers only an ``INTEGER PRIMARY KEY`` (64-bit already) itself.
+BIGINT_ID = BigInteger().with_variant(Integer(), "sqlite")
 DEVICE_CODE_LENGTH = 64
 
 
@@ -261,7 +263,7 @@ class ReadingCorrection(Base):
 
     __tablename__ = "reading_corrections"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="RESTRICT"))
     ts: Mapped[datetime]
     column_name: Mapped[str] = mapped_column(String(32))

@@ -67,7 +67,7 @@ class SiteController(Controller):
         """Create a site (operator); its timezone cuts days, weeks and months."""
         _check_timezone(data.timezone)
         try:
-            with api_state(request).engine.begin() as conn:
+            with begin_write(api_state(request).engine) as conn:
                 result = conn.execute(
                     sites_t.insert().values(**structs.asdict(data), created_at=datetime.now(UTC))
                 )
@@ -85,7 +85,6 @@ class SiteController(Controller):
         if "timezone" in values:
             _check_timezone(values["timezone"])
         try:
-            # Reads, then writes: a write transaction from the start (db.dialect.begin_write).
             with begin_write(api_state(request).engine) as conn:
                 _get(conn, site_id)
                 if values:

@@ -27,7 +27,13 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "reading_corrections",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        # SQLite numbers only an INTEGER PRIMARY KEY (64-bit there) by itself.
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("device_id", sa.Integer(), nullable=False),
         sa.Column("ts", DT, nullable=False),
         sa.Column("column_name", sa.String(length=32), nullable=False),
