@@ -99,6 +99,7 @@ bench: install
 	$(UV) run --frozen python bench/pipeline.py
 	$(UV) run --frozen python bench/reporter_facts.py
 	$(UV) run --frozen python bench/store_backends.py
+	$(UV) run --frozen python bench/queries.py
 
 firmware-test:
 	$(MAKE) -C firmware test

@@ -1,106 +1,156 @@
-"""Query benchmark: the API's charts read hourly_stats; the same answered from raw readings.
+"""Query benchmark: the statistics and chart queries on SQLite (the default) next to MariaDB.
 
-Generates 10 devices x 90 days of 5-second readings (about 15.5 million rows, bulk-loaded in
-the database with MariaDB's sequence engine), their hourly statistics, and a year of hourly
-statistics, then prints p50/p95 of each chart endpoint next to the same question asked of
-the raw readings, in one run. Needs MariaDB (the sequence engine); not part of `make test`.
+Loads the same rows into a SQLite file (the embedded default, WAL, as ``powerflow up`` makes
+it) and into a MariaDB database of its own: two sites in zones of their own (Asia/Seoul,
+America/New_York), ``--devices`` devices (default 20) with ``--days`` days (default 30) of
+hourly statistics, a renewable contract (so Scope 2 splits by site), and a day of 10-second
+readings of one device. Then times what the API does for each request, without HTTP and JSON
+(the same on both engines): the statistics endpoint's series (``stats.series``, over
+``queries.period_sums``), the dashboard summary, and a device's readings at 1 h, 1 d and 15 min.
+Prints p50/p95 in milliseconds per engine, side by side. MariaDB is used when it answers at
+POWERFLOW_BENCH_DATABASE_SERVER (default root@127.0.0.1:3306), else its column says why.
+Not part of ``make test``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from litestar.testing import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, insert
 
-from powerflow_api.app import create_app
-from powerflow_api.keys import create_key
+from powerflow_api import readings as api_readings
+from powerflow_api import stats
 from powerflow_common.db.engine import drop_database, make_engine, migrate
-from powerflow_common.jetstream import drop_namespace
+from powerflow_common.db.models import (
+    DEVICES,
+    HOURLY_STATS,
+    READINGS,
+    RENEWABLE_CONTRACTS,
+    SITES,
+)
 from powerflow_common.logs import configure_logging
 from powerflow_common.settings import Settings, load_settings
 
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-DEVICES = 10
+SEOUL, NEW_YORK = 1, 2
+KG_PER_KWH = 0.478
+READING_EVERY = timedelta(seconds=10)
+INSERT_CHUNK = 5_000  # rows per executemany: bounded memory, few round trips
 
 
-def load(engine: Engine, days: int, history_days: int, now: datetime) -> None:
-    """Readings for ``days`` and hourly statistics for ``history_days``, all in SQL."""
+def _hourly_rows(
+    devices: int, start: datetime, hours: int, now: datetime
+) -> Iterator[dict[str, Any]]:
+    rng = random.Random(42)  # the same rows on every engine and every run
+    for h in range(hours):
+        at = start + timedelta(hours=h)
+        shape = 0.6 + 0.4 * ((at.hour + 6) % 24) / 24  # a daily load shape
+        for d in range(1, devices + 1):
+            kwh = shape * rng.uniform(0.2, 1.2)
+            yield {
+                "device_id": d,
+                "hour_start": at,
+                "samples": 360,
+                "coverage": 1.0,
+                "energy_kwh": kwh,
+                "export_kwh": 0.0,
+                "unallocated_kwh": 0.0,
+                "unallocated_export_kwh": 0.0,
+                "power_avg_w": kwh * 1000,
+                "power_min_w": kwh * 600,
+                "power_max_w": kwh * 1500,
+                "temperature_avg_c": rng.uniform(18, 27),
+                "humidity_avg_pct": rng.uniform(30, 60),
+                "brightness_avg_lux": rng.uniform(0, 800),
+                "co2_kg": kwh * KG_PER_KWH,
+                "emission_factor_id": 1,
+                "factor_set": "original",
+                "energy_source": "power",
+                "computed_at": now,
+            }
+
+
+def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == INSERT_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def load(engine: Engine, devices: int, days: int, now: datetime) -> float:
+    """The benchmark's rows; returns the seconds it took."""
+    started = time.perf_counter()
     start = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
-    samples = days * 17_280
-    history_start = start - timedelta(days=history_days - days)
     with engine.begin() as conn:
         conn.execute(
-            text(
-                "INSERT INTO sites (name, timezone, region, created_at)"
-                " VALUES ('bench', 'Asia/Seoul', 'KR', :now)"
-            ),
-            {"now": now},
+            insert(SITES),
+            [
+                {"id": SEOUL, "name": "Seoul", "timezone": "Asia/Seoul", "created_at": start},
+                {"id": NEW_YORK, "name": "NY", "timezone": "America/New_York", "created_at": start},
+            ],
         )
-        for d in range(DEVICES):
-            conn.execute(
-                text(
-                    "INSERT INTO devices (code, site_id, payload_format, meter_role, bidirectional,"
-                    " first_seen_at, last_seen_at, admitted_at) VALUES (:code, 1, 'original',"
-                    " 'standalone', 0, :first, :now, :first)"
-                ),
-                {"code": f"q-{d:02d}", "first": start, "now": now},
+        # Half the devices on each site; the first of each is its main meter (counted), the
+        # rest sub-meters behind it, as a metered building is.
+        half = devices // 2
+        conn.execute(
+            insert(DEVICES),
+            [
+                {
+                    "id": d,
+                    "code": f"q-{d:02d}",
+                    "site_id": SEOUL if d <= half else NEW_YORK,
+                    "meter_role": "main" if d in (1, half + 1) else "sub",
+                    "payload_format": "original",
+                    "bidirectional": False,
+                    "first_seen_at": start,
+                    "last_seen_at": now,
+                    "admitted_at": start,
+                    "admitted_by": "bench",
+                }
+                for d in range(1, devices + 1)
+            ],
+        )
+        conn.execute(
+            insert(RENEWABLE_CONTRACTS).values(
+                site_id=SEOUL,
+                period_start=date(now.year, 1, 1),
+                period_end=date(now.year, 12, 31),
+                energy_kwh=1_000.0,
+                instrument="REC",
             )
-    for d in range(DEVICES):
+        )
+    for chunk in _chunks(_hourly_rows(devices, start, days * 24, now)):
         with engine.begin() as conn:
-            # A daily load shape with noise, temperature following the day.
-            conn.execute(
-                text(
-                    f"INSERT INTO readings (device_id, ts, power_w, temperature_c, humidity_pct,"
-                    f" brightness_lux, received_at)"
-                    f" SELECT {d + 1}, :start + INTERVAL seq * 5 SECOND,"
-                    f" 400 + 300 * SIN(seq / 2750.0) + RAND() * 50,"
-                    f" 22 + 4 * SIN(seq / 2750.0), 50 + RAND() * 5, 300 + 200 * SIN(seq / 2750.0),"
-                    f" :start + INTERVAL seq * 5 SECOND"
-                    f" FROM seq_0_to_{samples - 1}"
-                ),
-                {"start": start},
-            )
-        print(f"  readings of device {d + 1}/{DEVICES} loaded", flush=True)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO hourly_stats (device_id, hour_start, samples, coverage, energy_kwh,"
-                " export_kwh, unallocated_kwh, unallocated_export_kwh, power_avg_w, power_min_w,"
-                " power_max_w, temperature_avg_c, humidity_avg_pct, brightness_avg_lux, co2_kg,"
-                " emission_factor_id, factor_set, energy_source, computed_at)"
-                " SELECT device_id, hour, COUNT(*), LEAST(1, COUNT(*) / 720), AVG(power_w) / 1000,"
-                " 0, 0, 0, AVG(power_w), MIN(power_w), MAX(power_w), AVG(temperature_c),"
-                " AVG(humidity_pct), AVG(brightness_lux), AVG(power_w) / 1000 * 0.478, 1,"
-                " 'original', 'power', :now"
-                " FROM (SELECT device_id, ts - INTERVAL MINUTE(ts) MINUTE - INTERVAL SECOND(ts)"
-                "       SECOND - INTERVAL MICROSECOND(ts) MICROSECOND AS hour, power_w,"
-                "       temperature_c, humidity_pct, brightness_lux FROM readings) r"
-                " GROUP BY device_id, hour"
-            ),
-            {"now": now},
-        )
-        hours = (history_days - days) * 24
-        conn.execute(
-            text(
-                "INSERT INTO hourly_stats (device_id, hour_start, samples, coverage, energy_kwh,"
-                " export_kwh, unallocated_kwh, unallocated_export_kwh, power_avg_w, power_min_w,"
-                " power_max_w, temperature_avg_c, humidity_avg_pct, brightness_avg_lux, co2_kg,"
-                " emission_factor_id, factor_set, energy_source, computed_at)"
-                " SELECT d.id, :hstart + INTERVAL s.seq HOUR, 720, 1, 0.4, 0, 0, 0, 400, 100, 700,"
-                " 22, 50, 300, 0.4 * 0.478, 1, 'original', 'power', :now"
-                f" FROM seq_0_to_{hours - 1} s CROSS JOIN devices d"
-            ),
-            {"hstart": history_start, "now": now},
-        )
-    print("  hourly statistics computed", flush=True)
+            conn.execute(insert(HOURLY_STATS), chunk)
+    day_ago = now - timedelta(days=1)
+    readings = (
+        {
+            "device_id": 1,
+            "ts": day_ago + i * READING_EVERY,
+            "power_w": 400.0 + (i % 360),
+            "temperature_c": 22.0,
+            "received_at": day_ago + i * READING_EVERY,
+        }
+        for i in range(int(timedelta(days=1) / READING_EVERY))
+    )
+    for chunk in _chunks(readings):
+        with engine.begin() as conn:
+            conn.execute(insert(READINGS), chunk)
+    return time.perf_counter() - started
 
 
 def timed(action: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -115,138 +165,114 @@ def timed(action: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--days", type=int, default=90, help="days of 5-second raw readings")
-    parser.add_argument("--repeat", type=int, default=20)
-    args = parser.parse_args()
-    configure_logging("warning", "console")
-    url = f"{SERVER}/pf_bench_q_{uuid.uuid4().hex[:8]}"
+def queries(
+    engine: Engine, settings: Settings, now: datetime, days: int
+) -> dict[str, Callable[[], Any]]:
+    """What the API runs per request, by name."""
+    month = (now - timedelta(days=days), now)
+
+    def series(kind: stats.ScopeKind, ref: str | None, period: str) -> Callable[[], Any]:
+        def go() -> Any:
+            with engine.connect() as conn:
+                scope = stats.resolve_scope(conn, settings, kind, ref)
+                return stats.series(conn, settings, scope, period, *month)  # type: ignore[arg-type]
+
+        return go
+
+    def summary() -> Any:
+        with engine.connect() as conn:
+            scope = stats.resolve_scope(conn, settings, "organisation", None)
+            return stats.summary(conn, settings, scope, now)
+
+    def readings(resolution: str, span: timedelta) -> Callable[[], Any]:
+        window = api_readings.Window(
+            device_id=1,
+            device_code="q-01",
+            timezone="Asia/Seoul",
+            start=now - span,
+            end=now,
+            resolution=resolution,  # type: ignore[arg-type]
+            limit=5_000,
+            after=None,
+            as_of=now + timedelta(days=1),
+        )
+        return lambda: api_readings.read_page(engine, window)
+
+    return {
+        f"stats: site, per day, {days} d": series("site", str(SEOUL), "day"),
+        f"stats: organisation, per day, {days} d": series("organisation", None, "day"),
+        f"stats: organisation, per hour, {days} d": series("organisation", None, "hour"),
+        f"stats: site (DST zone), per week, {days} d": series("site", str(NEW_YORK), "week"),
+        "summary (overview)": summary,
+        f"readings: 1 device, 1 h, {days} d": readings("1h", timedelta(days=days)),
+        f"readings: 1 device, 1 d, {days} d": readings("1d", timedelta(days=days)),
+        "readings: 1 device, 15 min, 24 h": readings("15m", timedelta(hours=24)),
+    }
+
+
+def mariadb_missing() -> str | None:
+    try:
+        probe = create_engine(SERVER, connect_args={"connect_timeout": 2})
+        with probe.connect():
+            pass
+        probe.dispose()
+    except Exception as exc:  # any failure to connect means: not here
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    return None
+
+
+def run(
+    url: str, args: argparse.Namespace, now: datetime
+) -> tuple[float, dict[str, tuple[float, float]]]:
     migrate(url)
     engine = make_engine(url)
-    now = datetime.now(UTC).replace(microsecond=0)
     try:
-        started = time.monotonic()
-        load(engine, args.days, 365, now)
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT COUNT(*) FROM readings")).scalar_one()
-            hourly = conn.execute(text("SELECT COUNT(*) FROM hourly_stats")).scalar_one()
-        print(
-            f"loaded {rows:,} readings and {hourly:,} hourly rows in "
-            f"{time.monotonic() - started:.0f} s"
-        )
-        run(engine, url, now, args.repeat, args.days)
+        load_s = load(engine, args.devices, args.days, now)
+        settings = load_settings(database_url=url, api_timezone="Asia/Seoul")
+        return load_s, {
+            name: timed(action, args.repeat)
+            for name, action in queries(engine, settings, now, args.days).items()
+        }
     finally:
         engine.dispose()
-        drop_database(url)
 
 
-def run(engine: Engine, url: str, now: datetime, repeat: int, days: int) -> None:
-    """Time every chart query through the API and from raw readings; print the table."""
-    # The engines have no default URL any more (step 10): the machine's, as this bench measured.
-    settings = load_settings(
-        database_url=url,
-        nats_url=os.environ.get("POWERFLOW_BENCH_NATS_URL", "nats://127.0.0.1:4222"),
-        redis_url=os.environ.get("POWERFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        namespace=f"benchq{uuid.uuid4().hex[:6]}",
-        api_rate_limit_per_window=1_000_000,
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--days", type=int, default=30, help="days of hourly statistics")
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args()
+    configure_logging("warning", "console")
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    results: dict[str, tuple[float, dict[str, tuple[float, float]]]] = {}
+    with tempfile.TemporaryDirectory(prefix="pf-bench-q-") as folder:
+        results["SQLite"] = run(f"sqlite:///{Path(folder) / 'powerflow.db'}", args, now)
+    missing = mariadb_missing()
+    if missing is None:
+        url = f"{SERVER}/pf_bench_q_{uuid.uuid4().hex[:8]}"
+        try:
+            results["MariaDB"] = run(url, args, now)
+        finally:
+            drop_database(url)
+
+    hourly = args.devices * args.days * 24
+    print(
+        f"\n{args.devices} devices x {args.days} days: {hourly:,} hourly rows, "
+        f"{int(timedelta(days=1) / READING_EVERY):,} readings; {args.repeat} runs each "
+        "after a warm-up, in milliseconds"
     )
-    try:
-        measure(engine, settings, now, repeat, days)
-    finally:
-        drop_namespace(settings)  # the API created its namespace's streams
-
-
-def measure(engine: Engine, settings: Settings, now: datetime, repeat: int, days: int) -> None:
-    """The API side and the raw side of each query, side by side."""
-    key, _ = create_key(engine, "bench", "viewer")
-    auth = {"Authorization": f"Bearer {key}"}
-
-    def iso(t: datetime) -> str:
-        return t.isoformat().replace("+00:00", "Z")
-
-    month_ago, day_ago = iso(now - timedelta(days=30)), iso(now - timedelta(hours=24))
-    year_ago = iso(now - timedelta(days=365))
-
-    with TestClient(create_app(settings, engine=engine), timeout=60) as client:
-
-        def get(path: str) -> Any:
-            response = client.get(path, headers=auth)
-            assert response.status_code == 200, response.text
-            return response.json()
-
-        def raw_window() -> None:
-            cursor = None
-            while True:
-                page = get(
-                    f"/api/v1/devices/q-00/readings?start={day_ago}&end={iso(now)}"
-                    f"&limit=5000" + (f"&cursor={cursor}" if cursor else "")
-                )
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    return
-
-        api = {
-            "30-day hourly chart (1 device)": lambda: get(
-                f"/api/v1/devices/q-00/readings?resolution=1h&start={month_ago}&end={iso(now)}"
-                "&limit=5000"
-            ),
-            "1-year daily chart (site)": lambda: get(
-                f"/api/v1/stats/sites/1?period=day&start={year_ago}&end={iso(now)}"
-            ),
-            "24-hour raw window (1 device, paged)": raw_window,
-            "summary (overview)": lambda: get("/api/v1/stats/summary"),
-        }
-
-        def sql(statement: str, **params: Any) -> Callable[[], Any]:
-            def go() -> Any:
-                with engine.connect() as conn:
-                    return conn.execute(text(statement), params).all()
-
-            return go
-
-        hour = (
-            "ts - INTERVAL MINUTE(ts) MINUTE - INTERVAL SECOND(ts) SECOND"
-            " - INTERVAL MICROSECOND(ts) MICROSECOND"
+    names = list(next(iter(results.values()))[1])
+    header = f"{'query':44}" + "".join(f" {e + ' p50':>12} {e + ' p95':>12}" for e in results)
+    print(header)
+    for name in names:
+        cells = "".join(
+            f" {results[e][1][name][0]:12.1f} {results[e][1][name][1]:12.1f}" for e in results
         )
-        raw = {
-            "30-day hourly chart (1 device)": sql(
-                f"SELECT {hour} AS h, AVG(power_w), MIN(power_w), MAX(power_w), COUNT(*)"
-                " FROM readings WHERE device_id = 1 AND ts >= :a AND ts < :b GROUP BY h",
-                a=now - timedelta(days=30),
-                b=now,
-            ),
-            "1-year daily chart (site)": sql(
-                "SELECT DATE(ts + INTERVAL 9 HOUR) AS d, SUM(power_w) * 5 / 3600000"
-                " FROM readings WHERE ts >= :a AND ts < :b GROUP BY d",
-                a=now - timedelta(days=365),
-                b=now,
-            ),
-            "24-hour raw window (1 device, paged)": sql(
-                "SELECT * FROM readings WHERE device_id = 1 AND ts >= :a AND ts < :b ORDER BY ts",
-                a=now - timedelta(hours=24),
-                b=now,
-            ),
-            "summary (overview)": sql(
-                "SELECT device_id, SUM(power_w) * 5 / 3600000 FROM readings"
-                " WHERE ts >= :a GROUP BY device_id",
-                a=now.replace(day=1, hour=0, minute=0, second=0),
-            ),
-        }
-        print(
-            f"\n{'query':40} {'API p50':>9} {'API p95':>9} {'raw p50':>9} {'raw p95':>9} "
-            f"{'raw/API':>8}"
-        )
-        for name, action in api.items():
-            a50, a95 = timed(action, repeat)
-            r50, r95 = timed(raw[name], max(3, repeat // 4))
-            print(
-                f"{name:40} {a50:8.1f}ms {a95:8.1f}ms {r50:8.1f}ms {r95:8.1f}ms {r50 / a50:7.1f}x"
-            )
-        print(
-            f"\n(raw readings exist for {days} days; the 1-year raw query scans those. The raw "
-            "24-hour window is the same rows read directly, without HTTP and JSON.)"
-        )
+        print(f"{name:44}{cells}")
+    print(f"{'load (s)':44}" + "".join(f" {results[e][0]:12.1f} {'':12}" for e in results))
+    if missing is not None:
+        print(f"\nMariaDB not measured: not reachable at {SERVER} ({missing})")
 
 
 if __name__ == "__main__":

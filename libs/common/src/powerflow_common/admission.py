@@ -165,8 +165,6 @@ def admit_devices(
         raise TooManyCodes(f"at most {MAX_ADMIT_CODES} devices per admission, got {len(wanted)}")
     at = (now or datetime.now(UTC)).astimezone(UTC)
     d = _devices.c
-    # A write transaction from the start: SQLite has no row locks (FOR UPDATE is left out),
-    # its BEGIN IMMEDIATE serialises the admissions instead (db.dialect.begin_write).
     with begin_write(engine) as conn:
         # Locked: two admissions of one device at once leave one admitted_at and admitted_by.
         before = {

@@ -247,8 +247,6 @@ def apply_correction(
     reason, who = _check_people(request)
     ts = stored_ts(request.ts)
     corrected_at = now or datetime.now(UTC)
-    # A write transaction from the start: SQLite has no row locks (FOR UPDATE is left out),
-    # its BEGIN IMMEDIATE serialises the corrections instead (db.dialect.begin_write).
     with begin_write(engine) as conn:
         device = _device(conn, request.device_code)
         values = check_values(request.values, bidirectional=device.bidirectional, limits=limits)

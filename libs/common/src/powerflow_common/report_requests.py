@@ -181,8 +181,6 @@ def insert_report(
     elif request.scope == "devices":
         scope_ref["device_ids"] = list(request.device_ids)
     try:
-        # Reads, then writes: a write transaction from the start (SQLite's BEGIN IMMEDIATE;
-        # a deferred one fails with SQLITE_BUSY when another scheduler commits in between).
         with begin_write(engine) as conn:
             if (
                 report_id is not None

@@ -236,7 +236,6 @@ def _write(path: Path, content: bytes) -> None:
 
 def mark_exhausted(engine: Engine, report_id: str, retries: int) -> None:
     """Retries ran out: the report fails with the last attempt's reason."""
-    # Reads, then writes: a write transaction from the start (db.dialect.begin_write).
     with begin_write(engine) as conn:
         row = conn.execute(
             select(_reports.c.status, _reports.c.error).where(_reports.c.id == report_id)

@@ -100,8 +100,6 @@ class DeviceController(Controller):
                 status_code=422,
                 detail="effective_from dates a site_id or meter_role change; send one of them.",
             )
-        # Reads, then writes: a write transaction from the start (db.dialect.begin_write; on
-        # SQLite the row lock of record_placement is this transaction's write lock).
         with begin_write(state.engine) as conn:
             if values.get("site_id") is not None:
                 exists = conn.execute(

@@ -85,7 +85,6 @@ class SiteController(Controller):
         if "timezone" in values:
             _check_timezone(values["timezone"])
         try:
-            # Reads, then writes: a write transaction from the start (db.dialect.begin_write).
             with begin_write(api_state(request).engine) as conn:
                 _get(conn, site_id)
                 if values:
