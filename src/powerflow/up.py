@@ -38,7 +38,12 @@ from powerflow.engines import (
 )
 from powerflow.simulate import DeviceLogin, enroll_fleet, fleet_codes
 from powerflow_common.db.engine import migrate
-from powerflow_common.engines_file import live_engines, remove_engines_file, write_engines_file
+from powerflow_common.engines_file import (
+    engines_path,
+    live_engines,
+    remove_engines_file,
+    write_engines_file,
+)
 from powerflow_common.settings import Settings, redact_url
 
 console = Console(stderr=True)
@@ -196,8 +201,9 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int) -> int:
     running = live_engines(data_dir)
     if running is not None and running.pid != os.getpid():
         console.print(
-            f"[red]powerflow up already runs with data folder {data_dir} (pid {running.pid})[/]: "
-            "stop it, or set POWERFLOW_DATA_DIR to another folder"
+            f"[red]powerflow up already runs with data folder {data_dir} (pid {running.pid}, "
+            f"written in {engines_path(data_dir)})[/]: stop it, or set POWERFLOW_DATA_DIR to "
+            "another folder"
         )
         return EXIT_ALREADY_RUNNING
     data_dir.mkdir(parents=True, exist_ok=True)
