@@ -60,7 +60,7 @@ def test_the_api_up_starts_can_manage_the_broker_and_tells_devices_its_address(
         broker=broker,
         tls_port=TLS_PORT,
     )
-    env = child_env(engines, tmp_path, environ=environ, reports_dir=None)
+    env = child_env(engines, tmp_path, environ=environ)
     assert env["POWERFLOW_BROKER_ADMIN_URL"] == broker.admin_url
     assert env["POWERFLOW_DATA_DIR"] == str(tmp_path)
     for name in list(os.environ):
