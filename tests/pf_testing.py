@@ -170,6 +170,11 @@ def publish_all(url: str, messages: Iterable[tuple[str, bytes | str]], window: i
     return sent
 
 
+# A deadline, not a wait: a worker logs its start in 1-3 s alone, but a Python process
+# importing the stack took over 20 s on two cores shared with other test runs (measured).
+SERVICE_START_TIMEOUT_S = 60.0
+
+
 class Service:
     """A powerflow worker as a real process (``powerflow <command>``) that tests can kill -9."""
 
@@ -194,7 +199,7 @@ class Service:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def wait_logged(self, event: str, timeout_s: float = 20.0) -> None:
+    def wait_logged(self, event: str, timeout_s: float = SERVICE_START_TIMEOUT_S) -> None:
         """Wait until the process logged ``event`` (e.g. that it is connected)."""
         wait_for(
             lambda: (

@@ -24,10 +24,10 @@ import pytest
 from pf_testing import wait_for
 from powerflow.broker import Broker, free_port
 from powerflow.engines import EmbeddedNats, EmbeddedRedis, rss_bytes
-from powerflow.up import Engines, child_env
+from powerflow.up import EXIT_ALREADY_RUNNING, Engines, child_env
 from powerflow_common.broker_admin import broker_admin
 from powerflow_common.device_setup import DeviceBroker
-from powerflow_common.engines_file import ENGINES_FILE, live_engines
+from powerflow_common.engines_file import ENGINES_FILE, live_engines, write_engines_file
 from powerflow_common.settings import Settings, load_settings
 
 TLS_PORT = 8883
@@ -60,7 +60,7 @@ def test_the_api_up_starts_can_manage_the_broker_and_tells_devices_its_address(
         broker=broker,
         tls_port=TLS_PORT,
     )
-    env = child_env(engines, tmp_path, environ=environ, reports_dir=None)
+    env = child_env(engines, tmp_path, environ=environ)
     assert env["POWERFLOW_BROKER_ADMIN_URL"] == broker.admin_url
     assert env["POWERFLOW_DATA_DIR"] == str(tmp_path)
     for name in list(os.environ):
@@ -104,6 +104,23 @@ def test_a_worker_with_no_url_and_no_up_says_what_to_set_and_exits_non_zero(
     assert "no database: set POWERFLOW_DATABASE_URL or start `powerflow up`" in said
     assert "no NATS: set POWERFLOW_NATS_URL" in said
     assert str(tmp_path / "var") in said
+
+
+def test_a_second_up_on_the_folder_of_a_running_one_refuses_to_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    write_engines_file(data_dir, {"nats_url": "nats://127.0.0.1:1"})  # this test plays up
+    done = subprocess.run(
+        [sys.executable, "-m", "powerflow.cli", "up", "--data-dir", str(data_dir)],
+        env=_fresh_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_ALREADY_RUNNING, done.stderr
+    assert f"pid {os.getpid()}" in " ".join(done.stderr.split())
+    assert not (data_dir / "nats").exists()  # it started nothing
 
 
 def test_the_embedded_engines_keep_their_data_across_a_restart(tmp_path: Path) -> None:

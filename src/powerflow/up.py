@@ -38,7 +38,12 @@ from powerflow.engines import (
 )
 from powerflow.simulate import DeviceLogin, enroll_fleet, fleet_codes
 from powerflow_common.db.engine import migrate
-from powerflow_common.engines_file import live_engines, remove_engines_file, write_engines_file
+from powerflow_common.engines_file import (
+    engines_path,
+    live_engines,
+    remove_engines_file,
+    write_engines_file,
+)
 from powerflow_common.settings import Settings, redact_url
 
 console = Console(stderr=True)
@@ -113,7 +118,8 @@ def make_broker(settings: Settings, folder: Path, *, port: int, tls_port: int) -
 
 @dataclass
 class Engines:
-    """The engines up runs on: their URLs by setting name, and which ones it started."""
+    """The engines up runs on: the settings it hands on (URLs, the reports folder) by field
+    name, and which engines it started."""
 
     values: dict[str, str] = field(default_factory=dict)
     embedded: dict[str, EmbeddedEngine] = field(default_factory=dict)
@@ -168,9 +174,7 @@ def start_engines(settings: Settings, data_dir: Path, *, mqtt_port: int, engines
     values["device_mqtt_tls_port"] = str(engines.tls_port)
 
 
-def child_env(
-    engines: Engines, data_dir: Path, *, environ: Mapping[str, str], reports_dir: Path | None
-) -> dict[str, str]:
+def child_env(engines: Engines, data_dir: Path, *, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment of every process ``up`` starts: the engines' URLs, the data folder.
 
     The closed broker: ingest logs in with its own account; the API (the dashboard's device
@@ -185,8 +189,6 @@ def child_env(
             env.pop(name, None)
     env.update({f"POWERFLOW_{name.upper()}": value for name, value in engines.values.items()})
     env["POWERFLOW_DATA_DIR"] = str(data_dir)
-    if reports_dir is not None:
-        env["POWERFLOW_REPORTS_DIR"] = str(reports_dir)
     return env
 
 
@@ -196,8 +198,9 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int) -> int:
     running = live_engines(data_dir)
     if running is not None and running.pid != os.getpid():
         console.print(
-            f"[red]powerflow up already runs with data folder {data_dir} (pid {running.pid})[/]: "
-            "stop it, or set POWERFLOW_DATA_DIR to another folder"
+            f"[red]powerflow up already runs with data folder {data_dir} (pid {running.pid}, "
+            f"written in {engines_path(data_dir)})[/]: stop it, or set POWERFLOW_DATA_DIR to "
+            "another folder"
         )
         return EXIT_ALREADY_RUNNING
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +209,9 @@ def run_all(settings: Settings, *, devices: int, mqtt_port: int) -> int:
     children: dict[str, subprocess.Popen[str]] = {}
     try:
         start_engines(settings, data_dir, mqtt_port=mqtt_port, engines=engines)
+        if "POWERFLOW_REPORTS_DIR" not in os.environ:
+            # Report files in the data folder too, for up's reporter and one that joins.
+            engines.values["reports_dir"] = str(data_dir / REPORTS_DIR)
         write_engines_file(data_dir, engines.values)
         return _run_children(settings, engines, children, data_dir, devices, started)
     except EngineSetupError as exc:
@@ -258,8 +264,7 @@ def _run_children(
 ) -> int:
     """Migrate, enrol the fleet, start every process into ``children``, wait for Ctrl-C."""
     settings = _with_engines(base, engines)
-    reports_dir = None if "POWERFLOW_REPORTS_DIR" in os.environ else data_dir / REPORTS_DIR
-    env = child_env(engines, data_dir, environ=os.environ, reports_dir=reports_dir)
+    env = child_env(engines, data_dir, environ=os.environ)
     migrate(settings.database_url.get_secret_value())
     logins: list[DeviceLogin] = []
     if devices:

