@@ -72,8 +72,7 @@ MAX_ACK_PENDING = 4096
 # away do not double its inbox, short enough that a restarted ingest resumes soon.
 ACK_WAIT_S = 10
 # The queue for an absent ingest (and retained messages): at ~300 bytes a reading, some
-# three million readings. Beyond it the broker refuses to store and the device gets no
-# PUBACK, so it keeps the reading (firmware/: the flash ring buffer).
+# three million readings. Beyond it the broker cannot store a QoS 1 message.
 MAX_FILE_STORE_BYTES = 1024**3
 MAX_MEMORY_STORE_BYTES = 64 * 1024**2
 START_POLL_S = 0.05
@@ -206,7 +205,8 @@ class EmbeddedBroker:
         max_ack_pending: int = MAX_ACK_PENDING,
     ) -> None:
         self.port = port
-        self.folder = folder
+        # Absolute: its admins find it by this path (the file:// URL, the process's argv).
+        self.folder = folder.resolve()
         self.host = host
         self.namespace = namespace
         self.ingest_instances = tuple(ingest_instances)
