@@ -109,7 +109,8 @@ def pipeline(embedded_settings: Settings, tmp_path: Path) -> Iterator[dict[str, 
     env = service_env(embedded_settings, POWERFLOW_MQTT_PROTOCOL="3.1.1")
     procs = {name: Service(name, env, tmp_path) for name in ("ingest", "writer")}
     procs["writer"].start()
-    procs["ingest"].start().wait_logged("mqtt_subscribed")
+    # A loaded machine (CI, 2 cores) can take a while to start Python processes.
+    procs["ingest"].start().wait_logged("mqtt_subscribed", timeout_s=60)
     yield procs
     for proc in procs.values():
         proc.stop()
@@ -138,7 +139,9 @@ def test_ingest_over_3_1_1_stores_every_reading_once_across_a_kill_and_a_broker_
     publisher.start()
     wait_for(lambda: count_rows(engine) >= 300, 60, interval_s=0.02, what="first rows")
     pipeline["ingest"].kill9()
-    assert count_rows(engine) < 5_000, "ingest was killed after the stream, not in it"
+    # Mid-stream: readings were still arriving (a loaded machine's writer may have stored
+    # all that ingest had passed on, so the row count cannot tell).
+    assert publisher.is_alive(), "ingest was killed after the stream, not in it"
     publisher.join(60)
     publish_all(url, second)
     # The broker's queue for ingest survives a restart (JetStream on disk).
