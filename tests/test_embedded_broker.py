@@ -35,6 +35,7 @@ from pf_testing import (
 from powerflow.broker import Broker, account_url, free_port
 from powerflow.mqtt_embedded import (
     EmbeddedBroker,
+    ProjectBroker,
     binary_version,
     broker_for,
     find_binary,
@@ -239,7 +240,7 @@ def test_devices_publish_only_on_their_own_topics_and_revoking_cuts_one_off(
 def test_broker_for_picks_mosquitto_when_installed_else_the_embedded_broker(
     tmp_path: Path,
 ) -> None:
-    chosen = broker_for(tmp_path, 1883)
+    chosen: ProjectBroker = broker_for(tmp_path, 1883)  # what `powerflow up` uses, typed
     if mosquitto_installed():
         assert isinstance(chosen, Broker) and chosen.data_dir == tmp_path / "mosquitto"
     else:
