@@ -125,6 +125,7 @@ def fleet_url(settings: Settings, broker: EmbeddedBroker) -> str:
     return account_url(broker.connect_host, broker.port, FLEET_USERNAME, password)
 
 
+@pytest.mark.slow
 def test_ingest_over_3_1_1_stores_every_reading_once_across_a_kill_and_a_broker_restart(
     pipeline: dict[str, Service],
     embedded: EmbeddedBroker,
