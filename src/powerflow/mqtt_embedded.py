@@ -381,3 +381,33 @@ def broker_for(
         namespace=namespace,
         open_lab=open_lab,
     )
+
+
+def broker_env(broker: ProjectBroker, instance: str = "0") -> dict[str, str]:
+    """What every process ``powerflow up`` starts needs to know of its broker.
+
+    ingest's login and MQTT version, the account admin's URL (enrolment), and the TLS port
+    devices are told (only a broker with a TLS listener has one).
+    """
+    env = {
+        "POWERFLOW_MQTT_URL": broker.ingest_url(instance),
+        "POWERFLOW_MQTT_PROTOCOL": broker.mqtt_protocol,
+        "POWERFLOW_BROKER_ADMIN_URL": broker.admin_url,
+    }
+    if broker.tls_port is not None:
+        env["POWERFLOW_DEVICE_MQTT_TLS_PORT"] = str(broker.tls_port)
+    return env
+
+
+def broker_summary(broker: ProjectBroker) -> str:
+    """One line for ``powerflow up``'s screen: which broker, where, and what it enforces."""
+    if isinstance(broker, EmbeddedBroker):
+        kind = "embedded nats-server (MQTT 3.1.1, no TLS; Mosquitto is not installed)"
+    else:
+        kind = f"Mosquitto (MQTT 5 and 3.1.1; TLS on {broker.tls_port})"
+    rules = (
+        "OPEN LAB BROKER: anyone who reaches it may publish on every device topic"
+        if broker.open_lab
+        else "closed: each device logs in with its enrolment and publishes on its own topics"
+    )
+    return f"MQTT broker {broker.url}: {kind}; {rules}"
