@@ -17,6 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from conftest import NATS_URL, service_env
@@ -46,6 +47,7 @@ from powerflow.mqtt_embedded import (
 from powerflow_common.broker_admin import broker_admin, new_password
 from powerflow_common.enrolment import enroll_device, revoke_device
 from powerflow_common.settings import Settings, load_settings
+from powerflow_ingest.mqtt import BrokerAddress, Inbound, MqttSource
 
 FLEET_USERNAME = "pf-test-fleet"
 # Short for the test (the shipped 10 s is measured in docs/operations.md): how soon a
@@ -268,3 +270,46 @@ def test_up_learns_ingest_login_protocol_and_admin_from_the_broker(
     with broker_admin(settings) as admin:
         assert admin.list_clients() == []
     assert "closed" in broker_summary(embedded) and "3.1.1" in broker_summary(embedded)
+
+
+def test_a_resend_on_the_same_connection_is_dropped_while_ingest_holds_the_first_copy(
+    tmp_path: Path, namespace: str
+) -> None:
+    """nats-server resends an unacked message after ack_wait on the same connection (MQTT
+    resends only on reconnect); ingest, still holding the first copy, takes it once."""
+    broker = EmbeddedBroker(free_port(), tmp_path / "mqtt", namespace=namespace, ack_wait_s=1)
+    broker.start()
+    held = "powerflow_ingest_mqtt_redeliveries_held_total"
+    before = REGISTRY.get_sample_value(held) or 0.0
+    delivered: list[Inbound] = []
+    address = BrokerAddress.parse(broker.ingest_url())
+    source = MqttSource(
+        address=address,
+        client_id=address.username or "",
+        topics=("power/+/measurement",),
+        session_expiry_s=3600,
+        receive_maximum=100,
+        keepalive_s=30,
+        deliver=delivered.append,
+        protocol="3.1.1",
+    )
+    try:
+        source.start()
+        wait_for(source.connected.is_set, 10, what="ingest subscribed")
+        password = new_password()
+        with broker.admin() as admin:
+            admin.set_client(FLEET_USERNAME, password, publish=["#"])
+        url = account_url(broker.connect_host, broker.port, FLEET_USERNAME, password)
+        publish_all(url, [(f"power/d{i}/measurement", str(i)) for i in range(10)])
+        wait_for(lambda: len(delivered) == 10, 10, what="10 messages")
+        # Each is sent again after ack_wait (1 s) while unacked: dropped, counted.
+        wait_for(
+            lambda: (REGISTRY.get_sample_value(held) or 0.0) - before >= 10,
+            15,
+            what="the broker's resends",
+        )
+        assert len(delivered) == 10
+        assert all(source.ack(message) for message in delivered)
+    finally:
+        source.stop()
+        broker.stop()
