@@ -52,6 +52,7 @@ class Candidate:
     stop: Callable[[], None]
     port: Callable[[], int]
     ingest: Callable[[], tuple[str, str | None, str | None]]  # client id, username, password
+    publisher_username: str | None = None  # None: anonymous (the project's brokers' open lab)
 
 
 class Ingest:
@@ -128,11 +129,13 @@ class Ingest:
         self.client.loop_stop()
 
 
-def publish(port: int, n: int) -> float:
-    """Publish ``n`` QoS 1 readings as anonymous devices; msgs/s until the last PUBACK."""
+def publish(port: int, n: int, username: str | None = None) -> float:
+    """Publish ``n`` QoS 1 readings; msgs/s until the last PUBACK."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=MQTTProtocolVersion.MQTTv311
     )
+    if username is not None:
+        client.username_pw_set(username, "unused")
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
@@ -156,7 +159,7 @@ def scenario(candidate: Candidate, n: int, kind: str) -> str:
         login = candidate.ingest()
         if kind == "crash":
             ingest = Ingest(candidate.port(), login, ack=False)
-            rate = publish(candidate.port(), n)
+            rate = publish(candidate.port(), n, candidate.publisher_username)
             ingest.wait_for(min(n // 2, 1), 5)
             got_before = len(ingest.seen)
             ingest.close(crash=True)
@@ -170,7 +173,7 @@ def scenario(candidate: Candidate, n: int, kind: str) -> str:
             )
         ingest = Ingest(candidate.port(), login, ack=True)
         ingest.close()
-        rate = publish(candidate.port(), n)
+        rate = publish(candidate.port(), n, candidate.publisher_username)
         if kind == "restart":
             candidate.stop()
             candidate.start()
@@ -217,7 +220,8 @@ def amqtt_broker(script: str) -> Candidate:
         "listeners:\n  default:\n    type: tcp\n"
         f"    bind: 127.0.0.1:{port}\n"
         "plugins:\n"
-        "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+        # A username, any password: amqtt keeps no messages for an anonymous session.
+        "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: false\n"
         "  amqtt.contrib.persistence.SessionDBPlugin:\n"
         f"    file: {folder / 'amqtt.db'}\n    clear_on_shutdown: false\n"
     )
@@ -230,6 +234,7 @@ def amqtt_broker(script: str) -> Candidate:
         while time.monotonic() < deadline:
             try:
                 probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="probe")
+                probe.username_pw_set("probe", "unused")
                 probe.connect("127.0.0.1", port)
                 probe.disconnect()
                 return
@@ -243,7 +248,14 @@ def amqtt_broker(script: str) -> Candidate:
             process.terminate()
             process.wait(10)
 
-    return Candidate("amqtt 0.12.1", start, stop, lambda: port, lambda: ("ingest", None, None))
+    return Candidate(
+        "amqtt 0.12.1",
+        start,
+        stop,
+        lambda: port,
+        lambda: ("ingest", "ingest", "unused"),
+        publisher_username="bench-pub",
+    )
 
 
 def main() -> None:

