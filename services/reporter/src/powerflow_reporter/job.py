@@ -189,6 +189,7 @@ def _produce(
             # the report is done without its PDF and says why (and what to install).
             note = str(exc)
             log.error("report_pdf_unavailable", report_id=row.id, reason=note)
+            (directory / FILE_KINDS["pdf"][0]).unlink(missing_ok=True)  # an earlier run's
         else:
             os.replace(pdf_tmp, directory / FILE_KINDS["pdf"][0])
             pdf_made = True
