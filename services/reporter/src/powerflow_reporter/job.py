@@ -31,12 +31,8 @@ from powerflow_reporter.narrative import (
     claude_narrative,
     template_narrative,
 )
-from powerflow_reporter.render import (
-    PdfUnavailable,
-    render_html,
-    render_markdown,
-    render_pdf,
-)
+from powerflow_reporter.pdf import PdfUnavailable, render_pdf
+from powerflow_reporter.render import render_html, render_markdown
 
 __all__ = ["make_client", "mark_exhausted", "run_report"]
 
