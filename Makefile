@@ -79,20 +79,24 @@ fmt: venv
 	$(UV) run --frozen ruff format .
 
 # The project's own wheels, one per workspace member, for `uv tool install` (README
-# "Installing"). dist/ is emptied first so the folder holds one version of each, and gets
-# excludes.txt: the workspace's [tool.uv] exclude-dependencies (matplotlib, which the Korean
-# font's package asks for and nothing uses), which a tool install must be told again.
+# "Installing"). dist/ is emptied first so the folder holds one version of each, and gets what
+# a tool install must be told again, since it reads no workspace: constraints.txt, the lock's
+# third-party versions (the tested ones, not whatever is newest that day), and excludes.txt,
+# [tool.uv] exclude-dependencies (matplotlib, which the Korean font's package asks for and
+# nothing uses).
 dist: dashboard
 	rm -rf dist
 	$(UV) build --all-packages --wheel -o dist
+	$(UV) export --quiet --frozen --no-dev --all-packages --no-emit-workspace --no-hashes \
+		--no-header --no-annotate -o dist/constraints.txt
 	$(UV) run --frozen python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["uv"]["exclude-dependencies"], sep="\n")' > dist/excludes.txt
 	@ls -l dist
 
 # `powerflow` as a uv tool from those wheels. Every internal package is given as its wheel
 # file, so none of them is ever looked up on an index (PyPI's `powerflow` is someone else's).
 install-tool: dist
-	$(UV) tool install --force --excludes dist/excludes.txt dist/powerflow-[0-9]*.whl \
-		$(foreach wheel,$(wildcard dist/powerflow_*.whl),--with $(wheel))
+	$(UV) tool install --force --constraints dist/constraints.txt --excludes dist/excludes.txt \
+		dist/powerflow-[0-9]*.whl $(foreach wheel,$(wildcard dist/powerflow_*.whl),--with $(wheel))
 
 bench: install
 	$(UV) run --frozen python bench/msgids.py

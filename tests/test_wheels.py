@@ -58,7 +58,8 @@ def uv_binary() -> str:
 def install_command(uv: str, dist: Path) -> list[str]:
     """README's "Installing" command: the main wheel, each internal one given as a file."""
     (main,) = dist.glob("powerflow-[0-9]*.whl")
-    command = [uv, "tool", "install", "--excludes", str(dist / "excludes.txt"), str(main)]
+    command = [uv, "tool", "install", "--constraints", str(dist / "constraints.txt")]
+    command += ["--excludes", str(dist / "excludes.txt"), str(main)]
     for wheel in sorted(dist.glob("powerflow_*.whl")):
         command += ["--with", str(wheel)]
     return command
@@ -91,6 +92,15 @@ def test_the_wheels_install_a_working_powerflow_with_the_dashboard_and_broker_co
         check=True,
         capture_output=True,
     )
+    # What `make dist` writes beside the wheels: the lock's versions and the exclusions.
+    export = ["--quiet", "--frozen", "--no-dev", "--all-packages", "--no-emit-workspace"]
+    export += ["--no-hashes", "--no-header", "--no-annotate"]
+    subprocess.run(
+        [uv, "export", *export, "-o", str(dist / "constraints.txt")],
+        cwd=REPO,
+        env=tool_env,
+        check=True,
+    )
     excludes = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]
     (dist / "excludes.txt").write_text("\n".join(excludes["exclude-dependencies"]) + "\n")
     sizes = {wheel.name: wheel.stat().st_size for wheel in dist.glob("*.whl")}
@@ -108,6 +118,15 @@ def test_the_wheels_install_a_working_powerflow_with_the_dashboard_and_broker_co
     for name in INTERNAL:  # from the wheel files, never an index
         lines = [line for line in installed.stderr.splitlines() if f" {name}==" in line]
         assert lines and all("(from file://" in line for line in lines), installed.stderr
+    locked = dict(
+        line.split("==", 1)
+        for line in (dist / "constraints.txt").read_text().splitlines()
+        if "==" in line and ";" not in line
+    )
+    for line in installed.stderr.splitlines():  # third-party: the lock's versions
+        name, _, version = line.strip().removeprefix("+ ").partition("==")
+        if name in locked:
+            assert version == locked[name], line
 
     command = Path(tool_env["UV_TOOL_BIN_DIR"]) / "powerflow"
     helped = subprocess.run(

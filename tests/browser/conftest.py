@@ -34,6 +34,10 @@ from powerflow.broker import free_port
 from powerflow_api.keys import create_key
 from powerflow_common.settings import load_settings
 
+# Five Python processes importing at once: on two busy cores that alone can take half a
+# minute, so the stack gets longer than one service's usual 20 s to come up.
+STACK_START_S = 90.0
+
 
 @pytest.fixture(scope="module")
 def stack(
@@ -87,9 +91,9 @@ def stack(
     try:
         for name in ("writer", "aggregator", "ingest", "api", "reporter"):
             stack.services[name] = Service(name, env, log_dir).start()
-        stack.services["ingest"].wait_logged("mqtt_subscribed")
-        wait_for(lambda: healthy(base_url), 30, 0.2, "the API to answer /healthz")
-        stack.services["api"].wait_logged("live_subscribed")
+        stack.services["ingest"].wait_logged("mqtt_subscribed", STACK_START_S)
+        wait_for(lambda: healthy(base_url), STACK_START_S, 0.2, "the API to answer /healthz")
+        stack.services["api"].wait_logged("live_subscribed", STACK_START_S)
         # History first: 40 hours back-dated at 30 s (14,400 readings, published fast), so
         # today is compared with yesterday and the 24 h chart has a day to draw.
         # The simulator publishes with a TEST-ONLY account of its own (one connection per

@@ -32,12 +32,8 @@ from powerflow_reporter.narrative import (
     claude_narrative,
     template_narrative,
 )
-from powerflow_reporter.render import (
-    PdfUnavailable,
-    render_html,
-    render_markdown,
-    render_pdf,
-)
+from powerflow_reporter.pdf import PdfUnavailable, render_pdf
+from powerflow_reporter.render import render_html, render_markdown
 
 __all__ = ["make_client", "mark_exhausted", "run_report"]
 
@@ -190,6 +186,7 @@ def _produce(
             # the report is done without its PDF and says why (and what to install).
             note = str(exc)
             log.error("report_pdf_unavailable", report_id=row.id, reason=note)
+            (directory / FILE_KINDS["pdf"][0]).unlink(missing_ok=True)  # an earlier run's
         else:
             os.replace(pdf_tmp, directory / FILE_KINDS["pdf"][0])
             pdf_made = True

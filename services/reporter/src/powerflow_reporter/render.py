@@ -1,4 +1,4 @@
-"""HTML (Jinja2, autoescaped), Markdown and PDF (WeasyPrint) of a report.
+"""HTML (Jinja2, autoescaped) and Markdown of a report (its PDF: pdf.py).
 
 Model text is sanitised with nh3 before it reaches HTML; placeholders are filled afterwards with
 escaped values, so neither the model nor a device name can add markup. The model names devices,
@@ -12,8 +12,6 @@ import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import cast
 
 import nh3
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -21,20 +19,12 @@ from markupsafe import Markup
 
 from powerflow_reporter.charts import bar_chart, scatter_chart
 from powerflow_reporter.facts import Facts
-from powerflow_reporter.fonts import font_css
 from powerflow_reporter.formatting import Language, format_fact, format_number
 from powerflow_reporter.grounding import fill_placeholders
 from powerflow_reporter.labels import assign_labels
 from powerflow_reporter.narrative import SECTIONS, Narrative
 
-__all__ = [
-    "PdfUnavailable",
-    "RenderedReport",
-    "load_weasyprint",
-    "render_html",
-    "render_markdown",
-    "render_pdf",
-]
+__all__ = ["RenderedReport", "render_html", "render_markdown"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
 _env = Environment(
@@ -347,42 +337,3 @@ def render_markdown(
     lines += ["", f"## {t['methodology']}", "", t["methodology_text"], "", t["grounding_text"], ""]
     lines += [f"{t['factor_source']}: {md_values['factor_source']}", ""]
     return "\n".join(lines)
-
-
-# What to install when WeasyPrint cannot load its system libraries (it loads pango, pangoft2 and
-# harfbuzz with cffi at import time). Said in the report's note and the reporter's log.
-PDF_LIBRARIES_HINT = (
-    "install pango: Debian/Ubuntu `apt-get install libpango-1.0-0 libpangoft2-1.0-0`, "
-    "macOS `brew install pango`"
-)
-
-
-class PdfUnavailable(RuntimeError):
-    """WeasyPrint cannot run on this machine (a system library is missing): no PDF, but the
-    HTML and Markdown are unaffected. Permanent until someone installs the library."""
-
-
-def load_weasyprint() -> ModuleType:
-    """WeasyPrint, or PdfUnavailable naming what to install (imported when needed: heavy)."""
-    try:
-        import weasyprint  # type: ignore[import-untyped]
-    except OSError as exc:  # cffi could not dlopen pango (or harfbuzz, ...)
-        raise PdfUnavailable(
-            f"PDF not produced: WeasyPrint cannot load a system library ({exc}); "
-            f"{PDF_LIBRARIES_HINT}"
-        ) from exc
-    except ImportError as exc:
-        raise PdfUnavailable(f"PDF not produced: WeasyPrint is not installed ({exc})") from exc
-    return cast(ModuleType, weasyprint)
-
-
-def render_pdf(html_text: str, path: Path) -> None:
-    """Write the HTML as a PDF with WeasyPrint, in the packaged font (see fonts.py)."""
-    weasyprint = load_weasyprint()
-    from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
-
-    font_config = FontConfiguration()
-    stylesheet = weasyprint.CSS(string=font_css(), font_config=font_config)
-    weasyprint.HTML(string=html_text).write_pdf(
-        str(path), stylesheets=[stylesheet], font_config=font_config
-    )

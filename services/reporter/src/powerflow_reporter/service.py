@@ -20,8 +20,8 @@ from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 from powerflow_reporter.fonts import FontMissing, font_css
 from powerflow_reporter.maintenance import reap, run_schedule, with_lock
+from powerflow_reporter.pdf import PdfUnavailable, load_weasyprint
 from powerflow_reporter.queue import build_worker_broker
-from powerflow_reporter.render import PdfUnavailable, load_weasyprint
 
 __all__ = ["ReporterWorker", "main"]
 
@@ -56,12 +56,6 @@ class ReporterWorker:
         )
 
     def start(self) -> None:
-        if self.settings.report_pdf_enabled:
-            try:  # say at start, not at the first report, that PDFs cannot be made here
-                load_weasyprint()
-                font_css()
-            except (PdfUnavailable, FontMissing) as exc:
-                log.error("report_pdf_unavailable", reason=str(exc))
         self.worker.start()
         self._timer.start()
         log.info(
@@ -71,6 +65,12 @@ class ReporterWorker:
             narrative="claude" if self.settings.anthropic_api_key else "template",
             schedule=self.settings.report_schedule_enabled,
         )
+        if self.settings.report_pdf_enabled:
+            try:  # say at start, not at the first report, that PDFs cannot be made here
+                load_weasyprint()
+                font_css()
+            except (PdfUnavailable, FontMissing) as exc:
+                log.error("report_pdf_unavailable", reason=str(exc))
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
