@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
-from conftest import NATS_URL, service_env
+from conftest import service_env
 from pf_testing import (
     Service,
     admit,
@@ -90,11 +90,11 @@ def embedded(
 
 @pytest.fixture
 def embedded_settings(
-    database_url: str, namespace: str, embedded: EmbeddedBroker
+    database_url: str, nats_url: str, namespace: str, embedded: EmbeddedBroker
 ) -> Iterator[Settings]:
     values = load_settings(
         database_url=database_url,
-        nats_url=NATS_URL,
+        nats_url=nats_url,
         namespace=namespace,
         mqtt_url=embedded.ingest_url(),
         mqtt_protocol="3.1.1",

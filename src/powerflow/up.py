@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,12 +20,10 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import SecretStr
 from rich.console import Console
 
-from powerflow.broker import Broker
 from powerflow.engines import (
     EmbeddedEngine,
     EmbeddedNats,
@@ -36,6 +33,7 @@ from powerflow.engines import (
     rss_bytes,
     sqlite_url,
 )
+from powerflow.mqtt_embedded import ProjectBroker, broker_env, broker_for, broker_summary
 from powerflow.simulate import DeviceLogin, enroll_fleet, fleet_codes
 from powerflow_common.db.engine import migrate
 from powerflow_common.engines_file import (
@@ -73,49 +71,6 @@ ENGINE_CREDENTIAL_VARIABLES = {
 }
 
 
-class MqttBroker(Protocol):
-    """What up needs of a broker it runs: powerflow.broker.Broker's shape."""
-
-    port: int
-
-    @property
-    def url(self) -> str: ...
-
-    @property
-    def admin_url(self) -> str: ...
-
-    @property
-    def connect_host(self) -> str: ...
-
-    def ingest_url(self, instance: str = "0", namespace: str | None = None) -> str: ...
-
-    def start(self, timeout_s: float = 10.0) -> None: ...
-
-    def stop(self, kill: bool = False) -> None: ...
-
-
-def mosquitto_installed() -> bool:
-    """Whether this machine has a Mosquitto binary (then up runs it with our configuration)."""
-    return shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists()
-
-
-def make_broker(settings: Settings, folder: Path, *, port: int, tls_port: int) -> MqttBroker:
-    """The broker up runs: Mosquitto installed -> the project's Mosquitto, else the embedded one."""
-    if mosquitto_installed():
-        return Broker(
-            port,
-            folder,
-            tls_port=tls_port,
-            ingest_instances=(settings.ingest_instance,),
-            namespace=settings.namespace,
-        )
-    # The embedded broker (powerflow.mqtt_embedded) goes here once it lands.
-    raise EngineSetupError(
-        "Mosquitto is not installed and no embedded broker is available: install mosquitto "
-        "(Debian/Ubuntu: apt install mosquitto) or set POWERFLOW_MQTT_URL"
-    )
-
-
 @dataclass
 class Engines:
     """The engines up runs on: the settings it hands on (URLs, the reports folder) by field
@@ -123,7 +78,7 @@ class Engines:
 
     values: dict[str, str] = field(default_factory=dict)
     embedded: dict[str, EmbeddedEngine] = field(default_factory=dict)
-    broker: MqttBroker | None = None
+    broker: ProjectBroker | None = None
     tls_port: int | None = None
 
     def describe(self, engine: str, setting: str) -> str:
@@ -164,14 +119,22 @@ def start_engines(settings: Settings, data_dir: Path, *, mqtt_port: int, engines
     port = bindable_port(mqtt_port)
     if port != mqtt_port:
         console.print(f"[yellow]port {mqtt_port} is taken; the broker uses {port}[/]")
-    engines.tls_port = bindable_port(DEFAULT_TLS_PORT)
-    broker = make_broker(settings, data_dir / MOSQUITTO_DIR, port=port, tls_port=engines.tls_port)
+    tls_port = bindable_port(DEFAULT_TLS_PORT)
+    # The project's Mosquitto when installed (TLS too), else the embedded broker (a
+    # nats-server of its own, MQTT 3.1.1): both closed, enrolled accounts only.
+    broker = broker_for(
+        data_dir,
+        port,
+        tls_port=tls_port,
+        ingest_instances=(settings.ingest_instance,),
+        namespace=settings.namespace,
+    )
     broker.start()
     engines.broker = broker
-    values["mqtt_url"] = broker.ingest_url(settings.ingest_instance)
-    values["broker_admin_url"] = broker.admin_url
-    # What enrolment (the API's, a `devices enroll` in this environment) tells devices.
-    values["device_mqtt_tls_port"] = str(engines.tls_port)
+    engines.tls_port = broker.tls_port
+    # ingest's login and MQTT version, the admin (enrolment), the TLS port devices are told.
+    for variable, value in broker_env(broker, settings.ingest_instance).items():
+        values[variable.removeprefix("POWERFLOW_").lower()] = value
 
 
 def child_env(engines: Engines, data_dir: Path, *, environ: Mapping[str, str]) -> dict[str, str]:
@@ -393,9 +356,10 @@ def _print_screen(
     if broker is not None:
         tls = f" and mqtts://{broker.connect_host}:{engines.tls_port}" if engines.tls_port else ""
         ca = data_dir / MOSQUITTO_DIR / "certs" / "ca.crt"
+        pinned = f"; devices pin {ca}" if engines.tls_port else ""
         lines += [
-            f"  [bold]Broker[/]     mqtt://{broker.connect_host}:{broker.port}{tls}"
-            f"  (closed: accounts only; devices pin {ca})",
+            f"  [bold]Broker[/]     mqtt://{broker.connect_host}:{broker.port}{tls}",
+            f"               {broker_summary(broker)}{pinned}",
         ]
     else:
         lines += [f"  [bold]Broker[/]     {engines.describe('mqtt', 'mqtt_url')}"]
