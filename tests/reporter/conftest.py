@@ -24,6 +24,7 @@ def fake_claude() -> Iterator[FakeAnthropic]:
 @pytest.fixture
 def report_settings(
     database_url: str,
+    nats_url: str,
     redis_url: str,
     namespace: str,
     tmp_path: Path,
@@ -34,6 +35,7 @@ def report_settings(
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": database_url,
+            "nats_url": nats_url,
             "redis_url": redis_url,
             "namespace": namespace,
             "reports_dir": tmp_path / "reports",

@@ -24,6 +24,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.broker_health import delete_bucket
+from powerflow_common.errors import ConfigurationError
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 
@@ -60,6 +61,11 @@ async def connect_nats(settings: Settings, name: str) -> NATS:
     async def on_reconnected() -> None:
         log.warning("nats_reconnected")
 
+    if not settings.nats_servers:
+        # nats.py would quietly try nats://localhost:4222, someone else's server.
+        raise ConfigurationError(
+            "no NATS: set POWERFLOW_NATS_URL or start `powerflow up` with this data folder"
+        )
     nc = NATS()
     # Per-service NATS users (deploy/nats/nats.conf): the password from its secret file.
     password = settings.nats_password
