@@ -79,11 +79,17 @@ class Engines:
     values: dict[str, str] = field(default_factory=dict)
     embedded: dict[str, EmbeddedEngine] = field(default_factory=dict)
     broker: ProjectBroker | None = None
+    # SQLite is a file, not a process: embedded when up chose it (no URL was set).
+    embedded_database: bool = False
     tls_port: int | None = None
 
     def describe(self, engine: str, setting: str) -> str:
         url = redact_url(self.values.get(setting, ""))
-        own = engine in self.embedded or (engine == "mqtt" and self.broker is not None)
+        own = (
+            engine in self.embedded
+            or (engine == "mqtt" and self.broker is not None)
+            or (engine == "database" and self.embedded_database)
+        )
         return f"{url} ({'embedded' if own else 'yours'})"
 
     def stop(self) -> None:
@@ -97,6 +103,7 @@ def start_engines(settings: Settings, data_dir: Path, *, mqtt_port: int, engines
     """Start into ``engines`` every engine whose URL is not set (each loudly on failure)."""
     values = engines.values
     values["database_url"] = settings.database_url.get_secret_value() or sqlite_url(data_dir)
+    engines.embedded_database = not settings.database_url.get_secret_value()
     if settings.nats_url:
         values["nats_url"] = settings.nats_url
     else:
