@@ -13,15 +13,22 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 from pf_api_data import add_device, add_readings, bearer
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select
 
 from conftest import service_env
 from pf_testing import Service, consumer_idle, count_rows, wait_for
 from powerflow.broker import free_port
+from powerflow_common.db.models import DEVICES, HOURLY_STATS, READING_CORRECTIONS, READINGS
 from powerflow_common.energy import hour_floor
 from powerflow_common.settings import Settings
 
 Client = TestClient[Any]
+
+# The correction path's SQL (a write transaction, timestamps matched to the microsecond) differs
+# between the engines: check it on both. The test reads through the models' tables, whose
+# UtcDateTime binds a timestamp in the stored form on each engine (an untyped text() parameter
+# reaches SQLite without the '.000000' SQLAlchemy stores, and matches no row).
+pytestmark = pytest.mark.both_backends
 
 TS = datetime(2026, 11, 29, 7, 10, 30, tzinfo=UTC)
 URL = "/api/v1/devices/fix-1/readings/2026-11-29T07:10:30Z/corrections"
@@ -42,8 +49,9 @@ def stored_power(engine: Engine, device_id: int) -> float:
     with engine.connect() as conn:
         return float(
             conn.execute(
-                text("SELECT power_w FROM readings WHERE device_id = :d AND ts = :ts"),
-                {"d": device_id, "ts": TS.replace(tzinfo=None)},
+                select(READINGS.c.power_w).where(
+                    READINGS.c.device_id == device_id, READINGS.c.ts == TS
+                )
             ).scalar_one()
         )
 
@@ -143,7 +151,8 @@ def test_bad_corrections_answer_4xx_with_a_clear_problem_and_change_nothing(
         assert phrase in response.json()["detail"], (body, response.json()["detail"])
     assert stored_power(engine, fix_device) == 1000.0
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT COUNT(*) FROM reading_corrections")).scalar_one() == 0
+        corrections = select(func.count()).select_from(READING_CORRECTIONS)
+        assert conn.execute(corrections).scalar_one() == 0
 
 
 # --- end to end: HTTP ingest -> writer -> aggregator, a conflict, then the correction -----
@@ -158,11 +167,9 @@ def writer_conflicts(port: int) -> float:
 def hour_stats(engine: Engine, code: str, hour: datetime) -> Any:
     with engine.connect() as conn:
         return conn.execute(
-            text(
-                "SELECT s.* FROM hourly_stats s JOIN devices d ON d.id = s.device_id"
-                " WHERE d.code = :code AND s.hour_start = :hour"
-            ),
-            {"code": code, "hour": hour.replace(tzinfo=None)},
+            select(HOURLY_STATS)
+            .join(DEVICES, DEVICES.c.id == HOURLY_STATS.c.device_id)
+            .where(DEVICES.c.code == code, HOURLY_STATS.c.hour_start == hour)
         ).first()
 
 
@@ -223,8 +230,7 @@ def test_a_conflicting_http_batch_keeps_the_stored_value_then_a_correction_chang
         )
         with engine.connect() as conn:
             kept = conn.execute(
-                text("SELECT power_w FROM readings WHERE ts = :ts"),
-                {"ts": middle.replace(tzinfo=None)},
+                select(READINGS.c.power_w).where(READINGS.c.ts == middle)
             ).scalar_one()
         assert kept == 1000.0
         assert writer_conflicts(metrics_port) == 1
@@ -272,6 +278,10 @@ def test_a_conflicting_http_batch_keeps_the_stored_value_then_a_correction_chang
     assert after.power_max_w == 1600.0
     with engine.connect() as conn:
         audit = conn.execute(
-            text("SELECT old_value, new_value, corrected_by FROM reading_corrections")
+            select(
+                READING_CORRECTIONS.c.old_value,
+                READING_CORRECTIONS.c.new_value,
+                READING_CORRECTIONS.c.corrected_by,
+            )
         ).one()
     assert tuple(audit) == (1000.0, 1600.0, "test-operator")
