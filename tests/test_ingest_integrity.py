@@ -15,7 +15,7 @@ from typing import Any
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StreamConfig
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 
 from conftest import service_env
 from pf_testing import (
@@ -29,6 +29,7 @@ from pf_testing import (
     wait_for,
 )
 from powerflow.broker import free_port
+from powerflow_common.db.models import DEVICES, READINGS
 from powerflow_common.jetstream import (
     ensure_streams,
     migrate_streams,
@@ -161,9 +162,10 @@ def test_ingest_holds_at_a_full_stream_and_recovers_when_the_writer_frees_space(
         writer.start()
         wait_for(lambda: count_rows(engine) == len(messages), 120, what="every reading stored")
         with engine.connect() as conn:
-            power_sum, keys = conn.execute(
-                text("SELECT SUM(power_w), COUNT(DISTINCT device_id, ts) FROM readings")
-            ).one()
+            # COUNT(DISTINCT a, b) is MySQL's; a distinct subquery counts keys on both.
+            keys_seen = select(READINGS.c.device_id, READINGS.c.ts).distinct().subquery()
+            power_sum = conn.execute(select(func.sum(READINGS.c.power_w))).scalar_one()
+            keys = conn.execute(select(func.count()).select_from(keys_seen)).scalar_one()
         assert keys == len(messages)
         assert abs(float(power_sum) - expected_power_w) < 1e-6
         wait_for(
@@ -269,10 +271,12 @@ def test_powerflow_streams_migrates_a_limits_stream_keeping_what_no_consumer_ack
         with engine.connect() as conn:
             stored = set(
                 conn.execute(
-                    text("SELECT d.code, r.ts FROM readings r JOIN devices d ON d.id = r.device_id")
+                    select(DEVICES.c.code, READINGS.c.ts).join(
+                        DEVICES, DEVICES.c.id == READINGS.c.device_id
+                    )
                 )
             )
-        expected = {(r.device_code, r.ts.replace(tzinfo=None)) for b in batches[2:] for r in b}
+        expected = {(r.device_code, r.ts) for b in batches[2:] for r in b}
         assert stored == expected
     finally:
         writer.stop()

@@ -44,20 +44,22 @@ def rows_of(engine: Engine, code: str) -> list[Any]:
 def test_each_vendor_format_is_stored_with_its_device_time_and_values(
     running: dict[str, Service], broker: FleetBroker, engine: Engine
 ) -> None:
-    seoul_now = datetime.now(ZoneInfo("Asia/Seoul")).replace(microsecond=0, tzinfo=None)
+    # The devices send Seoul wall-clock time without an offset.
+    seoul_now = datetime.now(ZoneInfo("Asia/Seoul")).replace(microsecond=0)
+    seoul_wall = seoul_now.replace(tzinfo=None)
     utc_now = datetime.now(UTC).replace(microsecond=0)
     shelly_ts = (utc_now - timedelta(seconds=30)).timestamp()
     messages = [
         (
             "tele/tasmota_1A2B3C/SENSOR",
             {
-                "Time": seoul_now.isoformat(),
+                "Time": seoul_wall.isoformat(),
                 "ENERGY": {"Total": 12.345, "Power": 15, "Voltage": 230, "Current": 0.087},
             },
         ),
         (
             "tele/shelly25/SENSOR",
-            {"Time": seoul_now.isoformat(), "ENERGY": {"Power": [45, 10], "Voltage": 230}},
+            {"Time": seoul_wall.isoformat(), "ENERGY": {"Power": [45, 10], "Voltage": 230}},
         ),
         # Two NotifyStatus frames of one moment, each with some keys: one row.
         (
@@ -76,7 +78,7 @@ def test_each_vendor_format_is_stored_with_its_device_time_and_values(
 
     [tasmota] = rows_of(engine, "tasmota_1A2B3C")
     # Local time without an offset, resolved with the default site timezone (Asia/Seoul).
-    assert tasmota["ts"] == seoul_now - timedelta(hours=9)
+    assert tasmota["ts"] == seoul_now.astimezone(UTC)  # rows_of gives aware UTC datetimes
     assert (tasmota["power_w"], tasmota["energy_wh"]) == (15.0, 12345.0)
     assert [
         r["power_w"] for r in rows_of(engine, "shelly25-1") + rows_of(engine, "shelly25-2")
@@ -113,7 +115,7 @@ def test_shelly_counter_reset_never_yields_negative_energy(
     publish_all(broker.fleet_url, frames)
     wait_for(lambda: device_rows(engine, "plug9-0") == 4, 30, what="four counter rows")
     samples = [
-        EnergySample(ts=r["ts"].replace(tzinfo=UTC), power_w=r["power_w"], energy_wh=r["energy_wh"])
+        EnergySample(ts=r["ts"], power_w=r["power_w"], energy_wh=r["energy_wh"])
         for r in rows_of(engine, "plug9-0")
     ]
     [hour] = hourly_energy(samples, start, start + timedelta(hours=1))
