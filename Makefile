@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test: most tests wait on servers (MariaDB, NATS, the broker), not
+# on the CPU, so three workers on a two-core machine cut the suite from 22 to under 14 minutes.
+# TEST_WORKERS=0 runs it in one process (easier to read a failure, or to attach a debugger).
+TEST_WORKERS ?= 3
 
 .PHONY: help install venv run test test-fast fuzz lint fmt bench migrate firmware-test clean \
 	dashboard dashboard-deps dist install-tool
@@ -54,12 +58,12 @@ migrate: venv
 	$(UV) run --frozen powerflow migrate
 
 test: install
-	$(UV) run --frozen pytest --durations=20 $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n $(TEST_WORKERS) --durations=20 $(PYTEST_ARGS)
 	cd dashboard && $(UV) run --frozen npm test
 	@if [ -f firmware/Makefile ]; then $(MAKE) --no-print-directory -C firmware test; fi
 
 test-fast: install
-	$(UV) run --frozen pytest -m "not slow" --durations=20 $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n $(TEST_WORKERS) -m "not slow" --durations=20 $(PYTEST_ARGS)
 
 # Property tests only, with random examples and many of them (FUZZ_EXAMPLES per test, the
 # schema test an eighth of that per operation), each allowed an hour instead of the usual
