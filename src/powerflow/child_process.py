@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def listening(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-class ChildProcess:
+class ChildProcess(ABC):
     """A server process of ours: its own session, its output appended to a log file.
 
     Its own session (process group): a Ctrl-C meant for ``powerflow`` does not stop the server
@@ -41,8 +42,9 @@ class ChildProcess:
     process: subprocess.Popen[bytes] | None = None
 
     @property
+    @abstractmethod
     def log_path(self) -> Path:
-        raise NotImplementedError
+        """Where its output goes (appended: a restart keeps the earlier runs' lines)."""
 
     @property
     def pid(self) -> int | None:

@@ -20,6 +20,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
+from abc import abstractmethod
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -81,9 +82,12 @@ class _Engine(ChildProcess):
     config_file = "engine.conf"
     setup_error = EngineSetupError
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, data_dir: Path, kind: str) -> None:
+        """``kind`` names its folder in the data folder and its password's file."""
+        self.folder = data_dir / kind
         self.label = f"the embedded {self.name}"
+        self.port = free_port()
+        self.password = read_or_make_secret(data_dir / SECRETS_DIR, kind)
 
     @property
     def log_path(self) -> Path:
@@ -100,19 +104,21 @@ class _Engine(ChildProcess):
         self._spawn(self._command(binary, config))
         self._await_ready(self._ready, timeout_s)
 
+    @abstractmethod
     def _installed_binary(self) -> Path:
         """The server's executable; EngineSetupError says what to install when it is not."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _config(self) -> str:
-        raise NotImplementedError
+        """Its configuration file's text."""
 
+    @abstractmethod
     def _command(self, binary: Path, config: Path) -> list[str]:
-        raise NotImplementedError
+        """The command line that runs it on ``config``."""
 
+    @abstractmethod
     def _ready(self) -> bool:
         """Whether it answers its clients."""
-        raise NotImplementedError
 
 
 class EmbeddedNats(_Engine):
@@ -122,11 +128,9 @@ class EmbeddedNats(_Engine):
     config_file = "nats-server.conf"
 
     def __init__(self, data_dir: Path, binary: Path | None = None) -> None:
-        super().__init__(data_dir / NATS_DIR)
+        super().__init__(data_dir, NATS_DIR)
         self.binary = binary or venv_binary("nats-server")
-        self.port = free_port()
         self.monitor_port = free_port()
-        self.password = read_or_make_secret(data_dir / SECRETS_DIR, "nats")
 
     @property
     def url(self) -> str:
@@ -181,10 +185,8 @@ class EmbeddedRedis(_Engine):
     config_file = "redis.conf"
 
     def __init__(self, data_dir: Path, binary: Path | None = None) -> None:
-        super().__init__(data_dir / REDIS_DIR)
+        super().__init__(data_dir, REDIS_DIR)
         self.binary = binary or redis_binary()
-        self.port = free_port()
-        self.password = read_or_make_secret(data_dir / SECRETS_DIR, "redis")
 
     @property
     def url(self) -> str:
