@@ -281,6 +281,16 @@ def test_nats_is_a_three_node_jetstream_cluster_with_replicated_streams(
     assert re.search(r"(?m)^server_name: \$POD_NAME$", conf)
     env = {e["name"]: e for e in container(nats)["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # Only NATS pods reach the (password-less) route port.
+    [policy] = of_kind(rendered, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"app": "nats"}
+    by_port = {
+        port["port"]: rule.get("from")
+        for rule in policy["spec"]["ingress"]
+        for port in rule["ports"]
+    }
+    assert by_port[ports["cluster"]] == [{"podSelector": {"matchLabels": {"app": "nats"}}}]
+    assert by_port[ports["client"]] is None and by_port[ports["monitor"]] is None
 
 
 def nats_config(documents: list[dict[str, Any]]) -> dict[str, str]:
@@ -449,3 +459,16 @@ def test_no_secret_value_is_in_the_rendered_set(rendered: list[dict[str, Any]]) 
             if "PASSWORD" in env["name"] and not env["name"].endswith(("_FILE", "_DIR")):
                 assert "valueFrom" in env, f"{name}: {env['name']}"
     assert not of_kind(rendered, "Secret")  # created by the operator, never committed
+
+
+def test_every_kubernetes_file_is_in_the_kustomization() -> None:
+    # A file left out would be neither applied nor validated.
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    generated = {
+        entry.split("=", 1)[-1]
+        for generator in kustomization["configMapGenerator"]
+        for entry in generator["files"]
+    }
+    on_disk = {str(p.relative_to(DEPLOY)) for p in (DEPLOY / "k8s").iterdir()}
+    assert on_disk == {p for p in listed | generated if p.startswith("k8s/")}
