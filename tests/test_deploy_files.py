@@ -246,16 +246,13 @@ def test_the_deployments_run_the_projects_broker_and_ingest_logs_in_as_its_clien
     broker_sets = [d for d in documents if d["metadata"]["name"] == "mosquitto"]
     containers = broker_sets[0]["spec"]["template"]["spec"]["containers"]
     assert containers[0]["image"] == "powerflow" and containers[0]["args"][0] == "broker"
-    # Kubernetes: ingest's pods lease slots and log in as each slot's client id, with that
-    # account's password file (tests/test_k8s_manifests.py checks all of them).
     ingest = next(
         d
         for d in documents
         if d["kind"] == "Deployment" and d["metadata"]["name"] == "powerflow-ingest"
     )
-    files = {
-        item["path"]
-        for volume in ingest["spec"]["template"]["spec"]["volumes"]
-        for item in volume.get("secret", {}).get("items", [])
+    env = {
+        e["name"]: e.get("value")
+        for e in ingest["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert f"{Names().mqtt_client_id('0')}.password" in files
+    assert urlsplit(env["POWERFLOW_MQTT_URL"]).username == Names().mqtt_client_id("0")

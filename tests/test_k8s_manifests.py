@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -47,6 +48,41 @@ KEDA_MODELS: dict[str, type[BaseModel]] = {
     "TriggerAuthentication": keda.TriggerAuthentication,
     "ClusterTriggerAuthentication": keda.ClusterTriggerAuthentication,
 }
+# A trigger's metadata is a string map to the CRD, so a misspelt key ("lagTreshold") would
+# pass the schema and KEDA would silently use its default: the scalers this set uses, with
+# their parameters as KEDA 2.16's documentation lists them (keda.sh/docs/2.16/scalers/
+# nats-jetstream and redis-lists), required ones first. A trigger type not here fails.
+TRIGGER_PARAMETERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "nats-jetstream": (
+        frozenset({"natsServerMonitoringEndpoint", "account", "stream", "consumer"}),
+        frozenset({"lagThreshold", "activationLagThreshold", "useHttps"}),
+    ),
+    "redis": (
+        frozenset({"listName", "listLength"}),
+        frozenset(
+            {
+                "address",
+                "host",
+                "port",
+                "addressFromEnv",
+                "hostFromEnv",
+                "portFromEnv",
+                "usernameFromEnv",
+                "passwordFromEnv",
+                "activationListLength",
+                "enableTLS",
+                "unsafeSsl",
+                "databaseIndex",
+            }
+        ),
+    ),
+}
+# What a TriggerAuthentication may give those scalers (the same pages' "Authentication
+# Parameters").
+AUTHENTICATION_PARAMETERS = frozenset(
+    {"natsServerMonitoringEndpoint", "account"}
+    | {"address", "host", "port", "username", "password", "tls", "ca", "cert", "key"}
+)
 # What the workers scale on (autoscaling.yaml): the deployment's names in the empty namespace.
 NAMES = Names()
 DRAMATIQ_KEY_PREFIX = "powerflow-dramatiq"  # report_queue.redis_broker's namespace
@@ -111,6 +147,7 @@ def validate(document: dict[str, Any]) -> None:
         if errors:
             where = ".".join(str(p) for p in errors[0].absolute_path)
             raise ManifestInvalid(f"{name}: {where}: {errors[0].message}")
+        check_keda_parameters(name, document)
         return
     for version in KUBERNETES_VERSIONS:
         try:
@@ -120,6 +157,23 @@ def validate(document: dict[str, Any]) -> None:
             raise ManifestInvalid(f"{name} ({version}): {where}: {exc.message}") from None
         except kubernetes_validate.SchemaNotFoundError as exc:
             raise ManifestInvalid(f"{name}: {exc.message}") from None
+
+
+def check_keda_parameters(name: str, document: dict[str, Any]) -> None:
+    """Trigger types and parameter names the schema cannot check (string maps)."""
+    for trigger in document["spec"].get("triggers", []):
+        if trigger["type"] not in TRIGGER_PARAMETERS:
+            raise ManifestInvalid(f"{name}: trigger type {trigger['type']!r} is not checked here")
+        required, optional = TRIGGER_PARAMETERS[trigger["type"]]
+        given = set(trigger["metadata"])
+        if unknown := given - required - optional:
+            raise ManifestInvalid(f"{name}: unknown {trigger['type']} parameters {unknown}")
+        # (a required one may come from the TriggerAuthentication instead)
+        if (missing := required - given) and "authenticationRef" not in trigger:
+            raise ManifestInvalid(f"{name}: {trigger['type']} needs {missing}")
+    for ref in document["spec"].get("secretTargetRef", []):
+        if ref["parameter"] not in AUTHENTICATION_PARAMETERS:
+            raise ManifestInvalid(f"{name}: unknown authentication parameter {ref['parameter']!r}")
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +272,27 @@ def set_path(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
             "spec.secretTargetRef.0.key",
             1,
             "is not of type",
+        ),
+        (
+            "TriggerAuthentication",
+            "powerflow-redis",
+            "spec.secretTargetRef.0.parameter",
+            "passwd",
+            "unknown authentication parameter",
+        ),
+        (
+            "ScaledObject",
+            "powerflow-writer",
+            "spec.triggers.0.metadata.lagTreshold",
+            "10",
+            "unknown nats-jetstream parameters",
+        ),
+        (
+            "ScaledObject",
+            "powerflow-aggregator",
+            "spec.triggers.0.type",
+            "nats-streaming",
+            "is not checked here",
         ),
     ],
 )
@@ -421,28 +496,30 @@ def test_disruption_budgets_cover_nats_and_the_services_that_must_stay_up(
     }
 
 
-def test_ingest_runs_two_pods_on_leased_slots_each_with_its_broker_account(
+def test_ingest_runs_two_pods_on_leased_slots_and_the_broker_makes_their_accounts(
     rendered: list[dict[str, Any]],
 ) -> None:
     ingest = find(rendered, "Deployment", "powerflow-ingest")
-    slots = int(settings_map(rendered)["POWERFLOW_INGEST_SLOTS"])
-    assert ingest["spec"]["replicas"] == 2 < slots
+    settings = settings_map(rendered)
+    assert ingest["spec"]["replicas"] == 2 < int(settings["POWERFLOW_INGEST_SLOTS"])
     assert ingest["spec"]["strategy"]["type"] == "RollingUpdate"  # leases, not one fixed id
     env = {e["name"]: e.get("value") for e in container(ingest)["env"]}
     assert "POWERFLOW_INGEST_INSTANCE" not in env and "POWERFLOW_MQTT_TOPICS" not in env
-    # No username in the URL: each slot logs in as its own client id.
-    assert "@" not in settings_map(rendered)["POWERFLOW_MQTT_URL"]
-    client_ids = {NAMES.mqtt_client_id(str(slot)) for slot in range(slots)}
+    # It logs in as slot 0's account (every slot's account has that password) ...
+    first = NAMES.mqtt_client_id("0")
+    assert urlsplit(env["POWERFLOW_MQTT_URL"]).username == first
+    password_file = Path(env["POWERFLOW_MQTT_PASSWORD_FILE"])
     volumes = ingest["spec"]["template"]["spec"]["volumes"]
-    [accounts] = [v for v in volumes if v.get("secret", {}).get("secretName") == "broker-accounts"]
-    files = {item["path"] for item in accounts["secret"]["items"]}
-    assert files == {f"{client_id}.password" for client_id in client_ids}
-    [mount] = [m for m in container(ingest)["volumeMounts"] if m["name"] == accounts["name"]]
-    assert env["POWERFLOW_MQTT_PASSWORD_DIR"] == mount["mountPath"]
-    # The broker makes exactly those accounts.
-    broker = container(find(rendered, "StatefulSet", "mosquitto"))["args"]
-    instances = broker[broker.index("--ingest-instances") + 1].split(",")
-    assert {NAMES.mqtt_client_id(i) for i in instances} == client_ids
+    [mount] = [
+        m for m in container(ingest)["volumeMounts"] if m["mountPath"] == str(password_file.parent)
+    ]
+    [volume] = [v for v in volumes if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "broker-accounts"
+    assert volume["secret"]["items"] == [{"key": f"{first}.password", "path": password_file.name}]
+    # ... and the broker, with the same settings, makes an account for every slot.
+    broker = find(rendered, "StatefulSet", "mosquitto")
+    assert container(broker)["envFrom"] == [{"configMapRef": {"name": "powerflow-settings"}}]
+    assert "--ingest-instances" not in container(broker)["args"]
 
 
 def iter_containers(documents: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
