@@ -78,6 +78,14 @@ def upgrade() -> None:
     )
     if bind.dialect.name not in ("mysql", "mariadb"):
         return
+    partitioned = bind.execute(
+        sa.text(
+            "SELECT COUNT(*) FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = 'readings' AND PARTITION_NAME IS NOT NULL"
+        )
+    ).scalar()
+    if partitioned:
+        return  # swapped in already partitioned (docs/operations.md, copy and swap)
     oldest = bind.execute(sa.text("SELECT MIN(ts) FROM readings")).scalar()
     op.execute(f"ALTER TABLE readings {_partitions_sql(oldest, now)}")
 
