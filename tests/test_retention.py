@@ -24,6 +24,7 @@ import pytest
 from alembic import command
 from nats.aio.msg import Msg
 from sqlalchemy import Engine, func, insert, inspect, select, text
+from structlog.testing import capture_logs
 from typer import Typer
 from typer.testing import CliRunner
 
@@ -33,6 +34,7 @@ from powerflow.retention_cli import retention_command
 from powerflow_aggregator import retention_job
 from powerflow_aggregator.retention_job import not_rolled_up, readings_partitions, run_retention
 from powerflow_aggregator.rollup import RollupConfig, buckets_in_range, recompute_buckets
+from powerflow_aggregator.service import run_aggregator
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.engine import alembic_config, drop_database, make_engine, migrate
 from powerflow_common.db.horizon import BEYOND_RETENTION, frozen_before, set_horizon
@@ -461,3 +463,43 @@ def test_the_job_recomputes_an_hour_dirtied_while_the_horizon_moved_before_delet
     assert stats_by_hour(upgraded)[JAN20]["samples"] == SAMPLES_PER_HOUR + 1
     assert raw_count(upgraded, JAN20, JAN20 + H) == 0
     assert real(upgraded, None, TARGET) == []
+
+
+def test_the_aggregator_runs_the_job_at_start_and_logs_what_it_did(
+    engine: Engine, settings: Settings
+) -> None:
+    old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
+    stored = store_readings(
+        engine,
+        [
+            Reading(device_code="ret-agg", ts=old + timedelta(minutes=m), power_w=5.0)
+            for m in (1, 2)
+        ],
+        received_at=datetime.now(UTC),
+        max_gap=GAP,
+    )
+    recompute_buckets(engine, stored.buckets, config())
+    ours = settings.model_copy(update={"raw_retention_days": 7, "retention_interval_s": 3600.0})
+
+    async def run_until_frozen() -> datetime | None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_aggregator(ours, stop))
+        deadline = asyncio.get_running_loop().time() + 30
+        horizon = None
+        while horizon is None and asyncio.get_running_loop().time() < deadline:
+            with engine.connect() as conn:
+                horizon = frozen_before(conn)
+            if horizon is None:
+                await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        return horizon
+
+    with capture_logs() as logs:
+        horizon = asyncio.run(run_until_frozen())
+    assert horizon is not None and horizon > old
+    done = [e for e in logs if e["event"] == "retention_done"]
+    assert done and done[0]["raw_retention_days"] == 7
+    assert count_rows(engine, "hourly_stats") >= 1
+    if engine.dialect.name == "sqlite":
+        assert count_rows(engine) == 0 and done[0]["rows_deleted"] == 2
