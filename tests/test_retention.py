@@ -35,13 +35,16 @@ from powerflow_aggregator import retention_job
 from powerflow_aggregator.retention_job import not_rolled_up, readings_partitions, run_retention
 from powerflow_aggregator.rollup import RollupConfig, buckets_in_range, recompute_buckets
 from powerflow_aggregator.service import run_aggregator
+from powerflow_common.corrections import CorrectionRequest, apply_correction
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.engine import alembic_config, drop_database, make_engine, migrate
 from powerflow_common.db.horizon import BEYOND_RETENTION, frozen_before, set_horizon
 from powerflow_common.db.models import DEVICES, EMISSION_FACTORS, HOURLY_STATS, READINGS
+from powerflow_common.errors import CorrectionRefused
 from powerflow_common.jetstream import connect_nats, ensure_streams
 from powerflow_common.retention import CATCH_ALL_PARTITION, months_after
 from powerflow_common.settings import Settings, load_settings
+from powerflow_common.validation import Limits
 from powerflow_common.wire import Bucket, Reading, ReadingBatch, batch_decoder, json_encoder
 from powerflow_writer.consumer import Writer, ensure_writer_consumer
 from powerflow_writer.store import store_readings
@@ -503,3 +506,27 @@ def test_the_aggregator_runs_the_job_at_start_and_logs_what_it_did(
     assert count_rows(engine, "hourly_stats") >= 1
     if engine.dialect.name == "sqlite":
         assert count_rows(engine) == 0 and done[0]["rows_deleted"] == 2
+
+
+def test_a_correction_of_a_reading_in_a_frozen_hour_is_refused(
+    upgraded: Engine, fresh_url: str
+) -> None:
+    with begin_write(upgraded) as conn:
+        set_horizon(conn, TARGET)  # January frozen, its raw readings not yet deleted
+    request = CorrectionRequest(
+        device_code=CODE,
+        ts=JAN20,
+        values={"power_w": 10.0},
+        reason="meter swapped",
+        corrected_by="ops",
+    )
+    with pytest.raises(CorrectionRefused) as refused:
+        apply_correction(upgraded, request, limits=Limits(), max_gap=GAP)
+    assert refused.value.reason == BEYOND_RETENTION
+    with upgraded.connect() as conn:
+        power = conn.execute(select(READINGS.c.power_w).where(READINGS.c.ts == JAN20)).scalar_one()
+    assert power == 1000.0
+    later = CorrectionRequest(
+        device_code=CODE, ts=FEB10, values={"power_w": 10.0}, reason="r", corrected_by="ops"
+    )
+    assert apply_correction(upgraded, later, limits=Limits(), max_gap=GAP) is not None
