@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from alembic import command
 from nats.aio.msg import Msg
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, func, insert, inspect, select, text
-from structlog.testing import capture_logs
 from typer import Typer
 from typer.testing import CliRunner
 
@@ -468,7 +468,7 @@ def test_the_job_recomputes_an_hour_dirtied_while_the_horizon_moved_before_delet
     assert real(upgraded, None, TARGET) == []
 
 
-def test_the_aggregator_runs_the_job_at_start_and_logs_what_it_did(
+def test_the_aggregator_runs_the_job_at_start_and_counts_it(
     engine: Engine, settings: Settings
 ) -> None:
     old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
@@ -498,14 +498,17 @@ def test_the_aggregator_runs_the_job_at_start_and_logs_what_it_did(
         await asyncio.wait_for(task, timeout=30)
         return horizon
 
-    with capture_logs() as logs:
-        horizon = asyncio.run(run_until_frozen())
+    runs_before = REGISTRY.get_sample_value("powerflow_retention_runs_total", {"outcome": "ok"})
+    horizon = asyncio.run(run_until_frozen())
     assert horizon is not None and horizon > old
-    done = [e for e in logs if e["event"] == "retention_done"]
-    assert done and done[0]["raw_retention_days"] == 7
+    runs = REGISTRY.get_sample_value("powerflow_retention_runs_total", {"outcome": "ok"})
+    assert (runs or 0) - (runs_before or 0) == 1  # at start, and not again within the hour
+    assert REGISTRY.get_sample_value("powerflow_retention_raw_horizon_seconds") == (
+        horizon.timestamp()
+    )
     assert count_rows(engine, "hourly_stats") >= 1
     if engine.dialect.name == "sqlite":
-        assert count_rows(engine) == 0 and done[0]["rows_deleted"] == 2
+        assert count_rows(engine) == 0
 
 
 def test_a_correction_of_a_reading_in_a_frozen_hour_is_refused(
