@@ -24,7 +24,7 @@ import pytest
 from alembic import command
 from nats.aio.msg import Msg
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, func, insert, inspect, select, text
+from sqlalchemy import Engine, event, func, insert, inspect, select, text
 from typer import Typer
 from typer.testing import CliRunner
 
@@ -240,7 +240,17 @@ def test_a_month_goes_only_once_every_hour_in_it_is_rolled_up_and_frozen_stats_s
     assert not_rolled_up(upgraded, None, TARGET) == [Bucket(1, JAN20)]
     settings = job_settings(fresh_url, retention_delete_batch_rows=7)
 
-    held = run_retention(upgraded, settings, now=NOW)
+    deletes: list[str] = []
+
+    def count_deletes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM READINGS"):
+            deletes.append(statement)
+
+    event.listen(upgraded, "before_cursor_execute", count_deletes)
+    try:
+        held = run_retention(upgraded, settings, now=NOW)
+    finally:
+        event.remove(upgraded, "before_cursor_execute", count_deletes)
     # The horizon stops at that day: 20 January is neither frozen nor deleted.
     assert held.not_rolled_up == [Bucket(1, JAN20)]
     assert held.horizon == datetime(2025, 1, 20, tzinfo=UTC)
@@ -248,9 +258,12 @@ def test_a_month_goes_only_once_every_hour_in_it_is_rolled_up_and_frozen_stats_s
     if upgraded.dialect.name == "sqlite":
         # Before the guard day (19 January) the 5 January readings went, 7 rows a transaction.
         assert held.rows_deleted == SAMPLES_PER_HOUR
+        # 21 rows at most 7 a transaction: three batches and the empty one that ends it.
+        assert len(deletes) == SAMPLES_PER_HOUR // 7 + 1
         assert raw_count(upgraded, JAN05, JAN05 + H) == 0
     else:
         assert held.partitions_dropped == []  # January still holds an hour not rolled up
+        assert deletes == []  # MariaDB drops whole months, never row by row
         assert "p202501" in (partition_names(upgraded) or [])
         assert raw_count(upgraded, JAN05, JAN05 + H) == SAMPLES_PER_HOUR
 
