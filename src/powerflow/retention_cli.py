@@ -47,6 +47,9 @@ def retention_command() -> None:
         f"raw horizon {horizon} (target {outcome.target.isoformat() if outcome.target else '-'}): "
         "hours before it are frozen"
     )
+    short = outcome.horizon and outcome.target and outcome.horizon < outcome.target
+    if short and not outcome.not_rolled_up:
+        console.print("at most 92 days are frozen a run: the next run goes on")
     if outcome.not_rolled_up:
         first = outcome.not_rolled_up[0]
         console.print(

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from powerflow_common.retention import (
     CATCH_ALL_PARTITION,
+    MAX_HORIZON_ADVANCE,
     NEIGHBOUR_GUARD,
     PARTITIONS_AHEAD_MONTHS,
     Partition,
+    advance_until,
     droppable_partitions,
     is_frozen,
     month_floor,
@@ -176,3 +178,27 @@ def test_added_partitions_leave_no_month_up_to_three_ahead_in_the_catch_all(
         assert all(b > max(p.upper for p in existing if p.upper) for b in added)
     # The month PARTITIONS_AHEAD_MONTHS ahead of now ends below the last monthly bound.
     assert bounds[-1] >= months_after(now, PARTITIONS_AHEAD_MONTHS + 1)
+
+
+def test_a_first_run_on_years_of_data_freezes_at_most_a_quarter() -> None:
+    target = datetime(2025, 2, 8, tzinfo=UTC)
+    oldest = datetime(2023, 5, 17, 13, 5, tzinfo=UTC)
+    # From the oldest reading's day, 92 days: 2023-05-17 + 92 days = 2023-08-17.
+    assert advance_until(None, oldest, target) == datetime(2023, 8, 17, tzinfo=UTC)
+    assert advance_until(datetime(2025, 1, 1, tzinfo=UTC), oldest, target) == target
+    assert advance_until(None, None, target) == target  # no readings: nothing to read
+
+
+@settings(deadline=None)
+@given(st.one_of(st.none(), instants), st.one_of(st.none(), instants), instants)
+def test_one_run_never_goes_past_its_target_nor_a_quarter_past_its_start(
+    current: datetime | None, oldest: datetime | None, target: datetime
+) -> None:
+    until = advance_until(current, oldest, target)
+    assert until <= target
+    start = current if current is not None else oldest
+    if start is not None:
+        assert until <= start + MAX_HORIZON_ADVANCE
+        # It always makes progress while the target is ahead of the start's day.
+        if target > start + timedelta(days=1):
+            assert until > start - timedelta(days=1)

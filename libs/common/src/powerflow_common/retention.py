@@ -24,9 +24,11 @@ from datetime import UTC, datetime, timedelta
 __all__ = [
     "CATCH_ALL_PARTITION",
     "HORIZON_STEP",
+    "MAX_HORIZON_ADVANCE",
     "NEIGHBOUR_GUARD",
     "PARTITIONS_AHEAD_MONTHS",
     "Partition",
+    "advance_until",
     "droppable_partitions",
     "is_frozen",
     "month_floor",
@@ -48,6 +50,10 @@ NEIGHBOUR_GUARD = timedelta(days=1)
 # Monthly partitions created ahead of time, so a month's rows never land in the catch-all:
 # three months survive a quarter without the job (an outage, a forgotten cron).
 PARTITIONS_AHEAD_MONTHS = 3
+# One run freezes at most a quarter: the rolled-up check reads every raw row it is about to
+# freeze, so a first run on years of data catches up over a few runs, each of bounded length,
+# instead of reading everything in one (a year of 1,000 devices at 5 s is 6.3 billion rows).
+MAX_HORIZON_ADVANCE = timedelta(days=92)
 # The last partition, ``VALUES LESS THAN (MAXVALUE)``: whatever no monthly partition holds
 # (a clock years ahead) lands here, so no insert ever fails for want of a partition.
 CATCH_ALL_PARTITION = "pmax"
@@ -86,6 +92,18 @@ def retention_target(now: datetime, raw_retention_days: int) -> datetime:
     if raw_retention_days < 1:
         raise ValueError("raw_retention_days must be at least 1")
     return _day_floor(_utc(now, "now") - timedelta(days=raw_retention_days))
+
+
+def advance_until(
+    current: datetime | None, oldest_reading: datetime | None, target: datetime
+) -> datetime:
+    """How far one run may move the horizon: ``target``, at most ``MAX_HORIZON_ADVANCE`` past
+    where the horizon stands (or, before the first move, past the day of the oldest reading)."""
+    start = current if current is not None else oldest_reading
+    target = _utc(target, "target")
+    if start is None:
+        return target
+    return min(target, _day_floor(_utc(start, "start")) + MAX_HORIZON_ADVANCE)
 
 
 def next_horizon(

@@ -5,7 +5,8 @@ One run (``powerflow retention``, and every aggregator copy every
 
 1. MySQL/MariaDB: split the next months off the catch-all partition (``REORGANIZE PARTITION
    pmax``), so each month has its own partition before its first row arrives.
-2. With ``POWERFLOW_RAW_RETENTION_DAYS`` set: move the raw horizon towards its target, but
+2. With ``POWERFLOW_RAW_RETENTION_DAYS`` set: move the raw horizon towards its target (at
+   most ``MAX_HORIZON_ADVANCE`` a run, so a first run on years of data is bounded), but
    never past an hour that is not rolled up (an hour with readings and no stats row, or whose
    row was computed before its newest reading was stored: the aggregator still has it to do).
    The move waits for every writer and recompute that read the horizon (a row lock), so after
@@ -43,6 +44,7 @@ from powerflow_common.logs import get_logger
 from powerflow_common.retention import (
     CATCH_ALL_PARTITION,
     Partition,
+    advance_until,
     droppable_partitions,
     next_horizon,
     partition_name,
@@ -206,6 +208,20 @@ def not_rolled_up(
     return sorted(found, key=lambda b: (b.hour_start, b.device_id))
 
 
+def oldest_reading(engine: Engine) -> datetime | None:
+    """The oldest raw reading of any device, one primary-key seek per device."""
+    oldest: datetime | None = None
+    with engine.connect() as conn:
+        for device_id in conn.execute(select(_devices.c.id)).scalars().all():
+            first = conn.execute(
+                select(func.min(_readings.c.ts)).where(_readings.c.device_id == device_id)
+            ).scalar()
+            if first is not None:
+                first = _aware(first)
+                oldest = first if oldest is None else min(oldest, first)
+    return oldest
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -222,9 +238,10 @@ def _move_horizon(
     if current is not None and current >= target:
         metrics.RETENTION_HELD_BACK.set(0)
         return
-    held = not_rolled_up(engine, current, target, first_only=True)
+    until = advance_until(current, None if current is not None else oldest_reading(engine), target)
+    held = not_rolled_up(engine, current, until, first_only=True)
     outcome.not_rolled_up = held
-    new = next_horizon(current, target, held[0].hour_start if held else None)
+    new = next_horizon(current, until, held[0].hour_start if held else None)
     metrics.RETENTION_HELD_BACK.set(1 if held else 0)
     if held:
         log.warning(
