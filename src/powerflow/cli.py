@@ -10,7 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerflow import admission_cli, broker_cli, corrections_cli, devices_cli, energy_cli
+from powerflow import (
+    admission_cli,
+    broker_cli,
+    corrections_cli,
+    devices_cli,
+    energy_cli,
+    retention_cli,
+)
 from powerflow.cli_settings import command_settings
 from powerflow_common.settings import redact_url
 
@@ -58,6 +65,8 @@ app.command()(energy_cli.aggregator)
 app.command()(energy_cli.rollup)
 app.add_typer(energy_cli.factors_app, name="factors")
 app.add_typer(energy_cli.import_app, name="import")
+# Raw-reading retention and monthly partitions: `retention`.
+app.command("retention")(retention_cli.retention_command)
 
 # Operator corrections of stored values: `correct`, `corrections`.
 app.command("correct")(corrections_cli.correct_command)

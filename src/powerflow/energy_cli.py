@@ -113,7 +113,8 @@ def rollup(
     console.print(
         f"{result.recomputed} device-hours recomputed with factor set "
         f"[bold]{settings.factor_set}[/] ({result.follow_on} follow-on, {result.removed} "
-        f"emptied, {result.missing_factor} without a factor, {len(result.failed)} failed)"
+        f"emptied, {result.missing_factor} without a factor, {result.frozen} frozen: CO2 from "
+        f"stored kWh, {len(result.failed)} failed)"
     )
     for bucket, error in result.failed[:20]:
         console.print(f"[red]failed[/] device {bucket.device_id} {bucket.hour_start}: {error}")

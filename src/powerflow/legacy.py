@@ -151,6 +151,12 @@ def import_legacy(
                 outcome.reject(
                     f"{reading.device_code} {reading.ts.isoformat()}", "db_refused", error
                 )
+            for reading in stored.beyond_retention:  # its hour is frozen: not stored
+                outcome.reject(
+                    f"{reading.device_code} {reading.ts.isoformat()}",
+                    "beyond_retention",
+                    "before the raw horizon (POWERFLOW_RAW_RETENTION_DAYS): its hour is frozen",
+                )
         if on_rows is not None:
             on_rows(len(chunk))
     if before_rollup is not None:

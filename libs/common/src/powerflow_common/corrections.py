@@ -28,12 +28,14 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.db.dialect import begin_write
+from powerflow_common.db.horizon import BEYOND_RETENTION, frozen_before
 from powerflow_common.db.models import DEVICES, READING_CORRECTIONS, READINGS
-from powerflow_common.energy import touched_hours
+from powerflow_common.energy import hour_floor, touched_hours
 from powerflow_common.errors import CorrectionRefused, CorrectionTargetMissing, Rejected
 from powerflow_common.logs import get_logger
 from powerflow_common.msgids import content_id
 from powerflow_common.names import Names
+from powerflow_common.retention import is_frozen
 from powerflow_common.settings import Settings
 from powerflow_common.validation import (
     EARLIEST_TS,
@@ -249,6 +251,14 @@ def apply_correction(
     corrected_at = now or datetime.now(UTC)
     with begin_write(engine) as conn:
         device = _device(conn, request.device_code)
+        # A frozen hour's stats are final (powerflow_common.retention): a corrected raw value
+        # would change no total, so the correction is refused rather than silently ignored.
+        if is_frozen(hour_floor(ts), frozen_before(conn, lock=True)):
+            raise CorrectionRefused(
+                BEYOND_RETENTION,
+                f"{ts.isoformat()} is in an hour before the raw horizon: its stats are frozen "
+                "(POWERFLOW_RAW_RETENTION_DAYS, docs/operations.md)",
+            )
         values = check_values(request.values, bidirectional=device.bidirectional, limits=limits)
         # The row lock makes the old value the one this correction replaces, even when a
         # writer or another correction touches the same reading at the same moment.

@@ -275,6 +275,17 @@ class Settings(BaseSettings):
     aggregator_lock_timeout_s: float = Field(default=10.0, ge=0)
     aggregator_metrics_port: int = 9103
 
+    # Retention of raw readings (powerflow_common.retention, docs/operations.md "Retention and
+    # partitions"). None keeps them for ever; N drops whole months (MySQL/MariaDB) or deletes
+    # in batches (SQLite) once older than N days and rolled up. Hours before the horizon are
+    # frozen: kept in hourly_stats, never recomputed from raw.
+    raw_retention_days: int | None = Field(default=None, ge=1)
+    # How often each aggregator runs the job (future partitions, then retention); 0: never
+    # (run `powerflow retention` from cron instead).
+    retention_interval_s: float = Field(default=3600.0, ge=0)
+    # Rows per SQLite delete transaction: short, so writers wait at most one batch.
+    retention_delete_batch_rows: int = Field(default=5_000, ge=1)
+
     # Energy rules.
     max_gap_s: float = Field(default=60.0, gt=0)
     counter_reset_tolerance_wh: float = Field(default=10.0, ge=0)

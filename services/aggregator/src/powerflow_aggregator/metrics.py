@@ -44,3 +44,32 @@ DEAD_LETTERED = Counter(
     ["reason"],
 )
 DATABASE_UP = Gauge("powerflow_aggregator_database_up", "1 while the database answers")
+
+# The retention job (powerflow_aggregator.retention_job), run here every
+# POWERFLOW_RETENTION_INTERVAL_S and by `powerflow retention`.
+RETENTION_RUNS = Counter(
+    "powerflow_retention_runs_total",
+    "Runs of the retention job: ok, failed, or skipped (another copy held its lock)",
+    ["outcome"],
+)
+RETENTION_HORIZON = Gauge(
+    "powerflow_retention_raw_horizon_seconds",
+    "The raw horizon (Unix time): hours before it are frozen; 0 while nothing is frozen",
+)
+RETENTION_HELD_BACK = Gauge(
+    "powerflow_retention_held_back",
+    "1 while hours not rolled up keep the raw horizon short of its target",
+)
+RETENTION_PARTITIONS_ADDED = Counter(
+    "powerflow_retention_partitions_added_total", "Monthly readings partitions created ahead"
+)
+RETENTION_PARTITIONS_DROPPED = Counter(
+    "powerflow_retention_partitions_dropped_total", "Monthly readings partitions dropped"
+)
+RETENTION_ROWS_DELETED = Counter(
+    "powerflow_retention_rows_deleted_total", "Raw readings deleted in batches (SQLite)"
+)
+READINGS_PARTITIONED = Gauge(
+    "powerflow_retention_readings_partitioned",
+    "MySQL/MariaDB: 1 when readings is partitioned by month, 0 when not (run powerflow migrate)",
+)

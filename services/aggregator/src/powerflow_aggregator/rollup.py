@@ -3,6 +3,13 @@
 Each bucket is recomputed in a fresh transaction under a named database lock (SQLite: its one
 write lock, taken when the transaction begins; powerflow_common.db.dialect), so any number of
 copies (and ``powerflow rollup``) converge on the result of the readings stored so far.
+
+A frozen hour (before the raw horizon, powerflow_common.retention) is never recomputed from raw
+readings nor deleted for being empty: its raw readings may be gone. A recompute of a frozen hour
+only recomputes its CO2 from the stored kWh with the factor set in force (a factor-set change);
+the horizon is read under a shared lock inside the bucket's transaction, so it cannot move
+between the check and the recompute. Only the retention job, which still has the raw readings
+of the hours it freezes, recomputes them from raw (``include_frozen``).
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, or_, select
+from sqlalchemy import Connection, Engine, Row, and_, delete, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from powerflow_common.carbon import EmissionFactor, FactorNotFound, co2_kg, select_factor
 from powerflow_common.consumers import TRANSIENT_DB_ERRORS
 from powerflow_common.db.dialect import HOUR_TEXT_FORMAT, LOCK_NAME_MAX, LockNotAcquired, dialect_of
+from powerflow_common.db.horizon import frozen_before
 from powerflow_common.db.models import (
     DEVICES,
     EMISSION_FACTORS,
@@ -29,6 +37,7 @@ from powerflow_common.db.models import (
     SITES,
 )
 from powerflow_common.energy import HOUR, EnergySample, HourlyEnergy, hour_floor, hourly_energy
+from powerflow_common.retention import is_frozen
 from powerflow_common.settings import Settings
 from powerflow_common.validation import canonical_device_code
 from powerflow_common.wire import Bucket
@@ -91,6 +100,7 @@ class RecomputeResult:
     follow_on: int = 0  # hours of the next counter reading after a gap, recomputed as well
     removed: int = 0  # rows deleted because no reading is near their hour any more
     missing_factor: int = 0
+    frozen: int = 0  # frozen hours: CO2 recomputed from the stored kWh, nothing else touched
     failed: list[tuple[Bucket, str]] = field(default_factory=list)
 
 
@@ -204,11 +214,13 @@ def recompute_buckets(
     config: RollupConfig,
     *,
     on_bucket: Callable[[Bucket], None] | None = None,
+    include_frozen: bool = False,
 ) -> RecomputeResult:
     """Recompute each bucket (and the follow-on hours it reveals) one at a time, each locked.
 
     Database outages and lock timeouts raise; any other failure of a bucket is returned in
-    ``failed`` and the others go on.
+    ``failed`` and the others go on. ``include_frozen``: recompute frozen hours from raw too
+    (the retention job only, while it still holds their raw readings).
     """
     result = RecomputeResult()
     queue = deque(sorted(set(buckets), key=lambda b: (b.device_id, b.hour_start)))
@@ -227,13 +239,14 @@ def recompute_buckets(
                 contexts[bucket.device_id] = _device_context(conn, bucket.device_id, config)
                 conn.commit()
             context = contexts[bucket.device_id]
-            if context is None:  # the device was deleted: its hours go with it
-                _delete_row(conn, bucket)
+            if context is None:  # the device was deleted: its hours go with it, unless frozen
+                if include_frozen or not is_frozen(key[1], frozen_before(conn)):
+                    _delete_row(conn, bucket)
                 conn.commit()
                 continue
             try:
                 follow, outcome = _recompute_locked(
-                    conn, database, bucket, context, factors, config
+                    conn, database, bucket, context, factors, config, include_frozen
                 )
             except TRANSIENT_DB_ERRORS:
                 raise
@@ -250,6 +263,7 @@ def recompute_buckets(
             result.recomputed += 1
             result.removed += outcome == "removed"
             result.missing_factor += outcome == "no_factor"
+            result.frozen += outcome == "frozen"
             if on_bucket is not None:
                 on_bucket(bucket)
             if follow is not None and (bucket.device_id, follow) not in done:
@@ -280,10 +294,15 @@ def _recompute_locked(
     context: DeviceContext,
     factors: Sequence[EmissionFactor],
     config: RollupConfig,
+    include_frozen: bool = False,
 ) -> tuple[datetime | None, str]:
     name = lock_name(database, bucket.device_id, bucket.hour_start)
     try:
         with dialect_of(conn).exclusive(conn, name, config.lock_timeout_s):
+            # Read under a shared lock in this transaction: the horizon cannot move until
+            # this bucket is done, and a move seen here has its raw readings guarded.
+            if not include_frozen and is_frozen(bucket.hour_start, frozen_before(conn, lock=True)):
+                return None, _recompute_frozen_co2(conn, bucket, context, factors, config)
             return _recompute(conn, bucket, context, factors, config)
     except LockNotAcquired as exc:
         raise LockTimeout(str(exc)) from exc
@@ -309,16 +328,7 @@ def _recompute(
     if is_empty(computed):
         _delete_row(conn, bucket)
         return follow, "removed"
-    try:
-        # Factors apply by the site's calendar date (carbon.select_factor's contract).
-        factor: EmissionFactor | None = select_factor(
-            factors,
-            factor_set=config.factor_set,
-            region=context.region,
-            at=hour.astimezone(ZoneInfo(context.timezone)),
-        )
-    except FactorNotFound:
-        factor = None
+    factor = _factor_for(factors, hour, context, config)
     row = stat_row(
         computed,
         device_id=bucket.device_id,
@@ -332,6 +342,56 @@ def _recompute(
     )
     conn.execute(stmt)
     return follow, "no_factor" if factor is None else "stored"
+
+
+def _factor_for(
+    factors: Sequence[EmissionFactor], hour: datetime, context: DeviceContext, config: RollupConfig
+) -> EmissionFactor | None:
+    try:
+        # Factors apply by the site's calendar date (carbon.select_factor's contract).
+        return select_factor(
+            factors,
+            factor_set=config.factor_set,
+            region=context.region,
+            at=hour.astimezone(ZoneInfo(context.timezone)),
+        )
+    except FactorNotFound:
+        return None
+
+
+def _recompute_frozen_co2(
+    conn: Connection,
+    bucket: Bucket,
+    context: DeviceContext,
+    factors: Sequence[EmissionFactor],
+    config: RollupConfig,
+) -> str:
+    """A frozen hour: its stored kWh are final; only its CO2 follows the factor set in force."""
+    hour = bucket.hour_start.astimezone(UTC)
+    where = (_stats.c.device_id == bucket.device_id, _stats.c.hour_start == hour)
+    row = conn.execute(
+        select(_stats.c.energy_kwh, _stats.c.unallocated_kwh, _stats.c.flags).where(*where)
+    ).first()
+    if row is None:
+        return "frozen"  # nothing stored, and nothing may be computed from raw readings
+    factor = _factor_for(factors, hour, context, config)
+    flags = set((row.flags or "").split(",")) - {"", FLAG_NO_EMISSION_FACTOR}
+    if factor is None:
+        flags.add(FLAG_NO_EMISSION_FACTOR)
+    # As stat_row: unallocated energy was consumed too, so it emits.
+    import_kwh = row.energy_kwh + row.unallocated_kwh
+    conn.execute(
+        update(_stats)
+        .where(*where)
+        .values(
+            co2_kg=0.0 if factor is None else co2_kg(import_kwh, factor),
+            emission_factor_id=None if factor is None else factor.id,
+            factor_set=config.factor_set,
+            flags=",".join(sorted(flags)) or None,
+            computed_at=datetime.now(UTC),
+        )
+    )
+    return "frozen"
 
 
 def _delete_row(conn: Connection, bucket: Bucket) -> None:

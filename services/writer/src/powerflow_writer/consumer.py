@@ -35,6 +35,7 @@ from powerflow_common.consumers import (
     retry_transient,
     settle,
 )
+from powerflow_common.db.horizon import BEYOND_RETENTION
 from powerflow_common.logs import get_logger
 from powerflow_common.msgids import content_id
 from powerflow_common.settings import Settings
@@ -213,6 +214,15 @@ class Writer:
                 reading=reading,
                 topic=reading.topic,
             )
+        for reading in result.beyond_retention:
+            payload = json_encoder.encode(reading)
+            await self._dead_letters.send(
+                BEYOND_RETENTION,
+                _beyond_retention_detail(reading),
+                payload,
+                content_id("b", payload),
+                reading=reading,
+            )
         _count_waiting(result)
         if result.buckets:
             await self._announce(group, result)
@@ -252,6 +262,14 @@ def _not_enrolled_detail(code: str) -> str:
         f"{LEGACY_TOPIC} names the device only in its payload, and device {code[:64]!r} is not "
         "enrolled for it (unknown, not legacy, or revoked): the device publishes on its own "
         "topic, or an operator enrols it as legacy (docs/devices.md)"
+    )
+
+
+def _beyond_retention_detail(reading: Reading) -> str:
+    return (
+        f"reading at {reading.ts.isoformat()} is for an hour before the raw horizon: that hour "
+        "is frozen (its stats are final, its raw readings may be gone; POWERFLOW_RAW_RETENTION_"
+        'DAYS, docs/operations.md "Retention and partitions"), so it is not stored'
     )
 
 

@@ -7,6 +7,11 @@ stored column keeps the first and is reported as a conflict with both values. A 
 does not fit its columns (powerflow_common.db.limits, the same on SQLite and MariaDB) or
 that the database refuses is split out.
 
+A reading for a frozen hour (before the raw horizon, powerflow_common.retention) is returned
+in ``beyond_retention`` to be dead-lettered, the rest of the batch stored: its hour's stats are
+final and its raw neighbours may be gone. The horizon is read under a shared lock in the
+insert's own transaction, so a move of the horizon never slips between the check and the insert.
+
 Device rules (powerflow_common.admission): a reading on the shared legacy topic is stored only
 for a device enrolled as legacy and not revoked, else it is returned in ``not_enrolled`` to be
 dead-lettered; it never holds the rest of the batch back. A device seen for the first time any
@@ -33,10 +38,12 @@ from powerflow_common.admission import (
     standing_of,
 )
 from powerflow_common.db.dialect import begin_write, dialect_of
+from powerflow_common.db.horizon import frozen_before
 from powerflow_common.db.limits import row_problem
 from powerflow_common.db.models import DEVICES, READINGS, SITES
 from powerflow_common.energy import touched_hours
 from powerflow_common.logs import get_logger
+from powerflow_common.retention import is_frozen
 from powerflow_common.validation import DEVICE_CODE_PATTERN, canonical_device_code
 from powerflow_common.wire import MEASUREMENT_FIELDS, Bucket, Reading
 
@@ -97,6 +104,8 @@ class StoreResult:
     refused: list[tuple[Reading, str]] = field(default_factory=list)
     # On the legacy topic for a device not enrolled as legacy (or unknown, or revoked).
     not_enrolled: list[Reading] = field(default_factory=list)
+    # For an hour before the raw horizon: frozen, refused (reason beyond_retention).
+    beyond_retention: list[Reading] = field(default_factory=list)
     # Devices this batch registered, waiting for admission; readings of waiting devices.
     new_waiting: list[str] = field(default_factory=list)
     waiting_readings: int = 0
@@ -387,10 +396,17 @@ def _store_splitting(
 ) -> list[dict[str, Any]]:
     """Insert in one transaction; when the database refuses, halve until culprits stand alone."""
     conflicts = Conflicts()
+    late: list[Reading] = []
+    stored = rows
     try:
         # IMMEDIATE on SQLite: this transaction reads the stored rows, then writes.
         with begin_write(engine) as conn:
-            duplicates = _insert_rows(conn, rows, codes, conflicts)
+            horizon = frozen_before(conn, lock=True)
+            if horizon is not None:
+                frozen = [is_frozen(row["ts"], horizon) for row in rows]
+                late = [r for r, f in zip(batch, frozen, strict=True) if f]
+                stored = [row for row, f in zip(rows, frozen, strict=True) if not f]
+            duplicates = _insert_rows(conn, stored, codes, conflicts) if stored else 0
     except (DataError, IntegrityError) as exc:
         if len(rows) == 1:
             result.refused.append((batch[0], str(exc.orig)[:500]))
@@ -399,8 +415,9 @@ def _store_splitting(
         return _store_splitting(
             engine, rows[:middle], batch[:middle], codes, result
         ) + _store_splitting(engine, rows[middle:], batch[middle:], codes, result)
-    result.inserted += len(rows) - duplicates
+    result.beyond_retention.extend(late)  # only once committed: a retry finds them again
+    result.inserted += len(stored) - duplicates
     result.duplicates += duplicates
     # Only what was committed: a refused transaction's conflicts are found again on retry.
     result.conflict_log.extend(conflicts)
-    return rows
+    return stored

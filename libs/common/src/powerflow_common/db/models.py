@@ -280,6 +280,21 @@ class ReadingCorrection(Base):
     )
 
 
+class RetentionState(Base):
+    """The raw horizon (migration 0008): one row, ``id`` 1.
+
+    Buckets starting before ``raw_horizon`` are frozen (powerflow_common.retention): their raw
+    readings may be gone, so their stats are never recomputed from raw nor deleted. NULL: no
+    retention has run, nothing is frozen. Only the retention job moves it, and only forward.
+    """
+
+    __tablename__ = "retention_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    raw_horizon: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
@@ -296,3 +311,4 @@ ESG_REPORTS = _table(EsgReport)
 API_KEYS = _table(ApiKey)
 API_KEY_DEVICES = _table(ApiKeyDevice)
 READING_CORRECTIONS = _table(ReadingCorrection)
+RETENTION_STATE = _table(RetentionState)
