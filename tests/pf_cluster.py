@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import nats
+import paho.mqtt.client as mqtt
 from nats.js.errors import APIError
 
 from powerflow.broker import free_port
 from powerflow.engines import venv_binary
+from powerflow.simulate import connect_publisher
 
 LOOPBACK = "127.0.0.1"
 CLUSTER_SIZE = 3
@@ -262,3 +267,78 @@ def nats_cluster(folder: Path, size: int = CLUSTER_SIZE) -> Iterator[NatsCluster
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+class PacedPublisher:
+    """Original-format readings on ``power/measurement`` at a steady rate, from a thread.
+
+    Device ``1000 + k % devices`` sends its ``k // devices``-th reading stamped ``start``
+    plus that many seconds, so every (device, ts) is unique and a row count says exactly
+    what was stored. :meth:`stop` returns how many the broker acknowledged (QoS 1): the
+    readings that must each end up in the database exactly once.
+    """
+
+    TICK_S = 0.01  # publishes are issued in small bursts this often
+
+    def __init__(self, url: str, *, devices: int, rate_per_s: float, start: datetime) -> None:
+        self.url = url
+        self.devices = devices
+        self.rate_per_s = rate_per_s
+        self.start_ts = start
+        self.sent = 0
+        self._stop = threading.Event()
+        self._infos: list[mqtt.MQTTMessageInfo] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    def codes(self) -> list[str]:
+        return [str(1000 + d) for d in range(self.devices)]
+
+    def message(self, k: int) -> str:
+        ts = self.start_ts + timedelta(seconds=k // self.devices)
+        device = k % self.devices
+        return json.dumps(
+            {
+                "deviceCode": 1000 + device,
+                "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "temp": 21.5,
+                "humidity": 50.5,
+                "brightness": 300,
+                "electric": round(100 + device + (k % 97) * 0.25, 2),
+            }
+        )
+
+    def start(self) -> PacedPublisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        client = connect_publisher(self.url, f"pf-cluster-pub-{os.getpid()}-{id(self)}")
+        try:
+            began = time.monotonic()
+            while not self._stop.is_set():
+                due = int((time.monotonic() - began) * self.rate_per_s)
+                while self.sent < due:
+                    info = client.publish("power/measurement", self.message(self.sent), qos=1)
+                    self._infos.append(info)
+                    self.sent += 1
+                self._infos = [i for i in self._infos if not i.is_published()]
+                self._stop.wait(self.TICK_S)
+            for info in self._infos:
+                info.wait_for_publish(60)
+        except BaseException as exc:  # handed to stop(), which fails the test with it
+            self._error = exc
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+    def stop(self) -> int:
+        """Stop publishing; every reading sent so far acknowledged by the broker, or raise."""
+        self._stop.set()
+        self._thread.join(120)
+        if self._error is not None:
+            raise AssertionError(f"the publisher failed: {self._error!r}")
+        unacked = [i for i in self._infos if not i.is_published()]
+        if unacked:
+            raise AssertionError(f"{len(unacked)} publishes not acknowledged by the broker")
+        return self.sent
