@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from nats.js.api import StreamConfig
+from nats.js.api import PeerInfo, StreamConfig
 from pf_cluster import ClusterNode, NatsCluster, PacedPublisher, nats_cluster
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
@@ -33,6 +33,7 @@ from powerflow_common.jetstream import (
     close_nats,
     connect_nats,
     ensure_streams,
+    peer_unreachable,
     quorum,
     replica_problems,
     stream_configs,
@@ -95,6 +96,15 @@ def test_replica_problems_say_what_one_more_failure_would_do() -> None:
     assert "no quorum: publishes are held" in two_down
     [refused] = replica_problems(usage(1, 3, 0))
     assert "POWERFLOW_STREAM_REPLICAS=3" in refused and "has 1 replica" in refused
+
+
+def test_a_killed_follower_counts_as_offline_before_the_server_says_so() -> None:
+    second = 1_000_000_000
+    assert not peer_unreachable(PeerInfo(name="n2", current=True, active=second // 2))
+    # Lagging under load but heard from: still a replica.
+    assert not peer_unreachable(PeerInfo(name="n2", current=False, active=2 * second))
+    assert peer_unreachable(PeerInfo(name="n2", current=False, active=30 * second))
+    assert peer_unreachable(PeerInfo(name="n2", current=False, offline=True, active=0))
 
 
 # --- A single server: more than one replica is refused loudly ----------------------------

@@ -5,24 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     ConsumerConfig,
     DiscardPolicy,
     KeyValueConfig,
+    PeerInfo,
     RawStreamMsg,
     RetentionPolicy,
     StorageType,
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from powerflow_common.backoff import jittered_delay
 from powerflow_common.broker_health import bucket_config, delete_bucket
@@ -32,14 +37,22 @@ from powerflow_common.settings import Settings
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
+
 DAY_S = 24 * 3600.0
 NATS_MAX_PAYLOAD = 1024 * 1024
 # nats-server's JetStream error codes for a publish refused for want of space.
 JS_STORE_FAILED = 10077  # "maximum bytes exceeded" of a discard-new stream, among others
 JS_STORAGE_RESOURCES_EXCEEDED = 10047
 JS_INSUFFICIENT_RESOURCES = 10023
+# "JetStream system temporarily unavailable": no meta leader (an election, no quorum).
+JS_CLUSTER_UNAVAILABLE = 10008
 # A stream asking for more than one replica of a server that is not in a cluster.
 JS_REPLICAS_NOT_SUPPORTED = 10074
+# A stream's follower that has not answered its leader for this long is taken as down: Raft
+# heartbeats go every second, so a live follower, even a lagging one, is never this silent.
+REPLICA_SILENT_S = 10.0
+NS_PER_S = 1_000_000_000
 # A key-value bucket is a stream of this name (the client libraries' convention).
 KV_STREAM_PREFIX = "KV_"
 # Parked copies carry an id of their old (stream, seq): a re-run of an interrupted migration
@@ -208,35 +221,81 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
     error (:func:`replicas_refused`): nothing runs on fewer copies than asked for.
     """
     for config in stream_configs(settings):
-        name = config.name or ""
-        try:
-            info = await js.stream_info(name)
-        except NotFoundError:
-            try:
-                await js.add_stream(config)
-            except APIError as exc:
-                if settings.stream_replicas > 1:
-                    raise replicas_refused(settings, name, exc) from exc
-                raise
-            log.info(
-                "stream_created",
-                stream=name,
-                retention=retention_name(config.retention),
-                replicas=config.num_replicas,
-            )
-            continue
-        if needs_migration(info.config, config):
-            log.error(
-                "stream_needs_migration",
-                stream=name,
-                retention=retention_name(info.config.retention),
-                wanted=retention_name(config.retention),
-                fix="run `powerflow streams` to migrate it (no message is lost)",
-            )
-            continue
-        await _update_stream(js, config, info.config.num_replicas or 1)
+        await until_answered(
+            "ensure_stream",
+            functools.partial(_ensure_stream, js, settings, config),
+            stream=config.name,
+        )
     for bucket in bucket_configs(settings):
-        await _ensure_bucket(js, bucket)
+        await until_answered(
+            "ensure_bucket", functools.partial(_ensure_bucket, js, bucket), bucket=bucket.bucket
+        )
+
+
+async def _ensure_stream(js: JetStreamContext, settings: Settings, config: StreamConfig) -> None:
+    name = config.name or ""
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+        except APIError as exc:
+            if settings.stream_replicas > 1 and not is_unanswered(exc):
+                raise replicas_refused(settings, name, exc) from exc
+            raise
+        log.info(
+            "stream_created",
+            stream=name,
+            retention=retention_name(config.retention),
+            replicas=config.num_replicas,
+        )
+        return
+    if needs_migration(info.config, config):
+        log.error(
+            "stream_needs_migration",
+            stream=name,
+            retention=retention_name(info.config.retention),
+            wanted=retention_name(config.retention),
+            fix="run `powerflow streams` to migrate it (no message is lost)",
+        )
+        return
+    await _update_stream(js, config, info.config.num_replicas or 1)
+
+
+def is_unanswered(exc: BaseException) -> bool:
+    """JetStream did not answer for now: no leader yet (an election, no quorum), or away."""
+    if isinstance(exc, NatsTimeoutError | NoRespondersError | asyncio.TimeoutError):
+        return True
+    return isinstance(exc, ServiceUnavailableError) and exc.err_code == JS_CLUSTER_UNAVAILABLE
+
+
+async def until_answered(what: str, call: Callable[[], Awaitable[T]], **context: Any) -> T:
+    """``call()`` until JetStream answers it, waiting out elections and lost quorums.
+
+    Said loudly (``jetstream_unanswered``, then every tenth attempt); any other error is
+    raised. Each JetStream step here is idempotent, so repeating one is harmless.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_unanswered(exc):
+                raise
+            delay = jittered_delay(attempt, base_s=0.25, cap_s=5.0)
+            if attempt % 10 == 0:
+                log.error(
+                    "jetstream_unanswered",
+                    step=what,
+                    error=str(exc) or type(exc).__name__,
+                    attempt=attempt,
+                    retry_in_s=round(delay, 2),
+                    consequence="waiting: a JetStream leader election, a cluster without"
+                    " quorum, or the server away",
+                    **context,
+                )
+            attempt += 1
+            await asyncio.sleep(delay)
 
 
 async def _update_stream(js: JetStreamContext, config: StreamConfig, replicas: int) -> None:
@@ -307,7 +366,7 @@ class StreamUsage:
     last_seq: int
     replicas: int = 1  # copies the stream has
     replicas_wanted: int = 1  # stream_replicas
-    replicas_offline: int = 0  # copies on nodes the stream's leader does not hear from
+    replicas_offline: int = 0  # copies the stream's leader does not hear from
 
     @property
     def ratio(self) -> float:
@@ -343,9 +402,19 @@ async def stream_usage(js: JetStreamContext, settings: Settings) -> list[StreamU
 
 
 def offline_replicas(info: StreamInfo) -> int:
-    """Followers of the stream's leader that are offline (none on a single server)."""
+    """Followers the stream's leader has not heard from lately (none on a single server).
+
+    nats-server marks a peer ``offline`` only after a clean shutdown or minutes without its
+    heartbeats; a killed node shows first as not current and silent, which counts here too.
+    """
     peers = info.cluster.replicas if info.cluster is not None else None
-    return sum(1 for peer in peers or [] if peer.offline)
+    return sum(1 for peer in peers or [] if peer_unreachable(peer))
+
+
+def peer_unreachable(peer: PeerInfo) -> bool:
+    """Offline, or behind and silent longer than a follower under load ever is."""
+    silent_s = (peer.active or 0) / NS_PER_S
+    return bool(peer.offline) or (not peer.current and silent_s > REPLICA_SILENT_S)
 
 
 def quorum(replicas: int) -> int:
