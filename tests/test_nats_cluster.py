@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PeerInfo, StreamConfig
+from nats.js.errors import BadRequestError
 from pf_cluster import ClusterNode, NatsCluster, PacedPublisher, nats_cluster
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
@@ -38,6 +40,7 @@ from powerflow_common.jetstream import (
     replica_problems,
     stream_configs,
     stream_problems,
+    until_answered,
 )
 from powerflow_common.settings import Settings
 
@@ -465,3 +468,25 @@ def test_a_fresh_cluster_stream_config_is_r3(
 
     assert asyncio.run(run()).num_replicas == REPLICAS
     assert set(stream_replicas(cluster_settings).values()) == {REPLICAS}
+
+
+async def test_a_step_jetstream_does_not_answer_is_retried_loudly_anything_else_raised() -> None:
+    calls = 0
+
+    async def elect_then_answer() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise NatsTimeoutError  # a leader election: no answer for now
+        return "answered"
+
+    with capture_logs() as logs:
+        assert await until_answered("ensure_stream", elect_then_answer) == "answered"
+    assert calls == 3
+    assert [e["event"] for e in logs] == ["jetstream_unanswered"]  # the first, then every tenth
+
+    async def refused() -> str:
+        raise BadRequestError(code=400, err_code=10005, description="no suitable peers")
+
+    with pytest.raises(BadRequestError):
+        await until_answered("ensure_stream", refused)
