@@ -42,7 +42,7 @@ from powerflow_common.jetstream import (
     stream_problems,
     until_answered,
 )
-from powerflow_common.settings import Settings
+from powerflow_common.settings import Settings, redact_url
 
 REPLICAS = 3
 DEVICES = 50
@@ -111,6 +111,12 @@ def test_a_killed_follower_counts_as_offline_before_the_server_says_so() -> None
     assert not peer_unreachable(PeerInfo(name="n2", current=False, active=2 * second))
     assert peer_unreachable(PeerInfo(name="n2", current=False, active=30 * second))
     assert peer_unreachable(PeerInfo(name="n2", current=False, offline=True, active=0))
+
+
+def test_a_server_list_is_redacted_whole() -> None:
+    servers = "nats://api:s3cret@n1:4222,nats://api:s3cret@n2:4222"
+    assert redact_url(servers) == "nats://api:***@n1:4222,nats://api:***@n2:4222"
+    assert Settings(_env_file=None, nats_url=servers).nats_servers == servers.split(",")
 
 
 # --- A single server: more than one replica is refused loudly ----------------------------

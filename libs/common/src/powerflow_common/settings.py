@@ -519,7 +519,9 @@ def with_password(url: str, password: SecretStr | None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs."""
+    """The URL with any password replaced, safe for logs (each of a comma list: NATS's)."""
+    if "," in url:
+        return ",".join(redact_url(one) for one in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url
