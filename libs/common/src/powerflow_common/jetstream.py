@@ -309,6 +309,8 @@ async def _update_stream(js: JetStreamContext, config: StreamConfig, replicas: i
         try:
             await js.update_stream(config)
         except APIError as exc:
+            if is_unanswered(exc):
+                raise  # no meta leader now: until_answered tries the whole step again
             log.error(
                 "stream_replicas_not_changed",
                 stream=config.name,
@@ -336,7 +338,7 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
         try:
             await js.create_key_value(config)
         except APIError as exc:
-            if config.replicas > 1:
+            if config.replicas > 1 and not is_unanswered(exc):
                 raise ConfigurationError(
                     f"cannot create the key-value bucket {config.bucket} with"
                     f" POWERFLOW_STREAM_REPLICAS={config.replicas}: {exc.description or exc}"
