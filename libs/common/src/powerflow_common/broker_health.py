@@ -84,19 +84,24 @@ def drop_alarm(
     return DropAlarm(degraded=bool(recent), detail="; ".join(parts) or None)
 
 
+def bucket_config(names: Names, replicas: int = 1) -> KeyValueConfig:
+    """The bucket's configuration (``ensure_streams`` creates it with the streams)."""
+    return KeyValueConfig(
+        bucket=names.broker_health_bucket,
+        description="MQTT brokers' drop counters as ingest last saw them",
+        history=1,
+        storage=StorageType.FILE,
+        replicas=replicas,
+    )
+
+
 async def open_bucket(js: JetStreamContext, names: Names) -> KeyValue:
-    """The bucket, created on first use (ingest writes it; the API only reads)."""
+    """The bucket (ingest writes it; the API only reads), created here only if
+    ``ensure_streams`` has not (it does, with ``stream_replicas`` copies)."""
     try:
         return await js.key_value(names.broker_health_bucket)
     except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=names.broker_health_bucket,
-                description="MQTT brokers' drop counters as ingest last saw them",
-                history=1,
-                storage=StorageType.FILE,
-            )
-        )
+        return await js.create_key_value(bucket_config(names))
 
 
 async def read_records(js: JetStreamContext, names: Names) -> list[BrokerHealthRecord]:

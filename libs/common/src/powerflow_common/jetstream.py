@@ -4,31 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.client import Server
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     ConsumerConfig,
     DiscardPolicy,
+    KeyValueConfig,
+    PeerInfo,
     RawStreamMsg,
     RetentionPolicy,
     StorageType,
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from powerflow_common.backoff import jittered_delay
-from powerflow_common.broker_health import delete_bucket
+from powerflow_common.broker_health import bucket_config, delete_bucket
 from powerflow_common.errors import ConfigurationError
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 DAY_S = 24 * 3600.0
 NATS_MAX_PAYLOAD = 1024 * 1024
@@ -36,6 +45,16 @@ NATS_MAX_PAYLOAD = 1024 * 1024
 JS_STORE_FAILED = 10077  # "maximum bytes exceeded" of a discard-new stream, among others
 JS_STORAGE_RESOURCES_EXCEEDED = 10047
 JS_INSUFFICIENT_RESOURCES = 10023
+# "JetStream system temporarily unavailable": no meta leader (an election, no quorum).
+JS_CLUSTER_UNAVAILABLE = 10008
+# A stream asking for more than one replica of a server that is not in a cluster.
+JS_REPLICAS_NOT_SUPPORTED = 10074
+# A stream's follower that has not answered its leader for this long is taken as down: Raft
+# heartbeats go every second, so a live follower, even a lagging one, is never this silent.
+REPLICA_SILENT_S = 10.0
+NS_PER_S = 1_000_000_000
+# A key-value bucket is a stream of this name (the client libraries' convention).
+KV_STREAM_PREFIX = "KV_"
 # Parked copies carry an id of their old (stream, seq): a re-run of an interrupted migration
 # within a day is deduplicated rather than parked twice.
 MIGRATION_DUPLICATE_WINDOW_S = 24 * 3600
@@ -100,10 +119,12 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
     backlog; discard-new makes a full stream refuse a publish, which holds ingest (or the
     writer) instead of dropping stored data. REJECTED is a record for people: discard-old,
     so a flood of bad messages evicts the oldest records (ingest counts and logs them).
+    Each has ``stream_replicas`` copies (on a cluster; a single server takes only 1).
     """
     names = settings.names
     common: dict[str, Any] = {
         "storage": StorageType.FILE,
+        "num_replicas": settings.stream_replicas,
         "duplicate_window": float(settings.duplicate_window_s),
         "max_msg_size": NATS_MAX_PAYLOAD,
     }
@@ -169,32 +190,169 @@ def needs_migration(existing: StreamConfig, wanted: StreamConfig) -> bool:
     return retention_name(existing.retention) != retention_name(wanted.retention)
 
 
+def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
+    """The key-value buckets of this namespace, with ``stream_replicas`` copies each."""
+    return [bucket_config(settings.names, replicas=settings.stream_replicas)]
+
+
+def replicas_refused(settings: Settings, stream: str, exc: APIError) -> ConfigurationError:
+    """What to do when the server will not place ``stream_replicas`` copies of a new stream."""
+    wanted = settings.stream_replicas
+    if exc.err_code == JS_REPLICAS_NOT_SUPPORTED:
+        why = "the NATS server is a single server, not a JetStream cluster"
+    else:
+        why = f"the cluster refused ({exc.description or exc})"
+    return ConfigurationError(
+        f"cannot create {stream} with POWERFLOW_STREAM_REPLICAS={wanted}: {why}. Set"
+        " POWERFLOW_STREAM_REPLICAS=1 for a single server, or start at least"
+        f' {wanted} JetStream nodes (docs/operations.md "NATS cluster")'
+    )
+
+
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Create the streams, or update them to the configured limits; idempotent.
+    """Create the streams and buckets, or update them to the configured limits; idempotent.
 
     A stream whose retention differs (a LIMITS stream of an older powerflow) is left exactly
     as it is, said loudly: limits it cannot free would fill up and stop ingest for good.
     ``powerflow streams`` migrates it (:func:`migrate_streams`); ``/readyz`` says degraded.
+    A stream or bucket with another number of replicas is moved to ``stream_replicas``
+    (a cluster copies it in place); if the server refuses, that is said loudly and stays on
+    ``/readyz`` until fixed. A new stream the server cannot replicate is a configuration
+    error (:func:`replicas_refused`): nothing runs on fewer copies than asked for.
     """
     for config in stream_configs(settings):
+        await until_answered(
+            "ensure_stream",
+            functools.partial(_ensure_stream, js, settings, config),
+            stream=config.name,
+        )
+    for bucket in bucket_configs(settings):
+        await until_answered(
+            "ensure_bucket", functools.partial(_ensure_bucket, js, bucket), bucket=bucket.bucket
+        )
+
+
+async def _ensure_stream(js: JetStreamContext, settings: Settings, config: StreamConfig) -> None:
+    name = config.name or ""
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
         try:
-            info = await js.stream_info(config.name or "")
-        except NotFoundError:
             await js.add_stream(config)
-            log.info(
-                "stream_created", stream=config.name, retention=retention_name(config.retention)
-            )
-            continue
-        if needs_migration(info.config, config):
+        except APIError as exc:
+            if settings.stream_replicas > 1 and not is_unanswered(exc):
+                raise replicas_refused(settings, name, exc) from exc
+            raise
+        log.info(
+            "stream_created",
+            stream=name,
+            retention=retention_name(config.retention),
+            replicas=config.num_replicas,
+        )
+        return
+    if needs_migration(info.config, config):
+        log.error(
+            "stream_needs_migration",
+            stream=name,
+            retention=retention_name(info.config.retention),
+            wanted=retention_name(config.retention),
+            fix="run `powerflow streams` to migrate it (no message is lost)",
+        )
+        return
+    await _update_stream(js, config, info.config.num_replicas or 1)
+
+
+def is_unanswered(exc: BaseException) -> bool:
+    """JetStream did not answer for now: no leader yet (an election, no quorum), or away."""
+    if isinstance(exc, NatsTimeoutError | NoRespondersError | asyncio.TimeoutError):
+        return True
+    return isinstance(exc, ServiceUnavailableError) and exc.err_code == JS_CLUSTER_UNAVAILABLE
+
+
+async def until_answered(what: str, call: Callable[[], Awaitable[T]], **context: Any) -> T:
+    """``call()`` until JetStream answers it, waiting out elections and lost quorums.
+
+    Said loudly (``jetstream_unanswered``, then every tenth attempt); any other error is
+    raised. Each JetStream step here is idempotent, so repeating one is harmless.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_unanswered(exc):
+                raise
+            delay = jittered_delay(attempt, base_s=0.25, cap_s=5.0)
+            if attempt % 10 == 0:
+                log.error(
+                    "jetstream_unanswered",
+                    step=what,
+                    error=str(exc) or type(exc).__name__,
+                    attempt=attempt,
+                    retry_in_s=round(delay, 2),
+                    consequence="waiting: a JetStream leader election, a cluster without"
+                    " quorum, or the server away",
+                    **context,
+                )
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+async def _update_stream(js: JetStreamContext, config: StreamConfig, replicas: int) -> None:
+    """Apply ``config`` to an existing stream whose copies are ``replicas`` now.
+
+    A change of replicas the server refuses (a single server asked for 3, a cluster with too
+    few nodes up) is logged with what to do, and the rest of ``config`` applied without it.
+    """
+    wanted = config.num_replicas or 1
+    if replicas != wanted:
+        try:
+            await js.update_stream(config)
+        except APIError as exc:
+            if is_unanswered(exc):
+                raise  # no meta leader now: until_answered tries the whole step again
             log.error(
-                "stream_needs_migration",
+                "stream_replicas_not_changed",
                 stream=config.name,
-                retention=retention_name(info.config.retention),
-                wanted=retention_name(config.retention),
-                fix="run `powerflow streams` to migrate it (no message is lost)",
+                replicas=replicas,
+                wanted=wanted,
+                error=exc.description or str(exc),
+                fix="start enough JetStream cluster nodes and restart this process, or set"
+                f" POWERFLOW_STREAM_REPLICAS={replicas}",
             )
-            continue
-        await js.update_stream(config)
+            config = dataclasses.replace(config, num_replicas=replicas)
+        else:
+            log.warning(
+                "stream_replicas_changed", stream=config.name, replicas=wanted, was=replicas
+            )
+            return
+    await js.update_stream(config)
+
+
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    """Create a key-value bucket, or move an existing one to ``config.replicas`` copies."""
+    stream = f"{KV_STREAM_PREFIX}{config.bucket}"
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        try:
+            await js.create_key_value(config)
+        except APIError as exc:
+            if config.replicas > 1 and not is_unanswered(exc):
+                raise ConfigurationError(
+                    f"cannot create the key-value bucket {config.bucket} with"
+                    f" POWERFLOW_STREAM_REPLICAS={config.replicas}: {exc.description or exc}"
+                    ' (docs/operations.md "NATS cluster")'
+                ) from exc
+            raise
+        log.info("bucket_created", bucket=config.bucket, replicas=config.replicas)
+        return
+    replicas = info.config.num_replicas or 1
+    if replicas != config.replicas:
+        # Only the copies change: the bucket's other settings are the client library's.
+        await _update_stream(
+            js, dataclasses.replace(info.config, num_replicas=config.replicas), replicas
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +366,9 @@ class StreamUsage:
     max_bytes: int  # <= 0: no byte limit
     first_seq: int
     last_seq: int
+    replicas: int = 1  # copies the stream has
+    replicas_wanted: int = 1  # stream_replicas
+    replicas_offline: int = 0  # copies the stream's leader does not hear from
 
     @property
     def ratio(self) -> float:
@@ -234,9 +395,55 @@ async def stream_usage(js: JetStreamContext, settings: Settings) -> list[StreamU
                 max_bytes=info.config.max_bytes or 0,
                 first_seq=info.state.first_seq,
                 last_seq=info.state.last_seq,
+                replicas=info.config.num_replicas or 1,
+                replicas_wanted=config.num_replicas or 1,
+                replicas_offline=offline_replicas(info),
             )
         )
     return usages
+
+
+def offline_replicas(info: StreamInfo) -> int:
+    """Followers the stream's leader has not heard from lately (none on a single server).
+
+    nats-server marks a peer ``offline`` only after a clean shutdown or minutes without its
+    heartbeats; a killed node shows first as not current and silent, which counts here too.
+    """
+    peers = info.cluster.replicas if info.cluster is not None else None
+    return sum(1 for peer in peers or [] if peer_unreachable(peer))
+
+
+def peer_unreachable(peer: PeerInfo) -> bool:
+    """Offline, or behind and silent longer than a follower under load ever is."""
+    silent_s = (peer.active or 0) / NS_PER_S
+    return bool(peer.offline) or (not peer.current and silent_s > REPLICA_SILENT_S)
+
+
+def quorum(replicas: int) -> int:
+    """Copies that must be up for a stream to store anything: a majority (Raft)."""
+    return replicas // 2 + 1
+
+
+def replica_problems(usage: StreamUsage) -> list[str]:
+    """What an operator must hear about a stream's copies."""
+    problems = []
+    if usage.replicas != usage.replicas_wanted:
+        problems.append(
+            f"{usage.name} has {usage.replicas} replica(s), POWERFLOW_STREAM_REPLICAS="
+            f"{usage.replicas_wanted}: the server refused the change (see the log"
+            " stream_replicas_not_changed)"
+        )
+    if usage.replicas_offline:
+        up = usage.replicas - usage.replicas_offline
+        effect = (
+            "no quorum: publishes are held until a node returns"
+            if up < quorum(usage.replicas)
+            else f"{up - quorum(usage.replicas)} more node(s) down stops publishes"
+        )
+        problems.append(
+            f"{usage.name}: {usage.replicas_offline} of {usage.replicas} replicas offline; {effect}"
+        )
+    return problems
 
 
 def usage_problems(
@@ -249,6 +456,7 @@ def usage_problems(
     """
     problems = []
     for usage in usages:
+        problems += replica_problems(usage)
         if not usage.retention_ok:
             problems.append(
                 f"{usage.name} keeps what its consumer acked (old retention):"
@@ -320,7 +528,7 @@ async def migrate_streams(js: JetStreamContext, settings: Settings) -> list[str]
             continue  # ensure_streams creates it
         consumers: list[ConsumerConfig] = []
         if existing is not None:
-            consumers, kept = await _park(js, existing, temp)
+            consumers, kept = await _park(js, existing, temp, settings.stream_replicas)
             await js.delete_stream(name)
             log.warning("stream_migration_old_deleted", stream=name, parked=kept)
         else:
@@ -360,7 +568,7 @@ async def _exists(js: JetStreamContext, name: str) -> bool:
 
 
 async def _park(
-    js: JetStreamContext, existing: StreamInfo, temp: str
+    js: JetStreamContext, existing: StreamInfo, temp: str, replicas: int
 ) -> tuple[list[ConsumerConfig], int]:
     """Seal the old stream and copy what no consumer has acked into ``temp``."""
     name = existing.config.name or ""
@@ -384,6 +592,7 @@ async def _park(
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 duplicate_window=float(MIGRATION_DUPLICATE_WINDOW_S),
+                num_replicas=replicas,  # as safe as the stream they come from
                 description=f"Unconsumed messages of {name} while it is recreated",
             )
         )

@@ -256,6 +256,10 @@ class Settings(BaseSettings):
     stream_usage_alert_ratio: float = Field(default=0.8, gt=0, le=1)
     stream_check_interval_s: float = Field(default=15.0, gt=0)
     nats_timeout_s: float = Field(default=5.0, gt=0)
+    # Copies of every stream and key-value bucket on a JetStream cluster (docs/operations.md
+    # "NATS cluster"): 3 keeps storing with one node down. A single server refuses more than 1.
+    # NATS's own ceiling is 5; an even count adds a copy and no tolerance (quorum is a majority).
+    stream_replicas: int = Field(default=1, ge=1, le=5)
 
     # Writer.
     writer_batch_max_readings: int = Field(default=1_000, ge=1)
@@ -526,7 +530,9 @@ def with_password(url: str, password: SecretStr | None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs."""
+    """The URL with any password replaced, safe for logs (each of a comma list: NATS's)."""
+    if "," in url:
+        return ",".join(redact_url(one) for one in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url
