@@ -43,9 +43,11 @@ from powerflow_common.msgids import readings_msg_id
 from powerflow_common.settings import Settings
 from powerflow_common.wire import Bucket, Reading, ReadingBatch, json_encoder
 
-pytestmark = [pytest.mark.both_backends, pytest.mark.slow]
+pytestmark = pytest.mark.both_backends
 
-COPIES = (1, 2, 4)
+# Four writers and four aggregators take 20-35 s a case on two shared cores (1 and 2: 6-12 s):
+# slow, left out of make test-fast, still in make test.
+COPIES = (1, 2, pytest.param(4, marks=pytest.mark.slow))
 DEVICES_IN_SET = 4
 HOURS_IN_SET = 3
 READING_INTERVAL = timedelta(seconds=10)  # 360 readings per device-hour
