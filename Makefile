@@ -109,6 +109,7 @@ bench: install
 	$(UV) run --frozen python bench/store_backends.py
 	$(UV) run --frozen python bench/queries.py
 	$(UV) run --frozen python bench/nats_cluster.py
+	$(UV) run --frozen python bench/device_year.py
 
 firmware-test:
 	$(MAKE) -C firmware test

@@ -18,6 +18,7 @@ from powerflow import (
     energy_cli,
     retention_cli,
 )
+from powerflow.backup_cli import backup as backup_command
 from powerflow.cli_settings import command_settings
 from powerflow_common.settings import redact_url
 
@@ -34,6 +35,10 @@ def migrate() -> None:
     url = settings.database_url.get_secret_value()
     run_migrations(url)
     console.print(f"database migrated: {redact_url(url)}")
+
+
+# A consistent copy of the SQLite database while everything runs (docs/operations.md).
+app.command("backup")(backup_command)
 
 
 @app.command()

@@ -215,7 +215,9 @@ def register_devices(
         device["last_seen_at"] = max(device["last_seen_at"], r.ts)
         device["bidirectional"] = device["bidirectional"] or r.bidirectional
     sql = dialect_of(conn)
-    upsert = sql.upsert(_devices, ["code"], list(seen.values()))
+    # In key order, as the readings below: copies registering the same devices take their row
+    # locks in one order, so InnoDB never finds them deadlocked.
+    upsert = sql.upsert(_devices, ["code"], [seen[code] for code in sorted(seen)])
     new = upsert.incoming
     stmt = upsert.on_conflict(
         {
@@ -379,6 +381,12 @@ def store_readings(
         fitting.append(r)
     if not rows:
         return result
+    # Primary key order: writer copies storing overlapping keys at the same moment (a replay,
+    # one quantity per message) then lock them in one order and wait for each other; in
+    # arrival order InnoDB found them deadlocked, and the retry looked like an outage.
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["device_id"], rows[i]["ts"]))
+    rows = [rows[i] for i in order]
+    fitting = [fitting[i] for i in order]
     stored = _store_splitting(engine, rows, fitting, codes, result)
     buckets = {
         (row["device_id"], hour) for row in stored for hour in touched_hours(row["ts"], max_gap)
