@@ -19,7 +19,7 @@ from sqlalchemy import Connection, delete
 from powerflow_common.carbon import EmissionFactor
 from powerflow_common.db.dialect import dialect_of
 from powerflow_common.db.models import QUARTER_HOUR_STATS
-from powerflow_common.energy import HOUR, EnergySample, quarter_hour_energy
+from powerflow_common.energy import HOUR, EnergySample, HourlyEnergy, quarter_hour_energy
 
 _quarters = QUARTER_HOUR_STATS
 
@@ -39,7 +39,7 @@ def store_quarters(
 ) -> int:
     """Upsert the hour's non-empty quarters, delete its empty ones; the number stored."""
     # Imported here: rollup imports this module, and stat_row/is_empty live there.
-    from powerflow_aggregator.rollup import is_empty, stat_row
+    from powerflow_aggregator.rollup import stat_row
 
     computed = quarter_hour_energy(
         samples,
@@ -52,7 +52,7 @@ def store_quarters(
     stored = 0
     dialect = dialect_of(conn)
     for quarter in computed:
-        if is_empty(quarter):
+        if _is_empty(quarter):
             conn.execute(
                 delete(_quarters).where(
                     _quarters.c.device_id == device_id,
@@ -77,6 +77,17 @@ def store_quarters(
         )
         stored += 1
     return stored
+
+
+def _is_empty(quarter: HourlyEnergy) -> bool:
+    """No reading and no energy in the quarter. Unlike an hour, its source says nothing: it is
+    the hour's (a quarter in an hour of readings may have none of its own)."""
+    return (
+        quarter.samples == 0
+        and quarter.coverage == 0
+        and quarter.energy_kwh == quarter.export_kwh == 0
+        and quarter.unallocated_kwh == quarter.unallocated_export_kwh == 0
+    )
 
 
 def delete_hour(conn: Connection, device_id: int, hour_start: datetime) -> None:
