@@ -253,9 +253,11 @@ def site_fleet(days: int) -> list[Reading]:
 
 def make_site(engine: Engine, roles: dict[str, str], tz: str = "Asia/Seoul") -> int:
     with engine.begin() as conn:
-        site_id = conn.execute(
+        key = conn.execute(
             insert(SITES).values(name="hq", timezone=tz, region="KR", created_at=T0)
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert key is not None
+        site_id = key[0]
         for code, role in roles.items():
             conn.execute(
                 update(DEVICES)
