@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -233,7 +233,7 @@ def _load(engine: Engine) -> None:
         conn.execute(insert(HOURLY_STATS), rows)
         # The 15-minute resolution reads quarter_hour_stats: the readings device's hours, cut
         # in four (the aggregator's own arithmetic is tests/test_rollup_tables.py's).
-        quarters = [
+        quarters: list[dict[str, Any]] = [
             {
                 **r,
                 "quarter_start": r["hour_start"] + q * timedelta(minutes=15),
@@ -241,7 +241,7 @@ def _load(engine: Engine) -> None:
                 "co2_kg": r["co2_kg"] / 4,
                 "samples": r["samples"] // 4,
             }
-            for r in rows
+            for r in cast(list[dict[str, Any]], rows)
             if r["device_id"] == READINGS_DEVICE
             for q in range(4)
         ]
