@@ -188,10 +188,19 @@ def refresh_days(
         return 0
     with engine.connect() as conn:
         sites = sites_of_devices(conn, hours_by_device)
+        # Only sites whose days are served need them; the others are rebuilt when read. (Checked
+        # again under the lock: this only spares the lock, SQLite's one write lock, to them.)
+        served = set(
+            conn.execute(
+                select(_state.c.site_id).where(
+                    _state.c.site_id.in_(sorted({s for ids in sites.values() for s in ids}))
+                )
+            ).scalars()
+        )
         conn.commit()
         hours_by_site: dict[int, set[datetime]] = defaultdict(set)
         for device_id, site_ids in sites.items():
-            for site_id in site_ids:
+            for site_id in site_ids & served:
                 hours_by_site[site_id] |= hours_by_device[device_id]
         stored = 0
         for site_id, hours in sorted(hours_by_site.items()):
