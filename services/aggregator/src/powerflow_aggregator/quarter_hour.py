@@ -49,18 +49,13 @@ def store_quarters(
         counter_reset_tolerance_wh=counter_reset_tolerance_wh,
         bidirectional=bidirectional,
     )
-    stored = 0
-    dialect = dialect_of(conn)
+    rows: list[dict[str, Any]] = []
+    empty: list[datetime] = []
     for quarter in computed:
         if _is_empty(quarter):
-            conn.execute(
-                delete(_quarters).where(
-                    _quarters.c.device_id == device_id,
-                    _quarters.c.quarter_start == quarter.hour_start,
-                )
-            )
+            empty.append(quarter.hour_start)
             continue
-        row: dict[str, Any] = stat_row(
+        row = stat_row(
             quarter,
             device_id=device_id,
             factor=factor,
@@ -69,14 +64,21 @@ def store_quarters(
         )
         row["quarter_start"] = row.pop("hour_start")
         row["hour_start"] = hour_start
-        upsert = dialect.upsert(_quarters, ["device_id", "quarter_start"], row)
+        rows.append(row)
+    if empty:
         conn.execute(
-            upsert.on_conflict(
-                {k: upsert.incoming[k] for k in row if k not in ("device_id", "quarter_start")}
+            delete(_quarters).where(
+                _quarters.c.device_id == device_id, _quarters.c.quarter_start.in_(empty)
             )
         )
-        stored += 1
-    return stored
+    if rows:  # one statement for the hour's quarters
+        upsert = dialect_of(conn).upsert(_quarters, ["device_id", "quarter_start"], rows)
+        conn.execute(
+            upsert.on_conflict(
+                {k: upsert.incoming[k] for k in rows[0] if k not in ("device_id", "quarter_start")}
+            )
+        )
+    return len(rows)
 
 
 def _is_empty(quarter: HourlyEnergy) -> bool:
