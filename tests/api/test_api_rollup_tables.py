@@ -96,6 +96,11 @@ def _days(client: Client, site: int, key: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+def _built_at(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(DAILY_SITE_STATE.c.built_at)).scalar_one()
+
+
 def _state(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(select(DAILY_SITE_STATE.c.site_id)).scalars())
@@ -119,6 +124,14 @@ def test_a_sites_daily_chart_is_served_from_its_days_and_follows_a_role_and_a_ti
         assert len(conn.execute(select(DAILY_SITE_STATS.c.day)).all()) == 30
     second = _days(client, hq, keys["viewer"])  # from daily_site_stats
     assert second == first
+    built = _built_at(engine)
+    part_day = client.get(  # less than a day: from hourly_stats, and nothing is rebuilt
+        f"/api/v1/stats/sites/{hq}",
+        params={"start": _iso(BASE + H), "end": _iso(BASE + 7 * H), "period": "day"},
+        headers=bearer(keys["viewer"]),
+    )
+    assert part_day.status_code == 200 and part_day.json()["totals"]["energy_kwh"] == 2.0
+    assert _built_at(engine) == built
     assert first["devices"] == ["main"]
     assert first["totals"]["energy_kwh"] == pytest.approx(2.0 * 144)
 

@@ -64,6 +64,7 @@ __all__ = [
     "fingerprint",
     "invalidate_devices",
     "invalidate_sites",
+    "is_current",
     "rebuild_site",
     "refresh_days",
     "sites_of_devices",
@@ -358,6 +359,16 @@ def _naive(at: datetime) -> datetime:
 # --- reading --------------------------------------------------------------------------------
 
 
+def is_current(conn: Connection, scope: TotalsScope) -> bool:
+    """The site's days were built for the inputs ``scope`` has now (its spans, timezone)."""
+    if scope.site_id is None:
+        return False
+    state = conn.execute(
+        select(_state.c.fingerprint).where(_state.c.site_id == scope.site_id)
+    ).scalar()
+    return state is not None and state == fingerprint(scope)
+
+
 def cached_period_sums(
     conn: Connection, scope: TotalsScope, period: Period, start: datetime, end: datetime
 ) -> tuple[list[PeriodSums], set[int]] | None:
@@ -368,10 +379,7 @@ def cached_period_sums(
     """
     if scope.kind != "site" or scope.site_id is None or period not in CACHED_PERIODS:
         return None
-    state = conn.execute(
-        select(_state.c.fingerprint).where(_state.c.site_id == scope.site_id)
-    ).scalar()
-    if state is None or state != fingerprint(scope):
+    if not is_current(conn, scope):
         return None
     tz = scope.timezone
     first_lo, first_hi = period_bounds_utc("day", start, tz)

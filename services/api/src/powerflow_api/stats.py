@@ -173,9 +173,14 @@ def _period_sums(
         return cached
     sums = period_sums(conn, scope.totals, period, start, end)
     site_id = scope.totals.site_id
-    if scope.kind == "site" and site_id is not None and period in daily_site.CACHED_PERIODS:
-        # Not current (never built, or its roles, members or timezone changed since): this
-        # answer came from hourly_stats; rebuild the days so the next one is read from them.
+    if (
+        scope.kind == "site"
+        and site_id is not None
+        and period in daily_site.CACHED_PERIODS
+        and not daily_site.is_current(conn, scope.totals)
+    ):
+        # Never built, or its roles, members or timezone changed since: this answer came
+        # from hourly_stats; rebuild the days so the next one is read from them.
         try:
             daily_site.rebuild_site(
                 conn.engine,
@@ -185,6 +190,8 @@ def _period_sums(
             )
         except LockNotAcquired:
             log.info("daily_site_rebuild_busy", site_id=site_id)  # another copy is at it
+        except Exception:  # the answer stands; the days stay unserved until a rebuild works
+            log.exception("daily_site_rebuild_failed", site_id=site_id)
     return sums
 
 

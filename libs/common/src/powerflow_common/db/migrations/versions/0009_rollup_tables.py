@@ -15,7 +15,7 @@ the cache; its first daily chart is computed from hourly_stats as before and bui
 (one grouped query over the site's hours). The quarters come from raw readings by the energy
 rules, which SQL cannot apply, so a migration does not compute them: after upgrading, run
 ``powerflow rollup --from <first day with readings> --to <now>``, which recomputes every hour
-with readings and writes its quarters (docs/operations.md, "Upgrading"). Until then a
+with readings and writes its quarters (docs/energy.md, "Quarter hours"). Until then a
 15-minute chart of an older period is empty where the hour has no quarters yet.
 
 Another migration (0008, raw readings partitioned by month) is written at the same time; this
