@@ -414,6 +414,17 @@ def test_a_restatement_of_many_hours_stops_serving_its_sites_until_rebuilt(
         device = conn.execute(select(DEVICES.c.id)).scalar_one()
     build(engine, site_id)
     assert cached(engine, site_id, "day", T0, T0 + timedelta(days=1)) is not None
+    # Hours on more days than BULK_REBUILD_DAYS: the site is rebuilt whole, still served.
+    days = daily_site.BULK_REBUILD_DAYS + 1
+    with engine.connect() as conn:
+        built = conn.execute(select(DAILY_SITE_STATE.c.built_at)).scalar_one()
+    recompute_buckets(engine, [Bucket(device, T0 + i * 24 * H) for i in range(days)], config)
+    with engine.connect() as conn:
+        assert conn.execute(select(DAILY_SITE_STATE.c.built_at)).scalar_one() > built
+    assert_same_sums(
+        cached(engine, site_id, "day", T0, T0 + timedelta(days=1)),
+        live(engine, site_id, "day", T0, T0 + timedelta(days=1)),
+    )
     # More hours than BULK_REBUILD_HOURS (most of them empty): the state goes first.
     many = [Bucket(device, T0 + i * H) for i in range(daily_site.BULK_REBUILD_HOURS + 1)]
     recompute_buckets(engine, many, config)

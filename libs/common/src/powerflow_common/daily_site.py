@@ -212,7 +212,6 @@ def refresh_days(
 def _refresh_site(
     conn: Connection, site_id: int, hours: set[datetime], default_tz: str, lock_timeout_s: float
 ) -> int:
-    rebuild = False
     with dialect_of(conn).exclusive(conn, _site_lock(conn, site_id), lock_timeout_s):
         state = conn.execute(
             select(_state.c.fingerprint).where(_state.c.site_id == site_id)
@@ -229,11 +228,11 @@ def _refresh_site(
             log.warning("daily_site_stale", site_id=site_id, fix="rebuilt when next read")
             return 0
         days = sorted({period_bounds_utc("day", h, scope.timezone) for h in hours})
-        if len(days) > BULK_REBUILD_DAYS:
-            rebuild = True
-        else:
+        if len(days) <= BULK_REBUILD_DAYS:
             stored = 0
             for lo, hi in _runs(days):
+                # The one place a day leaves the table: replaced by what period_sums returns
+                # (nothing, when its hours went).
                 conn.execute(
                     delete(_days).where(
                         _days.c.site_id == site_id, _days.c.day_start >= lo, _days.c.day_start < hi
@@ -241,11 +240,8 @@ def _refresh_site(
                 )
                 stored += _store_days(conn, scope, lo, hi)
             return stored
-    if rebuild:
-        return rebuild_site(
-            conn.engine, site_id, default_tz=default_tz, lock_timeout_s=lock_timeout_s
-        )
-    return 0  # pragma: no cover
+    # Many days (a restatement): one grouped query over the site beats one per run of days.
+    return rebuild_site(conn.engine, site_id, default_tz=default_tz, lock_timeout_s=lock_timeout_s)
 
 
 def _runs(days: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
