@@ -282,7 +282,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--days", type=int, default=366, help="days of hourly statistics")
     parser.add_argument("--quarter-days", type=int, default=30, help="days of quarters/raw")
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=60)
     parser.add_argument("--quick", action="store_true", help="40 days, 3 days of raw readings")
     args = parser.parse_args()
     if args.quick:
