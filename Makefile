@@ -110,6 +110,7 @@ bench: install
 	$(UV) run --frozen python bench/queries.py
 	$(UV) run --frozen python bench/nats_cluster.py
 	$(UV) run --frozen python bench/device_year.py
+	$(UV) run --frozen python bench/charts.py
 
 firmware-test:
 	$(MAKE) -C firmware test

@@ -519,6 +519,7 @@ def test_changing_the_factor_set_and_running_rollup_recomputes_the_hours_with_th
     finally:
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM hourly_stats"))
+            conn.execute(text("DELETE FROM quarter_hour_stats"))  # they name the factor too
             conn.execute(text("DELETE FROM emission_factors WHERE factor_set = :s"), {"s": own_set})
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -32,6 +32,7 @@ from powerflow_common.db.models import (
     DEVICES,
     EMISSION_FACTORS,
     HOURLY_STATS,
+    QUARTER_HOUR_STATS,
     READINGS,
     RENEWABLE_CONTRACTS,
     SITES,
@@ -230,6 +231,21 @@ def _load(engine: Engine) -> None:
                     }
                 )
         conn.execute(insert(HOURLY_STATS), rows)
+        # The 15-minute resolution reads quarter_hour_stats: the readings device's hours, cut
+        # in four (the aggregator's own arithmetic is tests/test_rollup_tables.py's).
+        quarters: list[dict[str, Any]] = [
+            {
+                **r,
+                "quarter_start": r["hour_start"] + q * timedelta(minutes=15),
+                "energy_kwh": r["energy_kwh"] / 4,
+                "co2_kg": r["co2_kg"] / 4,
+                "samples": r["samples"] // 4,
+            }
+            for r in cast(list[dict[str, Any]], rows)
+            if r["device_id"] == READINGS_DEVICE
+            for q in range(4)
+        ]
+        conn.execute(insert(QUARTER_HOUR_STATS), quarters)
         conn.execute(insert(READINGS), _readings(rng, now))
 
 

@@ -185,6 +185,12 @@ def admit_devices(
                 .where(d.code.in_(waiting), d.admitted_at.is_(None))
                 .values(admitted_at=at, admitted_by=by[:128])
             )
+            # Who counts on their sites changed: those sites' cached days are not served.
+            from powerflow_common import daily_site  # (daily_site imports queries, which is big)
+
+            ids = conn.execute(select(d.id).where(d.code.in_(waiting))).scalars().all()
+            sites = daily_site.sites_of_devices(conn, ids)
+            daily_site.invalidate_sites(conn, {s for found in sites.values() for s in found})
     for code in waiting:
         log.info("device_admitted", device_code=code, by=by[:128])
     return [

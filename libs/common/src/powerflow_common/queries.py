@@ -17,7 +17,13 @@ from typing import Any, Literal
 from msgspec import UNSET, UnsetType
 from sqlalchemy import Connection, DateTime, select
 
-from powerflow_common.db.models import DEVICE_SITES, DEVICES, RENEWABLE_CONTRACTS, SITES
+from powerflow_common.db.models import (
+    DAILY_SITE_STATE,
+    DEVICE_SITES,
+    DEVICES,
+    RENEWABLE_CONTRACTS,
+    SITES,
+)
 from powerflow_common.db.sqltime import SqlTime, bind_text, sql_time_of
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import Period, period_bounds_utc, utc_offset_segments
@@ -123,6 +129,14 @@ def record_placement(
                 recorded_at=now,
                 recorded_by=by,
             )
+        )
+    # Who counts on each site the device sat on changes: their cached days (daily_site) are
+    # not served until rebuilt. By hand here: daily_site imports this module.
+    old_sites = conn.execute(select(h.c.site_id).distinct().where(h.c.device_id == row.id))
+    touched = {row.site_id, new_site, *old_sites.scalars()} - {None}
+    if touched:
+        conn.execute(
+            DAILY_SITE_STATE.delete().where(DAILY_SITE_STATE.c.site_id.in_(sorted(touched)))
         )
     conn.execute(h.delete().where(h.c.device_id == row.id, h.c.valid_from >= at))
     conn.execute(

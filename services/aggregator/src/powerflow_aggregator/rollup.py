@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Row, and_, delete, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from powerflow_aggregator import quarter_hour
+from powerflow_common import daily_site
 from powerflow_common.carbon import EmissionFactor, FactorNotFound, co2_kg, select_factor
 from powerflow_common.consumers import TRANSIENT_DB_ERRORS
 from powerflow_common.db.dialect import HOUR_TEXT_FORMAT, LOCK_NAME_MAX, LockNotAcquired, dialect_of
@@ -225,6 +227,10 @@ def recompute_buckets(
     result = RecomputeResult()
     queue = deque(sorted(set(buckets), key=lambda b: (b.device_id, b.hour_start)))
     done: set[tuple[int, datetime]] = set()
+    if len(queue) > daily_site.BULK_REBUILD_HOURS:
+        # A long restatement (powerflow rollup): its sites' days stop being served now, so a
+        # crash halfway never leaves days behind their hours; the next read rebuilds them.
+        daily_site.invalidate_devices(engine, {b.device_id for b in queue})
     with engine.connect() as conn:
         factors = load_factors(conn)
         database = conn.engine.url.database or ""
@@ -269,6 +275,17 @@ def recompute_buckets(
             if follow is not None and (bucket.device_id, follow) not in done:
                 result.follow_on += 1
                 queue.append(Bucket(bucket.device_id, follow))
+    # The site days holding these hours follow them, once the hours are committed (a crash
+    # before this means redelivery: the hours and then their days are recomputed).
+    try:
+        daily_site.refresh_days(
+            engine,
+            done,
+            default_tz=config.default_timezone,
+            lock_timeout_s=config.lock_timeout_s,
+        )
+    except LockNotAcquired as exc:
+        raise LockTimeout(str(exc)) from exc
     return result
 
 
@@ -341,6 +358,19 @@ def _recompute(
         {k: upsert.incoming[k] for k in row if k not in ("device_id", "hour_start")}
     )
     conn.execute(stmt)
+    # The hour's quarters, from the same readings in the same transaction (quarter_hour.py).
+    quarter_hour.store_quarters(
+        conn,
+        device_id=bucket.device_id,
+        hour_start=hour,
+        samples=samples,
+        bidirectional=context.bidirectional,
+        max_gap=config.max_gap,
+        counter_reset_tolerance_wh=config.counter_reset_tolerance_wh,
+        factor=factor,
+        factor_set=config.factor_set,
+        computed_at=row["computed_at"],
+    )
     return follow, "no_factor" if factor is None else "stored"
 
 
@@ -401,6 +431,7 @@ def _delete_row(conn: Connection, bucket: Bucket) -> None:
             _stats.c.hour_start == bucket.hour_start.astimezone(UTC),
         )
     )
+    quarter_hour.delete_hour(conn, bucket.device_id, bucket.hour_start.astimezone(UTC))
 
 
 def _to_sample(row: Row[Any, Any, Any, Any, Any, Any, Any]) -> EnergySample:

@@ -18,8 +18,11 @@ from sqlalchemy import Connection
 from powerflow_api import schemas
 from powerflow_api.data import device_rows, factors_by_id
 from powerflow_api.problems import ApiError
+from powerflow_common import daily_site
 from powerflow_common.admission import READINGS_COUNT_CAP, waiting_count, waiting_devices
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
+from powerflow_common.db.dialect import LockNotAcquired
+from powerflow_common.logs import get_logger
 from powerflow_common.periods import Period, bucket_start_local, period_bounds_utc
 from powerflow_common.queries import (
     PeriodSums,
@@ -38,9 +41,14 @@ from powerflow_common.totals import (
     scope2_by_site,
 )
 
+log = get_logger(__name__)
+
 ScopeKind = Literal["device", "site", "organisation"]
 # The overview lists this many waiting devices, the most recently seen (their count is exact).
 WAITING_IN_SUMMARY = 20
+
+# A chart answered from hourly_stats rebuilds its site's days unless another copy already is.
+DAILY_REBUILD_LOCK_TIMEOUT_S = 2.0
 
 DEFAULT_SPAN: dict[str, timedelta] = {
     "hour": timedelta(hours=48),
@@ -114,7 +122,7 @@ def series(
     end: datetime,
 ) -> schemas.StatsSeries:
     """The scope's statistics per period in its timezone, with totals and the factors used."""
-    sums, factor_ids = period_sums(conn, scope.totals, period, start, end)
+    sums, factor_ids = _period_sums(conn, settings, scope, period, start, end)
     single = len(scope.totals.counted_ids()) == 1
     buckets = []
     totals = schemas.StatsTotals(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None)
@@ -149,6 +157,42 @@ def series(
         totals=totals,
         buckets=buckets,
     )
+
+
+def _period_sums(
+    conn: Connection,
+    settings: Settings,
+    scope: Scope,
+    period: schemas.StatsPeriod,
+    start: datetime,
+    end: datetime,
+) -> tuple[list[PeriodSums], set[int]]:
+    """A site's days from daily_site_stats when current, else from hourly_stats (and rebuilt)."""
+    cached = daily_site.cached_period_sums(conn, scope.totals, period, start, end)
+    if cached is not None:
+        return cached
+    sums = period_sums(conn, scope.totals, period, start, end)
+    site_id = scope.totals.site_id
+    if (
+        scope.kind == "site"
+        and site_id is not None
+        and period in daily_site.CACHED_PERIODS
+        and not daily_site.is_current(conn, scope.totals)
+    ):
+        # Never built, or its roles, members or timezone changed since: this answer came
+        # from hourly_stats; rebuild the days so the next one is read from them.
+        try:
+            daily_site.rebuild_site(
+                conn.engine,
+                site_id,
+                default_tz=settings.api_timezone,
+                lock_timeout_s=DAILY_REBUILD_LOCK_TIMEOUT_S,
+            )
+        except LockNotAcquired:
+            log.info("daily_site_rebuild_busy", site_id=site_id)  # another copy is at it
+        except Exception:  # the answer stands; the days stay unserved until a rebuild works
+            log.exception("daily_site_rebuild_failed", site_id=site_id)
+    return sums
 
 
 def _scope2(

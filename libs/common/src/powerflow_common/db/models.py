@@ -175,6 +175,91 @@ class HourlyStat(Base):
     __table_args__ = (Index("ix_hourly_stats_hour_start", "hour_start"),)
 
 
+class QuarterHourStat(Base):
+    """hourly_stats by the quarter hour, kept by the aggregator with the hour (same rules).
+
+    ``hour_start`` is the hour the quarter belongs to: totals place a quarter where they
+    place its hour (powerflow_common.totals), and an hour's recompute replaces its quarters.
+    """
+
+    __tablename__ = "quarter_hour_stats"
+
+    device_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    quarter_start: Mapped[datetime] = mapped_column(primary_key=True)
+    hour_start: Mapped[datetime]
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    coverage: Mapped[float] = mapped_column(default=0.0)
+    energy_kwh: Mapped[float] = mapped_column(default=0.0)
+    export_kwh: Mapped[float] = mapped_column(default=0.0)
+    unallocated_kwh: Mapped[float] = mapped_column(default=0.0)
+    unallocated_export_kwh: Mapped[float] = mapped_column(default=0.0)
+    power_avg_w: Mapped[float | None]
+    power_min_w: Mapped[float | None]
+    power_max_w: Mapped[float | None]
+    temperature_avg_c: Mapped[float | None]
+    humidity_avg_pct: Mapped[float | None]
+    brightness_avg_lux: Mapped[float | None]
+    co2_kg: Mapped[float] = mapped_column(default=0.0)
+    emission_factor_id: Mapped[int | None] = mapped_column(ForeignKey("emission_factors.id"))
+    factor_set: Mapped[str | None] = mapped_column(String(32))
+    energy_source: Mapped[str | None] = mapped_column(String(16))
+    flags: Mapped[str | None] = mapped_column(String(255))
+    computed_at: Mapped[datetime]
+
+
+class DailySiteStat(Base):
+    """One site's local day as the totals sum it from hourly_stats (a cache; daily_site.py).
+
+    Sums, not averages, so weeks and months add up from days: ``*_x_samples`` and
+    ``*_samples`` are the environment averages' numerator and weight.
+    """
+
+    __tablename__ = "daily_site_stats"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # in the site's timezone
+    day_start: Mapped[datetime]  # UTC instant of the local midnight
+    day_end: Mapped[datetime]
+    hours: Mapped[int] = mapped_column(Integer, default=0)
+    device_hours: Mapped[int] = mapped_column(Integer, default=0)
+    energy_kwh: Mapped[float] = mapped_column(default=0.0)
+    export_kwh: Mapped[float] = mapped_column(default=0.0)
+    unallocated_kwh: Mapped[float] = mapped_column(default=0.0)
+    co2_kg: Mapped[float] = mapped_column(default=0.0)
+    coverage_sum: Mapped[float] = mapped_column(default=0.0)
+    demand_sum_w: Mapped[float] = mapped_column(default=0.0)
+    demand_hours: Mapped[int] = mapped_column(Integer, default=0)
+    demand_max_w: Mapped[float | None]
+    sample_max_w: Mapped[float | None]
+    temperature_c_x_samples: Mapped[float] = mapped_column(default=0.0)
+    temperature_samples: Mapped[float] = mapped_column(default=0.0)
+    humidity_pct_x_samples: Mapped[float] = mapped_column(default=0.0)
+    humidity_samples: Mapped[float] = mapped_column(default=0.0)
+    brightness_lux_x_samples: Mapped[float] = mapped_column(default=0.0)
+    brightness_samples: Mapped[float] = mapped_column(default=0.0)
+    emission_factor_ids: Mapped[str | None] = mapped_column(String(255))  # "3,7"
+    computed_at: Mapped[datetime]
+
+
+class DailySiteState(Base):
+    """Whether a site's daily_site_stats may be served: built for these totals' inputs.
+
+    ``fingerprint`` hashes what the days depend on besides hourly_stats (the site's device
+    spans: roles, membership, admission; its timezone). No row, or another fingerprint than
+    the inputs have now: the days are not served and are rebuilt.
+    """
+
+    __tablename__ = "daily_site_state"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    built_at: Mapped[datetime]
+
+
 class EmissionFactorRow(Base):
     __tablename__ = "emission_factors"
 
@@ -305,6 +390,9 @@ DEVICES = _table(Device)
 DEVICE_SITES = _table(DeviceSite)
 READINGS = _table(ReadingRow)
 HOURLY_STATS = _table(HourlyStat)
+QUARTER_HOUR_STATS = _table(QuarterHourStat)
+DAILY_SITE_STATS = _table(DailySiteStat)
+DAILY_SITE_STATE = _table(DailySiteState)
 EMISSION_FACTORS = _table(EmissionFactorRow)
 RENEWABLE_CONTRACTS = _table(RenewableContract)
 ESG_REPORTS = _table(EsgReport)

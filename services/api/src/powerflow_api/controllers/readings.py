@@ -51,8 +51,9 @@ START = Parameter(
 END = Parameter(default=None, description="Range end, exclusive (ISO 8601); default: now")
 RESOLUTION = Parameter(
     default="raw",
-    description="raw (ranges up to api_raw_max_range_h), 1m/15m (grouped raw readings, up to "
-    "api_minute_max_range_days), 1h/1d (from hourly statistics; days in the site's timezone)",
+    description="raw (ranges up to api_raw_max_range_h), 1m (grouped raw readings, up to "
+    "api_minute_max_range_days), 15m (quarter-hour statistics, up to 100 days), 1h/1d (from "
+    "hourly statistics; days in the site's timezone)",
 )
 
 POINT_FIELDS = tuple(schemas.ReadingPoint.__struct_fields__)

@@ -17,6 +17,7 @@ from powerflow_api.auth import requires
 from powerflow_api.data import sites_t, to_site
 from powerflow_api.problems import ApiError
 from powerflow_api.state import api_state
+from powerflow_common import daily_site
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.periods import validate_timezone
@@ -89,6 +90,8 @@ class SiteController(Controller):
                 _get(conn, site_id)
                 if values:
                     conn.execute(update(sites_t).where(sites_t.c.id == site_id).values(**values))
+                if "timezone" in values:  # its days are cut elsewhere now: rebuilt when read
+                    daily_site.invalidate_sites(conn, [site_id])
                 return _get(conn, site_id)
         except IntegrityError as exc:
             raise _duplicate(str(values.get("name"))) from exc
