@@ -1,4 +1,4 @@
-"""Hypothesis profiles for every test path (pytest loads the rootdir's conftest for all of them).
+"""Hypothesis profiles and the logging cache for every test path (the rootdir conftest).
 
 ``repeatable`` (the default, what ``make test`` runs): the same examples on every run and every
 machine, so a failure in CI fails again on a laptop, and no example database carries one run's
@@ -13,6 +13,14 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, settings
+
+from powerflow_common import logs
+
+# In-process CLI commands configure logging again and again in one test process; without this,
+# a module logger first used under one configuration would keep it, and tests that capture
+# events (structlog.testing.capture_logs) would see nothing, depending on which tests ran first
+# in their pytest-xdist worker.
+logs.CACHE_LOGGERS_ON_FIRST_USE = False
 
 REPEATABLE = "repeatable"
 FUZZ = "fuzz"

@@ -68,6 +68,13 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
+# A service configures logging once, so each module's logger is resolved once and then kept
+# (structlog's cache). Test processes configure it many times (in-process CLI commands) and
+# capture events with structlog.testing.capture_logs: tests/conftest.py turns the cache off so
+# a logger first used under one configuration does not keep it for the rest of the run.
+CACHE_LOGGERS_ON_FIRST_USE = True
+
+
 def configure_logging(
     level: str = "info", fmt: str = "json", *, secrets: Iterable[str] = ()
 ) -> None:
@@ -91,7 +98,7 @@ def configure_logging(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS_ON_FIRST_USE,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
