@@ -155,6 +155,7 @@ class LeaseKeeper:
         self._lock = asyncio.Lock()  # one change of holdings at a time (round vs watchdog)
         self._member_revision: int | None = None
         self._changed = asyncio.Event()
+        self._closing = False
 
     @property
     def slots_held(self) -> list[int]:
@@ -283,9 +284,9 @@ class LeaseKeeper:
 
     # --- running --------------------------------------------------------------------------
 
-    async def _watchdog(self, stop: asyncio.Event) -> None:
+    async def _watchdog(self) -> None:
         """Drops a slot at its deadline, whatever a renewal in progress is doing."""
-        while not stop.is_set():
+        while not self._closing:
             now = self._clock()
             expired = [s for s, h in self.held.items() if h.deadline <= now]
             for slot in expired:
@@ -294,12 +295,15 @@ class LeaseKeeper:
             deadlines = [h.deadline for h in self.held.values()]
             wait_s = min([*deadlines, now + renew_interval_s(self._ttl_s)]) - now
             self._changed.clear()
+            if self._closing:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(0.01, wait_s))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds every renewal interval until ``stop``; holdings stay (``release_all`` after)."""
-        watchdog = asyncio.create_task(self._watchdog(stop))
+        self._closing = False
+        watchdog = asyncio.create_task(self._watchdog())
         attempt_failed = False
         try:
             while not stop.is_set():
@@ -322,10 +326,11 @@ class LeaseKeeper:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, wait_s))
         finally:
+            # Woken and told to end, not cancelled: asyncio.wait_for (3.11) swallows a
+            # cancellation that meets the event it waits for, and the watchdog would go on.
+            self._closing = True
             self._changed.set()
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+            await watchdog
 
     async def release_all(self) -> None:
         """A clean stop: every slot disconnected and released at once (no TTL to wait out)."""
