@@ -34,8 +34,10 @@ from pf_testing import (
     mosquitto_binary,
     wait_for,
 )
-from powerflow.broker import free_port
+from powerflow.broker import account_url, free_port
+from powerflow.mqtt_embedded import EmbeddedBroker
 from powerflow.simulate import connect_publisher
+from powerflow_common.broker_admin import new_password
 from powerflow_common.ingest_slots import adoption_bound_s, slot_key
 from powerflow_common.jetstream import delete_streams
 from powerflow_common.names import Names
@@ -284,20 +286,56 @@ PUBLISH_RATE_PER_S = 600  # about 4 s of publishing, so the kill lands in the mi
 E2E_TTL_S = 3.0
 
 
-@pytest.fixture
-def slot_broker(tmp_path: Path, namespace: str, dev_certs: Path) -> Iterator[FleetBroker]:
-    """The project's Mosquitto with this test's K ingest slot accounts."""
-    mosquitto_binary()
-    broker = FleetBroker(
+# The embedded broker resends an unacked message after its ack_wait, also to a session
+# resumed by another connection: short here, so the test does not wait out 10 s.
+EMBEDDED_ACK_WAIT_S = 2
+
+
+@dataclass
+class SlotBroker:
+    """A broker with this test's K ingest slot accounts, and a TEST-ONLY fleet publisher."""
+
+    ingest_url: str
+    fleet_url: str
+    protocol: str
+
+
+@pytest.fixture(params=["mosquitto", "embedded"])
+def slot_broker(
+    request: pytest.FixtureRequest, tmp_path: Path, namespace: str, dev_certs: Path
+) -> Iterator[SlotBroker]:
+    """The project's Mosquitto (MQTT 5), or the embedded broker (nats-server, MQTT 3.1.1)."""
+    if request.param == "mosquitto":
+        mosquitto_binary()
+        broker = FleetBroker(
+            free_port(),
+            tmp_path / "mosquitto",
+            namespace=namespace,
+            certs_from=dev_certs,
+            ingest_slots=SLOTS,
+        )
+        broker.start()
+        try:
+            yield SlotBroker(broker.ingest_url(), broker.fleet_url, "5")
+        finally:
+            broker.stop()
+        return
+    embedded = EmbeddedBroker(
         free_port(),
-        tmp_path / "mosquitto",
+        tmp_path / "mqtt",
         namespace=namespace,
-        certs_from=dev_certs,
+        ack_wait_s=EMBEDDED_ACK_WAIT_S,
         ingest_slots=SLOTS,
     )
-    broker.start()
-    yield broker
-    broker.stop()
+    embedded.start()
+    try:
+        password = new_password()
+        with embedded.admin() as admin:
+            admin.set_client("pf-test-fleet", password, publish=["#"])
+        fleet = account_url(embedded.connect_host, embedded.port, "pf-test-fleet", password)
+        yield SlotBroker(embedded.ingest_url(), fleet, "3.1.1")
+    finally:
+        embedded.stop()
 
 
 def device_topic(d: int) -> str:
@@ -367,15 +405,16 @@ def slot_owners(settings: Settings) -> dict[int, str | None]:
 
 @pytest.mark.slow
 def test_two_ingests_one_killed_and_kept_down_every_reading_stored_once(
-    settings: Settings, slot_broker: FleetBroker, engine: Engine, tmp_path: Path
+    settings: Settings, slot_broker: SlotBroker, engine: Engine, tmp_path: Path
 ) -> None:
     topics = ",".join(device_topic(d) for d in range(DEVICES))
-    settings = settings.model_copy(update={"mqtt_url": SecretStr(slot_broker.ingest_url())})
+    settings = settings.model_copy(update={"mqtt_url": SecretStr(slot_broker.ingest_url)})
     env = service_env(
         settings,
         POWERFLOW_INGEST_SLOTS=str(SLOTS),
         POWERFLOW_INGEST_LEASE_TTL_S=str(E2E_TTL_S),
         POWERFLOW_MQTT_TOPICS=topics,
+        POWERFLOW_MQTT_PROTOCOL=slot_broker.protocol,
     )
     ingests = []
     for name in ("a", "b"):
@@ -449,8 +488,8 @@ def test_two_ingests_one_killed_and_kept_down_every_reading_stored_once(
         assert count_rows(engine) == len(batch)
         assert claimed_s <= adoption_bound_s(E2E_TTL_S) + 2.0
         print(
-            f"\nadoption after kill -9 (lease TTL {E2E_TTL_S} s): survivor held every slot "
-            f"after {claimed_s:.2f} s, subscribed on all after {reconnected_s:.2f} s; "
+            f"\nMQTT {slot_broker.protocol}: adoption after kill -9 (lease TTL {E2E_TTL_S} s):"
+            f" survivor held every slot after {claimed_s:.2f} s, subscribed on all after {reconnected_s:.2f} s; "
             f"{len(batch)} readings stored once"
         )
     finally:
