@@ -489,7 +489,8 @@ def test_two_ingests_one_killed_and_kept_down_every_reading_stored_once(
         assert claimed_s <= adoption_bound_s(E2E_TTL_S) + 2.0
         print(
             f"\nMQTT {slot_broker.protocol}: adoption after kill -9 (lease TTL {E2E_TTL_S} s):"
-            f" survivor held every slot after {claimed_s:.2f} s, subscribed on all after {reconnected_s:.2f} s; "
+            f" survivor held every slot after {claimed_s:.2f} s,"
+            f" subscribed on all after {reconnected_s:.2f} s; "
             f"{len(batch)} readings stored once"
         )
     finally:
