@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from conftest import service_env
 from pf_testing import (
+    DeviceConnection,
     FleetBroker,
     Service,
     TcpProxy,
@@ -38,6 +39,7 @@ from powerflow.broker import account_url, free_port
 from powerflow.mqtt_embedded import EmbeddedBroker
 from powerflow.simulate import connect_publisher
 from powerflow_common.broker_admin import new_password
+from powerflow_common.embedded_broker import read_state
 from powerflow_common.ingest_slots import adoption_bound_s, slot_key
 from powerflow_common.jetstream import delete_streams
 from powerflow_common.names import Names
@@ -512,3 +514,56 @@ def test_stream_cleanup_deletes_the_lease_bucket(nats_url: str, settings: Settin
             await nc.close()
 
     run(scenario())
+
+
+# --- the broker accounts: exactly the K slot ids, one password --------------------------------
+
+
+def test_mosquitto_has_exactly_the_k_slot_accounts(
+    tmp_path: Path, namespace: str, dev_certs: Path
+) -> None:
+    mosquitto_binary()
+    broker = FleetBroker(
+        free_port(), tmp_path / "mosquitto", namespace=namespace, certs_from=dev_certs,
+        ingest_slots=3,
+    )  # fmt: skip
+    broker.start()
+    try:
+        expected = {f"{namespace}-powerflow-ingest-{i}" for i in range(3)}
+        with broker.admin() as admin:
+            ingest_accounts = {c for c in admin.list_clients() if "powerflow-ingest" in c}
+        assert ingest_accounts == expected
+        password = broker.ingest_password()
+        for username in sorted(expected):
+            connection = DeviceConnection(broker, username, password)
+            try:
+                assert connection.accepted, (username, connection.reason)
+            finally:
+                connection.close()
+        # A fourth id is no account: refused.
+        stranger = DeviceConnection(broker, f"{namespace}-powerflow-ingest-3", password)
+        try:
+            assert not stranger.accepted
+        finally:
+            stranger.close()
+    finally:
+        broker.stop()
+
+
+def test_the_embedded_broker_has_exactly_the_k_slot_accounts(
+    tmp_path: Path, namespace: str
+) -> None:
+    embedded = EmbeddedBroker(free_port(), tmp_path / "mqtt", namespace=namespace, ingest_slots=3)
+    embedded.start()
+    try:
+        expected = {f"{namespace}-powerflow-ingest-{i}" for i in range(3)}
+        assert set(read_state(embedded.folder)["ingest"]) == expected
+        password = embedded.ingest_password()
+        for username in sorted(expected):
+            connection = DeviceConnection(embedded, username, password)  # type: ignore[arg-type]
+            try:
+                assert connection.accepted, (username, connection.reason)
+            finally:
+                connection.close()
+    finally:
+        embedded.stop()
