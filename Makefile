@@ -108,6 +108,7 @@ bench: install
 	$(UV) run --frozen python bench/reporter_facts.py
 	$(UV) run --frozen python bench/store_backends.py
 	$(UV) run --frozen python bench/queries.py
+	$(UV) run --frozen python bench/scale.py
 
 firmware-test:
 	$(MAKE) -C firmware test
