@@ -202,9 +202,10 @@ class LeaseKeeper:
     async def round(self) -> None:
         """Heartbeat, renew, then release or claim by the plan."""
         async with self._lock:
-            self._member_revision = await self._kv.put(member_key(self.member), self._record())
+            # Renewals first: they are what keeps sessions alive when NATS is slow.
             for slot in list(self.held):
                 await self._renew(slot)
+            self._member_revision = await self._kv.put(member_key(self.member), self._record())
             members = await self.read_members()
             holders = await self.read_holders()
             for slot, owner in holders.items():
