@@ -156,6 +156,7 @@ class LeaseKeeper:
         self._member_revision: int | None = None
         self._changed = asyncio.Event()
         self._closing = False
+        self._renew_failing: set[int] = set()  # said once per outage, not every round
 
     @property
     def slots_held(self) -> list[int]:
@@ -220,22 +221,28 @@ class LeaseKeeper:
             metrics.SLOTS_HELD.set(len(self.held))
 
     async def _renew(self, slot: int) -> None:
-        held = self.held[slot]
+        held = self.held.get(slot)
+        if held is None:
+            return  # the watchdog let it go meanwhile
         sent = self._clock()
         try:
-            revision = await self._kv.update(slot_key(slot), self._record(), last=held.revision)
-        except KeyWrongLastSequenceError:
-            owner, revision_now = await self._owner(slot_key(slot))
-            if owner != self.member or revision_now is None:
-                await self._drop(slot, why="taken" if owner else "expired")
-                return
-            # Our own earlier renewal was stored though its answer was lost: renew on it.
-            sent = self._clock()
-            revision = await self._kv.update(slot_key(slot), self._record(), last=revision_now)
+            try:
+                revision = await self._kv.update(slot_key(slot), self._record(), last=held.revision)
+            except KeyWrongLastSequenceError:
+                owner, revision_now = await self._owner(slot_key(slot))
+                if owner != self.member or revision_now is None:
+                    await self._drop(slot, why="taken" if owner else "expired")
+                    return
+                # Our own earlier renewal was stored though its answer was lost: renew on it.
+                sent = self._clock()
+                revision = await self._kv.update(slot_key(slot), self._record(), last=revision_now)
         except Exception as exc:  # NATS away: the watchdog lets go at the deadline
-            error = str(exc) or type(exc).__name__
-            log.warning("ingest_lease_renew_failed", slot=slot, error=error)
+            if slot not in self._renew_failing:
+                self._renew_failing.add(slot)
+                error = str(exc) or type(exc).__name__
+                log.warning("ingest_lease_renew_failed", slot=slot, error=error)
             return
+        self._renew_failing.discard(slot)
         if slot in self.held:
             self.held[slot] = Held(revision=revision, deadline=hold_deadline(sent, self._ttl_s))
 
