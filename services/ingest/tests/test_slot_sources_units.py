@@ -6,7 +6,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from powerflow_ingest.mqtt import BrokerAddress, Inbound, MqttSource, SysListener
+import pytest
+
+from powerflow_common.errors import ConfigurationError
+from powerflow_ingest.mqtt import (
+    BrokerAddress,
+    Inbound,
+    MqttSource,
+    SysListener,
+    checked_slot_login,
+    slot_address,
+)
 from powerflow_ingest.slots import SlotSources
 
 ADDRESS = BrokerAddress(host="127.0.0.1", port=1, tls=False, username=None, password=None)
@@ -109,3 +119,20 @@ def test_only_the_lowest_held_slot_feeds_broker_health() -> None:
         assert recorder.messages[-1] == ("$SYS/broker/uptime", 20)
 
     asyncio.run(scenario())
+
+
+def test_the_url_may_name_any_slot_and_each_slot_logs_in_as_itself() -> None:
+    ids = ("powerflow-ingest-0", "powerflow-ingest-1", "powerflow-ingest-2")
+    address = BrokerAddress.parse("mqtt://powerflow-ingest-0:pw@broker:1883")
+    assert checked_slot_login(address, ids) == "powerflow-ingest-0"
+    second = slot_address(address, ids[2])
+    assert (second.username, second.password, second.host) == (ids[2], "pw", "broker")
+    anonymous = BrokerAddress.parse("mqtt://broker:1883")
+    assert slot_address(anonymous, ids[1]).username is None  # a broker without accounts
+
+
+def test_a_login_outside_the_slots_is_refused_with_what_to_set() -> None:
+    ids = ("powerflow-ingest-0", "powerflow-ingest-1")
+    address = BrokerAddress.parse("mqtt://powerflow-ingest-7:pw@broker:1883")
+    with pytest.raises(ConfigurationError, match=r"powerflow-ingest-0\.\.powerflow-ingest-1"):
+        checked_slot_login(address, ids)
