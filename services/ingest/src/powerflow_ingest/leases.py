@@ -75,7 +75,7 @@ def leases_stream(names: Names) -> str:
 
 
 async def open_leases_bucket(
-    js: JetStreamContext, names: Names, ttl_s: float
+    js: JetStreamContext, names: Names, ttl_s: float, replicas: int = 1
 ) -> tuple[KeyValue, float]:
     """The bucket (made on first use with ``ttl_s``) and the TTL this instance must count with.
 
@@ -95,6 +95,9 @@ async def open_leases_bucket(
                 history=1,
                 ttl=ttl_s,
                 storage=StorageType.FILE,
+                # On a cluster the leases must survive a node like the readings do: with one
+                # copy, losing its node would stop every ingest instance's renewals at once.
+                replicas=replicas,
             )
         )
         return kv, ttl_s

@@ -47,7 +47,9 @@ async def run_ingest(settings: Settings, stop: asyncio.Event | None = None) -> N
     nc = await connect_nats(settings, name=f"powerflow-ingest-{settings.ingest_instance}")
     js = nc.jetstream(timeout=settings.nats_timeout_s)
     await ensure_streams(js, settings)
-    kv, lease_ttl_s = await open_leases_bucket(js, names, settings.ingest_lease_ttl_s)
+    kv, lease_ttl_s = await open_leases_bucket(
+        js, names, settings.ingest_lease_ttl_s, replicas=settings.stream_replicas
+    )
     metrics.NATS_CONNECTED.set(1)
 
     inbox = Inbox(asyncio.get_running_loop())
