@@ -111,6 +111,7 @@ bench: install
 	$(UV) run --frozen python bench/nats_cluster.py
 	$(UV) run --frozen python bench/device_year.py
 	$(UV) run --frozen python bench/charts.py
+	$(UV) run --frozen python bench/scale.py
 
 firmware-test:
 	$(MAKE) -C firmware test

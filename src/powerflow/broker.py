@@ -47,6 +47,7 @@ from powerflow_common.broker_admin import (
     new_password,
 )
 from powerflow_common.formats.registry import FORMATS, default_topics
+from powerflow_common.ingest_slots import slot_client_ids
 from powerflow_common.names import Names
 
 # The configuration template ships inside the package, so an installed `powerflow` (a wheel, no
@@ -117,8 +118,13 @@ def find_plugin() -> str:
 
 
 def ingest_username(instance: str = "0", namespace: str = "") -> str:
-    """The broker account of one ingest instance: its MQTT client id."""
+    """The broker account of one ingest slot: its MQTT client id (``powerflow-ingest-<slot>``)."""
     return Names(namespace).mqtt_client_id(instance)
+
+
+def ingest_usernames(slots: int, namespace: str = "") -> list[str]:
+    """The K ingest accounts: exactly the slots' client ids (ingest_slots.slot_client_ids)."""
+    return list(slot_client_ids(Names(namespace), slots))
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -229,10 +235,14 @@ def prepare_accounts(
     """Write the broker's own accounts into its dynamic-security file (broker stopped).
 
     Keeps everything else in the file (enrolled devices). At every start, so that new ingest
-    instances, new formats' topics and a rotated secret file take effect:
+    slots, new formats' topics and a rotated secret file take effect:
     ``powerflow-admin`` (role ``dynsec-admin``: $CONTROL only), one account per ingest
-    instance (role ``ingest``: read device topics and $SYS/broker/#), and the ``anonymous``
+    slot (role ``ingest``: read device topics and $SYS/broker/#), and the ``anonymous``
     group's ``open-lab`` role (publish on device topics with --open, nothing otherwise).
+
+    Every ingest account has the password of the first one's secret file
+    (``powerflow-ingest-0.password``): any ingest instance may adopt any slot, so each needs
+    every slot's password anyway; separate ones would only be more secrets to rotate.
     """
     path = data_dir / DYNSEC_FILE
     secrets_dir = data_dir / SECRETS_DIR
@@ -252,8 +262,10 @@ def prepare_accounts(
     admin_password = read_or_make_secret(secrets_dir, ADMIN_USERNAME)
     _put_client(config, ADMIN_USERNAME, admin_password, ADMIN_ROLE)
     _put_role(config, INGEST_ROLE, client_acls(subscribe=INGEST_TOPICS))
-    for username in ingest_usernames:
-        _put_client(config, username, read_or_make_secret(secrets_dir, username), INGEST_ROLE)
+    if ingest_usernames:
+        ingest_password = read_or_make_secret(secrets_dir, ingest_usernames[0])
+        for username in ingest_usernames:
+            _put_client(config, username, ingest_password, INGEST_ROLE)
     _put_role(config, OPEN_LAB_ROLE, client_acls(publish=DEVICE_TOPICS if open_lab else ()))
     config["groups"] = [g for g in config["groups"] if g.get("groupname") != ANONYMOUS_GROUP]
     config["groups"].append(
@@ -379,6 +391,7 @@ class BrokerProcess(ChildProcess):
     host: str
     port: int
     data_dir: Path
+    namespace: str
 
     @property
     def connect_host(self) -> str:
@@ -398,6 +411,11 @@ class BrokerProcess(ChildProcess):
         """An account's password from the data folder's secrets."""
         return read_or_make_secret(self.secrets_dir, account)
 
+    def ingest_password(self, namespace: str | None = None) -> str:
+        """The one password of every ingest slot account: slot 0's secret file."""
+        namespace = self.namespace if namespace is None else namespace
+        return self.password(ingest_username("0", namespace))
+
 
 class Broker(BrokerProcess):
     """One Mosquitto process with the project's configuration, accounts included.
@@ -416,7 +434,7 @@ class Broker(BrokerProcess):
         *,
         tls_port: int | None = None,
         host: str = "127.0.0.1",
-        ingest_instances: Sequence[str] = ("0",),
+        ingest_slots: int = 1,
         namespace: str = "",
         open_lab: bool = False,
         certs_from: Path | None = None,
@@ -429,14 +447,14 @@ class Broker(BrokerProcess):
         self.host = host
         self.data_dir = data_dir
         self.namespace = namespace
-        self.ingest_instances = tuple(ingest_instances)
+        self.ingest_slots = ingest_slots
         self.open_lab = open_lab
         self.certs_from = certs_from
         self.cert_hostnames = tuple(cert_hostnames)
         self.certs_dir = certs_dir
         self.config_template = config_template
         self.made_certs = False
-        self._accounts = {ingest_username(i, namespace) for i in self.ingest_instances}
+        self._accounts = set(ingest_usernames(ingest_slots, namespace))
 
     @property
     def log_path(self) -> Path:
@@ -459,13 +477,15 @@ class Broker(BrokerProcess):
         return BrokerAdmin(self.admin_url, timeout_s=timeout_s)
 
     def ingest_url(self, instance: str = "0", namespace: str | None = None) -> str:
-        """ingest's POWERFLOW_MQTT_URL; an account not made at start is added now."""
+        """ingest's POWERFLOW_MQTT_URL (as slot ``instance``); an account not made at start
+        is added now."""
         username = ingest_username(instance, self.namespace if namespace is None else namespace)
+        password = self.ingest_password(namespace)
         if username not in self._accounts:
             with self.admin() as admin:
-                admin.ensure_client(username, self.password(username), roles=[INGEST_ROLE])
+                admin.ensure_client(username, password, roles=[INGEST_ROLE])
             self._accounts.add(username)
-        return account_url(self.connect_host, self.port, username, self.password(username))
+        return account_url(self.connect_host, self.port, username, password)
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Prepare the data folder, start Mosquitto and wait until it accepts connections."""
@@ -473,7 +493,7 @@ class Broker(BrokerProcess):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         prepare_accounts(
             self.data_dir,
-            ingest_usernames=[ingest_username(i, self.namespace) for i in self.ingest_instances],
+            ingest_usernames=ingest_usernames(self.ingest_slots, self.namespace),
             open_lab=self.open_lab,
         )
         if self.tls_port is not None and not self.certs.exist():

@@ -39,9 +39,14 @@ def broker(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every one)")] = (
         "127.0.0.1"
     ),
-    ingest_instances: Annotated[
-        str, typer.Option(help="ingest instances to make accounts for, comma-separated")
-    ] = "0",
+    ingest_slots: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="ingest slots to make accounts for (powerflow-ingest-0..K-1; default: "
+            "POWERFLOW_INGEST_SLOTS)",
+        ),
+    ] = None,
     hostname: Annotated[
         list[str] | None,
         typer.Option(help="Names in the development server certificate (when it is made)"),
@@ -68,19 +73,20 @@ def broker(
     """Run Mosquitto in the foreground with the project's configuration (Ctrl-C stops it).
 
     The first start of a data folder makes the admin and ingest accounts (random passwords
-    in <data-dir>/secrets/, mode 0600); without TLS files in <data-dir>/certs/ a development
-    CA and server certificate are made there.
+    in <data-dir>/secrets/, mode 0600; every ingest slot account has powerflow-ingest-0's);
+    without TLS files in <data-dir>/certs/ a development CA and server certificate are made
+    there.
     """
     if ctx.invoked_subcommand is not None:
         return
     settings = load_settings()
-    instances = [i.strip() for i in ingest_instances.split(",") if i.strip()]
+    slots = ingest_slots or settings.ingest_slots
     instance = Broker(
         port,
         data_dir.resolve(),
         tls_port=tls_port or None,
         host=host,
-        ingest_instances=instances,
+        ingest_slots=slots,
         namespace=settings.namespace,
         open_lab=open_lab,
         cert_hostnames=hostname or ("localhost",),
@@ -92,7 +98,7 @@ def broker(
     except BrokerSetupError as exc:
         console.print(f"[red]the broker cannot start[/]: {exc}")
         raise typer.Exit(2) from None
-    _print_access(instance, instances, settings.namespace)
+    _print_access(instance, slots, settings.namespace)
 
     def stop(*_args: object) -> None:
         instance.stop()
@@ -104,7 +110,7 @@ def broker(
     raise typer.Exit(0 if code in (0, -signal.SIGTERM) else code)
 
 
-def _print_access(instance: Broker, instances: list[str], namespace: str) -> None:
+def _print_access(instance: Broker, slots: int, namespace: str) -> None:
     """Where the broker is and where its credentials are (never the passwords themselves)."""
     host = instance.connect_host
     secrets = instance.secrets_dir
@@ -115,12 +121,14 @@ def _print_access(instance: Broker, instances: list[str], namespace: str) -> Non
         f"  admin:  POWERFLOW_BROKER_ADMIN_URL=mqtt://{ADMIN_USERNAME}:PASSWORD@{host}:"
         f"{instance.port}  (PASSWORD in {secrets / (ADMIN_USERNAME + '.password')})",
     ]
-    for i in instances:
-        user = ingest_username(i, namespace)
-        lines.append(
-            f"  ingest {i}: POWERFLOW_MQTT_URL=mqtt://{user}:PASSWORD@{host}:{instance.port}"
-            f"  (PASSWORD in {secrets / (user + '.password')}; or POWERFLOW_MQTT_PASSWORD_FILE)"
-        )
+    user = ingest_username("0", namespace)
+    accounts = user if slots == 1 else f"{user} .. {ingest_username(str(slots - 1), namespace)}"
+    lines.append(
+        f"  ingest ({slots} slot{'s' if slots > 1 else ''}: {accounts}, one password): "
+        f"POWERFLOW_MQTT_URL=mqtt://{user}:PASSWORD@{host}:{instance.port} "
+        f"POWERFLOW_INGEST_SLOTS={slots}"
+        f"  (PASSWORD in {secrets / (user + '.password')}; or POWERFLOW_MQTT_PASSWORD_FILE)"
+    )
     if instance.tls_port:
         certs = instance.certs
         made = " [yellow](development CA made now)[/]" if instance.made_certs else ""

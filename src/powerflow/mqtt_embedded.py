@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import urllib.error
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -36,6 +35,7 @@ from powerflow.broker import (
     account_url,
     free_port,
     ingest_username,
+    ingest_usernames,
 )
 from powerflow.child_process import listening
 from powerflow_common.broker_admin import AccountAdmin
@@ -195,7 +195,7 @@ class EmbeddedBroker(BrokerProcess):
         folder: Path,
         *,
         host: str = "127.0.0.1",
-        ingest_instances: Sequence[str] = ("0",),
+        ingest_slots: int = 1,
         namespace: str = "",
         open_lab: bool = False,
         binary: str | None = None,
@@ -207,7 +207,7 @@ class EmbeddedBroker(BrokerProcess):
         self.data_dir = folder.resolve()
         self.host = host
         self.namespace = namespace
-        self.ingest_instances = tuple(ingest_instances)
+        self.ingest_slots = ingest_slots
         self.open_lab = open_lab
         self.binary = binary
         self.ack_wait_s = ack_wait_s
@@ -232,9 +232,10 @@ class EmbeddedBroker(BrokerProcess):
         return EmbeddedBrokerAdmin(self.folder, timeout_s=timeout_s)
 
     def ingest_url(self, instance: str = "0", namespace: str | None = None) -> str:
-        """ingest's POWERFLOW_MQTT_URL; an account not made at start is added now."""
+        """ingest's POWERFLOW_MQTT_URL (as slot ``instance``); an account not made at start
+        is added now."""
         username = ingest_username(instance, self.namespace if namespace is None else namespace)
-        password = self.password(username)
+        password = self.ingest_password(namespace)
         state = read_state(self.folder)
         if put_ingest(state, username, password):
             write_state(self.folder, state)
@@ -246,9 +247,9 @@ class EmbeddedBroker(BrokerProcess):
         binary = checked_binary(self.binary or find_binary())
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         state = read_state(self.folder)
-        for instance in self.ingest_instances:
-            username = ingest_username(instance, self.namespace)
-            put_ingest(state, username, self.password(username))
+        # The K slot accounts, one password (slot 0's secret file; see broker.prepare_accounts).
+        for username in ingest_usernames(self.ingest_slots, self.namespace):
+            put_ingest(state, username, self.ingest_password())
         set_open_lab(state, self.open_lab)
         write_state(self.folder, state)
         monitor_port = free_port()
@@ -308,7 +309,7 @@ def broker_for(
     *,
     tls_port: int | None = None,
     host: str = "127.0.0.1",
-    ingest_instances: Sequence[str] = ("0",),
+    ingest_slots: int = 1,
     namespace: str = "",
     open_lab: bool = False,
     embedded: bool | None = None,
@@ -324,7 +325,7 @@ def broker_for(
             port,
             data_dir / "mqtt",
             host=host,
-            ingest_instances=ingest_instances,
+            ingest_slots=ingest_slots,
             namespace=namespace,
             open_lab=open_lab,
         )
@@ -333,7 +334,7 @@ def broker_for(
         data_dir / "mosquitto",
         tls_port=tls_port,
         host=host,
-        ingest_instances=ingest_instances,
+        ingest_slots=ingest_slots,
         namespace=namespace,
         open_lab=open_lab,
     )

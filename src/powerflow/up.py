@@ -133,14 +133,15 @@ def start_engines(settings: Settings, data_dir: Path, *, mqtt_port: int, engines
         data_dir,
         port,
         tls_port=tls_port,
-        ingest_instances=(settings.ingest_instance,),
+        ingest_slots=settings.ingest_slots,
         namespace=settings.namespace,
     )
     broker.start()
     engines.broker = broker
     engines.tls_port = broker.tls_port
     # ingest's login and MQTT version, the admin (enrolment), the TLS port devices are told.
-    for variable, value in broker_env(broker, settings.ingest_instance).items():
+    # ingest logs in as slot 0 (the URL's username); every slot account shares its password.
+    for variable, value in broker_env(broker).items():
         values[variable.removeprefix("POWERFLOW_").lower()] = value
 
 

@@ -662,6 +662,8 @@ async def delete_streams(js: JetStreamContext, settings: Settings) -> None:
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(name)
     await delete_bucket(js, settings.names)
+    with contextlib.suppress(NotFoundError):  # ingest's slot leases
+        await js.delete_key_value(settings.names.ingest_leases_bucket)
 
 
 def drop_namespace(settings: Settings) -> None:

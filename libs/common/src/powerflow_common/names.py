@@ -25,6 +25,8 @@ REPORTS_QUEUE = "reports"
 # JetStream key-value bucket: the broker's drop counter as ingest last saw it (one key per
 # broker), kept outside any process so a restarted ingest and the API read the same state.
 BROKER_HEALTH_BUCKET = "broker_health"
+# JetStream key-value bucket: which ingest instance holds which MQTT client id ("slot").
+INGEST_LEASES_BUCKET = "ingest_leases"
 
 INGEST_CLIENT_ID = "powerflow-ingest"
 
@@ -94,6 +96,11 @@ class Names:
     def broker_health_bucket(self) -> str:
         """Key-value bucket of the brokers' drop counters (bucket names allow ``_``, not ``.``)."""
         return self._stream(BROKER_HEALTH_BUCKET)
+
+    @property
+    def ingest_leases_bucket(self) -> str:
+        """Key-value bucket of ingest's slot leases (one key per slot and per live instance)."""
+        return self._stream(INGEST_LEASES_BUCKET)
 
     @property
     def reports_queue(self) -> str:

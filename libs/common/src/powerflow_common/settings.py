@@ -227,6 +227,18 @@ class Settings(BaseSettings):
     ingest_batch_linger_ms: int = Field(default=20, ge=0)
     ingest_max_publishes_in_flight: int = Field(default=32, ge=1)
     ingest_metrics_port: int = 9101
+    # Many ingest bridges (docs/operations.md, "Many ingest bridges"): K fixed MQTT client ids
+    # ("slots", powerflow-ingest-0 .. K-1, each a broker account and a persistent session
+    # with its share of the topic filters); running instances hold leases on them in a
+    # JetStream key-value bucket. 1: one session with every topic, today's
+    # powerflow-ingest-0, and a second instance is a standby. A scaled deployment sets K
+    # above the instances it runs (4 for 2 replicas) and never lowers it without draining
+    # the removed slots' sessions (their queues would be stranded).
+    ingest_slots: int = Field(default=1, ge=1, le=256)
+    # A lease not renewed for this long expires and a survivor adopts the slot; the holder
+    # renews every quarter of it and drops (disconnects) a slot it could not renew in time.
+    # Shorter: faster adoption; a NATS hiccup longer than it makes instances let go.
+    ingest_lease_ttl_s: float = Field(default=10.0, ge=2.0, le=3600.0)
     # Broker health ($SYS drop counter): how long after subscribing ingest waits for the
     # broker's retained counters before saying the broker publishes none (Mosquitto sends
     # them at once; 30 s leaves room for a slow link), and how long /readyz stays degraded

@@ -34,7 +34,27 @@ MQTT_REDELIVERIES_HELD = Counter(
     "MQTT messages the broker sent again on the same connection while ingest still held the"
     " first copy (nats-server's ack_wait): dropped, the first copy's ack covers both",
 )
-MQTT_CONNECTED = Gauge("powerflow_ingest_mqtt_connected", "1 while connected to the MQTT broker")
+MQTT_CONNECTED = Gauge(
+    "powerflow_ingest_mqtt_connected",
+    "1 while every slot this instance holds is connected to the MQTT broker (0 holding none)",
+)
+SLOT_CONNECTED = Gauge(
+    "powerflow_ingest_slot_connected", "1 while this slot's MQTT session is connected", ["slot"]
+)
+SLOTS_HELD = Gauge("powerflow_ingest_slots_held", "Slots (MQTT client ids) this instance leases")
+SLOTS_CLAIMED = Counter(
+    "powerflow_ingest_slots_claimed_total",
+    "Slots this instance claimed: at start, by balance, or adopted from an instance that died",
+)
+SLOTS_RELEASED = Counter(
+    "powerflow_ingest_slots_released_total",
+    "Slots this instance let go on purpose (balance, shutdown)",
+)
+LEASES_LOST = Counter(
+    "powerflow_ingest_leases_lost_total",
+    "Slots dropped because their lease could not be renewed in time or was taken: the MQTT"
+    " session is disconnected at once; a rise means NATS trouble or a too short lease TTL",
+)
 NATS_CONNECTED = Gauge("powerflow_ingest_nats_connected", "1 while connected to NATS")
 UNACKED_MESSAGES = Gauge(
     "powerflow_ingest_unacked_messages", "MQTT messages received but not yet acknowledged"

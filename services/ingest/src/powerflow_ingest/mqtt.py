@@ -10,6 +10,7 @@ an ``Inbox``, and acks go back through ``Client.ack`` (paho queues them safely).
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import threading
 from collections.abc import Callable
@@ -43,6 +44,14 @@ class Inbound:
     retain: bool
     received_at: datetime
     epoch: int
+    slot: int = 0  # the ingest slot (client id) whose session it came in on
+
+
+# Sessions and connections are numbered across every source of the process: an ack (or a
+# $SYS value) of one slot's session can never be taken for another's, nor for the session
+# a slot had before it was released and adopted again.
+_EPOCHS = itertools.count(1)
+_CONNECTIONS = itertools.count(1)
 
 
 # The ``mqtt_protocol`` setting's values and paho's versions.
@@ -92,14 +101,39 @@ def checked_client_id(address: BrokerAddress, client_id: str) -> str:
     would silently get that username as its client id, and two instances sharing an account
     would take each other's session (and backlog). Refused at start, with what to set.
     """
-    if address.username is not None and address.username != client_id:
+    return checked_slot_login(address, (client_id,))
+
+
+def checked_slot_login(address: BrokerAddress, client_ids: tuple[str, ...]) -> str:
+    """The username in ``POWERFLOW_MQTT_URL`` when it is one of ingest's slot ids.
+
+    Each slot logs in as its own client id (its broker account) with the one ingest
+    password; the URL's username only has to be one of them (slot 0's, as the broker prints
+    it). Anything else is a wrong account, refused at start with what to set.
+    """
+    if address.username is not None and address.username not in client_ids:
+        shown = client_ids[0] if len(client_ids) == 1 else f"{client_ids[0]}..{client_ids[-1]}"
         raise ConfigurationError(
-            f"the MQTT username {address.username!r} is not this ingest instance's client id "
-            f"{client_id!r}: log in as {client_id!r} (POWERFLOW_MQTT_URL; the account is made "
-            "by `powerflow broker`, its password is in <data-dir>/secrets/) or set "
-            "POWERFLOW_NAMESPACE/POWERFLOW_INGEST_INSTANCE to match the account"
+            f"the MQTT username {address.username!r} is not one of ingest's client ids "
+            f"({shown}): log in as {client_ids[0]!r} (POWERFLOW_MQTT_URL; the accounts are made "
+            "by `powerflow broker`, their password is in <data-dir>/secrets/) or set "
+            "POWERFLOW_NAMESPACE to match the account"
         )
-    return client_id
+    return address.username or client_ids[0]
+
+
+def slot_address(address: BrokerAddress, client_id: str) -> BrokerAddress:
+    """The login of one slot: its client id as username (when the broker wants a login)."""
+    if address.username is None:
+        return address
+    return BrokerAddress(
+        host=address.host,
+        port=address.port,
+        tls=address.tls,
+        username=client_id,
+        password=address.password,
+        ca_file=address.ca_file,
+    )
 
 
 class MqttSource:
@@ -118,7 +152,9 @@ class MqttSource:
         sys_topics: tuple[str, ...] = (),
         sys_listener: SysListener | None = None,
         protocol: str = "5",
+        slot: int = 0,
     ) -> None:
+        self._slot = slot
         self._address = address
         self._client_id = client_id
         self._topics = topics
@@ -131,8 +167,8 @@ class MqttSource:
         if protocol not in PROTOCOLS:
             raise ConfigurationError(f"MQTT protocol must be one of {', '.join(PROTOCOLS)}")
         self._protocol = PROTOCOLS[protocol]
-        self._connection = 0  # counts connections: $SYS values pair within one only
-        self._epoch = 0
+        self._connection = 0  # numbers connections: $SYS values pair within one only
+        self._epoch = next(_EPOCHS)
         # Packet ids received on this connection and not yet acked. nats-server sends an
         # unacked message again after its ack_wait on the same connection (the MQTT spec
         # resends only on reconnect); while the first copy is held, the second is dropped.
@@ -177,8 +213,8 @@ class MqttSource:
             return
         if not flags.session_present:
             # A new session: acks still pending for the old one would name other messages.
-            self._epoch += 1
-        self._connection += 1
+            self._epoch = next(_EPOCHS)
+        self._connection = next(_CONNECTIONS)
         with self._held_lock:
             # A resend after a reconnect is processed again: the old connection's acks may
             # not have reached the broker.
@@ -191,6 +227,10 @@ class MqttSource:
             client_id=self._client_id,
             protocol=self._protocol.name,
         )
+        metrics.SLOT_CONNECTED.labels(str(self._slot)).set(1)
+        if not self._topics and not self._sys_topics:
+            self.connected.set()  # a slot beyond the number of filters: nothing to receive
+            return
         # $SYS at QoS 0: an offline session must not queue them in the readings' place.
         if self._protocol == MQTTProtocolVersion.MQTTv5:
             options, sys_options = SubscribeOptions(qos=1), SubscribeOptions(qos=0)
@@ -199,7 +239,6 @@ class MqttSource:
             )
         else:  # 3.1.1 takes a plain QoS per topic
             client.subscribe([(t, 1) for t in self._topics] + [(t, 0) for t in self._sys_topics])
-        metrics.MQTT_CONNECTED.set(1)
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: Any, _mid: int, reason_codes: list[Any], _p: Any
@@ -213,7 +252,7 @@ class MqttSource:
                 self._sys_listener.refused(topic, str(code))
             else:
                 log.error("mqtt_subscribe_refused", topic=topic, reason=str(code))
-        log.info("mqtt_subscribed", topics=list(self._topics))
+        log.info("mqtt_subscribed", topics=list(self._topics), client_id=self._client_id)
         self.connected.set()
         if self._sys_listener is not None:
             self._sys_listener.subscribed(self._connection)
@@ -222,9 +261,9 @@ class MqttSource:
         self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
         self.connected.clear()
-        metrics.MQTT_CONNECTED.set(0)
+        metrics.SLOT_CONNECTED.labels(str(self._slot)).set(0)
         if not self._stopping.is_set():
-            log.error("mqtt_disconnected", reason=str(reason))
+            log.error("mqtt_disconnected", reason=str(reason), client_id=self._client_id)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         if self._sys_listener is not None and message.topic.startswith("$SYS/"):
@@ -245,6 +284,7 @@ class MqttSource:
                 retain=bool(message.retain),
                 received_at=datetime.now(UTC),
                 epoch=self._epoch,
+                slot=self._slot,
             )
         )
 
@@ -294,7 +334,7 @@ class MqttSource:
     # any thread ----------------------------------------------------------------------------
     def start(self) -> None:
         """Connect and keep connected in a background thread."""
-        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"mqtt-{self._slot}", daemon=True)
         self._thread.start()
 
     def ack(self, inbound: Inbound) -> bool:
