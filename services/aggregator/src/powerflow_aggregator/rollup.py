@@ -396,7 +396,11 @@ def _recompute_frozen_co2(
     factors: Sequence[EmissionFactor],
     config: RollupConfig,
 ) -> str:
-    """A frozen hour: its stored kWh are final; only its CO2 follows the factor set in force."""
+    """A frozen hour: its stored kWh are final; only its CO2 follows the factor set in force.
+
+    Its quarters are restated the same way, from their own stored kWh, in this transaction
+    (the raw readings they came from may be gone, so they are never recomputed either).
+    """
     hour = bucket.hour_start.astimezone(UTC)
     where = (_stats.c.device_id == bucket.device_id, _stats.c.hour_start == hour)
     row = conn.execute(
@@ -405,23 +409,54 @@ def _recompute_frozen_co2(
     if row is None:
         return "frozen"  # nothing stored, and nothing may be computed from raw readings
     factor = _factor_for(factors, hour, context, config)
-    flags = set((row.flags or "").split(",")) - {"", FLAG_NO_EMISSION_FACTOR}
-    if factor is None:
-        flags.add(FLAG_NO_EMISSION_FACTOR)
-    # As stat_row: unallocated energy was consumed too, so it emits.
-    import_kwh = row.energy_kwh + row.unallocated_kwh
+    computed_at = datetime.now(UTC)
     conn.execute(
         update(_stats)
         .where(*where)
         .values(
-            co2_kg=0.0 if factor is None else co2_kg(import_kwh, factor),
-            emission_factor_id=None if factor is None else factor.id,
-            factor_set=config.factor_set,
-            flags=",".join(sorted(flags)) or None,
-            computed_at=datetime.now(UTC),
+            restated_co2(
+                row.energy_kwh,
+                row.unallocated_kwh,
+                row.flags,
+                factor,
+                config.factor_set,
+                computed_at,
+            )
         )
     )
+    quarter_hour.restate_co2(
+        conn,
+        device_id=bucket.device_id,
+        hour_start=hour,
+        factor=factor,
+        factor_set=config.factor_set,
+        computed_at=computed_at,
+    )
     return "frozen"
+
+
+def restated_co2(
+    energy_kwh: float,
+    unallocated_kwh: float,
+    flags: str | None,
+    factor: EmissionFactor | None,
+    factor_set: str,
+    computed_at: datetime,
+) -> dict[str, Any]:
+    """The CO2 columns of a stored row (hour or quarter) under ``factor``, from its stored kWh.
+
+    As stat_row: unallocated energy was consumed too, so it emits; the other flags stay.
+    """
+    kept = set((flags or "").split(",")) - {"", FLAG_NO_EMISSION_FACTOR}
+    if factor is None:
+        kept.add(FLAG_NO_EMISSION_FACTOR)
+    return {
+        "co2_kg": 0.0 if factor is None else co2_kg(energy_kwh + unallocated_kwh, factor),
+        "emission_factor_id": None if factor is None else factor.id,
+        "factor_set": factor_set,
+        "flags": ",".join(sorted(kept)) or None,
+        "computed_at": computed_at,
+    }
 
 
 def _delete_row(conn: Connection, bucket: Bucket) -> None:
