@@ -34,11 +34,16 @@ from pf_testing import count_rows, read_rejections
 from powerflow.retention_cli import retention_command
 from powerflow_aggregator import quarter_hour, retention_job
 from powerflow_aggregator.retention_job import not_rolled_up, readings_partitions, run_retention
-from powerflow_aggregator.rollup import RollupConfig, buckets_in_range, recompute_buckets
+from powerflow_aggregator.rollup import (
+    LockTimeout,
+    RollupConfig,
+    buckets_in_range,
+    recompute_buckets,
+)
 from powerflow_aggregator.service import run_aggregator
 from powerflow_common import daily_site
 from powerflow_common.corrections import CorrectionRequest, apply_correction
-from powerflow_common.db.dialect import begin_write
+from powerflow_common.db.dialect import LockNotAcquired, begin_write
 from powerflow_common.db.engine import alembic_config, drop_database, make_engine, migrate
 from powerflow_common.db.horizon import BEYOND_RETENTION, frozen_before, set_horizon
 from powerflow_common.db.models import (
@@ -646,16 +651,22 @@ def test_a_frozen_hours_quarters_are_kept_and_restated_with_it_and_its_site_days
             assert q["co2_kg"] == pytest.approx(q["energy_kwh"] * KR_GIR_2023_ON_KG_PER_KWH)
             assert q["computed_at"] == hours[hour]["computed_at"]  # one transaction, one time
 
-    # The site's daily chart follows: still served, and equal to the totals from the hours.
-    after = site_days(upgraded, site_id, cache=True)
-    assert after is not None, "the cache stopped being served instead of following"
+    # The site's daily chart follows: its days stopped being served when the hours changed
+    # (in their transaction), and the rebuild a read makes (the API's path) has the new CO2.
+    assert site_days(upgraded, site_id, cache=True) is None, "stale days would be served"
     live = site_days(upgraded, site_id, cache=False)
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    after = site_days(upgraded, site_id, cache=True)
+    assert after is not None
     assert [(d.start, d.energy_kwh) for d in after[0]] == [(d.start, d.energy_kwh) for d in live[0]]
     assert [d.co2_kg for d in after[0]] == pytest.approx([d.co2_kg for d in live[0]])
     assert after[1] == live[1] and after[1] != before[1]  # the kr-gir factor now
     assert sum(d.co2_kg for d in after[0]) == pytest.approx(
         2 * KWH_PER_HOUR * KR_GIR_2023_ON_KG_PER_KWH
     )
+    # A redelivery of restated hours changes nothing, and the days stay served.
+    assert recompute_buckets(upgraded, changed, config("kr-gir")).frozen == 2
+    assert site_days(upgraded, site_id, cache=True) is not None
 
 
 def test_an_upgraded_install_gets_its_quarters_before_its_raw_readings_go(
@@ -711,3 +722,61 @@ def test_an_hour_whose_quarters_could_not_be_computed_holds_the_horizon_back(
     assert outcome.horizon == datetime(2025, 1, 20, tzinfo=UTC)
     assert raw_count(upgraded, JAN20, JAN20 + H) == SAMPLES_PER_HOUR  # kept
     assert JAN20 not in quarters_by_hour(upgraded)
+
+
+def test_a_recompute_that_fails_after_committing_hours_stops_serving_their_sites_days(
+    upgraded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_id = on_a_site(upgraded)
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    assert site_days(upgraded, site_id, cache=True) is not None
+    late = store_readings(
+        upgraded,
+        [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
+        received_at=datetime.now(UTC),
+        max_gap=GAP,
+    )
+
+    def busy(*args: Any, **kwargs: Any) -> int:
+        raise LockNotAcquired("another copy holds the site")
+
+    # The hour is committed, then its days cannot be refreshed (another copy held the site).
+    monkeypatch.setattr(daily_site, "refresh_days", busy)
+    with pytest.raises(LockTimeout):
+        recompute_buckets(upgraded, late.buckets, config())
+    assert stats_by_hour(upgraded)[JAN20]["samples"] == SAMPLES_PER_HOUR + 1
+    assert site_days(upgraded, site_id, cache=True) is None  # never the day before it
+
+
+def test_hours_the_job_recomputes_while_freezing_them_leave_no_stale_day(
+    upgraded: Engine, fresh_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_id = on_a_site(upgraded)
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    real = retention_job.not_rolled_up
+    calls: list[bool] = []
+
+    def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
+        found = real(*args, **kwargs)
+        if not calls:  # a reading for 20 January lands just before the horizon moves
+            store_readings(
+                upgraded,
+                [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
+                received_at=datetime.now(UTC),
+                max_gap=GAP,
+            )
+        calls.append(True)
+        return found
+
+    monkeypatch.setattr(retention_job, "not_rolled_up", racing)
+    outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
+    assert outcome.recomputed_frozen == 1 and outcome.horizon == TARGET
+    # Frozen and rolled up, 20 January is never recomputed again: its day was not left behind.
+    assert site_days(upgraded, site_id, cache=True) is None
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    days = site_days(upgraded, site_id, cache=True)
+    assert days is not None
+    assert sum(d.energy_kwh for d in days[0]) == pytest.approx(
+        sum(d.energy_kwh for d in site_days(upgraded, site_id, cache=False)[0])
+    )
+    assert stats_by_hour(upgraded)[JAN20]["samples"] == SAMPLES_PER_HOUR + 1

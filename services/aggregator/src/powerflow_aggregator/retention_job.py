@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, delete, func, select, text
 
 from powerflow_aggregator import metrics
 from powerflow_aggregator.rollup import RollupConfig, recompute_buckets
+from powerflow_common import daily_site
 from powerflow_common.db.dialect import (
     HOUR_TEXT_FORMAT,
     LockNotAcquired,
@@ -341,6 +342,10 @@ def _move_horizon(
     # its raw readings are still here, so it is recomputed now, before anything is deleted.
     stragglers = not_rolled_up(engine, current, outcome.horizon)
     if stragglers:
+        # Their sites' days stop being served first: once frozen and rolled up, these hours
+        # are never recomputed again, so a crash between their commit and the refresh of their
+        # days must not leave those days behind (the next read rebuilds them).
+        daily_site.invalidate_devices(engine, {b.device_id for b in stragglers})
         result = recompute_buckets(
             engine, stragglers, RollupConfig.from_settings(settings), include_frozen=True
         )
