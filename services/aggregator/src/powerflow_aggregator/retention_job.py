@@ -8,7 +8,10 @@ One run (``powerflow retention``, and every aggregator copy every
 2. With ``POWERFLOW_RAW_RETENTION_DAYS`` set: move the raw horizon towards its target (at
    most ``MAX_HORIZON_ADVANCE`` a run, so a first run on years of data is bounded), but
    never past an hour that is not rolled up (an hour with readings and no stats row, or whose
-   row was computed before its newest reading was stored: the aggregator still has it to do).
+   row or quarters were computed before its newest reading was stored: the aggregator still
+   has it to do). Hours of the window whose stats are current but whose quarters are missing
+   (an install upgraded to migration 0009) are recomputed here first, in chunks, from the raw
+   readings still there, so the horizon advances on an upgraded install.
    The move waits for every writer and recompute that read the horizon (a row lock), so after
    it no late reading is stored before the horizon and no frozen hour is recomputed from raw.
    Hours that became dirty in between (a reading stored just before the move) are recomputed
