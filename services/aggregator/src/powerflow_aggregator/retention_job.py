@@ -246,6 +246,7 @@ def _unrolled_by_device(
                 found.append((Bucket(device_id, hour), stats_current))
                 if first_only:
                     break
+            conn.commit()  # no snapshot held while the caller works on this device
             if found:
                 yield found
 
@@ -264,6 +265,12 @@ def backfill_quarters(
     done = 0
     for device_buckets in _unrolled_by_device(engine, start, end):
         lacking = [bucket for bucket, stats_current in device_buckets if stats_current]
+        if not lacking:
+            continue
+        # Its sites' days stop being served first (rebuilt once, when next read): these hours
+        # are not recomputed again once they have quarters, so no crash may leave a day behind
+        # them, and chunks spanning months would each rebuild the site whole otherwise.
+        daily_site.invalidate_devices(engine, {lacking[0].device_id})
         for at in range(0, len(lacking), QUARTER_BACKFILL_CHUNK_HOURS):
             chunk = lacking[at : at + QUARTER_BACKFILL_CHUNK_HOURS]
             result = recompute_buckets(engine, chunk, config)
