@@ -14,6 +14,7 @@ One device (``ret-1``, 1,000 W every 30 s from 10:00 to 10:10, 1/6 kWh an hour) 
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,24 +25,38 @@ import pytest
 from alembic import command
 from nats.aio.msg import Msg
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, event, func, insert, inspect, select, text
+from sqlalchemy import Engine, delete, event, func, insert, inspect, select, text, update
 from typer import Typer
 from typer.testing import CliRunner
 
 from conftest import MARIADB, SERVER_URL, SQLITE, service_env
 from pf_testing import count_rows, read_rejections
 from powerflow.retention_cli import retention_command
-from powerflow_aggregator import retention_job
+from powerflow_aggregator import quarter_hour, retention_job
 from powerflow_aggregator.retention_job import not_rolled_up, readings_partitions, run_retention
-from powerflow_aggregator.rollup import RollupConfig, buckets_in_range, recompute_buckets
+from powerflow_aggregator.rollup import (
+    LockTimeout,
+    RollupConfig,
+    buckets_in_range,
+    recompute_buckets,
+)
 from powerflow_aggregator.service import run_aggregator
+from powerflow_common import daily_site
 from powerflow_common.corrections import CorrectionRequest, apply_correction
-from powerflow_common.db.dialect import begin_write
+from powerflow_common.db.dialect import LockNotAcquired, begin_write
 from powerflow_common.db.engine import alembic_config, drop_database, make_engine, migrate
 from powerflow_common.db.horizon import BEYOND_RETENTION, frozen_before, set_horizon
-from powerflow_common.db.models import DEVICES, EMISSION_FACTORS, HOURLY_STATS, READINGS
+from powerflow_common.db.models import (
+    DEVICES,
+    EMISSION_FACTORS,
+    HOURLY_STATS,
+    QUARTER_HOUR_STATS,
+    READINGS,
+    SITES,
+)
 from powerflow_common.errors import CorrectionRefused
 from powerflow_common.jetstream import connect_nats, ensure_streams
+from powerflow_common.queries import load_scope, period_sums
 from powerflow_common.retention import CATCH_ALL_PARTITION, months_after
 from powerflow_common.settings import Settings, load_settings
 from powerflow_common.validation import Limits
@@ -546,3 +561,226 @@ def test_a_correction_of_a_reading_in_a_frozen_hour_is_refused(
         device_code=CODE, ts=FEB10, values={"power_w": 10.0}, reason="r", corrected_by="ops"
     )
     assert apply_correction(upgraded, later, limits=Limits(), max_gap=GAP) is not None
+
+
+# --- frozen hours and the rollup tables (quarters, the daily site cache) ----------------------
+
+JANUARY = (datetime(2024, 12, 31, 15, tzinfo=UTC), datetime(2025, 1, 31, 15, tzinfo=UTC))  # Seoul
+
+
+def quarters_by_hour(engine: Engine) -> dict[datetime, list[dict[str, Any]]]:
+    found: dict[datetime, list[dict[str, Any]]] = {}
+    with engine.connect() as conn:
+        for r in conn.execute(
+            select(QUARTER_HOUR_STATS).order_by(QUARTER_HOUR_STATS.c.quarter_start)
+        ):
+            found.setdefault(r.hour_start, []).append(dict(r._mapping))
+    return found
+
+
+def assert_quarters_add_up(hour: dict[str, Any], quarters: list[dict[str, Any]]) -> None:
+    assert quarters, hour["hour_start"]
+    for name in ("energy_kwh", "unallocated_kwh", "co2_kg"):
+        assert math.fsum(q[name] for q in quarters) == pytest.approx(hour[name], rel=1e-9)
+    assert sum(q["samples"] for q in quarters) == hour["samples"]
+    for q in quarters:
+        assert (q["factor_set"], q["emission_factor_id"]) == (
+            hour["factor_set"],
+            hour["emission_factor_id"],
+        )
+
+
+def on_a_site(engine: Engine) -> int:
+    """Puts ret-1 on a site in Seoul (its main meter); the site's id."""
+    with engine.begin() as conn:
+        key = conn.execute(
+            insert(SITES).values(name="plant", timezone="Asia/Seoul", region="KR", created_at=JAN05)
+        ).inserted_primary_key
+        assert key is not None
+        conn.execute(
+            update(DEVICES).where(DEVICES.c.id == 1).values(site_id=key[0], meter_role="main")
+        )
+    return int(key[0])
+
+
+def site_days(engine: Engine, site_id: int, *, cache: bool) -> Any:
+    with engine.connect() as conn:
+        scope = load_scope(conn, "site", default_tz="UTC", site_id=site_id)
+        if cache:
+            return daily_site.cached_period_sums(conn, scope, "day", *JANUARY)
+        return period_sums(conn, scope, "day", *JANUARY)
+
+
+def test_a_frozen_hours_quarters_are_kept_and_restated_with_it_and_its_site_days_follow(
+    upgraded: Engine, fresh_url: str
+) -> None:
+    site_id = on_a_site(upgraded)
+    run_retention(upgraded, job_settings(fresh_url), now=NOW)
+    assert raw_count(upgraded, JAN05, JAN20 + H) == 0  # January's hours are frozen, raw gone
+    quarters = quarters_by_hour(upgraded)
+    assert JAN05 in quarters and JAN20 in quarters
+    # Frozen hours recomputed again (a redelivery, a neighbour): their quarters stay as they are.
+    again = recompute_buckets(upgraded, [Bucket(1, JAN05), Bucket(1, JAN20)], config())
+    assert again.frozen == 2 and again.removed == 0 and not again.failed
+    kept = quarters_by_hour(upgraded)
+    for hour in (JAN05, JAN20):
+        assert [without_computed_at(q) for q in kept[hour]] == [
+            without_computed_at(q) for q in quarters[hour]
+        ]
+
+    # The site's January is served from its cached days.
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    before = site_days(upgraded, site_id, cache=True)
+    assert before is not None
+    assert sum(d.co2_kg for d in before[0]) == pytest.approx(2 * KWH_PER_HOUR * ORIGINAL_KG_PER_KWH)
+
+    # Another factor set over the frozen hours (what `powerflow rollup` does after a change).
+    changed = buckets_in_range(upgraded, *JANUARY, other_factor_set_than="kr-gir")
+    assert changed == [Bucket(1, JAN05), Bucket(1, JAN20)]
+    result = recompute_buckets(upgraded, changed, config("kr-gir"))
+    assert result.frozen == 2 and not result.failed
+    hours, restated = stats_by_hour(upgraded), quarters_by_hour(upgraded)
+    for hour in (JAN05, JAN20):
+        assert hours[hour]["co2_kg"] == pytest.approx(KWH_PER_HOUR * KR_GIR_2023_ON_KG_PER_KWH)
+        assert_quarters_add_up(hours[hour], restated[hour])
+        # Each quarter's kWh are the ones it had; only its CO2 follows the factor.
+        assert [q["energy_kwh"] for q in restated[hour]] == [
+            q["energy_kwh"] for q in quarters[hour]
+        ]
+        for q in restated[hour]:
+            assert q["co2_kg"] == pytest.approx(q["energy_kwh"] * KR_GIR_2023_ON_KG_PER_KWH)
+            assert q["computed_at"] == hours[hour]["computed_at"]  # one transaction, one time
+
+    # The site's daily chart follows: its days stopped being served when the hours changed
+    # (in their transaction), and the rebuild a read makes (the API's path) has the new CO2.
+    assert site_days(upgraded, site_id, cache=True) is None, "stale days would be served"
+    live = site_days(upgraded, site_id, cache=False)
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    after = site_days(upgraded, site_id, cache=True)
+    assert after is not None
+    assert [(d.start, d.energy_kwh) for d in after[0]] == [(d.start, d.energy_kwh) for d in live[0]]
+    assert [d.co2_kg for d in after[0]] == pytest.approx([d.co2_kg for d in live[0]])
+    assert after[1] == live[1] and after[1] != before[1]  # the kr-gir factor now
+    assert sum(d.co2_kg for d in after[0]) == pytest.approx(
+        2 * KWH_PER_HOUR * KR_GIR_2023_ON_KG_PER_KWH
+    )
+    # A redelivery of restated hours changes nothing, and the days stay served.
+    assert recompute_buckets(upgraded, changed, config("kr-gir")).frozen == 2
+    assert site_days(upgraded, site_id, cache=True) is not None
+
+
+def test_an_upgraded_install_gets_its_quarters_before_its_raw_readings_go(
+    upgraded: Engine, fresh_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As after migration 0009: every hour has its stats, none its quarters (5 January), or a
+    # quarter older than the hour's newest reading (20 January).
+    site_id = on_a_site(upgraded)
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    hours_before = stats_by_hour(upgraded)
+    with begin_write(upgraded) as conn:
+        conn.execute(delete(QUARTER_HOUR_STATS).where(QUARTER_HOUR_STATS.c.hour_start != JAN20))
+        conn.execute(
+            update(QUARTER_HOUR_STATS).values(computed_at=datetime(2024, 12, 31, tzinfo=UTC))
+        )
+    assert not_rolled_up(upgraded, None, TARGET) == [Bucket(1, JAN05), Bucket(1, JAN20)]
+
+    chunks: list[list[Bucket]] = []
+
+    def recorded(engine: Engine, buckets: list[Bucket], *args: Any, **kwargs: Any) -> Any:
+        chunks.append(list(buckets))
+        return recompute_buckets(engine, buckets, *args, **kwargs)
+
+    monkeypatch.setattr(retention_job, "recompute_buckets", recorded)
+    monkeypatch.setattr(retention_job, "QUARTER_BACKFILL_CHUNK_HOURS", 1)
+    outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
+
+    # The job recomputed those hours from their raw readings, one chunk at a time, then froze
+    # them and deleted their raw readings: the horizon was not held back.
+    assert chunks == [[Bucket(1, JAN05)], [Bucket(1, JAN20)]]
+    assert outcome.quarters_backfilled == 2
+    assert outcome.not_rolled_up == [] and outcome.horizon == TARGET
+    assert raw_count(upgraded, datetime(2024, 1, 1, tzinfo=UTC), DELETE_BEFORE) == 0
+    hours, quarters = stats_by_hour(upgraded), quarters_by_hour(upgraded)
+    for hour in (JAN05, JAN20):
+        assert without_computed_at(hours[hour]) == without_computed_at(hours_before[hour])
+        assert_quarters_add_up(hours[hour], quarters[hour])
+    assert FEB10 not in quarters  # beyond the window frozen now: the next runs' (or rollup's)
+    assert not_rolled_up(upgraded, None, TARGET) == []
+    # The recomputed hours' site is rebuilt when next read, never served from days before them.
+    assert site_days(upgraded, site_id, cache=True) is None
+
+
+def test_an_hour_whose_quarters_could_not_be_computed_holds_the_horizon_back(
+    upgraded: Engine, fresh_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with begin_write(upgraded) as conn:
+        conn.execute(delete(QUARTER_HOUR_STATS).where(QUARTER_HOUR_STATS.c.hour_start == JAN20))
+
+    def failing(conn: Any, **kwargs: Any) -> int:
+        raise ValueError("quarters refused")
+
+    monkeypatch.setattr(quarter_hour, "store_quarters", failing)
+    outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
+    assert outcome.quarters_backfilled == 0
+    assert outcome.not_rolled_up == [Bucket(1, JAN20)]
+    assert outcome.horizon == datetime(2025, 1, 20, tzinfo=UTC)
+    assert raw_count(upgraded, JAN20, JAN20 + H) == SAMPLES_PER_HOUR  # kept
+    assert JAN20 not in quarters_by_hour(upgraded)
+
+
+def test_a_recompute_that_fails_after_committing_hours_stops_serving_their_sites_days(
+    upgraded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_id = on_a_site(upgraded)
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    assert site_days(upgraded, site_id, cache=True) is not None
+    late = store_readings(
+        upgraded,
+        [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
+        received_at=datetime.now(UTC),
+        max_gap=GAP,
+    )
+
+    def busy(*args: Any, **kwargs: Any) -> int:
+        raise LockNotAcquired("another copy holds the site")
+
+    # The hour is committed, then its days cannot be refreshed (another copy held the site).
+    monkeypatch.setattr(daily_site, "refresh_days", busy)
+    with pytest.raises(LockTimeout):
+        recompute_buckets(upgraded, late.buckets, config())
+    assert stats_by_hour(upgraded)[JAN20]["samples"] == SAMPLES_PER_HOUR + 1
+    assert site_days(upgraded, site_id, cache=True) is None  # never the day before it
+
+
+def test_hours_the_job_recomputes_while_freezing_them_leave_no_stale_day(
+    upgraded: Engine, fresh_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_id = on_a_site(upgraded)
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    real = retention_job.not_rolled_up
+    calls: list[bool] = []
+
+    def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
+        found = real(*args, **kwargs)
+        if not calls:  # a reading for 20 January lands just before the horizon moves
+            store_readings(
+                upgraded,
+                [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
+                received_at=datetime.now(UTC),
+                max_gap=GAP,
+            )
+        calls.append(True)
+        return found
+
+    monkeypatch.setattr(retention_job, "not_rolled_up", racing)
+    outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
+    assert outcome.recomputed_frozen == 1 and outcome.horizon == TARGET
+    # Frozen and rolled up, 20 January is never recomputed again: its day was not left behind.
+    assert site_days(upgraded, site_id, cache=True) is None
+    daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
+    days = site_days(upgraded, site_id, cache=True)
+    assert days is not None
+    assert sum(d.energy_kwh for d in days[0]) == pytest.approx(
+        sum(d.energy_kwh for d in site_days(upgraded, site_id, cache=False)[0])
+    )
+    assert stats_by_hour(upgraded)[JAN20]["samples"] == SAMPLES_PER_HOUR + 1

@@ -69,6 +69,10 @@ RETENTION_PARTITIONS_DROPPED = Counter(
 RETENTION_ROWS_DELETED = Counter(
     "powerflow_retention_rows_deleted_total", "Raw readings deleted in batches (SQLite)"
 )
+RETENTION_QUARTERS_BACKFILLED = Counter(
+    "powerflow_retention_quarters_backfilled_total",
+    "Hours rolled up before migration 0009 recomputed by the retention job to get their quarters",
+)
 READINGS_PARTITIONED = Gauge(
     "powerflow_retention_readings_partitioned",
     "MySQL/MariaDB: 1 when readings is partitioned by month, 0 when not (run powerflow migrate)",

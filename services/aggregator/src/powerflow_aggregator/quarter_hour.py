@@ -6,6 +6,10 @@ powerflow_common.energy's (``quarter_hour_energy``: the hour's source, split at 
 boundaries), and CO2 uses the factor the hour used. An hour's quarters are replaced whole:
 a quarter that no reading reaches any more is deleted (``delete_hour`` is the one place
 where quarters are deleted, beside rollup._delete_row for the hour).
+
+A frozen hour's quarters are never recomputed nor deleted (their raw readings may be gone):
+when the hour's CO2 is restated from its stored kWh (a factor-set change), ``restate_co2``
+restates theirs from their own stored kWh, in the hour's transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection, delete, select, update
 
 from powerflow_common.carbon import EmissionFactor
 from powerflow_common.db.dialect import dialect_of
@@ -101,3 +105,46 @@ def delete_hour(conn: Connection, device_id: int, hour_start: datetime) -> None:
             _quarters.c.quarter_start < hour_start + HOUR,
         )
     )
+
+
+def restate_co2(
+    conn: Connection,
+    *,
+    device_id: int,
+    hour_start: datetime,
+    factor: EmissionFactor | None,
+    factor_set: str,
+    computed_at: datetime,
+) -> int:
+    """A frozen hour's quarters: CO2 from their stored kWh under ``factor``; the number restated.
+
+    ``factor`` is the one the hour's own restatement used, so the quarters add up to it.
+    """
+    from powerflow_aggregator.rollup import restated_co2
+
+    in_hour = (
+        _quarters.c.device_id == device_id,
+        _quarters.c.quarter_start >= hour_start,
+        _quarters.c.quarter_start < hour_start + HOUR,
+    )
+    rows = conn.execute(
+        select(
+            _quarters.c.quarter_start,
+            _quarters.c.energy_kwh,
+            _quarters.c.unallocated_kwh,
+            _quarters.c.flags,
+        ).where(*in_hour)
+    ).all()
+    for row in rows:  # at most four
+        conn.execute(
+            update(_quarters)
+            .where(
+                _quarters.c.device_id == device_id, _quarters.c.quarter_start == row.quarter_start
+            )
+            .values(
+                restated_co2(
+                    row.energy_kwh, row.unallocated_kwh, row.flags, factor, factor_set, computed_at
+                )
+            )
+        )
+    return len(rows)

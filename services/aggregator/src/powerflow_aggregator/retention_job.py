@@ -8,7 +8,10 @@ One run (``powerflow retention``, and every aggregator copy every
 2. With ``POWERFLOW_RAW_RETENTION_DAYS`` set: move the raw horizon towards its target (at
    most ``MAX_HORIZON_ADVANCE`` a run, so a first run on years of data is bounded), but
    never past an hour that is not rolled up (an hour with readings and no stats row, or whose
-   row was computed before its newest reading was stored: the aggregator still has it to do).
+   row or quarters were computed before its newest reading was stored: the aggregator still
+   has it to do). Hours of the window whose stats are current but whose quarters are missing
+   (an install upgraded to migration 0009) are recomputed here first, in chunks, from the raw
+   readings still there, so the horizon advances on an upgraded install.
    The move waits for every writer and recompute that read the horizon (a row lock), so after
    it no late reading is stored before the horizon and no frozen hour is recomputed from raw.
    Hours that became dirty in between (a reading stored just before the move) are recomputed
@@ -24,6 +27,7 @@ pure, in powerflow_common.retention.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +35,7 @@ from sqlalchemy import Connection, Engine, delete, func, select, text
 
 from powerflow_aggregator import metrics
 from powerflow_aggregator.rollup import RollupConfig, recompute_buckets
+from powerflow_common import daily_site
 from powerflow_common.db.dialect import (
     HOUR_TEXT_FORMAT,
     LockNotAcquired,
@@ -39,7 +44,7 @@ from powerflow_common.db.dialect import (
     lock_name,
 )
 from powerflow_common.db.horizon import frozen_before, set_horizon
-from powerflow_common.db.models import DEVICES, HOURLY_STATS, READINGS
+from powerflow_common.db.models import DEVICES, HOURLY_STATS, QUARTER_HOUR_STATS, READINGS
 from powerflow_common.logs import get_logger
 from powerflow_common.retention import (
     CATCH_ALL_PARTITION,
@@ -59,6 +64,7 @@ log = get_logger(__name__)
 
 _readings = READINGS
 _stats = HOURLY_STATS
+_quarters = QUARTER_HOUR_STATS
 _devices = DEVICES
 
 RETENTION_LOCK = "retention"
@@ -66,6 +72,9 @@ RETENTION_LOCK = "retention"
 RETENTION_LOCK_WAIT_S = 0.0
 # Not rolled-up hours named in a log line; all are counted.
 HELD_BACK_LOGGED = 10
+# Hours recomputed per call when backfilling quarters: each call then refreshes its sites'
+# days incrementally (below daily_site.BULK_REBUILD_HOURS, which would stop serving them).
+QUARTER_BACKFILL_CHUNK_HOURS = 500
 _PARTITION_BOUND = re.compile(r"'(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.\d+)?'")
 
 
@@ -84,6 +93,7 @@ class RetentionOutcome:
     horizon: datetime | None = None
     target: datetime | None = None
     not_rolled_up: list[Bucket] = field(default_factory=list)  # held the horizon back
+    quarters_backfilled: int = 0  # hours with stats but no quarters, recomputed from raw
     recomputed_frozen: int = 0  # hours dirtied while the horizon moved, recomputed from raw
     delete_before: datetime | None = None
     partitions_dropped: list[str] = field(default_factory=list)
@@ -167,24 +177,41 @@ def ensure_partitions(engine: Engine, now: datetime) -> tuple[bool | None, list[
 def not_rolled_up(
     engine: Engine, start: datetime | None, end: datetime, *, first_only: bool = False
 ) -> list[Bucket]:
-    """(device, hour)s in [start, end) whose stats are missing or older than their readings.
+    """(device, hour)s in [start, end) whose stats or quarters are missing or older than their
+    readings.
 
-    An hour is rolled up when it has a stats row computed at or after the newest reading of
-    the hour was stored (``received_at``; the writer commits before it announces, and the
-    aggregator recomputes after). Readings of deleted devices count nowhere and are ignored.
-    ``first_only``: the earliest such hour of each device is enough.
+    An hour is rolled up when it has a stats row and quarters computed at or after the newest
+    reading of the hour was stored (``received_at``; the writer commits before it announces,
+    and the aggregator recomputes after; an hour and its quarters are written together).
+    Readings of deleted devices count nowhere and are ignored. ``first_only``: the earliest
+    such hour of each device is enough.
     """
-    found: list[Bucket] = []
+    found = [
+        bucket
+        for device_buckets in _unrolled_by_device(engine, start, end, first_only=first_only)
+        for bucket, _stats_current in device_buckets
+    ]
+    return sorted(found, key=lambda b: (b.hour_start, b.device_id))
+
+
+def _unrolled_by_device(
+    engine: Engine, start: datetime | None, end: datetime, *, first_only: bool = False
+) -> Iterator[list[tuple[Bucket, bool]]]:
+    """Per device, its hours in [start, end) not rolled up, each with whether its stats row is
+    current (then only its quarters are missing or stale: an install upgraded to 0009)."""
     with engine.connect() as conn:
         hour_expr = dialect_of(conn).hour_text(_readings.c.ts)
         device_ids = conn.execute(select(_devices.c.id).order_by(_devices.c.id)).scalars().all()
         for device_id in device_ids:
-            # One device at a time: the primary key (device_id, ts) serves the range.
+            # One device at a time: the primary keys (device_id, ts / hour / quarter) serve
+            # the ranges.
             reading_filter = [_readings.c.device_id == device_id, _readings.c.ts < end]
             stat_filter = [_stats.c.device_id == device_id, _stats.c.hour_start < end]
+            quarter_filter = [_quarters.c.device_id == device_id, _quarters.c.quarter_start < end]
             if start is not None:
                 reading_filter.append(_readings.c.ts >= start)
                 stat_filter.append(_stats.c.hour_start >= start)
+                quarter_filter.append(_quarters.c.quarter_start >= start)
             newest = conn.execute(
                 select(hour_expr, func.max(_readings.c.received_at))
                 .where(*reading_filter)
@@ -198,14 +225,74 @@ def not_rolled_up(
                     select(_stats.c.hour_start, _stats.c.computed_at).where(*stat_filter)
                 ).all()
             )
+            # An hour's quarters carry its computed_at; the oldest one stands for them all.
+            quarters = {
+                _aware(hour): _aware(oldest)
+                for hour, oldest in conn.execute(
+                    select(_quarters.c.hour_start, func.min(_quarters.c.computed_at))
+                    .where(*quarter_filter)
+                    .group_by(_quarters.c.hour_start)
+                )
+            }
+            found: list[tuple[Bucket, bool]] = []
             for hour_text, received_at in newest:
                 hour = datetime.strptime(hour_text, HOUR_TEXT_FORMAT).replace(tzinfo=UTC)
+                newest_at = _aware(received_at)
                 stored = computed.get(hour)
-                if stored is None or stored < _aware(received_at):
-                    found.append(Bucket(device_id, hour))
-                    if first_only:
-                        break
-    return sorted(found, key=lambda b: (b.hour_start, b.device_id))
+                stats_current = stored is not None and _aware(stored) >= newest_at
+                quartered = quarters.get(hour)
+                if stats_current and quartered is not None and quartered >= newest_at:
+                    continue
+                found.append((Bucket(device_id, hour), stats_current))
+                if first_only:
+                    break
+            conn.commit()  # no snapshot held while the caller works on this device
+            if found:
+                yield found
+
+
+def backfill_quarters(
+    engine: Engine, settings: Settings, start: datetime | None, end: datetime
+) -> int:
+    """Recompute the hours in [start, end) whose stats are current but whose quarters are
+    missing or stale (an install upgraded to 0009), ``QUARTER_BACKFILL_CHUNK_HOURS`` at a
+    time; the hours recomputed.
+
+    Hours whose stats are behind too are the aggregator's (they hold the horizon back as
+    before). A recompute from raw writes the hour and its quarters in one transaction.
+    """
+    config = RollupConfig.from_settings(settings)
+    done = 0
+    for device_buckets in _unrolled_by_device(engine, start, end):
+        lacking = [bucket for bucket, stats_current in device_buckets if stats_current]
+        if not lacking:
+            continue
+        # Its sites' days stop being served first (rebuilt once, when next read): these hours
+        # are not recomputed again once they have quarters, so no crash may leave a day behind
+        # them, and chunks spanning months would each rebuild the site whole otherwise.
+        daily_site.invalidate_devices(engine, {lacking[0].device_id})
+        for at in range(0, len(lacking), QUARTER_BACKFILL_CHUNK_HOURS):
+            chunk = lacking[at : at + QUARTER_BACKFILL_CHUNK_HOURS]
+            result = recompute_buckets(engine, chunk, config)
+            done += result.recomputed
+            metrics.RETENTION_QUARTERS_BACKFILLED.inc(result.recomputed)
+            if result.failed:
+                # Those hours stay without quarters and hold the horizon back (logged there).
+                log.error(
+                    "quarters_backfill_failed",
+                    hours_failed=len(result.failed),
+                    first=f"{result.failed[0][0].device_id}@"
+                    f"{result.failed[0][0].hour_start.isoformat()}: {result.failed[0][1]}",
+                )
+    if done:
+        log.info(
+            "quarters_backfilled",
+            hours=done,
+            start=None if start is None else start.isoformat(),
+            end=end.isoformat(),
+            meaning="hours rolled up before migration 0009 got their quarters from raw readings",
+        )
+    return done
 
 
 def oldest_reading(engine: Engine) -> datetime | None:
@@ -239,6 +326,9 @@ def _move_horizon(
         metrics.RETENTION_HELD_BACK.set(0)
         return
     until = advance_until(current, None if current is not None else oldest_reading(engine), target)
+    # An upgraded install's hours have stats but no quarters yet: they get them from the raw
+    # readings still here, so the horizon advances rather than waiting for them for ever.
+    outcome.quarters_backfilled = backfill_quarters(engine, settings, current, until)
     held = not_rolled_up(engine, current, until, first_only=True)
     outcome.not_rolled_up = held
     new = next_horizon(current, until, held[0].hour_start if held else None)
@@ -262,6 +352,10 @@ def _move_horizon(
     # its raw readings are still here, so it is recomputed now, before anything is deleted.
     stragglers = not_rolled_up(engine, current, outcome.horizon)
     if stragglers:
+        # Their sites' days stop being served first: once frozen and rolled up, these hours
+        # are never recomputed again, so a crash between their commit and the refresh of their
+        # days must not leave those days behind (the next read rebuilds them).
+        daily_site.invalidate_devices(engine, {b.device_id for b in stragglers})
         result = recompute_buckets(
             engine, stragglers, RollupConfig.from_settings(settings), include_frozen=True
         )

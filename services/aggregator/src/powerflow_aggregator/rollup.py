@@ -39,10 +39,13 @@ from powerflow_common.db.models import (
     SITES,
 )
 from powerflow_common.energy import HOUR, EnergySample, HourlyEnergy, hour_floor, hourly_energy
+from powerflow_common.logs import get_logger
 from powerflow_common.retention import is_frozen
 from powerflow_common.settings import Settings
 from powerflow_common.validation import canonical_device_code
 from powerflow_common.wire import Bucket
+
+log = get_logger(__name__)
 
 _readings = READINGS
 _devices = DEVICES
@@ -61,6 +64,13 @@ _SAMPLE_COLUMNS = (
     _readings.c.brightness_lux,
 )
 _COUNTERS = ("energy_wh", "energy_export_wh")
+# What restating a frozen hour's CO2 may change (restated_co2), compared to see if it did.
+_RESTATED_COLUMNS = (
+    _stats.c.co2_kg,
+    _stats.c.emission_factor_id,
+    _stats.c.factor_set,
+    _stats.c.flags,
+)
 # Errors worth waiting out: the database or the network is away, or another copy holds a lock.
 
 
@@ -231,62 +241,82 @@ def recompute_buckets(
         # A long restatement (powerflow rollup): its sites' days stop being served now, so a
         # crash halfway never leaves days behind their hours; the next read rebuilds them.
         daily_site.invalidate_devices(engine, {b.device_id for b in queue})
-    with engine.connect() as conn:
-        factors = load_factors(conn)
-        database = conn.engine.url.database or ""
-        contexts: dict[int, DeviceContext | None] = {}
-        while queue:
-            bucket = queue.popleft()
-            key = (bucket.device_id, bucket.hour_start.astimezone(UTC))
-            if key in done:
-                continue
-            done.add(key)
-            if bucket.device_id not in contexts:
-                contexts[bucket.device_id] = _device_context(conn, bucket.device_id, config)
-                conn.commit()
-            context = contexts[bucket.device_id]
-            if context is None:  # the device was deleted: its hours go with it, unless frozen
-                if include_frozen or not is_frozen(key[1], frozen_before(conn)):
-                    _delete_row(conn, bucket)
-                conn.commit()
-                continue
-            try:
-                follow, outcome = _recompute_locked(
-                    conn, database, bucket, context, factors, config, include_frozen
-                )
-            except TRANSIENT_DB_ERRORS:
-                raise
-            except LockTimeout:
-                raise
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    raise
-                result.failed.append((bucket, str(exc.orig)[:300]))
-                continue
-            except Exception as exc:  # one bad bucket never stops the others
-                result.failed.append((bucket, f"{type(exc).__name__}: {exc}"[:300]))
-                continue
-            result.recomputed += 1
-            result.removed += outcome == "removed"
-            result.missing_factor += outcome == "no_factor"
-            result.frozen += outcome == "frozen"
-            if on_bucket is not None:
-                on_bucket(bucket)
-            if follow is not None and (bucket.device_id, follow) not in done:
-                result.follow_on += 1
-                queue.append(Bucket(bucket.device_id, follow))
-    # The site days holding these hours follow them, once the hours are committed (a crash
-    # before this means redelivery: the hours and then their days are recomputed).
     try:
-        daily_site.refresh_days(
-            engine,
-            done,
-            default_tz=config.default_timezone,
-            lock_timeout_s=config.lock_timeout_s,
-        )
-    except LockNotAcquired as exc:
-        raise LockTimeout(str(exc)) from exc
+        with engine.connect() as conn:
+            factors = load_factors(conn)
+            database = conn.engine.url.database or ""
+            contexts: dict[int, DeviceContext | None] = {}
+            while queue:
+                bucket = queue.popleft()
+                key = (bucket.device_id, bucket.hour_start.astimezone(UTC))
+                if key in done:
+                    continue
+                done.add(key)
+                if bucket.device_id not in contexts:
+                    contexts[bucket.device_id] = _device_context(conn, bucket.device_id, config)
+                    conn.commit()
+                context = contexts[bucket.device_id]
+                if context is None:  # the device was deleted: its hours go with it, unless frozen
+                    if include_frozen or not is_frozen(key[1], frozen_before(conn)):
+                        _delete_row(conn, bucket)
+                    conn.commit()
+                    continue
+                try:
+                    follow, outcome = _recompute_locked(
+                        conn, database, bucket, context, factors, config, include_frozen
+                    )
+                except TRANSIENT_DB_ERRORS:
+                    raise
+                except LockTimeout:
+                    raise
+                except DBAPIError as exc:
+                    if exc.connection_invalidated:
+                        raise
+                    result.failed.append((bucket, str(exc.orig)[:300]))
+                    continue
+                except Exception as exc:  # one bad bucket never stops the others
+                    result.failed.append((bucket, f"{type(exc).__name__}: {exc}"[:300]))
+                    continue
+                result.recomputed += 1
+                result.removed += outcome == "removed"
+                result.missing_factor += outcome == "no_factor"
+                result.frozen += outcome == "frozen"
+                if on_bucket is not None:
+                    on_bucket(bucket)
+                if follow is not None and (bucket.device_id, follow) not in done:
+                    result.follow_on += 1
+                    queue.append(Bucket(bucket.device_id, follow))
+        # The site days holding these hours follow them, once the hours are committed (a crash
+        # before this means redelivery: the hours and then their days are recomputed).
+        try:
+            daily_site.refresh_days(
+                engine,
+                done,
+                default_tz=config.default_timezone,
+                lock_timeout_s=config.lock_timeout_s,
+            )
+        except LockNotAcquired as exc:
+            raise LockTimeout(str(exc)) from exc
+    except BaseException:
+        # Hours committed before the failure would leave their days behind them, and a rerun
+        # may not recompute them again (``--changed-set``, the retention job's rolled-up
+        # check): their sites stop being served instead (best effort; rebuilt when read).
+        _invalidate_days(engine, {device_id for device_id, _ in done})
+        raise
     return result
+
+
+def _invalidate_days(engine: Engine, device_ids: set[int]) -> None:
+    if not device_ids:
+        return
+    try:
+        daily_site.invalidate_devices(engine, device_ids)
+    except Exception:
+        log.exception(
+            "daily_site_invalidate_failed",
+            devices=sorted(device_ids)[:20],
+            effect="their sites' cached days may lag their hours until the hours are recomputed",
+        )
 
 
 def _device_context(conn: Connection, device_id: int, config: RollupConfig) -> DeviceContext | None:
@@ -396,32 +426,68 @@ def _recompute_frozen_co2(
     factors: Sequence[EmissionFactor],
     config: RollupConfig,
 ) -> str:
-    """A frozen hour: its stored kWh are final; only its CO2 follows the factor set in force."""
+    """A frozen hour: its stored kWh are final; only its CO2 follows the factor set in force.
+
+    Its quarters are restated the same way, from their own stored kWh, in this transaction
+    (the raw readings they came from may be gone, so they are never recomputed either).
+    """
     hour = bucket.hour_start.astimezone(UTC)
     where = (_stats.c.device_id == bucket.device_id, _stats.c.hour_start == hour)
     row = conn.execute(
-        select(_stats.c.energy_kwh, _stats.c.unallocated_kwh, _stats.c.flags).where(*where)
+        select(
+            _stats.c.energy_kwh,
+            _stats.c.unallocated_kwh,
+            *_RESTATED_COLUMNS,
+        ).where(*where)
     ).first()
     if row is None:
         return "frozen"  # nothing stored, and nothing may be computed from raw readings
     factor = _factor_for(factors, hour, context, config)
-    flags = set((row.flags or "").split(",")) - {"", FLAG_NO_EMISSION_FACTOR}
-    if factor is None:
-        flags.add(FLAG_NO_EMISSION_FACTOR)
-    # As stat_row: unallocated energy was consumed too, so it emits.
-    import_kwh = row.energy_kwh + row.unallocated_kwh
-    conn.execute(
-        update(_stats)
-        .where(*where)
-        .values(
-            co2_kg=0.0 if factor is None else co2_kg(import_kwh, factor),
-            emission_factor_id=None if factor is None else factor.id,
-            factor_set=config.factor_set,
-            flags=",".join(sorted(flags)) or None,
-            computed_at=datetime.now(UTC),
-        )
+    computed_at = datetime.now(UTC)
+    values = restated_co2(
+        row.energy_kwh, row.unallocated_kwh, row.flags, factor, config.factor_set, computed_at
+    )
+    conn.execute(update(_stats).where(*where).values(values))
+    if any(getattr(row, c.name) != values[c.name] for c in _RESTATED_COLUMNS):
+        # The hour's CO2 changed outside a recompute from raw: its sites' days stop being
+        # served in this very transaction (the next read rebuilds them), so no crash before
+        # recompute_buckets refreshes them can leave a stale day served. Rare: a factor set
+        # changed over frozen hours.
+        sites = daily_site.sites_of_devices(conn, [bucket.device_id])
+        daily_site.invalidate_sites(conn, sites.get(bucket.device_id, set()))
+    quarter_hour.restate_co2(
+        conn,
+        device_id=bucket.device_id,
+        hour_start=hour,
+        factor=factor,
+        factor_set=config.factor_set,
+        computed_at=computed_at,
     )
     return "frozen"
+
+
+def restated_co2(
+    energy_kwh: float,
+    unallocated_kwh: float,
+    flags: str | None,
+    factor: EmissionFactor | None,
+    factor_set: str,
+    computed_at: datetime,
+) -> dict[str, Any]:
+    """The CO2 columns of a stored row (hour or quarter) under ``factor``, from its stored kWh.
+
+    As stat_row: unallocated energy was consumed too, so it emits; the other flags stay.
+    """
+    kept = set((flags or "").split(",")) - {"", FLAG_NO_EMISSION_FACTOR}
+    if factor is None:
+        kept.add(FLAG_NO_EMISSION_FACTOR)
+    return {
+        "co2_kg": 0.0 if factor is None else co2_kg(energy_kwh + unallocated_kwh, factor),
+        "emission_factor_id": None if factor is None else factor.id,
+        "factor_set": factor_set,
+        "flags": ",".join(sorted(kept)) or None,
+        "computed_at": computed_at,
+    }
 
 
 def _delete_row(conn: Connection, bucket: Bucket) -> None:
