@@ -31,6 +31,7 @@ from powerflow_common.errors import ConfigurationError
 from powerflow_common.jetstream import (
     KV_STREAM_PREFIX,
     StreamUsage,
+    _ensure_bucket,
     bucket_configs,
     close_nats,
     connect_nats,
@@ -134,6 +135,27 @@ def test_a_single_server_asked_for_replicas_refuses_to_start_and_names_the_fix(
                 await ensure_streams(nc.jetstream(), wanted)
         finally:
             await close_nats(nc)
+        assert "POWERFLOW_STREAM_REPLICAS=1" in str(refused.value)
+        assert "not a JetStream cluster" in str(refused.value)
+
+    asyncio.run(run())
+
+
+def test_a_single_server_asked_for_a_replicated_bucket_names_the_same_fix(
+    settings: Settings,
+) -> None:
+    """Buckets share the streams' rule: refused with what to set, not a bare server error."""
+    wanted = settings.model_copy(update={"stream_replicas": REPLICAS})
+    (bucket,) = bucket_configs(wanted)
+
+    async def run() -> None:
+        nc = await connect_nats(wanted, "pf-test-replicas")
+        try:
+            with pytest.raises(ConfigurationError) as refused:
+                await _ensure_bucket(nc.jetstream(), bucket)
+        finally:
+            await close_nats(nc)
+        assert f"the key-value bucket {bucket.bucket}" in str(refused.value)
         assert "POWERFLOW_STREAM_REPLICAS=1" in str(refused.value)
         assert "not a JetStream cluster" in str(refused.value)
 
