@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.api import PeerInfo, StreamConfig
 from nats.js.errors import BadRequestError
 from pf_cluster import ClusterNode, NatsCluster, PacedPublisher, nats_cluster
@@ -123,39 +124,30 @@ def test_a_server_list_is_redacted_whole() -> None:
 # --- A single server: more than one replica is refused loudly ----------------------------
 
 
+@pytest.mark.parametrize("kind", ["stream", "bucket"])
 def test_a_single_server_asked_for_replicas_refuses_to_start_and_names_the_fix(
-    settings: Settings,
+    settings: Settings, kind: str
 ) -> None:
+    """Streams and key-value buckets share one rule: refused with what to set."""
     wanted = settings.model_copy(update={"stream_replicas": REPLICAS})
-
-    async def run() -> None:
-        nc = await connect_nats(wanted, "pf-test-replicas")
-        try:
-            with pytest.raises(ConfigurationError) as refused:
-                await ensure_streams(nc.jetstream(), wanted)
-        finally:
-            await close_nats(nc)
-        assert "POWERFLOW_STREAM_REPLICAS=1" in str(refused.value)
-        assert "not a JetStream cluster" in str(refused.value)
-
-    asyncio.run(run())
-
-
-def test_a_single_server_asked_for_a_replicated_bucket_names_the_same_fix(
-    settings: Settings,
-) -> None:
-    """Buckets share the streams' rule: refused with what to set, not a bare server error."""
-    wanted = settings.model_copy(update={"stream_replicas": REPLICAS})
+    first_stream = stream_configs(wanted)[0].name or ""
     (bucket,) = bucket_configs(wanted)
 
+    async def create(js: JetStreamContext) -> None:
+        if kind == "stream":
+            await ensure_streams(js, wanted)  # the streams first, so the first stream refuses
+        else:
+            await _ensure_bucket(js, bucket)
+
     async def run() -> None:
         nc = await connect_nats(wanted, "pf-test-replicas")
         try:
             with pytest.raises(ConfigurationError) as refused:
-                await _ensure_bucket(nc.jetstream(), bucket)
+                await create(nc.jetstream())
         finally:
             await close_nats(nc)
-        assert f"the key-value bucket {bucket.bucket}" in str(refused.value)
+        named = first_stream if kind == "stream" else f"the key-value bucket {bucket.bucket}"
+        assert f"cannot create {named} with" in str(refused.value)
         assert "POWERFLOW_STREAM_REPLICAS=1" in str(refused.value)
         assert "not a JetStream cluster" in str(refused.value)
 
