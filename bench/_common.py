@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, insert
 
+from powerflow_api import readings as api_readings
+from powerflow_api.schemas import Resolution
 from powerflow_common.db.engine import drop_database
 from powerflow_common.db.models import DEVICES, SITES
 
@@ -32,6 +34,8 @@ INSERT_CHUNK = 5_000  # rows per executemany: bounded memory, few round trips
 HOURLY_SEED = 42
 # The one device whose raw readings a benchmark loads.
 READINGS_DEVICE = 1
+# Points a readings page may hold: more than any chart here asks for, so one page is one chart.
+PAGE_LIMIT = 5_000
 # The 95th percentile of a sorted sample list: the last sample below the top 5 %.
 P95 = 0.95
 T = TypeVar("T")
@@ -179,3 +183,21 @@ def device_readings(start: datetime, end: datetime, every: timedelta) -> Iterato
             "temperature_c": 22.0,
             "received_at": at,
         }
+
+
+def readings_window(
+    code_prefix: str, start: datetime, now: datetime, resolution: Resolution
+) -> api_readings.Window:
+    """The API's query for READINGS_DEVICE's chart over [start, now), as a request makes it
+    (Seoul's days; every row received by then counts)."""
+    return api_readings.Window(
+        device_id=READINGS_DEVICE,
+        device_code=f"{code_prefix}-{READINGS_DEVICE:02d}",
+        timezone="Asia/Seoul",
+        start=start,
+        end=now,
+        resolution=resolution,
+        limit=PAGE_LIMIT,
+        after=None,
+        as_of=now + timedelta(days=1),
+    )

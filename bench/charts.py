@@ -47,6 +47,7 @@ from bench._common import (  # noqa: E402
     insert_chunked,
     insert_sites_and_devices,
     on_both_engines,
+    readings_window,
     timed,
 )
 from powerflow_api import readings as api_readings  # noqa: E402
@@ -126,17 +127,7 @@ def charts(
 
         return go
 
-    window = api_readings.Window(
-        device_id=1,
-        device_code="c-01",
-        timezone="Asia/Seoul",
-        start=now - timedelta(days=args.quarter_days),
-        end=now,
-        resolution="15m",
-        limit=5_000,
-        after=None,
-        as_of=now + timedelta(days=1),
-    )
+    window = readings_window("c", now - timedelta(days=args.quarter_days), now, "15m")
 
     def quarters_from_raw() -> Any:  # the step 8 path: raw readings grouped by the database
         with engine.connect() as conn:

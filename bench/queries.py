@@ -36,10 +36,11 @@ from bench._common import (  # noqa: E402
     insert_chunked,
     insert_sites_and_devices,
     on_both_engines,
+    readings_window,
     timed,
 )
 from powerflow_api import readings as api_readings  # noqa: E402
-from powerflow_api import stats  # noqa: E402
+from powerflow_api import schemas, stats  # noqa: E402
 from powerflow_common.db.engine import make_engine, migrate  # noqa: E402
 from powerflow_common.db.models import HOURLY_STATS, READINGS, RENEWABLE_CONTRACTS  # noqa: E402
 from powerflow_common.logs import configure_logging  # noqa: E402
@@ -88,18 +89,8 @@ def queries(
             scope = stats.resolve_scope(conn, settings, "organisation", None)
             return stats.summary(conn, settings, scope, now)
 
-    def readings(resolution: str, span: timedelta) -> Callable[[], Any]:
-        window = api_readings.Window(
-            device_id=1,
-            device_code="q-01",
-            timezone="Asia/Seoul",
-            start=now - span,
-            end=now,
-            resolution=resolution,  # type: ignore[arg-type]
-            limit=5_000,
-            after=None,
-            as_of=now + timedelta(days=1),
-        )
+    def readings(resolution: schemas.Resolution, span: timedelta) -> Callable[[], Any]:
+        window = readings_window("q", now - span, now, resolution)
         return lambda: api_readings.read_page(engine, window)
 
     return {
