@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -346,6 +347,30 @@ def assert_stored_exactly_once(engine: Engine, published: int, settings: Setting
     assert rejected_count(settings) == 0  # nothing dead-lettered on the way
 
 
+@contextmanager
+def load_on_cluster(
+    cluster: NatsCluster, settings: Settings, broker: FleetBroker, engine: Engine
+) -> Iterator[None]:
+    """Readings flowing through the cluster's R3 streams while the body runs; after it, every
+    reading the broker acknowledged is stored exactly once (what each scenario must show)."""
+    cluster.wait_replicas_current(settings.names.readings_stream, REPLICAS)
+    publisher = start_load(broker, engine)
+    try:
+        wait_flowing(engine, "readings flowing on the cluster")
+        yield
+    finally:
+        published = publisher.stop()
+    assert_stored_exactly_once(engine, published, settings)
+
+
+def bring_back(cluster: NatsCluster, node: ClusterNode, settings: Settings, engine: Engine) -> None:
+    """Restart a killed node and wait until its stream copies caught up and readings flow."""
+    node.start()
+    cluster.wait_meta_leader()
+    cluster.wait_replicas_current(settings.names.readings_stream, REPLICAS)
+    wait_flowing(engine, f"readings flowing with {node.name} back")
+
+
 def replica_offline_reported(settings: Settings) -> list[str]:
     async def ask() -> list[str]:
         nc = await connect_nats(settings, "pf-test-problems")
@@ -374,12 +399,8 @@ def test_leader_killed_then_another_node_every_reading_stored_once(
 ) -> None:
     services, _ = pipeline
     readings = cluster_settings.names.readings_stream
-    cluster.wait_replicas_current(readings, REPLICAS)
-    assert set(stream_replicas(cluster_settings).values()) == {REPLICAS}
-    publisher = start_load(broker, engine)
-    try:
-        wait_flowing(engine, "readings flowing on the cluster")
-
+    with load_on_cluster(cluster, cluster_settings, broker, engine):
+        assert set(stream_replicas(cluster_settings).values()) == {REPLICAS}
         first = cluster.stream_leader(readings)
         first.kill9()
         wait_flowing(engine, f"readings flowing after the leader {first.name} was killed")
@@ -389,24 +410,15 @@ def test_leader_killed_then_another_node_every_reading_stored_once(
             what="the offline replica on /readyz's stream check",
         )
         assert "1 of 3 replicas offline" in problems[0]
-        first.start()
-        cluster.wait_meta_leader()
-        cluster.wait_replicas_current(readings, REPLICAS)
-        wait_flowing(engine, f"readings flowing with {first.name} back")
+        bring_back(cluster, first, cluster_settings, engine)
 
         # Another node: the stream's leader now, unless the first one leads again.
         leader = cluster.stream_leader(readings)
         second = leader if leader is not first else other_than(cluster, first)
         second.kill9()
         wait_flowing(engine, f"readings flowing after {second.name} was killed")
-        second.start()
-        cluster.wait_meta_leader()
-        cluster.wait_replicas_current(readings, REPLICAS)
-        wait_flowing(engine, f"readings flowing with {second.name} back")
-    finally:
-        published = publisher.stop()
+        bring_back(cluster, second, cluster_settings, engine)
 
-    assert_stored_exactly_once(engine, published, cluster_settings)
     assert services["ingest"].alive and services["writer"].alive
 
 
@@ -421,10 +433,7 @@ def test_two_of_three_down_ingest_holds_then_resumes_every_reading_stored_once(
 ) -> None:
     services, metrics_port = pipeline
     readings = cluster_settings.names.readings_stream
-    cluster.wait_replicas_current(readings, REPLICAS)
-    publisher = start_load(broker, engine)
-    try:
-        wait_flowing(engine, "readings flowing on the cluster")
+    with load_on_cluster(cluster, cluster_settings, broker, engine):
         leader = cluster.stream_leader(readings)
         follower = other_than(cluster, leader)
         leader.kill9()
@@ -480,10 +489,7 @@ def test_two_of_three_down_ingest_holds_then_resumes_every_reading_stored_once(
         )
         leader.start()
         cluster.wait_meta_leader()
-    finally:
-        published = publisher.stop()
 
-    assert_stored_exactly_once(engine, published, cluster_settings)
     assert services["ingest"].alive and services["writer"].alive
     assert "jetstream_publish_recovered" in services["ingest"].log_text()
     cluster.wait_replicas_current(readings, REPLICAS)
