@@ -24,173 +24,80 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
-import statistics
-import tempfile
+import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from sqlalchemy import Engine, create_engine, insert
+from sqlalchemy import Engine
 
-from powerflow_api import readings as api_readings
-from powerflow_api import stats
-from powerflow_common import daily_site
-from powerflow_common.db.engine import drop_database, make_engine, migrate
-from powerflow_common.db.models import (
-    DEVICES,
+# Run as ``python bench/charts.py``: the checkout on the path for the shared bench pieces.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
+
+from bench._common import (  # noqa: E402
+    SEOUL,
+    SERVER,
+    device_readings,
+    hourly_rows,
+    hourly_stat,
+    insert_chunked,
+    insert_sites_and_devices,
+    on_both_engines,
+    readings_window,
+    timed,
+)
+from powerflow_api import readings as api_readings  # noqa: E402
+from powerflow_api import stats  # noqa: E402
+from powerflow_common import daily_site  # noqa: E402
+from powerflow_common.db.engine import make_engine, migrate  # noqa: E402
+from powerflow_common.db.models import (  # noqa: E402
     HOURLY_STATS,
     QUARTER_HOUR_STATS,
     READINGS,
-    SITES,
 )
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings
+from powerflow_common.logs import configure_logging  # noqa: E402
+from powerflow_common.settings import Settings, load_settings  # noqa: E402
 
-SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-SEOUL, NEW_YORK = 1, 2
-KG_PER_KWH = 0.478
 READING_EVERY = timedelta(seconds=5)
 QUARTER = timedelta(minutes=15)
-INSERT_CHUNK = 5_000  # rows per executemany: bounded memory, few round trips
 AIM_MS = 50.0  # issue 14: both charts under 50 ms
-
-
-def _stat(
-    device: int, at: datetime, kwh: float, now: datetime, rng: random.Random
-) -> dict[str, Any]:
-    return {
-        "device_id": device,
-        "hour_start": at,
-        "samples": 720,
-        "coverage": 1.0,
-        "energy_kwh": kwh,
-        "export_kwh": 0.0,
-        "unallocated_kwh": 0.0,
-        "unallocated_export_kwh": 0.0,
-        "power_avg_w": kwh * 1000,
-        "power_min_w": kwh * 600,
-        "power_max_w": kwh * 1500,
-        "temperature_avg_c": rng.uniform(18, 27),
-        "humidity_avg_pct": rng.uniform(30, 60),
-        "brightness_avg_lux": rng.uniform(0, 800),
-        "co2_kg": kwh * KG_PER_KWH,
-        "emission_factor_id": 1,
-        "factor_set": "original",
-        "energy_source": "power",
-        "computed_at": now,
-    }
-
-
-def _hourly_rows(
-    devices: int, start: datetime, hours: int, now: datetime
-) -> Iterator[dict[str, Any]]:
-    rng = random.Random(42)  # the same rows on every engine and every run
-    for h in range(hours):
-        at = start + timedelta(hours=h)
-        shape = 0.6 + 0.4 * ((at.hour + 6) % 24) / 24  # a daily load shape
-        for d in range(1, devices + 1):
-            yield _stat(d, at, shape * rng.uniform(0.2, 1.2), now, rng)
+# Samples a full hour and a full quarter of 5-second readings hold.
+HOUR_SAMPLES = 720
+QUARTER_SAMPLES = 180
+QUARTER_SEED = 7  # the same quarters on every engine and every run
 
 
 def _quarter_rows(
     devices: int, start: datetime, quarters: int, now: datetime
 ) -> Iterator[dict[str, Any]]:
-    rng = random.Random(7)
+    rng = random.Random(QUARTER_SEED)
     for q in range(quarters):
         at = start + q * QUARTER
         hour = at.replace(minute=0)
         for d in range(1, devices + 1):
-            row = _stat(d, hour, rng.uniform(0.05, 0.3), now, rng)
+            row = hourly_stat(d, hour, rng.uniform(0.05, 0.3), now, rng, QUARTER_SAMPLES)
             row["quarter_start"] = at
-            row["samples"] = 180
             yield row
-
-
-def _readings(start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
-    at, i = start, 0
-    while at < end:
-        yield {
-            "device_id": 1,
-            "ts": at,
-            "power_w": 400.0 + (i % 360),
-            "temperature_c": 22.0,
-            "received_at": at,
-        }
-        i += 1
-        at += READING_EVERY
-
-
-def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == INSERT_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def load(engine: Engine, args: argparse.Namespace, now: datetime) -> float:
     """The benchmark's rows; returns the seconds it took."""
     started = time.perf_counter()
     start = now - timedelta(days=args.days)
-    half = args.devices // 2
     with engine.begin() as conn:
-        conn.execute(
-            insert(SITES),
-            [
-                {"id": SEOUL, "name": "Seoul", "timezone": "Asia/Seoul", "created_at": start},
-                {"id": NEW_YORK, "name": "NY", "timezone": "America/New_York", "created_at": start},
-            ],
-        )
-        # Half the devices on each site; the first of each is its main meter, the rest sub-meters.
-        conn.execute(
-            insert(DEVICES),
-            [
-                {
-                    "id": d,
-                    "code": f"c-{d:02d}",
-                    "site_id": SEOUL if d <= half else NEW_YORK,
-                    "meter_role": "main" if d in (1, half + 1) else "sub",
-                    "payload_format": "original",
-                    "bidirectional": False,
-                    "first_seen_at": start,
-                    "last_seen_at": now,
-                    "admitted_at": start,
-                    "admitted_by": "bench",
-                }
-                for d in range(1, args.devices + 1)
-            ],
-        )
+        insert_sites_and_devices(conn, args.devices, start, now, "c")
     q_start = now - timedelta(days=args.quarter_days)
     for table, rows in (
-        (HOURLY_STATS, _hourly_rows(args.devices, start, args.days * 24, now)),
+        (HOURLY_STATS, hourly_rows(args.devices, start, args.days * 24, now, HOUR_SAMPLES)),
         (QUARTER_HOUR_STATS, _quarter_rows(args.devices, q_start, args.quarter_days * 96, now)),
-        (READINGS, _readings(q_start, now)),
+        (READINGS, device_readings(q_start, now, READING_EVERY)),
     ):
-        for chunk in _chunks(rows):
-            with engine.begin() as conn:
-                conn.execute(insert(table), chunk)
+        insert_chunked(engine, table, rows)
     return time.perf_counter() - started
-
-
-def timed(action: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """p50 and p95 in milliseconds of ``repeat`` runs (after one warm-up)."""
-    action()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
 
 
 @contextlib.contextmanager
@@ -220,17 +127,7 @@ def charts(
 
         return go
 
-    window = api_readings.Window(
-        device_id=1,
-        device_code="c-01",
-        timezone="Asia/Seoul",
-        start=now - timedelta(days=args.quarter_days),
-        end=now,
-        resolution="15m",
-        limit=5_000,
-        after=None,
-        as_of=now + timedelta(days=1),
-    )
+    window = readings_window("c", now - timedelta(days=args.quarter_days), now, "15m")
 
     def quarters_from_raw() -> Any:  # the step 8 path: raw readings grouped by the database
         with engine.connect() as conn:
@@ -243,17 +140,6 @@ def charts(
             lambda: api_readings.read_page(engine, window),
         ),
     }
-
-
-def mariadb_missing() -> str | None:
-    try:
-        probe = create_engine(SERVER, connect_args={"connect_timeout": 2})
-        with probe.connect():
-            pass
-        probe.dispose()
-    except Exception as exc:  # any failure to connect means: not here
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-    return None
 
 
 Result = tuple[float, float, dict[str, tuple[tuple[float, float], tuple[float, float]]]]
@@ -289,16 +175,7 @@ def main() -> None:
         args.days, args.quarter_days, args.repeat = 40, 3, 10
     configure_logging("warning", "console")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    results: dict[str, Result] = {}
-    with tempfile.TemporaryDirectory(prefix="pf-bench-charts-") as folder:
-        results["SQLite"] = run(f"sqlite:///{Path(folder) / 'powerflow.db'}", args, now)
-    missing = mariadb_missing()
-    if missing is None:
-        url = f"{SERVER}/pf_bench_c_{uuid.uuid4().hex[:8]}"
-        try:
-            results["MariaDB"] = run(url, args, now)
-        finally:
-            drop_database(url)
+    results, missing = on_both_engines("c", lambda url: run(url, args, now))
 
     raw = int(timedelta(days=args.quarter_days) / READING_EVERY)
     print(

@@ -9,25 +9,28 @@ the raw readings, in one run. Needs MariaDB (the sequence engine); not part of `
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from litestar.testing import TestClient
 from sqlalchemy import Engine, text
 
-from powerflow_api.app import create_app
-from powerflow_api.keys import create_key
-from powerflow_common.db.engine import drop_database, make_engine, migrate
-from powerflow_common.jetstream import drop_namespace
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings
+# Run as ``python bench/hourly_vs_raw.py``: the checkout on the path for the shared pieces.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
+from bench._common import SERVER, timed  # noqa: E402
+from powerflow_api.app import create_app  # noqa: E402
+from powerflow_api.keys import create_key  # noqa: E402
+from powerflow_common.db.engine import drop_database, make_engine, migrate  # noqa: E402
+from powerflow_common.jetstream import drop_namespace  # noqa: E402
+from powerflow_common.logs import configure_logging  # noqa: E402
+from powerflow_common.settings import Settings, load_settings  # noqa: E402
+
 DEVICES = 10
 
 
@@ -101,18 +104,6 @@ def load(engine: Engine, days: int, history_days: int, now: datetime) -> None:
             {"hstart": history_start, "now": now},
         )
     print("  hourly statistics computed", flush=True)
-
-
-def timed(action: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """p50 and p95 in milliseconds of ``repeat`` runs (after one warm-up)."""
-    action()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
 
 
 def main() -> None:

@@ -15,80 +15,39 @@ Not part of ``make test``.
 from __future__ import annotations
 
 import argparse
-import os
-import random
-import statistics
-import tempfile
+import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert
+from sqlalchemy import Engine, insert
 
-from powerflow_api import readings as api_readings
-from powerflow_api import stats
-from powerflow_common.db.engine import drop_database, make_engine, migrate
-from powerflow_common.db.models import (
-    DEVICES,
-    HOURLY_STATS,
-    READINGS,
-    RENEWABLE_CONTRACTS,
-    SITES,
+# Run as ``python bench/queries.py``: the checkout on the path for the shared bench pieces.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
+
+from bench._common import (  # noqa: E402
+    NEW_YORK,
+    SEOUL,
+    SERVER,
+    device_readings,
+    hourly_rows,
+    insert_chunked,
+    insert_sites_and_devices,
+    on_both_engines,
+    readings_window,
+    timed,
 )
-from powerflow_common.logs import configure_logging
-from powerflow_common.settings import Settings, load_settings
+from powerflow_api import readings as api_readings  # noqa: E402
+from powerflow_api import schemas, stats  # noqa: E402
+from powerflow_common.db.engine import make_engine, migrate  # noqa: E402
+from powerflow_common.db.models import HOURLY_STATS, READINGS, RENEWABLE_CONTRACTS  # noqa: E402
+from powerflow_common.logs import configure_logging  # noqa: E402
+from powerflow_common.settings import Settings, load_settings  # noqa: E402
 
-SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-SEOUL, NEW_YORK = 1, 2
-KG_PER_KWH = 0.478
 READING_EVERY = timedelta(seconds=10)
-INSERT_CHUNK = 5_000  # rows per executemany: bounded memory, few round trips
-
-
-def _hourly_rows(
-    devices: int, start: datetime, hours: int, now: datetime
-) -> Iterator[dict[str, Any]]:
-    rng = random.Random(42)  # the same rows on every engine and every run
-    for h in range(hours):
-        at = start + timedelta(hours=h)
-        shape = 0.6 + 0.4 * ((at.hour + 6) % 24) / 24  # a daily load shape
-        for d in range(1, devices + 1):
-            kwh = shape * rng.uniform(0.2, 1.2)
-            yield {
-                "device_id": d,
-                "hour_start": at,
-                "samples": 360,
-                "coverage": 1.0,
-                "energy_kwh": kwh,
-                "export_kwh": 0.0,
-                "unallocated_kwh": 0.0,
-                "unallocated_export_kwh": 0.0,
-                "power_avg_w": kwh * 1000,
-                "power_min_w": kwh * 600,
-                "power_max_w": kwh * 1500,
-                "temperature_avg_c": rng.uniform(18, 27),
-                "humidity_avg_pct": rng.uniform(30, 60),
-                "brightness_avg_lux": rng.uniform(0, 800),
-                "co2_kg": kwh * KG_PER_KWH,
-                "emission_factor_id": 1,
-                "factor_set": "original",
-                "energy_source": "power",
-                "computed_at": now,
-            }
-
-
-def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == INSERT_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+HOUR_SAMPLES = 360  # a full hour of 10-second readings
 
 
 def load(engine: Engine, devices: int, days: int, now: datetime) -> float:
@@ -96,34 +55,7 @@ def load(engine: Engine, devices: int, days: int, now: datetime) -> float:
     started = time.perf_counter()
     start = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
     with engine.begin() as conn:
-        conn.execute(
-            insert(SITES),
-            [
-                {"id": SEOUL, "name": "Seoul", "timezone": "Asia/Seoul", "created_at": start},
-                {"id": NEW_YORK, "name": "NY", "timezone": "America/New_York", "created_at": start},
-            ],
-        )
-        # Half the devices on each site; the first of each is its main meter (counted), the
-        # rest sub-meters behind it, as a metered building is.
-        half = devices // 2
-        conn.execute(
-            insert(DEVICES),
-            [
-                {
-                    "id": d,
-                    "code": f"q-{d:02d}",
-                    "site_id": SEOUL if d <= half else NEW_YORK,
-                    "meter_role": "main" if d in (1, half + 1) else "sub",
-                    "payload_format": "original",
-                    "bidirectional": False,
-                    "first_seen_at": start,
-                    "last_seen_at": now,
-                    "admitted_at": start,
-                    "admitted_by": "bench",
-                }
-                for d in range(1, devices + 1)
-            ],
-        )
+        insert_sites_and_devices(conn, devices, start, now, "q")
         conn.execute(
             insert(RENEWABLE_CONTRACTS).values(
                 site_id=SEOUL,
@@ -133,36 +65,9 @@ def load(engine: Engine, devices: int, days: int, now: datetime) -> float:
                 instrument="REC",
             )
         )
-    for chunk in _chunks(_hourly_rows(devices, start, days * 24, now)):
-        with engine.begin() as conn:
-            conn.execute(insert(HOURLY_STATS), chunk)
-    day_ago = now - timedelta(days=1)
-    readings = (
-        {
-            "device_id": 1,
-            "ts": day_ago + i * READING_EVERY,
-            "power_w": 400.0 + (i % 360),
-            "temperature_c": 22.0,
-            "received_at": day_ago + i * READING_EVERY,
-        }
-        for i in range(int(timedelta(days=1) / READING_EVERY))
-    )
-    for chunk in _chunks(readings):
-        with engine.begin() as conn:
-            conn.execute(insert(READINGS), chunk)
+    insert_chunked(engine, HOURLY_STATS, hourly_rows(devices, start, days * 24, now, HOUR_SAMPLES))
+    insert_chunked(engine, READINGS, device_readings(now - timedelta(days=1), now, READING_EVERY))
     return time.perf_counter() - started
-
-
-def timed(action: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """p50 and p95 in milliseconds of ``repeat`` runs (after one warm-up)."""
-    action()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)]
 
 
 def queries(
@@ -184,18 +89,8 @@ def queries(
             scope = stats.resolve_scope(conn, settings, "organisation", None)
             return stats.summary(conn, settings, scope, now)
 
-    def readings(resolution: str, span: timedelta) -> Callable[[], Any]:
-        window = api_readings.Window(
-            device_id=1,
-            device_code="q-01",
-            timezone="Asia/Seoul",
-            start=now - span,
-            end=now,
-            resolution=resolution,  # type: ignore[arg-type]
-            limit=5_000,
-            after=None,
-            as_of=now + timedelta(days=1),
-        )
+    def readings(resolution: schemas.Resolution, span: timedelta) -> Callable[[], Any]:
+        window = readings_window("q", now - span, now, resolution)
         return lambda: api_readings.read_page(engine, window)
 
     return {
@@ -208,17 +103,6 @@ def queries(
         f"readings: 1 device, 1 d, {days} d": readings("1d", timedelta(days=days)),
         "readings: 1 device, 15 min, 24 h": readings("15m", timedelta(hours=24)),
     }
-
-
-def mariadb_missing() -> str | None:
-    try:
-        probe = create_engine(SERVER, connect_args={"connect_timeout": 2})
-        with probe.connect():
-            pass
-        probe.dispose()
-    except Exception as exc:  # any failure to connect means: not here
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-    return None
 
 
 def run(
@@ -245,16 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("warning", "console")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    results: dict[str, tuple[float, dict[str, tuple[float, float]]]] = {}
-    with tempfile.TemporaryDirectory(prefix="pf-bench-q-") as folder:
-        results["SQLite"] = run(f"sqlite:///{Path(folder) / 'powerflow.db'}", args, now)
-    missing = mariadb_missing()
-    if missing is None:
-        url = f"{SERVER}/pf_bench_q_{uuid.uuid4().hex[:8]}"
-        try:
-            results["MariaDB"] = run(url, args, now)
-        finally:
-            drop_database(url)
+    results, missing = on_both_engines("q", lambda url: run(url, args, now))
 
     hourly = args.devices * args.days * 24
     print(

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.api import PeerInfo, StreamConfig
 from nats.js.errors import BadRequestError
 from pf_cluster import ClusterNode, NatsCluster, PacedPublisher, nats_cluster
@@ -31,6 +33,7 @@ from powerflow_common.errors import ConfigurationError
 from powerflow_common.jetstream import (
     KV_STREAM_PREFIX,
     StreamUsage,
+    _ensure_bucket,
     bucket_configs,
     close_nats,
     connect_nats,
@@ -122,18 +125,30 @@ def test_a_server_list_is_redacted_whole() -> None:
 # --- A single server: more than one replica is refused loudly ----------------------------
 
 
+@pytest.mark.parametrize("kind", ["stream", "bucket"])
 def test_a_single_server_asked_for_replicas_refuses_to_start_and_names_the_fix(
-    settings: Settings,
+    settings: Settings, kind: str
 ) -> None:
+    """Streams and key-value buckets share one rule: refused with what to set."""
     wanted = settings.model_copy(update={"stream_replicas": REPLICAS})
+    first_stream = stream_configs(wanted)[0].name or ""
+    (bucket,) = bucket_configs(wanted)
+
+    async def create(js: JetStreamContext) -> None:
+        if kind == "stream":
+            await ensure_streams(js, wanted)  # the streams first, so the first stream refuses
+        else:
+            await _ensure_bucket(js, bucket)
 
     async def run() -> None:
         nc = await connect_nats(wanted, "pf-test-replicas")
         try:
             with pytest.raises(ConfigurationError) as refused:
-                await ensure_streams(nc.jetstream(), wanted)
+                await create(nc.jetstream())
         finally:
             await close_nats(nc)
+        named = first_stream if kind == "stream" else f"the key-value bucket {bucket.bucket}"
+        assert f"cannot create {named} with" in str(refused.value)
         assert "POWERFLOW_STREAM_REPLICAS=1" in str(refused.value)
         assert "not a JetStream cluster" in str(refused.value)
 
@@ -332,6 +347,30 @@ def assert_stored_exactly_once(engine: Engine, published: int, settings: Setting
     assert rejected_count(settings) == 0  # nothing dead-lettered on the way
 
 
+@contextmanager
+def load_on_cluster(
+    cluster: NatsCluster, settings: Settings, broker: FleetBroker, engine: Engine
+) -> Iterator[None]:
+    """Readings flowing through the cluster's R3 streams while the body runs; after it, every
+    reading the broker acknowledged is stored exactly once (what each scenario must show)."""
+    cluster.wait_replicas_current(settings.names.readings_stream, REPLICAS)
+    publisher = start_load(broker, engine)
+    try:
+        wait_flowing(engine, "readings flowing on the cluster")
+        yield
+    finally:
+        published = publisher.stop()
+    assert_stored_exactly_once(engine, published, settings)
+
+
+def bring_back(cluster: NatsCluster, node: ClusterNode, settings: Settings, engine: Engine) -> None:
+    """Restart a killed node and wait until its stream copies caught up and readings flow."""
+    node.start()
+    cluster.wait_meta_leader()
+    cluster.wait_replicas_current(settings.names.readings_stream, REPLICAS)
+    wait_flowing(engine, f"readings flowing with {node.name} back")
+
+
 def replica_offline_reported(settings: Settings) -> list[str]:
     async def ask() -> list[str]:
         nc = await connect_nats(settings, "pf-test-problems")
@@ -360,12 +399,8 @@ def test_leader_killed_then_another_node_every_reading_stored_once(
 ) -> None:
     services, _ = pipeline
     readings = cluster_settings.names.readings_stream
-    cluster.wait_replicas_current(readings, REPLICAS)
-    assert set(stream_replicas(cluster_settings).values()) == {REPLICAS}
-    publisher = start_load(broker, engine)
-    try:
-        wait_flowing(engine, "readings flowing on the cluster")
-
+    with load_on_cluster(cluster, cluster_settings, broker, engine):
+        assert set(stream_replicas(cluster_settings).values()) == {REPLICAS}
         first = cluster.stream_leader(readings)
         first.kill9()
         wait_flowing(engine, f"readings flowing after the leader {first.name} was killed")
@@ -375,24 +410,15 @@ def test_leader_killed_then_another_node_every_reading_stored_once(
             what="the offline replica on /readyz's stream check",
         )
         assert "1 of 3 replicas offline" in problems[0]
-        first.start()
-        cluster.wait_meta_leader()
-        cluster.wait_replicas_current(readings, REPLICAS)
-        wait_flowing(engine, f"readings flowing with {first.name} back")
+        bring_back(cluster, first, cluster_settings, engine)
 
         # Another node: the stream's leader now, unless the first one leads again.
         leader = cluster.stream_leader(readings)
         second = leader if leader is not first else other_than(cluster, first)
         second.kill9()
         wait_flowing(engine, f"readings flowing after {second.name} was killed")
-        second.start()
-        cluster.wait_meta_leader()
-        cluster.wait_replicas_current(readings, REPLICAS)
-        wait_flowing(engine, f"readings flowing with {second.name} back")
-    finally:
-        published = publisher.stop()
+        bring_back(cluster, second, cluster_settings, engine)
 
-    assert_stored_exactly_once(engine, published, cluster_settings)
     assert services["ingest"].alive and services["writer"].alive
 
 
@@ -407,10 +433,7 @@ def test_two_of_three_down_ingest_holds_then_resumes_every_reading_stored_once(
 ) -> None:
     services, metrics_port = pipeline
     readings = cluster_settings.names.readings_stream
-    cluster.wait_replicas_current(readings, REPLICAS)
-    publisher = start_load(broker, engine)
-    try:
-        wait_flowing(engine, "readings flowing on the cluster")
+    with load_on_cluster(cluster, cluster_settings, broker, engine):
         leader = cluster.stream_leader(readings)
         follower = other_than(cluster, leader)
         leader.kill9()
@@ -466,10 +489,7 @@ def test_two_of_three_down_ingest_holds_then_resumes_every_reading_stored_once(
         )
         leader.start()
         cluster.wait_meta_leader()
-    finally:
-        published = publisher.stop()
 
-    assert_stored_exactly_once(engine, published, cluster_settings)
     assert services["ingest"].alive and services["writer"].alive
     assert "jetstream_publish_recovered" in services["ingest"].log_text()
     cluster.wait_replicas_current(readings, REPLICAS)

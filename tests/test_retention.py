@@ -62,7 +62,7 @@ from powerflow_common.settings import Settings, load_settings
 from powerflow_common.validation import Limits
 from powerflow_common.wire import Bucket, Reading, ReadingBatch, batch_decoder, json_encoder
 from powerflow_writer.consumer import Writer, ensure_writer_consumer
-from powerflow_writer.store import store_readings
+from powerflow_writer.store import StoreResult, store_readings
 
 pytestmark = pytest.mark.both_backends
 
@@ -93,6 +93,16 @@ def config(factor_set: str = "original") -> RollupConfig:
         counter_reset_tolerance_wh=10.0,
         lock_timeout_s=5.0,
     )
+
+
+def store(engine: Engine, readings: list[Reading]) -> StoreResult:
+    """Readings stored as the writer stores them, received now."""
+    return store_readings(engine, readings, received_at=datetime.now(UTC), max_gap=GAP)
+
+
+def hour_a_month_ago() -> datetime:
+    """An hour older than a 7-day retention, still within the run's shared database."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
 
 
 def hour_rows(start: datetime, received_at: datetime) -> list[dict[str, Any]]:
@@ -215,12 +225,7 @@ def test_months_are_created_ahead_and_a_far_future_reading_lands_in_the_catch_al
     upgraded: Engine, fresh_url: str
 ) -> None:
     far = datetime(2099, 6, 1, 12, tzinfo=UTC)
-    stored = store_readings(
-        upgraded,
-        [Reading(device_code=CODE, ts=far, power_w=5.0)],
-        received_at=datetime.now(UTC),
-        max_gap=GAP,
-    )
+    stored = store(upgraded, [Reading(device_code=CODE, ts=far, power_w=5.0)])
     assert stored.inserted == 1 and not stored.refused  # no insert ever fails
     later = datetime.now(UTC) + timedelta(days=240)
     outcome = run_retention(upgraded, job_settings(fresh_url, raw_retention_days=None), now=later)
@@ -245,11 +250,8 @@ def test_a_month_goes_only_once_every_hour_in_it_is_rolled_up_and_frozen_stats_s
 ) -> None:
     before = stats_by_hour(upgraded)
     # A late reading for 20 January is stored; the aggregator has not recomputed it yet.
-    late = store_readings(
-        upgraded,
-        [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
-        received_at=datetime.now(UTC),
-        max_gap=GAP,
+    late = store(
+        upgraded, [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)]
     )
     assert late.inserted == 1
     assert not_rolled_up(upgraded, None, TARGET) == [Bucket(1, JAN20)]
@@ -315,11 +317,8 @@ def test_a_frozen_hour_keeps_its_stats_through_a_neighbour_recompute_and_powerfl
     # A reading 10 s after the horizon is stored; the writer announces the hour before it too
     # (within max_gap), a frozen hour. Recomputing what it announced, and frozen hours
     # recomputed again (a redelivery), never recomputes them from raw nor deletes them.
-    neighbour = store_readings(
-        upgraded,
-        [Reading(device_code=CODE, ts=TARGET + timedelta(seconds=10), power_w=9.0)],
-        received_at=datetime.now(UTC),
-        max_gap=GAP,
+    neighbour = store(
+        upgraded, [Reading(device_code=CODE, ts=TARGET + timedelta(seconds=10), power_w=9.0)]
     )
     assert neighbour.inserted == 1
     assert neighbour.buckets == [Bucket(1, TARGET - H), Bucket(1, TARGET)]
@@ -396,13 +395,8 @@ def test_the_retention_command_drops_what_is_older_than_the_setting(
 ) -> None:
     # The run's shared database: its partitions start this month, so an old row sits in the
     # lowest partition; the SQLite file deletes it, MariaDB keeps it until that month passes.
-    old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
-    stored = store_readings(
-        engine,
-        [Reading(device_code="ret-cli", ts=old, power_w=1.0)],
-        received_at=datetime.now(UTC),
-        max_gap=GAP,
-    )
+    old = hour_a_month_ago()
+    stored = store(engine, [Reading(device_code="ret-cli", ts=old, power_w=1.0)])
     env = {**service_env(settings), "POWERFLOW_RAW_RETENTION_DAYS": "7"}
     app = Typer()
     app.command()(retention_command)
@@ -477,11 +471,9 @@ def test_the_job_recomputes_an_hour_dirtied_while_the_horizon_moved_before_delet
     def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
         found = real(*args, **kwargs)
         if not calls:
-            store_readings(
+            store(
                 upgraded,
                 [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
-                received_at=datetime.now(UTC),
-                max_gap=GAP,
             )
         calls.append(True)
         return found
@@ -499,15 +491,13 @@ def test_the_job_recomputes_an_hour_dirtied_while_the_horizon_moved_before_delet
 def test_the_aggregator_runs_the_job_at_start_and_counts_it(
     engine: Engine, settings: Settings
 ) -> None:
-    old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
-    stored = store_readings(
+    old = hour_a_month_ago()
+    stored = store(
         engine,
         [
             Reading(device_code="ret-agg", ts=old + timedelta(minutes=m), power_w=5.0)
             for m in (1, 2)
         ],
-        received_at=datetime.now(UTC),
-        max_gap=GAP,
     )
     recompute_buckets(engine, stored.buckets, config())
     ours = settings.model_copy(update={"raw_retention_days": 7, "retention_interval_s": 3600.0})

@@ -139,20 +139,11 @@ def hourly_energy(
 
     Pass the readings inside the range plus the last one before and the first one after it.
     """
-    start_utc = _require_hour_aligned(start, "start")
-    end_utc = _require_hour_aligned(end, "end")
-    if end_utc < start_utc:
-        raise ValueError("end must not be before start")
-    if max_gap < timedelta(0):
-        raise ValueError("max_gap must not be negative")
-    if counter_reset_tolerance_wh < 0:
-        raise ValueError("counter_reset_tolerance_wh must not be negative")
-
     return _bucket_energy(
         samples,
-        start_utc,
-        (end_utc - start_utc) // HOUR,
-        1,
+        start,
+        end,
+        per_hour=1,
         max_gap=max_gap,
         counter_reset_tolerance_wh=counter_reset_tolerance_wh,
         bidirectional=bidirectional,
@@ -177,19 +168,11 @@ def quarter_hour_energy(
     (energy, export, unallocated energy, samples; coverage averages to it), up to float
     rounding of the sums.
     """
-    start_utc = _require_hour_aligned(start, "start")
-    end_utc = _require_hour_aligned(end, "end")
-    if end_utc < start_utc:
-        raise ValueError("end must not be before start")
-    if max_gap < timedelta(0):
-        raise ValueError("max_gap must not be negative")
-    if counter_reset_tolerance_wh < 0:
-        raise ValueError("counter_reset_tolerance_wh must not be negative")
     return _bucket_energy(
         samples,
-        start_utc,
-        (end_utc - start_utc) // QUARTER_HOUR,
-        QUARTERS_PER_HOUR,
+        start,
+        end,
+        per_hour=QUARTERS_PER_HOUR,
         max_gap=max_gap,
         counter_reset_tolerance_wh=counter_reset_tolerance_wh,
         bidirectional=bidirectional,
@@ -198,15 +181,25 @@ def quarter_hour_energy(
 
 def _bucket_energy(
     samples: Iterable[EnergySample],
-    start_utc: datetime,
-    n_buckets: int,
-    per_hour: int,
+    start: datetime,
+    end: datetime,
     *,
+    per_hour: int,
     max_gap: timedelta,
     counter_reset_tolerance_wh: float,
     bidirectional: bool,
 ) -> list[HourlyEnergy]:
-    """Energy per bucket of 1/``per_hour`` hour from ``start_utc``; the source is per hour."""
+    """Energy per bucket of 1/``per_hour`` hour over the UTC hours [start, end); the source is
+    per hour. Hours and quarters check their arguments here, so both refuse the same input."""
+    start_utc = _require_hour_aligned(start, "start")
+    end_utc = _require_hour_aligned(end, "end")
+    if end_utc < start_utc:
+        raise ValueError("end must not be before start")
+    if max_gap < timedelta(0):
+        raise ValueError("max_gap must not be negative")
+    if counter_reset_tolerance_wh < 0:
+        raise ValueError("counter_reset_tolerance_wh must not be negative")
+    n_buckets = (end_utc - start_utc) // HOUR * per_hour
     if n_buckets == 0:
         return []
     bucket_us = _US_PER_HOUR // per_hour

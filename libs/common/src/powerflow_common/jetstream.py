@@ -195,15 +195,31 @@ def bucket_configs(settings: Settings) -> list[KeyValueConfig]:
     return [bucket_config(settings.names, replicas=settings.stream_replicas)]
 
 
-def replicas_refused(settings: Settings, stream: str, exc: APIError) -> ConfigurationError:
-    """What to do when the server will not place ``stream_replicas`` copies of a new stream."""
-    wanted = settings.stream_replicas
+async def _create_replicated(
+    what: str, replicas: int, create: Callable[[], Awaitable[Any]]
+) -> None:
+    """``create()`` a stream or key-value bucket of ``replicas`` copies.
+
+    One rule for both: a server that answers but will not place the copies is a configuration
+    error (nothing runs on fewer copies than asked for); no answer is raised as it is, for
+    :func:`until_answered` to wait out.
+    """
+    try:
+        await create()
+    except APIError as exc:
+        if replicas > 1 and not is_unanswered(exc):
+            raise replicas_refused(replicas, what, exc) from exc
+        raise
+
+
+def replicas_refused(wanted: int, what: str, exc: APIError) -> ConfigurationError:
+    """What to do when the server will not place ``wanted`` copies of a new stream or bucket."""
     if exc.err_code == JS_REPLICAS_NOT_SUPPORTED:
         why = "the NATS server is a single server, not a JetStream cluster"
     else:
         why = f"the cluster refused ({exc.description or exc})"
     return ConfigurationError(
-        f"cannot create {stream} with POWERFLOW_STREAM_REPLICAS={wanted}: {why}. Set"
+        f"cannot create {what} with POWERFLOW_STREAM_REPLICAS={wanted}: {why}. Set"
         " POWERFLOW_STREAM_REPLICAS=1 for a single server, or start at least"
         f' {wanted} JetStream nodes (docs/operations.md "NATS cluster")'
     )
@@ -237,12 +253,9 @@ async def _ensure_stream(js: JetStreamContext, settings: Settings, config: Strea
     try:
         info = await js.stream_info(name)
     except NotFoundError:
-        try:
-            await js.add_stream(config)
-        except APIError as exc:
-            if settings.stream_replicas > 1 and not is_unanswered(exc):
-                raise replicas_refused(settings, name, exc) from exc
-            raise
+        await _create_replicated(
+            name, settings.stream_replicas, functools.partial(js.add_stream, config)
+        )
         log.info(
             "stream_created",
             stream=name,
@@ -335,16 +348,11 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
-        try:
-            await js.create_key_value(config)
-        except APIError as exc:
-            if config.replicas > 1 and not is_unanswered(exc):
-                raise ConfigurationError(
-                    f"cannot create the key-value bucket {config.bucket} with"
-                    f" POWERFLOW_STREAM_REPLICAS={config.replicas}: {exc.description or exc}"
-                    ' (docs/operations.md "NATS cluster")'
-                ) from exc
-            raise
+        await _create_replicated(
+            f"the key-value bucket {config.bucket}",
+            config.replicas,
+            functools.partial(js.create_key_value, config),
+        )
         log.info("bucket_created", bucket=config.bucket, replicas=config.replicas)
         return
     replicas = info.config.num_replicas or 1

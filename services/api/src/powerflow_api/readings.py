@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from sqlalchemy import Connection, DateTime, Engine, func, select
+from sqlalchemy import Column, Connection, DateTime, Engine, Table, func, select
 
 from powerflow_api import schemas
 from powerflow_api.data import RAW_FIELDS, hourly_t, raw_point, readings_t
@@ -236,58 +236,42 @@ def _grouped(conn: Connection, w: Window, n: int, step_s: int) -> Iterator[schem
 
 
 def _hourly(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
-    h = hourly_t
-    stmt = (
-        select(h)
-        .where(h.c.device_id == w.device_id, h.c.hour_start >= w.start, h.c.hour_start < w.end)
-        .order_by(h.c.hour_start)
-        .limit(n)
-    )
-    if w.after is not None:
-        stmt = stmt.where(h.c.hour_start > w.after)
-    for row in conn.execute(stmt):
-        yield schemas.ReadingPoint(
-            ts=row.hour_start,
-            samples=row.samples,
-            power_avg_w=row.power_avg_w,
-            power_min_w=row.power_min_w,
-            power_max_w=row.power_max_w,
-            temperature_avg_c=row.temperature_avg_c,
-            humidity_avg_pct=row.humidity_avg_pct,
-            brightness_avg_lux=row.brightness_avg_lux,
-            energy_kwh=row.energy_kwh,
-        )
+    """The device's hours (hourly_stats)."""
+    return _stat_points(conn, w, n, hourly_t, hourly_t.c.hour_start)
 
 
 def _quarter_hours(conn: Connection, w: Window, n: int) -> Iterator[schemas.ReadingPoint]:
     """The device's quarter hours (quarter_hour_stats), as 1h reads hourly_stats."""
-    q = quarter_t
+    return _stat_points(conn, w, n, quarter_t, quarter_t.c.quarter_start)
+
+
+def _stat_points(
+    conn: Connection, w: Window, n: int, table: Table, start: Column[datetime]
+) -> Iterator[schemas.ReadingPoint]:
+    """Points of a table the aggregator keeps (hourly_stats, quarter_hour_stats): one row a
+    point, keyed by ``start``. One query for both, so that 1h and 15m page alike."""
     # Only the columns a point carries: on MariaDB, decoding a row costs per column (pymysql).
     stmt = (
         select(
-            q.c.quarter_start,
-            q.c.samples,
-            q.c.energy_kwh,
-            q.c.power_avg_w,
-            q.c.power_min_w,
-            q.c.power_max_w,
-            q.c.temperature_avg_c,
-            q.c.humidity_avg_pct,
-            q.c.brightness_avg_lux,
+            start.label("start"),
+            table.c.samples,
+            table.c.energy_kwh,
+            table.c.power_avg_w,
+            table.c.power_min_w,
+            table.c.power_max_w,
+            table.c.temperature_avg_c,
+            table.c.humidity_avg_pct,
+            table.c.brightness_avg_lux,
         )
-        .where(
-            q.c.device_id == w.device_id,
-            q.c.quarter_start >= w.start,
-            q.c.quarter_start < w.end,
-        )
-        .order_by(q.c.quarter_start)
+        .where(table.c.device_id == w.device_id, start >= w.start, start < w.end)
+        .order_by(start)
         .limit(n)
     )
     if w.after is not None:
-        stmt = stmt.where(q.c.quarter_start > w.after)
+        stmt = stmt.where(start > w.after)
     for row in conn.execute(stmt):
         yield schemas.ReadingPoint(
-            ts=row.quarter_start,
+            ts=row.start,
             samples=row.samples,
             power_avg_w=row.power_avg_w,
             power_min_w=row.power_min_w,

@@ -122,7 +122,12 @@ def series(
     end: datetime,
 ) -> schemas.StatsSeries:
     """The scope's statistics per period in its timezone, with totals and the factors used."""
-    sums, factor_ids = _period_sums(conn, settings, scope, period, start, end)
+    # A site's days from daily_site_stats when current, else from hourly_stats (and rebuilt).
+    cached = daily_site.cached_period_sums(conn, scope.totals, period, start, end)
+    if cached is None:
+        cached = period_sums(conn, scope.totals, period, start, end)
+        _rebuild_stale_days(conn, settings, scope, period)
+    sums, factor_ids = cached
     single = len(scope.totals.counted_ids()) == 1
     buckets = []
     totals = schemas.StatsTotals(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None)
@@ -159,19 +164,10 @@ def series(
     )
 
 
-def _period_sums(
-    conn: Connection,
-    settings: Settings,
-    scope: Scope,
-    period: schemas.StatsPeriod,
-    start: datetime,
-    end: datetime,
-) -> tuple[list[PeriodSums], set[int]]:
-    """A site's days from daily_site_stats when current, else from hourly_stats (and rebuilt)."""
-    cached = daily_site.cached_period_sums(conn, scope.totals, period, start, end)
-    if cached is not None:
-        return cached
-    sums = period_sums(conn, scope.totals, period, start, end)
+def _rebuild_stale_days(
+    conn: Connection, settings: Settings, scope: Scope, period: schemas.StatsPeriod
+) -> None:
+    """Rebuild a site's daily_site_stats when a period they serve was just read without them."""
     site_id = scope.totals.site_id
     if (
         scope.kind == "site"
@@ -192,7 +188,6 @@ def _period_sums(
             log.info("daily_site_rebuild_busy", site_id=site_id)  # another copy is at it
         except Exception:  # the answer stands; the days stay unserved until a rebuild works
             log.exception("daily_site_rebuild_failed", site_id=site_id)
-    return sums
 
 
 def _scope2(

@@ -148,11 +148,14 @@ class ReadingRow(Base):
     received_at: Mapped[datetime]
 
 
-class HourlyStat(Base):
-    __tablename__ = "hourly_stats"
+class _PeriodStatColumns:
+    """The columns an hour and a quarter hour both carry (hourly_stats, quarter_hour_stats).
 
-    device_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    hour_start: Mapped[datetime] = mapped_column(primary_key=True)
+    One list so that the two tables cannot drift apart: the aggregator writes both from one
+    computation and the totals read either. Declarative places a mixin's columns after the
+    table's own keys, which is the column order migrations 0001 and 0009 created.
+    """
+
     samples: Mapped[int] = mapped_column(Integer, default=0)
     coverage: Mapped[float] = mapped_column(default=0.0)
     energy_kwh: Mapped[float] = mapped_column(default=0.0)
@@ -172,10 +175,17 @@ class HourlyStat(Base):
     flags: Mapped[str | None] = mapped_column(String(255))
     computed_at: Mapped[datetime]
 
+
+class HourlyStat(_PeriodStatColumns, Base):
+    __tablename__ = "hourly_stats"
+
+    device_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hour_start: Mapped[datetime] = mapped_column(primary_key=True)
+
     __table_args__ = (Index("ix_hourly_stats_hour_start", "hour_start"),)
 
 
-class QuarterHourStat(Base):
+class QuarterHourStat(_PeriodStatColumns, Base):
     """hourly_stats by the quarter hour, kept by the aggregator with the hour (same rules).
 
     ``hour_start`` is the hour the quarter belongs to: totals place a quarter where they
@@ -187,24 +197,6 @@ class QuarterHourStat(Base):
     device_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     quarter_start: Mapped[datetime] = mapped_column(primary_key=True)
     hour_start: Mapped[datetime]
-    samples: Mapped[int] = mapped_column(Integer, default=0)
-    coverage: Mapped[float] = mapped_column(default=0.0)
-    energy_kwh: Mapped[float] = mapped_column(default=0.0)
-    export_kwh: Mapped[float] = mapped_column(default=0.0)
-    unallocated_kwh: Mapped[float] = mapped_column(default=0.0)
-    unallocated_export_kwh: Mapped[float] = mapped_column(default=0.0)
-    power_avg_w: Mapped[float | None]
-    power_min_w: Mapped[float | None]
-    power_max_w: Mapped[float | None]
-    temperature_avg_c: Mapped[float | None]
-    humidity_avg_pct: Mapped[float | None]
-    brightness_avg_lux: Mapped[float | None]
-    co2_kg: Mapped[float] = mapped_column(default=0.0)
-    emission_factor_id: Mapped[int | None] = mapped_column(ForeignKey("emission_factors.id"))
-    factor_set: Mapped[str | None] = mapped_column(String(32))
-    energy_source: Mapped[str | None] = mapped_column(String(16))
-    flags: Mapped[str | None] = mapped_column(String(255))
-    computed_at: Mapped[datetime]
 
 
 class DailySiteStat(Base):
