@@ -114,6 +114,8 @@ def test_a_killed_follower_counts_as_offline_before_the_server_says_so() -> None
     assert not peer_unreachable(PeerInfo(name="n2", current=False, active=2 * second))
     assert peer_unreachable(PeerInfo(name="n2", current=False, active=30 * second))
     assert peer_unreachable(PeerInfo(name="n2", current=False, offline=True, active=0))
+    # What a new leader says of the killed one before it: behind, never heard from.
+    assert peer_unreachable(PeerInfo(name="n2", current=False, active=0))
 
 
 def test_a_server_list_is_redacted_whole() -> None:

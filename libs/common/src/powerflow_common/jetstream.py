@@ -422,9 +422,20 @@ def offline_replicas(info: StreamInfo) -> int:
 
 
 def peer_unreachable(peer: PeerInfo) -> bool:
-    """Offline, or behind and silent longer than a follower under load ever is."""
-    silent_s = (peer.active or 0) / NS_PER_S
-    return bool(peer.offline) or (not peer.current and silent_s > REPLICA_SILENT_S)
+    """Offline, or behind and silent longer than a follower under load ever is, or behind and
+    never heard from by this leader.
+
+    A leader elected after its predecessor was killed reports that predecessor as not current
+    with ``active`` 0 (it has never heard from it) for as long as the node stays down; a live
+    follower answers the new leader's first heartbeat within a second, so it shows so only in
+    the moment after an election.
+    """
+    if peer.offline:
+        return True
+    if peer.current:
+        return False
+    silent_ns = peer.active or 0  # 0: never heard from
+    return silent_ns == 0 or silent_ns / NS_PER_S > REPLICA_SILENT_S
 
 
 def quorum(replicas: int) -> int:
