@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ import nats
 import paho.mqtt.client as mqtt
 from nats.js.errors import APIError
 
+from pf_testing import wait_for
 from powerflow.broker import free_port
 from powerflow.engines import venv_binary
 from powerflow.simulate import connect_publisher
@@ -38,21 +39,6 @@ NODE_START_TIMEOUT_S = 60.0
 # How long a cluster may take to elect a meta leader and place a stream's replicas.
 CLUSTER_READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-POLL_S = 0.1
-
-
-def wait_until(
-    condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = POLL_S
-) -> object:
-    """Poll ``condition`` until truthy or raise at the deadline (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}: {last!r}")
 
 
 class ClusterNode:
@@ -109,7 +95,7 @@ class ClusterNode:
             start_new_session=True,
         )
         log.close()
-        wait_until(self._listening, NODE_START_TIMEOUT_S, f"{self.name} to listen")
+        wait_for(self._listening, NODE_START_TIMEOUT_S, what=f"{self.name} to listen")
 
     def _listening(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -210,7 +196,7 @@ class NatsCluster:
                     return str(cluster["leader"])
             return None
 
-        return str(wait_until(leader, timeout_s, "a JetStream meta group of every live node"))
+        return str(wait_for(leader, timeout_s, what="a JetStream meta group of every live node"))
 
     def stream_leader(self, stream: str, timeout_s: float = CLUSTER_READY_TIMEOUT_S) -> ClusterNode:
         """The node leading ``stream`` now (JetStream's stream info ``cluster.leader``)."""
@@ -226,8 +212,8 @@ class NatsCluster:
                 await nc.close()
             return info.cluster.leader if info.cluster else None
 
-        name = wait_until(
-            lambda: asyncio.run(ask()), timeout_s, f"a leader of {stream}", interval_s=0.25
+        name = wait_for(
+            lambda: asyncio.run(ask()), timeout_s, interval_s=0.25, what=f"a leader of {stream}"
         )
         return self.node(str(name))
 
@@ -251,11 +237,11 @@ class NatsCluster:
             current = [r for r in cluster.replicas or [] if r.current and not r.offline]
             return len(current) + 1 >= replicas
 
-        wait_until(
+        wait_for(
             lambda: asyncio.run(ask()),
             timeout_s,
-            f"{stream} with {replicas} current replicas",
             interval_s=0.25,
+            what=f"{stream} with {replicas} current replicas",
         )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pf_rollup import rollup_config, store, store_and_roll
 from sqlalchemy import Engine, create_engine, select, text
 
 from conftest import SERVER_URL, service_env
@@ -33,13 +34,11 @@ from powerflow_common.db.models import DEVICES, HOURLY_STATS, READINGS
 from powerflow_common.energy import EnergySample, hourly_energy
 from powerflow_common.queries import load_scope, period_sums
 from powerflow_common.settings import Settings
-from powerflow_common.wire import Bucket, Reading
-from powerflow_writer.store import store_readings
+from powerflow_common.wire import Reading
 
 pytestmark = pytest.mark.both_backends
 
 H = timedelta(hours=1)
-GAP = timedelta(seconds=60)
 T10 = datetime(2024, 6, 3, 10, tzinfo=UTC)
 STAT_COLUMNS = (
     "samples",
@@ -61,25 +60,7 @@ STAT_COLUMNS = (
 
 @pytest.fixture
 def config() -> RollupConfig:
-    return RollupConfig(
-        factor_set="original",
-        default_region="KR",
-        default_timezone="Asia/Seoul",
-        max_gap=GAP,
-        counter_reset_tolerance_wh=10.0,
-        lock_timeout_s=5.0,
-    )
-
-
-def store(engine: Engine, readings: Iterable[Reading]) -> list[Bucket]:
-    """Store like the writer does and return the buckets it would announce."""
-    return store_readings(
-        engine, list(readings), received_at=datetime.now(UTC), max_gap=GAP
-    ).buckets
-
-
-def store_and_roll(engine: Engine, config: RollupConfig, readings: Iterable[Reading]) -> None:
-    recompute_buckets(engine, store(engine, readings), config)
+    return rollup_config()
 
 
 def power(code: str, start: datetime, count: int, step_s: float, watts: float) -> list[Reading]:

@@ -14,11 +14,11 @@ import dataclasses
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pf_rollup import rollup_config, store, store_and_roll
 from sqlalchemy import Engine, delete, insert, select, update
 
 from pf_testing import admit
@@ -35,12 +35,10 @@ from powerflow_common.db.models import (
 )
 from powerflow_common.queries import PeriodSums, load_scope, period_sums, record_placement
 from powerflow_common.wire import Bucket, Reading
-from powerflow_writer.store import store_readings
 
 pytestmark = pytest.mark.both_backends
 
 H = timedelta(hours=1)
-GAP = timedelta(seconds=60)
 T0 = datetime(2024, 6, 2, 15, tzinfo=UTC)  # midnight in Seoul
 # Sums of four float quarters against one float hour: the same terms, added in another
 # order (math.fsum per bucket), so they agree to a few units in the last place.
@@ -50,24 +48,7 @@ ABS_KWH = 1e-12
 
 @pytest.fixture
 def config() -> RollupConfig:
-    return RollupConfig(
-        factor_set="original",
-        default_region="KR",
-        default_timezone="Asia/Seoul",
-        max_gap=GAP,
-        counter_reset_tolerance_wh=10.0,
-        lock_timeout_s=5.0,
-    )
-
-
-def store(engine: Engine, readings: Iterable[Reading]) -> list[Bucket]:
-    return store_readings(
-        engine, list(readings), received_at=datetime.now(UTC), max_gap=GAP
-    ).buckets
-
-
-def roll(engine: Engine, config: RollupConfig, readings: Iterable[Reading]) -> None:
-    recompute_buckets(engine, store(engine, readings), config)
+    return rollup_config()
 
 
 def mixed_fleet(seed: int) -> list[Reading]:
@@ -157,7 +138,7 @@ def test_the_four_quarters_of_every_hour_add_up_to_the_hour(
     readings = mixed_fleet(7)
     random.Random(3).shuffle(readings)  # in batches, out of order, as the aggregator sees them
     for i in range(0, len(readings), 700):
-        roll(engine, config, readings[i : i + 700])
+        store_and_roll(engine, config, readings[i : i + 700])
     assert assert_quarters_add_up(engine) >= 4 * 3
     with engine.connect() as conn:
         meter_unallocated = conn.execute(
@@ -176,7 +157,7 @@ def test_the_four_quarters_of_every_hour_add_up_to_the_hour(
 def test_a_quarter_of_an_hour_at_1150_5_w_is_a_quarter_of_1_1505_kwh(
     engine: Engine, config: RollupConfig
 ) -> None:
-    roll(
+    store_and_roll(
         engine,
         config,
         [
@@ -209,9 +190,9 @@ def test_a_late_reading_changes_its_quarter_and_an_emptied_hour_loses_its_quarte
         Reading(device_code="late", ts=T0 + timedelta(seconds=5 * i), power_w=1000.0)
         for i in range(721)
     ]
-    roll(engine, config, [r for r in readings if r.ts != late])
+    store_and_roll(engine, config, [r for r in readings if r.ts != late])
     before = {r["quarter_start"]: r for rows in quarters_by_hour(engine).values() for r in rows}
-    roll(engine, config, [Reading(device_code="late", ts=late, power_w=5000.0)])
+    store_and_roll(engine, config, [Reading(device_code="late", ts=late, power_w=5000.0)])
     after = {r["quarter_start"]: r for rows in quarters_by_hour(engine).values() for r in rows}
     changed = {q for q in before if before[q]["energy_kwh"] != after[q]["energy_kwh"]}
     assert changed == {T0 + timedelta(minutes=30)}
@@ -356,7 +337,7 @@ def test_the_daily_site_table_equals_the_totals_from_hourly_stats_and_follows_ev
 
     # A late reading: the aggregator refreshes its day.
     hour = T0 + timedelta(days=1, hours=3)
-    roll(
+    store_and_roll(
         engine,
         config,
         [Reading(device_code="main", ts=hour + timedelta(seconds=1), power_w=9000.0)],
@@ -385,7 +366,9 @@ def test_the_daily_site_table_equals_the_totals_from_hourly_stats_and_follows_ev
         conn.execute(update(SITES).where(SITES.c.id == site_id).values(timezone="Europe/London"))
     assert cached(engine, site_id, "day", *ranges[1]) is None
     # ... and the aggregator, meeting the stale site, drops its state rather than patch it.
-    roll(engine, config, [Reading(device_code="plug-a", ts=hour + timedelta(seconds=2), power_w=1)])
+    store_and_roll(
+        engine, config, [Reading(device_code="plug-a", ts=hour + timedelta(seconds=2), power_w=1)]
+    )
     with engine.connect() as conn:
         assert conn.execute(select(DAILY_SITE_STATE)).all() == []
     build(engine, site_id)
