@@ -43,7 +43,7 @@ from powerflow_common.broker_admin import new_password
 from powerflow_common.embedded_broker import read_state
 from powerflow_common.ingest_slots import adoption_bound_s, slot_key
 from powerflow_common.jetstream import delete_streams
-from powerflow_common.names import Names
+from powerflow_common.names import Names, kv_stream
 from powerflow_common.settings import Settings
 from powerflow_ingest.leases import LeaseKeeper, open_leases_bucket
 
@@ -265,7 +265,7 @@ def test_a_longer_ttl_is_applied_a_shorter_one_waits_for_no_live_instance(
     async def scenario() -> None:
         nc = await connect(nats_url)
         js = nc.jetstream()
-        stream = f"KV_{names.ingest_leases_bucket}"
+        stream = kv_stream(names.ingest_leases_bucket)
         try:
             _, ttl = await open_leases_bucket(js, names, 5.0)
             assert ttl == 5.0

@@ -31,7 +31,6 @@ from pf_testing import FleetBroker, Service, admit, count_rows, wait_for
 from powerflow.broker import free_port
 from powerflow_common.errors import ConfigurationError
 from powerflow_common.jetstream import (
-    KV_STREAM_PREFIX,
     StreamUsage,
     _ensure_bucket,
     bucket_configs,
@@ -45,6 +44,7 @@ from powerflow_common.jetstream import (
     stream_problems,
     until_answered,
 )
+from powerflow_common.names import kv_stream
 from powerflow_common.settings import Settings, redact_url
 
 REPLICAS = 3
@@ -171,7 +171,7 @@ def test_an_existing_stream_the_server_cannot_replicate_is_kept_and_reported(
                 await ensure_streams(js, wanted)  # kept at R1, limits still applied
             refused = [e for e in logs if e["event"] == "stream_replicas_not_changed"]
             assert {e["stream"] for e in refused} == {c.name for c in stream_configs(wanted)} | {
-                f"{KV_STREAM_PREFIX}{b.bucket}" for b in bucket_configs(wanted)
+                kv_stream(b.bucket) for b in bucket_configs(wanted)
             }
             assert all("POWERFLOW_STREAM_REPLICAS=1" in e["fix"] for e in refused)
             return await stream_problems(js, wanted)
@@ -207,7 +207,7 @@ def stream_replicas(settings: Settings) -> dict[str, int]:
         try:
             js = nc.jetstream()
             names = [c.name or "" for c in stream_configs(settings)]
-            names += [f"{KV_STREAM_PREFIX}{b.bucket}" for b in bucket_configs(settings)]
+            names += [kv_stream(b.bucket) for b in bucket_configs(settings)]
             return {n: (await js.stream_info(n)).config.num_replicas or 1 for n in names}
         finally:
             await close_nats(nc)

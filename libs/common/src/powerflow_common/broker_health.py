@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
-from powerflow_common.names import Names
+from powerflow_common.names import KV_SUBJECT_PREFIX, Names, kv_stream, kv_subjects
 
 NOT_AVAILABLE = "broker drop counter not available"
 
@@ -110,10 +110,13 @@ async def read_records(js: JetStreamContext, names: Names) -> list[BrokerHealthR
         bucket = await js.key_value(names.broker_health_bucket)
     except BucketNotFoundError:
         return []
-    try:
-        keys = await bucket.keys()
-    except NoKeysError:
-        return []
+    # The keys are the stream's subjects, as the server counts them. Not ``bucket.keys()``:
+    # nats.py lists keys with a watcher that can signal "no more" before the first key arrives
+    # when the machine is busy, so a bucket with records read as empty now and then.
+    bucket_name = names.broker_health_bucket
+    info = await js.stream_info(kv_stream(bucket_name), subjects_filter=kv_subjects(bucket_name))
+    prefix = f"{KV_SUBJECT_PREFIX}{bucket_name}."
+    keys = sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {})
     records = []
     for key in keys:
         try:

@@ -33,6 +33,7 @@ from powerflow_common.backoff import jittered_delay
 from powerflow_common.broker_health import bucket_config, delete_bucket
 from powerflow_common.errors import ConfigurationError
 from powerflow_common.logs import get_logger
+from powerflow_common.names import KV_STREAM_PREFIX
 from powerflow_common.settings import Settings
 
 log = get_logger(__name__)
@@ -53,8 +54,6 @@ JS_REPLICAS_NOT_SUPPORTED = 10074
 # heartbeats go every second, so a live follower, even a lagging one, is never this silent.
 REPLICA_SILENT_S = 10.0
 NS_PER_S = 1_000_000_000
-# A key-value bucket is a stream of this name (the client libraries' convention).
-KV_STREAM_PREFIX = "KV_"
 # Parked copies carry an id of their old (stream, seq): a re-run of an interrupted migration
 # within a day is deduplicated rather than parked twice.
 MIGRATION_DUPLICATE_WINDOW_S = 24 * 3600

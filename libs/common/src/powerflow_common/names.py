@@ -27,8 +27,23 @@ REPORTS_QUEUE = "reports"
 BROKER_HEALTH_BUCKET = "broker_health"
 # JetStream key-value bucket: which ingest instance holds which MQTT client id ("slot").
 INGEST_LEASES_BUCKET = "ingest_leases"
+# A key-value bucket is a stream of this name (the client libraries' convention), its keys the
+# subjects after KV_SUBJECT_PREFIX + bucket + ".".
+KV_STREAM_PREFIX = "KV_"
+KV_SUBJECT_PREFIX = "$KV."
 
 INGEST_CLIENT_ID = "powerflow-ingest"
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream behind a key-value bucket."""
+    return f"{KV_STREAM_PREFIX}{bucket}"
+
+
+def kv_subjects(bucket: str) -> str:
+    """The subjects of every key of a bucket."""
+    return f"{KV_SUBJECT_PREFIX}{bucket}.>"
+
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{0,32}$")
 

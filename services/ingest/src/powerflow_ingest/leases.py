@@ -47,7 +47,7 @@ from powerflow_common.ingest_slots import (
     slot_key,
 )
 from powerflow_common.logs import get_logger
-from powerflow_common.names import Names
+from powerflow_common.names import Names, kv_stream
 from powerflow_ingest import metrics
 
 log = get_logger(__name__)
@@ -71,7 +71,7 @@ def member_id(instance: str) -> str:
 
 def leases_stream(names: Names) -> str:
     """The stream behind the bucket (JetStream names a bucket's stream KV_<bucket>)."""
-    return f"KV_{names.ingest_leases_bucket}"
+    return kv_stream(names.ingest_leases_bucket)
 
 
 async def open_leases_bucket(
