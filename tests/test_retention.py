@@ -488,6 +488,66 @@ def test_the_job_recomputes_an_hour_dirtied_while_the_horizon_moved_before_delet
     assert real(upgraded, None, TARGET) == []
 
 
+def insert_stamped_early(engine: Engine, at: datetime) -> None:
+    """A reading stamped before the aggregator's recompute of its hour, committed after it:
+    what a writer waiting on a lock, or a writer clock behind the aggregator's, leaves."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(READINGS),
+            [
+                {
+                    "device_id": 1,
+                    "ts": at,
+                    "power_w": 1000.0,
+                    "received_at": datetime(2025, 1, 1, tzinfo=UTC),  # before computed_at
+                }
+            ],
+        )
+
+
+def test_a_reading_committed_after_the_recompute_that_missed_it_holds_its_hour_back(
+    upgraded: Engine, fresh_url: str
+) -> None:
+    # By the clocks 20 January looks rolled up (its row was computed after every
+    # received_at in it); it counts one reading fewer than the hour has, so it is not.
+    insert_stamped_early(upgraded, JAN20 + timedelta(minutes=30))
+    held = run_retention(upgraded, job_settings(fresh_url), now=NOW)
+    assert held.not_rolled_up == [Bucket(1, JAN20)]
+    assert held.horizon == datetime(2025, 1, 20, tzinfo=UTC)
+    assert raw_count(upgraded, JAN20, JAN20 + H) == SAMPLES_PER_HOUR + 1  # kept
+
+    # The aggregator does it (the writer's announcement), and the next run freezes it whole.
+    assert not recompute_buckets(upgraded, [Bucket(1, JAN20)], config()).failed
+    done = run_retention(upgraded, job_settings(fresh_url), now=NOW)
+    assert done.not_rolled_up == [] and done.horizon == TARGET
+    assert stats_by_hour(upgraded)[JAN20]["samples"] == SAMPLES_PER_HOUR + 1
+    assert raw_count(upgraded, JAN20, JAN20 + H) == 0
+
+
+def test_a_reading_stamped_early_and_committed_while_the_horizon_moves_is_recomputed(
+    upgraded: Engine, fresh_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As above, but it commits after the job's check and before the move: the job's check
+    # after the move counts it and recomputes the hour from raw before anything goes.
+    real = retention_job.not_rolled_up
+    calls: list[bool] = []
+
+    def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
+        found = real(*args, **kwargs)
+        if not calls:
+            insert_stamped_early(upgraded, JAN20 + timedelta(minutes=30))
+        calls.append(True)
+        return found
+
+    monkeypatch.setattr(retention_job, "not_rolled_up", racing)
+    outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
+    assert outcome.not_rolled_up == [] and outcome.horizon == TARGET
+    assert outcome.recomputed_frozen == 1
+    assert stats_by_hour(upgraded)[JAN20]["samples"] == SAMPLES_PER_HOUR + 1
+    assert quarters_by_hour(upgraded)[JAN20]  # recomputed with it
+    assert raw_count(upgraded, JAN20, JAN20 + H) == 0
+
+
 def test_the_aggregator_runs_the_job_at_start_and_counts_it(
     engine: Engine, settings: Settings
 ) -> None:

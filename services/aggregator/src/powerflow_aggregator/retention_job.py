@@ -180,9 +180,15 @@ def not_rolled_up(
     """(device, hour)s in [start, end) whose stats or quarters are missing or older than their
     readings.
 
-    An hour is rolled up when it has a stats row and quarters computed at or after the newest
-    reading of the hour was stored (``received_at``; the writer commits before it announces,
-    and the aggregator recomputes after; an hour and its quarters are written together).
+    An hour is rolled up when it has a stats row that counted every reading the hour has now
+    (``samples``), and it and its quarters were computed at or after the newest reading of the
+    hour was stored (``received_at``; the writer commits before it announces, and the
+    aggregator recomputes after; an hour and its quarters are written together). The count is
+    what proves it: ``received_at`` is a writer's clock, stamped before its commit, and
+    ``computed_at`` the aggregator's, so a reading committed just after a recompute that did
+    not see it, or stamped by a clock behind the aggregator's, can look older than the row;
+    it still makes the hour one reading more than its row counted (readings are only ever
+    added to a live hour).
     Readings of deleted devices count nowhere and are ignored. ``first_only``: the earliest
     such hour of each device is enough.
     """
@@ -213,18 +219,21 @@ def _unrolled_by_device(
                 stat_filter.append(_stats.c.hour_start >= start)
                 quarter_filter.append(_quarters.c.quarter_start >= start)
             newest = conn.execute(
-                select(hour_expr, func.max(_readings.c.received_at))
+                select(hour_expr, func.max(_readings.c.received_at), func.count())
                 .where(*reading_filter)
                 .group_by(hour_expr)
                 .order_by(hour_expr)
             ).all()
             if not newest:
                 continue
-            computed = dict(
-                conn.execute(
-                    select(_stats.c.hour_start, _stats.c.computed_at).where(*stat_filter)
-                ).all()
-            )
+            computed = {
+                hour: (computed_at, samples)
+                for hour, computed_at, samples in conn.execute(
+                    select(_stats.c.hour_start, _stats.c.computed_at, _stats.c.samples).where(
+                        *stat_filter
+                    )
+                )
+            }
             # An hour's quarters carry its computed_at; the oldest one stands for them all.
             quarters = {
                 _aware(hour): _aware(oldest)
@@ -235,11 +244,13 @@ def _unrolled_by_device(
                 )
             }
             found: list[tuple[Bucket, bool]] = []
-            for hour_text, received_at in newest:
+            for hour_text, received_at, readings in newest:
                 hour = datetime.strptime(hour_text, HOUR_TEXT_FORMAT).replace(tzinfo=UTC)
                 newest_at = _aware(received_at)
                 stored = computed.get(hour)
-                stats_current = stored is not None and _aware(stored) >= newest_at
+                stats_current = (
+                    stored is not None and stored[1] == readings and _aware(stored[0]) >= newest_at
+                )
                 quartered = quarters.get(hour)
                 if stats_current and quartered is not None and quartered >= newest_at:
                     continue
