@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -459,6 +459,22 @@ def test_a_late_reading_for_a_frozen_hour_is_dead_lettered_and_the_rest_of_its_b
     assert "frozen" in record.detail
 
 
+def commit_after_the_check(monkeypatch: pytest.MonkeyPatch, commit: Callable[[], None]) -> None:
+    """Run ``commit`` right after the job's first rolled-up check, before it moves the horizon:
+    a writer committing in that moment."""
+    real = retention_job.not_rolled_up
+    calls: list[bool] = []
+
+    def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
+        found = real(*args, **kwargs)
+        if not calls:
+            commit()
+        calls.append(True)
+        return found
+
+    monkeypatch.setattr(retention_job, "not_rolled_up", racing)
+
+
 def test_the_job_recomputes_an_hour_dirtied_while_the_horizon_moved_before_deleting(
     upgraded: Engine, fresh_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -466,19 +482,14 @@ def test_the_job_recomputes_an_hour_dirtied_while_the_horizon_moved_before_delet
     # up and before it moved the horizon: the aggregator will leave that hour alone (frozen),
     # so the job recomputes it from its raw readings, still there, before January goes.
     real = retention_job.not_rolled_up
-    calls: list[bool] = []
 
-    def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
-        found = real(*args, **kwargs)
-        if not calls:
-            store(
-                upgraded,
-                [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
-            )
-        calls.append(True)
-        return found
+    def commit() -> None:
+        store(
+            upgraded,
+            [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
+        )
 
-    monkeypatch.setattr(retention_job, "not_rolled_up", racing)
+    commit_after_the_check(monkeypatch, commit)
     outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
     assert outcome.not_rolled_up == []  # the check saw nothing to wait for
     assert outcome.horizon == TARGET
@@ -529,17 +540,11 @@ def test_a_reading_stamped_early_and_committed_while_the_horizon_moves_is_recomp
 ) -> None:
     # As above, but it commits after the job's check and before the move: the job's check
     # after the move counts it and recomputes the hour from raw before anything goes.
-    real = retention_job.not_rolled_up
-    calls: list[bool] = []
 
-    def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
-        found = real(*args, **kwargs)
-        if not calls:
-            insert_stamped_early(upgraded, JAN20 + timedelta(minutes=30))
-        calls.append(True)
-        return found
+    def commit() -> None:
+        insert_stamped_early(upgraded, JAN20 + timedelta(minutes=30))
 
-    monkeypatch.setattr(retention_job, "not_rolled_up", racing)
+    commit_after_the_check(monkeypatch, commit)
     outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
     assert outcome.not_rolled_up == [] and outcome.horizon == TARGET
     assert outcome.recomputed_frozen == 1
@@ -807,22 +812,17 @@ def test_hours_the_job_recomputes_while_freezing_them_leave_no_stale_day(
 ) -> None:
     site_id = on_a_site(upgraded)
     daily_site.rebuild_site(upgraded, site_id, default_tz="UTC", lock_timeout_s=5.0)
-    real = retention_job.not_rolled_up
-    calls: list[bool] = []
 
-    def racing(*args: Any, **kwargs: Any) -> list[Bucket]:
-        found = real(*args, **kwargs)
-        if not calls:  # a reading for 20 January lands just before the horizon moves
-            store_readings(
-                upgraded,
-                [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
-                received_at=datetime.now(UTC),
-                max_gap=GAP,
-            )
-        calls.append(True)
-        return found
+    # A reading for 20 January lands just before the horizon moves.
+    def commit() -> None:
+        store_readings(
+            upgraded,
+            [Reading(device_code=CODE, ts=JAN20 + timedelta(minutes=30), power_w=1000.0)],
+            received_at=datetime.now(UTC),
+            max_gap=GAP,
+        )
 
-    monkeypatch.setattr(retention_job, "not_rolled_up", racing)
+    commit_after_the_check(monkeypatch, commit)
     outcome = run_retention(upgraded, job_settings(fresh_url), now=NOW)
     assert outcome.recomputed_frozen == 1 and outcome.horizon == TARGET
     # Frozen and rolled up, 20 January is never recomputed again: its day was not left behind.
