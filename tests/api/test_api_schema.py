@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import schemathesis
+import schemathesis.python.asgi
+import schemathesis.specs.openapi.schemas
 from hypothesis import HealthCheck, given, settings
 from pf_api_data import add_device, add_hour, add_site, bearer
 from pf_hypothesis import examples
@@ -23,6 +25,11 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy import Engine
 
 from powerflow.broker import Broker
+
+# The two schemathesis modules above are imported here, at collection, not first inside
+# from_asgi: pytest rewrites schemathesis' modules as they are imported (it is a pytest
+# plugin), and CPython 3.11 can fail that compile inside a running hypothesis test ("AST
+# constructor recursion depth mismatch", seen once in a CI run under pytest-xdist).
 from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
 from powerflow_common.settings import Settings, load_settings
