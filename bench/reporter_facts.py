@@ -54,6 +54,8 @@ def main() -> None:
                         "bidirectional": False,
                         "first_seen_at": now,
                         "last_seen_at": now,
+                        # Admitted (migration 0006): a waiting device is in no total.
+                        "admitted_at": now,
                     }
                     for i in range(DEVICES)
                 ],
