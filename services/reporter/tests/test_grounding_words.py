@@ -18,8 +18,9 @@ from pf_report_facts import known_inputs
 from powerflow_reporter.facts import compute_facts
 from powerflow_reporter.grounding import find_offences
 from powerflow_reporter.labels import assign_labels
-from powerflow_reporter.narrative import allowed_in, narrative_offences, template_narrative
+from powerflow_reporter.narrative import narrative_offences, template_narrative
 from powerflow_reporter.numberwords import find_word_numbers, parse_english, parse_korean
+from powerflow_reporter.sections import allowed_in
 
 FIXTURES = Path(__file__).with_name("fixtures")
 YEARS = {2026}

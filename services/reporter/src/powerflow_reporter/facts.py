@@ -23,6 +23,7 @@ from powerflow_common.totals import SiteEnergy, Span, contracted_by_site, scope2
 
 __all__ = [
     "BRIGHT_LUX",
+    "FACT_GLOSSARY",
     "NIGHT_HOURS",
     "DeviceInfo",
     "Fact",
@@ -55,6 +56,35 @@ Kind = Literal[
     "hour",
     "text",
 ]
+
+# What each fact means, for the model (narrative.SYSTEM_PROMPT) and for people. Every fact
+# compute_facts adds is named here and every name here is a fact (test_sections.py checks).
+# A line names its facts before a colon (all of it without one; notes in parentheses and
+# indented lines are description); ``a_kwh / _n`` is a_kwh and a_n; ``top1..5``: top1 to top5.
+FACT_GLOSSARY = """\
+total_kwh: electricity consumed in the period (allocated + unallocated), counted meters only
+allocated_kwh / unallocated_kwh / unallocated_pct: energy timed to hours / counted across data gaps
+total_gj: total_kwh in gigajoules (GRI 302-1)
+co2_location_kg, co2_location_t: location-based Scope 2 emissions (GRI 305-2)
+co2_market_kg, co2_market_t: market-based Scope 2 emissions after contracted renewables
+contracted_renewable_kwh, renewable_covered_kwh: renewable contracts' share of the period
+effective_factor_kg_per_kwh, factor_kg_per_kwh, factor_source, factor_set, factor_count
+hours_without_factor: metered hours with energy but no emission factor
+device_count, counted_device_count; device_top1..5_name / _kwh / _share_pct (by consumption)
+avg_daily_kwh, max_day_date, max_day_kwh, min_day_date, min_day_kwh
+weekday_avg_daily_kwh, weekend_avg_daily_kwh, weekend_vs_weekday_pct
+night_base_load_w (mean power 00:00-05:00 local), min_hour_w, peak_hour_w, peak_hour_start,
+peak_device_max_w (highest single reading of a counted meter), avg_power_w
+previous_total_kwh, previous_co2_location_kg, change_kwh, change_pct (vs previous equal period)
+coverage_pct, hours_with_data, missing_device_hours, gap_device_hours
+floor_area_m2, intensity_kwh_per_m2 (GRI 302-3)
+corr_temperature_r / _n, corr_humidity_r / _n, corr_brightness_r / _n (hourly power, Pearson)
+daily_kwh_per_c_slope, daily_temperature_n (least squares of daily kWh on mean temperature)
+savings_night_base_kwh / _kg / _pct: night base load above the period's lowest hour
+savings_bright_lighting_kwh / _kg / _pct: energy above each light-sensing meter's floor in
+  hours with at least 500 lux
+period_start_date, period_end_date, period_days, period_hours, scope_label, timezone
+"""
 
 # Local hours [0, 5) count as night for the base-load rule.
 NIGHT_HOURS = range(0, 5)

@@ -6,7 +6,7 @@ Either way the text cites figures only as ``{{fact_id}}`` placeholders that our 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,71 +15,35 @@ from anthropic.types import MessageParam, OutputConfigParam
 
 from powerflow_common.carbon import SEED_FACTORS
 from powerflow_common.logs import get_logger
-from powerflow_reporter.facts import Facts
+from powerflow_reporter.facts import FACT_GLOSSARY, Facts
 from powerflow_reporter.formatting import Language
 from powerflow_reporter.grounding import Offence, find_offences, split_sentences
 from powerflow_reporter.labels import Labels, assign_labels, brace_labels, prompt_payload
+from powerflow_reporter.sections import (
+    RECOMMENDATIONS,
+    SECTIONS,
+    Section,
+    Sentence,
+    allowed_in,
+    fact_patterns,
+)
 
 __all__ = [
-    "SECTIONS",
-    "SECTION_ONLY",
+    "OUTPUT_SCHEMA",
+    "SYSTEM_PROMPT",
     "Narrative",
     "NarrativeUnavailable",
     "Recommendation",
     "TransientNarrativeError",
-    "allowed_in",
     "claude_narrative",
     "narrative_offences",
+    "output_schema",
+    "system_prompt",
     "template_narrative",
     "user_message",
 ]
 
 log = get_logger(__name__)
-
-SECTIONS = (
-    "executive_summary",
-    "consumption_analysis",
-    "emissions",
-    "environmental_correlations",
-)
-RECOMMENDATIONS = "recommendations"
-
-# Facts that belong to one part of the report and are misplaced anywhere else. A savings
-# potential is what a recommendation rests on (and cites); a correlation or the temperature
-# slope belongs where the report says that a correlation is not a cause.
-SECTION_ONLY: dict[str, tuple[str, ...]] = {
-    RECOMMENDATIONS: ("savings_",),
-    "environmental_correlations": ("corr_", "daily_kwh_per_c_slope", "daily_temperature_n"),
-}
-
-
-def _home(fact_id: str) -> str | None:
-    for section, prefixes in SECTION_ONLY.items():
-        if fact_id.startswith(prefixes):
-            return section
-    return None
-
-
-def _family(fact_id: str) -> str:
-    """A savings potential's facts share a family: savings_night_base_kwh, _kg, _pct."""
-    return fact_id.rsplit("_", 1)[0]
-
-
-def allowed_in(section: str, known: Collection[str], cites: Collection[str] = ()) -> set[str]:
-    """The placeholders ``section`` may use: every fact but those of another section.
-
-    A recommendation uses only the savings potentials it cites (any of a potential's kWh, kg
-    and % once it cites one of them), so its ``cites`` say truly what it rests on.
-    """
-    cited = {_family(c) for c in cites}
-    allowed = set()
-    for fact_id in known:
-        home = _home(fact_id)
-        if home is None or (
-            home == section and (section != RECOMMENDATIONS or _family(fact_id) in cited)
-        ):
-            allowed.add(fact_id)
-    return allowed
 
 
 class TransientNarrativeError(RuntimeError):
@@ -112,148 +76,24 @@ class Narrative:
 
 # --- template -----------------------------------------------------------------------------------
 
-_T: dict[str, dict[str, str]] = {
-    "en": {
-        "summary": "From {{period_start_date}} to {{period_end_date}}, {{scope_label}} consumed "
-        "{{total_kwh}} of electricity, which corresponds to {{co2_location_kg}} of "
-        "location-based and {{co2_market_kg}} of market-based Scope 2 emissions.",
-        "change": "Consumption changed by {{change_pct}} ({{change_kwh}}) against the previous "
-        "period of equal length.",
-        "coverage": "Data coverage was {{coverage_pct}} of the metered hours.",
-        "daily": "Daily consumption averaged {{avg_daily_kwh}}; the highest day was "
-        "{{max_day_date}} with {{max_day_kwh}} and the lowest {{min_day_date}} with "
-        "{{min_day_kwh}}.",
-        "weekend": "Weekend days averaged {{weekend_avg_daily_kwh}} against "
-        "{{weekday_avg_daily_kwh}} on weekdays ({{weekend_vs_weekday_pct}} of a weekday).",
-        "peak": "The highest hourly average power was {{peak_hour_w}} in the hour starting "
-        "{{peak_hour_start}}; the night base load averaged {{night_base_load_w}}.",
-        "top": "The largest consumer was {{device_top1_name}} with {{device_top1_kwh}} "
-        "({{device_top1_share_pct}} of the total).",
-        "unallocated": "{{unallocated_kwh}} was counted across data gaps and could not be "
-        "assigned to hours.",
-        "factor": "Emissions use the grid factor of {{factor_source}}.",
-        "effective": "At an effective {{effective_factor_kg_per_kwh}}, location-based emissions "
-        "were {{co2_location_t}} and market-based emissions {{co2_market_t}}, with "
-        "{{contracted_renewable_kwh}} of contracted renewable electricity.",
-        "intensity": "Energy intensity was {{intensity_kwh_per_m2}} of floor area.",
-        "temp": "Hourly power and outdoor or room temperature had a correlation coefficient of "
-        "{{corr_temperature_r}} over {{corr_temperature_n}} hours.",
-        "temp_none": "There were not enough temperature readings to relate power to temperature.",
-        "slope": "Daily consumption changed by {{daily_kwh_per_c_slope}} of mean temperature "
-        "over {{daily_temperature_n}} days.",
-        "humidity": "The coefficient for humidity was {{corr_humidity_r}} "
-        "over {{corr_humidity_n}} hours.",
-        "brightness": "The coefficient for brightness was {{corr_brightness_r}} "
-        "over {{corr_brightness_n}} hours.",
-        "rec_night": "Bring the night base load down to the period's lowest hourly level: up to "
-        "{{savings_night_base_kwh}} ({{savings_night_base_pct}} of consumption, "
-        "{{savings_night_base_kg}}).",
-        "rec_bright": "Switch lighting off while daylight is sufficient: up to "
-        "{{savings_bright_lighting_kwh}} ({{savings_bright_lighting_pct}} of consumption, "
-        "{{savings_bright_lighting_kg}}).",
-        "rec_none": "No rule-based savings potential was found for this period.",
-    },
-    "ko": {
-        "summary": "{{period_start_date}}부터 {{period_end_date}}까지 {{scope_label}}의 전력 "
-        "사용량은 {{total_kwh}}이며, 이는 위치 기반 {{co2_location_kg}}, 시장 기반 "
-        "{{co2_market_kg}}의 Scope 2 배출량에 해당합니다.",
-        "change": "같은 길이의 직전 기간 대비 사용량은 {{change_pct}} ({{change_kwh}}) 변했습니다.",
-        "coverage": "계측 시간 대비 데이터 수집률은 {{coverage_pct}}입니다.",
-        "daily": "일평균 사용량은 {{avg_daily_kwh}}이며, 가장 많은 날은 {{max_day_date}} "
-        "({{max_day_kwh}}), 가장 적은 날은 {{min_day_date}} ({{min_day_kwh}})입니다.",
-        "weekend": "주말 일평균은 {{weekend_avg_daily_kwh}}, 평일 일평균은 "
-        "{{weekday_avg_daily_kwh}}입니다 (평일 대비 {{weekend_vs_weekday_pct}}).",
-        "peak": "시간 평균 전력이 가장 높았던 때는 {{peak_hour_start}}부터의 한 시간으로 "
-        "{{peak_hour_w}}이며, 야간 기저 부하는 평균 {{night_base_load_w}}입니다.",
-        "top": "가장 많이 사용한 기기는 {{device_top1_name}}으로 {{device_top1_kwh}} "
-        "(전체의 {{device_top1_share_pct}})입니다.",
-        "unallocated": "{{unallocated_kwh}}는 데이터 공백 구간에서 집계되어 시간대에 배분하지 "
-        "못했습니다.",
-        "factor": "배출량은 다음 배출계수를 사용했습니다: {{factor_source}}.",
-        "effective": "실효 배출계수 {{effective_factor_kg_per_kwh}} 기준 위치 기반 배출량은 "
-        "{{co2_location_t}}, 시장 기반 배출량은 {{co2_market_t}}이며, 재생에너지 계약량은 "
-        "{{contracted_renewable_kwh}}입니다.",
-        "intensity": "연면적당 에너지 원단위는 {{intensity_kwh_per_m2}}입니다.",
-        "temp": "시간별 전력과 온도의 상관계수는 {{corr_temperature_r}} "
-        "(표본 {{corr_temperature_n}}시간)입니다.",
-        "temp_none": "온도 데이터가 부족하여 전력과 온도의 관계를 분석하지 못했습니다.",
-        "slope": "평균 기온에 대한 일 사용량의 기울기는 {{daily_kwh_per_c_slope}} "
-        "(표본 {{daily_temperature_n}}일)입니다.",
-        "humidity": "습도와의 상관계수는 {{corr_humidity_r}} (표본 {{corr_humidity_n}}시간)입니다.",
-        "brightness": "조도와의 상관계수는 {{corr_brightness_r}} "
-        "(표본 {{corr_brightness_n}}시간)입니다.",
-        "rec_night": "야간 기저 부하를 기간 중 최저 시간대 수준으로 낮추면 최대 "
-        "{{savings_night_base_kwh}} (사용량의 {{savings_night_base_pct}}, "
-        "{{savings_night_base_kg}})를 절감할 수 있습니다.",
-        "rec_bright": "충분히 밝을 때 조명을 끄면 최대 {{savings_bright_lighting_kwh}} "
-        "(사용량의 {{savings_bright_lighting_pct}}, {{savings_bright_lighting_kg}})를 절감할 수 "
-        "있습니다.",
-        "rec_none": "이 기간에는 규칙 기반 절감 잠재량이 발견되지 않았습니다.",
-    },
-}
 
-
-def template_narrative(facts: Facts, language: Language) -> Narrative:
+def template_narrative(
+    facts: Facts, language: Language, *, sections: Sequence[Section] = SECTIONS
+) -> Narrative:
     """The deterministic narrative, written without AI, citing the same facts."""
-    t = _T[language]
-
-    def has(*ids: str) -> bool:
-        return all(facts.values[i].value is not None for i in ids)
-
-    def positive(fact_id: str) -> bool:
-        v = facts.number(fact_id)
-        return v is not None and v > 0
-
-    summary = [t["summary"]]
-    if has("change_pct"):
-        summary.append(t["change"])
-    summary.append(t["coverage"])
-    consumption = [t["daily"]]
-    if has("weekend_avg_daily_kwh", "weekday_avg_daily_kwh", "weekend_vs_weekday_pct"):
-        consumption.append(t["weekend"])
-    if has("night_base_load_w"):
-        consumption.append(t["peak"])
-    if has("device_top1_name"):
-        consumption.append(t["top"])
-    if positive("unallocated_kwh"):
-        consumption.append(t["unallocated"])
-    emissions = [t["factor"] if has("factor_source") else "", t["effective"]]
-    if has("intensity_kwh_per_m2"):
-        emissions.append(t["intensity"])
-    env = [t["temp"] if has("corr_temperature_r") else t["temp_none"]]
-    if has("daily_kwh_per_c_slope"):
-        env.append(t["slope"])
-    if has("corr_humidity_r"):
-        env.append(t["humidity"])
-    if has("corr_brightness_r"):
-        env.append(t["brightness"])
-    recs: list[Recommendation] = []
-    if positive("savings_night_base_kwh"):
-        recs.append(
-            Recommendation(
-                t["rec_night"],
-                ["savings_night_base_kwh", "savings_night_base_pct", "savings_night_base_kg"],
-            )
-        )
-    if positive("savings_bright_lighting_kwh"):
-        recs.append(
-            Recommendation(
-                t["rec_bright"],
-                [
-                    "savings_bright_lighting_kwh",
-                    "savings_bright_lighting_pct",
-                    "savings_bright_lighting_kg",
-                ],
-            )
-        )
+    recs = [
+        Recommendation(rule.text[language], rule.cites)
+        for rule in RECOMMENDATIONS.rules
+        if _positive(facts, f"{rule.family}_kwh")
+    ]
     if not recs:
-        recs.append(Recommendation(t["rec_none"], []))
+        recs.append(Recommendation(RECOMMENDATIONS.none[language], []))
     return Narrative(
         sections={
-            "executive_summary": " ".join(summary),
-            "consumption_analysis": " ".join(consumption),
-            "emissions": " ".join(s for s in emissions if s),
-            "environmental_correlations": " ".join(env),
+            section.id: " ".join(
+                text for text in (_sentence(facts, s, language) for s in section.template) if text
+            )
+            for section in sections
         },
         recommendations=recs,
         source="template",
@@ -261,53 +101,46 @@ def template_narrative(facts: Facts, language: Language) -> Narrative:
     )
 
 
+def _sentence(facts: Facts, sentence: Sentence, language: Language) -> str:
+    """The sentence's text if its facts allow it, else its alternative, else ""."""
+    if all(facts.values[i].value is not None for i in sentence.needs) and (
+        sentence.positive is None or _positive(facts, sentence.positive)
+    ):
+        return sentence.text[language]
+    return "" if sentence.otherwise is None else sentence.otherwise[language]
+
+
+def _positive(facts: Facts, fact_id: str) -> bool:
+    value = facts.number(fact_id)
+    return value is not None and value > 0
+
+
 # --- Claude -------------------------------------------------------------------------------------
 
-OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        **{name: {"type": "string"} for name in SECTIONS},
-        "recommendations": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string"},
-                    "cites": {"type": "array", "items": {"type": "string"}},
+
+def output_schema(sections: Sequence[Section] = SECTIONS) -> dict[str, Any]:
+    """The JSON schema of the model's answer: each section's text, then the recommendations."""
+    return {
+        "type": "object",
+        "properties": {
+            **{section.id: {"type": "string"} for section in sections},
+            RECOMMENDATIONS.id: {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "cites": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["text", "cites"],
+                    "additionalProperties": False,
                 },
-                "required": ["text", "cites"],
-                "additionalProperties": False,
             },
         },
-    },
-    "required": [*SECTIONS, "recommendations"],
-    "additionalProperties": False,
-}
+        "required": [*(section.id for section in sections), RECOMMENDATIONS.id],
+        "additionalProperties": False,
+    }
 
-FACT_GLOSSARY = """\
-total_kwh: electricity consumed in the period (allocated + unallocated), counted meters only
-allocated_kwh / unallocated_kwh / unallocated_pct: energy timed to hours / counted across data gaps
-total_gj: total_kwh in gigajoules (GRI 302-1)
-co2_location_kg, co2_location_t: location-based Scope 2 emissions (GRI 305-2)
-co2_market_kg, co2_market_t: market-based Scope 2 emissions after contracted renewables
-contracted_renewable_kwh, renewable_covered_kwh: renewable contracts' share of the period
-effective_factor_kg_per_kwh, factor_kg_per_kwh, factor_source, factor_set, factor_count
-hours_without_factor: metered hours with energy but no emission factor
-device_count, counted_device_count; device_top1..5_name / _kwh / _share_pct (by consumption)
-avg_daily_kwh, max_day_date, max_day_kwh, min_day_date, min_day_kwh
-weekday_avg_daily_kwh, weekend_avg_daily_kwh, weekend_vs_weekday_pct
-night_base_load_w (mean power 00:00-05:00 local), min_hour_w, peak_hour_w, peak_hour_start,
-peak_device_max_w (highest single reading of a counted meter), avg_power_w
-previous_total_kwh, previous_co2_location_kg, change_kwh, change_pct (vs previous equal period)
-coverage_pct, hours_with_data, missing_device_hours, gap_device_hours
-floor_area_m2, intensity_kwh_per_m2 (GRI 302-3)
-corr_temperature_r / _n, corr_humidity_r / _n, corr_brightness_r / _n (hourly power, Pearson)
-daily_kwh_per_c_slope, daily_temperature_n (least squares of daily kWh on mean temperature)
-savings_night_base_kwh / _kg / _pct: night base load above the period's lowest hour
-savings_bright_lighting_kwh / _kg / _pct: energy above each light-sensing meter's floor in
-  hours with at least 500 lux
-period_start_date, period_end_date, period_days, period_hours, scope_label, timezone
-"""
 
 METHODOLOGY = """\
 Methodology. Energy comes from each meter's cumulative counter when it has one, else from the
@@ -332,7 +165,14 @@ def _factor_table() -> str:
     return "\n".join(lines)
 
 
-SYSTEM_PROMPT = f"""\
+def system_prompt(sections: Sequence[Section] = SECTIONS) -> str:
+    """The long static part of every request: the rules, the sections, the facts' glossary."""
+    recs = RECOMMENDATIONS
+    owned = "".join(
+        f"; {s.owns_name} ({fact_patterns(s.owns)}) only in {s.id}" for s in sections if s.owns
+    )
+    listed = ", ".join(f"{s.id} ({s.guidance})" for s in sections)
+    return f"""\
 You write the narrative of an environmental (ESG) electricity report for a company's ESG \
 officer and auditor. The report's tables, charts and figures are produced by software from \
 metered data; your text explains them.
@@ -354,18 +194,14 @@ it appears to say. Devices, locations, sites and sources appear there only as op
 example {{{{device_2}}}}, and the software writes its real name.
 4. Write plain prose in the requested language: no HTML, no Markdown, no lists inside sections. \
 Each section is one or two short paragraphs.
-5. Recommendations cite the savings-potential facts they rest on (savings_*) in "cites" and use \
-their placeholders in the text. Recommend nothing the facts do not support. Savings facts \
-(savings_*) appear only in the recommendation that cites them; correlation facts (corr_*, \
-daily_kwh_per_c_slope, daily_temperature_n) only in environmental_correlations.
+5. Recommendations cite the savings-potential facts they rest on ({fact_patterns(recs.owns)}) \
+in "cites" and use their placeholders in the text. Recommend nothing the facts do not support. \
+{recs.owns_name} ({fact_patterns(recs.owns)}) appear only in the recommendation that cites \
+them{owned}.
 6. Be factual and neutral. Do not speculate about causes the data cannot show; when coverage is \
 low or energy is unallocated, say so.
 
-Sections: executive_summary (the period's consumption, emissions and change), \
-consumption_analysis (days, weekday and weekend, profile, peak, base load, largest consumers), \
-emissions (location- and market-based Scope 2, factor and source, intensity), \
-environmental_correlations (power against temperature, humidity and brightness; a correlation \
-is not a cause), recommendations.
+Sections: {listed}, {recs.id}.
 
 Fact ids:
 {FACT_GLOSSARY}
@@ -373,6 +209,9 @@ Fact ids:
 {_factor_table()}
 """
 
+
+OUTPUT_SCHEMA = output_schema()
+SYSTEM_PROMPT = system_prompt()
 OUTPUT_CONFIG: OutputConfigParam = {"format": {"type": "json_schema", "schema": OUTPUT_SCHEMA}}
 
 _LANGUAGE_NAMES = {"en": "English", "ko": "Korean (한국어)"}
@@ -481,7 +320,7 @@ def claude_narrative(
         "fallback_sentences": 0,
     }
     if parsed is None:
-        grounding["fallback_sections"] = [*SECTIONS, "recommendations"]
+        grounding["fallback_sections"] = [*(s.id for s in SECTIONS), RECOMMENDATIONS.id]
         grounding["fallback"] = "the model gave no usable answer; template text used throughout"
         return Narrative(
             sections=template.sections,
@@ -492,7 +331,7 @@ def claude_narrative(
             usage=usage,
         )
     sections: dict[str, str] = {}
-    for name in SECTIONS:
+    for name in (s.id for s in SECTIONS):
         text = str(parsed.get(name, ""))
         bad = {o.sentence for o in offences if o.sentence in split_sentences(text)}
         if bad:
@@ -503,7 +342,7 @@ def claude_narrative(
             sections[name] = text
     recs: list[Recommendation] = []
     dropped = 0
-    for item in parsed.get("recommendations", []):
+    for item in parsed.get(RECOMMENDATIONS.id, []):
         text = str(item.get("text", ""))
         if any(o.sentence in split_sentences(text) for o in offences):
             dropped += 1
@@ -512,7 +351,7 @@ def claude_narrative(
         recs.append(Recommendation(text, cites))
     if dropped:
         recs.extend(template.recommendations)
-        grounding["fallback_sections"].append("recommendations")
+        grounding["fallback_sections"].append(RECOMMENDATIONS.id)
         grounding["fallback_sentences"] += dropped
     return Narrative(
         sections=sections,
@@ -576,15 +415,14 @@ def _parse(raw: str, labels: Labels) -> dict[str, Any] | None:
         value = json.loads(raw)
     except json.JSONDecodeError:
         return None
-    if not isinstance(value, dict) or not all(isinstance(value.get(s), str) for s in SECTIONS):
+    if not isinstance(value, dict) or not all(isinstance(value.get(s.id), str) for s in SECTIONS):
         return None
-    if not isinstance(value.get("recommendations"), list):
+    recs = value.get(RECOMMENDATIONS.id)
+    if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
         return None
-    if not all(isinstance(r, dict) for r in value["recommendations"]):
-        return None
-    for name in SECTIONS:
-        value[name] = brace_labels(value[name], labels)
-    for item in value["recommendations"]:
+    for section in SECTIONS:
+        value[section.id] = brace_labels(value[section.id], labels)
+    for item in recs:
         item["text"] = brace_labels(str(item.get("text", "")), labels)
         cites = item.get("cites")
         item["cites"] = [str(c) for c in cites] if isinstance(cites, list) else []
@@ -592,18 +430,26 @@ def _parse(raw: str, labels: Labels) -> dict[str, Any] | None:
 
 
 def narrative_offences(
-    parsed: dict[str, Any], known: Collection[str], years: set[int]
+    parsed: dict[str, Any],
+    known: Collection[str],
+    years: set[int],
+    *,
+    sections: Sequence[Section] = SECTIONS,
 ) -> list[Offence]:
     """Every offence of an answer: each section and recommendation checked with its own rules."""
     offences = [
         o
-        for name in SECTIONS
+        for section in sections
         for o in find_offences(
-            str(parsed[name]), known, years, allowed_here=allowed_in(name, known)
+            str(parsed[section.id]),
+            known,
+            years,
+            allowed_here=allowed_in(section.id, known, sections=sections),
         )
     ]
-    for item in parsed["recommendations"]:
-        allowed = allowed_in(RECOMMENDATIONS, known, item.get("cites", []))
+    for item in parsed[RECOMMENDATIONS.id]:
+        cites = item.get("cites", [])
+        allowed = allowed_in(RECOMMENDATIONS.id, known, cites, sections=sections)
         offences += find_offences(str(item.get("text", "")), known, years, allowed_here=allowed)
     return offences
 

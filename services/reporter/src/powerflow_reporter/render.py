@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from powerflow_reporter.facts import Facts
 from powerflow_reporter.formatting import Language, format_fact, format_number
 from powerflow_reporter.grounding import fill_placeholders
 from powerflow_reporter.labels import assign_labels
-from powerflow_reporter.narrative import SECTIONS, Narrative
+from powerflow_reporter.narrative import Narrative
+from powerflow_reporter.sections import RECOMMENDATIONS, SECTIONS, Section, html_order
 
 __all__ = ["RenderedReport", "render_html", "render_markdown"]
 
@@ -51,8 +53,6 @@ UI: dict[str, dict[str, str]] = {
         "coverage": "Data coverage",
         "peak": "Peak hourly average power",
         "night_base": "Night base load",
-        "executive_summary": "Executive summary",
-        "environmental": "Environmental disclosures",
         "gri_302_1": "Energy consumption within the organisation",
         "gri_302_3": "Energy intensity",
         "gri_305_2": "Energy indirect (Scope 2) GHG emissions",
@@ -64,17 +64,13 @@ UI: dict[str, dict[str, str]] = {
         "method": "Method",
         "location_based": "Location-based",
         "market_based": "Market-based",
-        "consumption_analysis": "Consumption analysis",
-        "emissions": "Emissions",
         "daily_chart": "Daily consumption (kWh)",
         "profile_chart": "Average hourly profile (W, local time)",
         "by_device": "Consumption by device",
         "device": "Device",
         "code": "Code",
         "role": "Meter role",
-        "environmental_correlations": "Environmental correlations",
         "scatter_chart": "Temperature (°C) against hourly power (W)",
-        "recommendations": "Recommendations",
         "methodology": "Methodology",
         "boundary": "Boundary",
         "meters": "Meters counted / in scope",
@@ -112,8 +108,6 @@ UI: dict[str, dict[str, str]] = {
         "coverage": "데이터 수집률",
         "peak": "최대 시간 평균 전력",
         "night_base": "야간 기저 부하",
-        "executive_summary": "요약",
-        "environmental": "환경 공시",
         "gri_302_1": "조직 내 에너지 소비",
         "gri_302_3": "에너지 원단위",
         "gri_305_2": "간접 온실가스 배출 (Scope 2)",
@@ -125,17 +119,13 @@ UI: dict[str, dict[str, str]] = {
         "method": "산정 방식",
         "location_based": "위치 기반",
         "market_based": "시장 기반",
-        "consumption_analysis": "사용량 분석",
-        "emissions": "배출량",
         "daily_chart": "일별 사용량 (kWh)",
         "profile_chart": "시간대별 평균 전력 (W, 현지 시각)",
         "by_device": "기기별 사용량",
         "device": "기기",
         "code": "코드",
         "role": "계량 구분",
-        "environmental_correlations": "환경 요인과의 상관관계",
         "scatter_chart": "온도 (°C)와 시간별 전력 (W)",
-        "recommendations": "권고 사항",
         "methodology": "산정 방법",
         "boundary": "경계",
         "meters": "집계 계량기 / 범위 내 기기",
@@ -198,8 +188,13 @@ def render_html(
     facts: Facts,
     narrative: Narrative,
     language: Language,
+    sections: Sequence[Section] = SECTIONS,
 ) -> str:
-    """The report as one self-contained HTML page (inline SVG charts, no external assets)."""
+    """The report as one self-contained HTML page (inline SVG charts, no external assets).
+
+    Each section is its title and text, with the charts and tables of its partials
+    (templates/sections/<id>.before.html.j2 and .after.html.j2) if it has any.
+    """
     t = UI[language]
     displays = _displays(facts, language)
     displays_html = {k: html.escape(v) for k, v in displays.items()}
@@ -252,7 +247,15 @@ def render_html(
         source=narrative.source,
         model=narrative.model,
         fallback_note=t["fallback"] if fallback else "",
-        sections={name: _html_text(narrative.sections[name], displays_html) for name in SECTIONS},
+        sections=[
+            {
+                "id": s.id,
+                "title": (s.html_title or s.title)[language],
+                "text": _html_text(narrative.sections[s.id], displays_html),
+            }
+            for s in html_order(sections)
+        ],
+        recommendations_title=RECOMMENDATIONS.title[language],
         recommendations=[_inline_html(r.text, displays_html) for r in narrative.recommendations],
         charts=charts,
         devices=devices,
@@ -270,8 +273,36 @@ def _md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+def _md_scope2(t: dict[str, str], displays: dict[str, str]) -> list[str]:
+    """The emissions' tables: GHG Protocol Scope 2 both ways, and the GRI figures."""
+    return [
+        "| GHG Protocol Scope 2 | kWh | kg CO2e | t CO2e |",
+        "|---|---:|---:|---:|",
+        f"| {t['location_based']} | {displays['total_kwh']} | "
+        f"{displays['co2_location_kg']} | {displays['co2_location_t']} |",
+        f"| {t['market_based']} | {displays['total_kwh']} | "
+        f"{displays['co2_market_kg']} | {displays['co2_market_t']} |",
+        "",
+        f"GRI 302-1: {displays['total_kwh']} = {displays['total_gj']}; GRI 302-3: "
+        f"{displays['intensity_kwh_per_m2']}",
+        "",
+    ]
+
+
+# What the Markdown adds after a section's text, by section id (most sections: nothing).
+_MD_AFTER: dict[str, Callable[[dict[str, str], dict[str, str]], list[str]]] = {
+    "emissions": _md_scope2,
+}
+
+
 def render_markdown(
-    *, report_id: str, generated_at: str, facts: Facts, narrative: Narrative, language: Language
+    *,
+    report_id: str,
+    generated_at: str,
+    facts: Facts,
+    narrative: Narrative,
+    language: Language,
+    sections: Sequence[Section] = SECTIONS,
 ) -> str:
     """The report as Markdown: the same narrative and figures, tables instead of charts."""
     t = UI[language]
@@ -310,22 +341,12 @@ def render_markdown(
         f"| {t['coverage']} | {displays['coverage_pct']} |",
         "",
     ]
-    for name in SECTIONS:
-        lines += [f"## {t[name]}", "", text(narrative.sections[name]), ""]
-        if name == "emissions":
-            lines += [
-                "| GHG Protocol Scope 2 | kWh | kg CO2e | t CO2e |",
-                "|---|---:|---:|---:|",
-                f"| {t['location_based']} | {displays['total_kwh']} | "
-                f"{displays['co2_location_kg']} | {displays['co2_location_t']} |",
-                f"| {t['market_based']} | {displays['total_kwh']} | "
-                f"{displays['co2_market_kg']} | {displays['co2_market_t']} |",
-                "",
-                f"GRI 302-1: {displays['total_kwh']} = {displays['total_gj']}; GRI 302-3: "
-                f"{displays['intensity_kwh_per_m2']}",
-                "",
-            ]
-    lines += [f"## {t['recommendations']}", ""]
+    for section in sections:
+        lines += [f"## {section.title[language]}", "", text(narrative.sections[section.id]), ""]
+        after = _MD_AFTER.get(section.id)
+        if after is not None:
+            lines += after(t, displays)
+    lines += [f"## {RECOMMENDATIONS.title[language]}", ""]
     lines += [f"- {text(r.text)}" for r in narrative.recommendations]
     lines += ["", f"## {t['by_device']}", "", "| # | | kWh | % |", "|---:|---|---:|---:|"]
     for d in facts.tables.get("by_device", []):
