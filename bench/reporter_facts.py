@@ -18,7 +18,7 @@ from sqlalchemy import insert
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.db.models import Device, HourlyStat, Site
 from powerflow_common.periods import utc_bounds
-from powerflow_reporter.facts import Scope, compute_facts, load_inputs
+from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
 DEVICES = 100
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
@@ -100,7 +100,7 @@ def main() -> None:
             with engine.connect() as conn:
                 inputs = load_inputs(
                     conn,
-                    Scope(kind="site", site_id=int(site_id)),
+                    ReportScope(kind="site", site_id=int(site_id)),
                     start,
                     end,
                     default_tz="Asia/Seoul",

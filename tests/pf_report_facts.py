@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from powerflow_reporter.facts import DeviceInfo, FactInputs, FactorInfo, HourRow
+from powerflow_common.queries import ScopeDevice
+from powerflow_reporter.facts import FactInputs, FactorInfo, HourRow
 
 __all__ = ["END", "FACTOR", "MAIN", "SEOUL", "START", "SUB", "known_inputs"]
 
@@ -24,8 +25,8 @@ FACTOR = FactorInfo(
     source="powerflow prototype",
     method="location",
 )
-MAIN = DeviceInfo(1, "main-1", "Main meter", "basement", 1, "main", True)
-SUB = DeviceInfo(2, "sub-1", "Plug", "office", 1, "sub", False)
+MAIN = ScopeDevice(1, "main-1", 1, "main", name="Main meter", location="basement")
+SUB = ScopeDevice(2, "sub-1", 1, "sub", name="Plug", location="office")  # not counted
 
 
 def _main_kwh(local: datetime) -> tuple[float, float, float]:
@@ -70,6 +71,7 @@ def known_inputs(contracted_kwh: float = 0.0) -> FactInputs:
         start_utc=START,
         end_utc=END,
         devices=[MAIN, SUB],
+        counted_ids=frozenset({MAIN.id}),
         rows=rows,
         previous_rows=previous,
         factors=[FACTOR],

@@ -39,7 +39,7 @@ from powerflow_common.db.models import (
 )
 from powerflow_common.periods import Period
 from powerflow_common.queries import ScopeKind, load_scope, period_sums, range_sums
-from powerflow_reporter.facts import Scope, compute_facts, load_inputs
+from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
 SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 H = timedelta(hours=1)
@@ -431,14 +431,14 @@ def test_readings_agree(
 @pytest.mark.parametrize(
     ("scope", "month"),
     [
-        (Scope(kind="site", site_id=NEW_YORK), (datetime(2026, 3, 1), datetime(2026, 4, 1))),
-        (Scope(kind="organisation"), (datetime(2026, 11, 1), datetime(2026, 11, 10))),
-        (Scope(kind="site", site_id=SEOUL), (datetime(2026, 3, 1), datetime(2026, 4, 1))),
+        (ReportScope(kind="site", site_id=NEW_YORK), (datetime(2026, 3, 1), datetime(2026, 4, 1))),
+        (ReportScope(kind="organisation"), (datetime(2026, 11, 1), datetime(2026, 11, 10))),
+        (ReportScope(kind="site", site_id=SEOUL), (datetime(2026, 3, 1), datetime(2026, 4, 1))),
     ],
     ids=["new-york-march", "organisation-november", "seoul-march"],
 )
 def test_report_facts_agree(
-    engines: dict[str, Engine], scope: Scope, month: tuple[datetime, datetime]
+    engines: dict[str, Engine], scope: ReportScope, month: tuple[datetime, datetime]
 ) -> None:
     zone = ZoneInfo("America/New_York")
     start, end = (m.replace(tzinfo=zone).astimezone(UTC) for m in month)

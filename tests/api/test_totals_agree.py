@@ -28,7 +28,7 @@ from pf_api_data import add_contract, add_device, add_hour, add_site, bearer
 from sqlalchemy import Engine, select
 
 from powerflow_common.db.models import DEVICE_SITES, EMISSION_FACTORS
-from powerflow_reporter.facts import Scope, compute_facts, load_inputs
+from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
 # Their SQL differs per engine (db.sqltime): run on SQLite and on MariaDB.
 pytestmark = pytest.mark.both_backends
@@ -204,10 +204,12 @@ def test_summary_statistics_csv_and_report_facts_equal_the_hand_computed_totals(
     # The report facts, organisation and London, over the same range.
     with engine.connect() as conn:
         facts = compute_facts(
-            load_inputs(conn, Scope("organisation"), START, END, default_tz="Asia/Seoul")
+            load_inputs(conn, ReportScope("organisation"), START, END, default_tz="Asia/Seoul")
         )
         london_facts = compute_facts(
-            load_inputs(conn, Scope("site", site_id=london), START, END, default_tz="Asia/Seoul")
+            load_inputs(
+                conn, ReportScope("site", site_id=london), START, END, default_tz="Asia/Seoul"
+            )
         )
     assert close(facts.number("total_kwh") or 0.0, TOTAL_KWH, WH)
     assert close(facts.number("co2_location_kg") or 0.0, TOTAL_KG, GRAM)

@@ -43,6 +43,7 @@ __all__ = [
     "ENV_COLUMNS",
     "PeriodSums",
     "PlacementError",
+    "ScopeDevice",
     "ScopeKind",
     "ScopeNotFound",
     "SiteContracts",
@@ -154,10 +155,19 @@ def record_placement(
 
 @dataclass(frozen=True, slots=True)
 class ScopeDevice:
+    """A device of a scope as it is now: the API's totals and the report's devices read it."""
+
     id: int
     code: str
     site_id: int | None  # now
     meter_role: str  # now
+    name: str | None = None  # free text typed by people, as is location
+    location: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What people call it: its name, else its code (untrusted text either way)."""
+        return self.name or self.code
 
 
 @dataclass(slots=True)
@@ -323,9 +333,16 @@ def load_scope(
         scope_spans = [s for s in scope_spans if s.site_id == site_id]
     in_scope = {s.device_id for s in scope_spans}
     devices = [
-        ScopeDevice(r.id, r.code, r.site_id, r.meter_role)
+        ScopeDevice(r.id, r.code, r.site_id, r.meter_role, r.name, r.location)
         for r in conn.execute(
-            select(_devices.c.id, _devices.c.code, _devices.c.site_id, _devices.c.meter_role)
+            select(
+                _devices.c.id,
+                _devices.c.code,
+                _devices.c.site_id,
+                _devices.c.meter_role,
+                _devices.c.name,
+                _devices.c.location,
+            )
             .where(_devices.c.id.in_(sorted(in_scope) or [-1]))
             .order_by(_devices.c.id)
         )

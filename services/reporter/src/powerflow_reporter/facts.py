@@ -16,25 +16,44 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, DateTime, func, select, type_coerce
 
-from powerflow_common.db.models import DEVICES, EMISSION_FACTORS, HOURLY_STATS
+from powerflow_common.db.models import EMISSION_FACTORS, HOURLY_STATS
 from powerflow_common.db.sqltime import bind_text
-from powerflow_common.queries import ScopeNotFound, TotalsScope, load_scope, span_condition
+from powerflow_common.queries import (
+    ScopeDevice,
+    ScopeNotFound,
+    TotalsScope,
+    load_scope,
+    span_condition,
+)
 from powerflow_common.totals import SiteEnergy, Span, contracted_by_site, scope2_by_site
 
 __all__ = [
     "BRIGHT_LUX",
     "FACT_GLOSSARY",
     "NIGHT_HOURS",
-    "DeviceInfo",
     "Fact",
     "FactInputs",
     "FactorInfo",
     "Facts",
     "HourRow",
     "NoData",
-    "Scope",
+    "PeriodHours",
+    "ReportScope",
+    "comparison_facts",
     "compute_facts",
+    "coverage_facts",
+    "day_facts",
+    "device_facts",
+    "energy_facts",
+    "environment_facts",
+    "expected_device_hours",
+    "factor_facts",
+    "intensity_facts",
     "load_inputs",
+    "period_facts",
+    "place",
+    "profile_facts",
+    "savings_facts",
 ]
 
 Kind = Literal[
@@ -101,24 +120,6 @@ class NoData(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """A device in the report's scope; ``counted``: it adds to the total (in some hour)."""
-
-    id: int
-    code: str
-    name: str | None
-    location: str | None
-    site_id: int | None
-    meter_role: str
-    counted: bool
-
-    @property
-    def label(self) -> str:
-        """What people call it: its name, else its code (untrusted text either way)."""
-        return self.name or self.code
-
-
-@dataclass(frozen=True, slots=True)
 class HourRow:
     """The parts of one hourly_stats row that facts use."""
 
@@ -134,7 +135,7 @@ class HourRow:
     humidity_pct: float | None = None
     brightness_lux: float | None = None
     # Where the hour belongs (powerflow_common.totals): None follows the device's own
-    # site_id and counted flag, as when a device never moved.
+    # site_id and whether it counts in the period, as when a device never moved.
     site_id: int | None = None
     counted: bool | None = None
 
@@ -160,7 +161,9 @@ class FactInputs:
     tz: str
     start_utc: datetime
     end_utc: datetime
-    devices: Sequence[DeviceInfo]
+    devices: Sequence[ScopeDevice]
+    # The devices that add to the total in some hour of the period.
+    counted_ids: frozenset[int]
     rows: Sequence[HourRow]
     previous_rows: Sequence[HourRow]
     factors: Sequence[FactorInfo]
@@ -197,6 +200,12 @@ class Facts:
             value = None
         self.values[fact_id] = Fact(fact_id, value, kind)
 
+    def extend(self, other: Facts) -> None:
+        """Add ``other``'s facts, tables and notes after these."""
+        self.values.update(other.values)
+        self.tables.update(other.tables)
+        self.notes.update(other.notes)
+
     def value(self, fact_id: str) -> float | int | str | None:
         return self.values[fact_id].value
 
@@ -206,69 +215,166 @@ class Facts:
         return float(v) if isinstance(v, int | float) else None
 
 
+@dataclass(frozen=True, slots=True)
+class PeriodHours:
+    """The period's hours of the scope, placed, with the sums several steps read (``place``)."""
+
+    zone: ZoneInfo
+    rows: list[HourRow]  # every device of the scope, each row with its site and counting
+    counted: list[HourRow]  # the rows that add to the total
+    previous: list[HourRow]  # the previous period's counted rows
+    allocated_kwh: float
+    unallocated_kwh: float
+    co2_kg: float
+    # Counted energy timed to hours (allocated: its timing is known), by UTC hour.
+    hour_kwh: dict[datetime, float]
+    # Counted energy (allocated and not) and emissions by local day; temperatures by local day.
+    day_kwh: dict[date, float]
+    day_co2: dict[date, float]
+    temps_by_day: dict[date, list[float]]
+
+    @property
+    def total_kwh(self) -> float:
+        return self.allocated_kwh + self.unallocated_kwh
+
+    @property
+    def effective_factor(self) -> float | None:
+        """kg CO2e per kWh over the period's counted energy."""
+        total = self.total_kwh
+        return self.co2_kg / total if total > 0 else None
+
+
 def compute_facts(inputs: FactInputs) -> Facts:
-    """Every fact of the report from its inputs (pure); raises NoData when there is nothing."""
-    zone = ZoneInfo(inputs.tz)
-    counted = [d for d in inputs.devices if d.counted]
-    if not counted:
+    """Every fact of the report from its inputs (pure); raises NoData when there is nothing.
+
+    One named step per part of the report, each a pure function of the placed hours.
+    """
+    hours = place(inputs)
+    facts = Facts(scope=inputs.scope)
+    for part in (
+        period_facts(inputs),
+        energy_facts(hours, inputs.contracted_kwh_by_site),
+        factor_facts(hours, inputs.factors),
+        device_facts(inputs.devices, inputs.counted_ids, hours),
+        day_facts(hours),
+        profile_facts(hours),
+        comparison_facts(hours),
+        coverage_facts(hours, expected_device_hours(inputs)),
+        intensity_facts(hours.total_kwh, inputs.floor_area_m2),
+        environment_facts(hours),
+        savings_facts(hours),
+    ):
+        facts.extend(part)
+    return facts
+
+
+def place(inputs: FactInputs) -> PeriodHours:
+    """The period's rows with their site and counting decided, and the sums the steps share."""
+    if not any(d.id in inputs.counted_ids for d in inputs.devices):
         raise NoData("no device in the scope counts towards its total")
     by_id = {d.id: d for d in inputs.devices}
     rows = [
-        _placed(r, by_id[r.device_id])
+        _placed(r, by_id[r.device_id], inputs.counted_ids)
         for r in inputs.rows
         if inputs.start_utc <= r.hour_start < inputs.end_utc and r.device_id in by_id
     ]
-    counted_rows = [r for r in rows if r.counted]
-    if not counted_rows:
+    counted = [r for r in rows if r.counted]
+    if not counted:
         raise NoData("no hourly data for the scope in the period")
-    facts = Facts(scope=inputs.scope)
-    hours_in_period = (inputs.end_utc - inputs.start_utc) // _HOUR
+    zone = ZoneInfo(inputs.tz)
+    hour_kwh: dict[datetime, float] = defaultdict(float)
+    day_kwh: dict[date, float] = defaultdict(float)
+    day_co2: dict[date, float] = defaultdict(float)
+    for r in counted:
+        hour_kwh[r.hour_start] += r.energy_kwh
+        day = r.hour_start.astimezone(zone).date()
+        day_kwh[day] += r.energy_kwh + r.unallocated_kwh
+        day_co2[day] += r.co2_kg
+    temps_by_day: dict[date, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.temperature_c is not None:
+            temps_by_day[r.hour_start.astimezone(zone).date()].append(r.temperature_c)
+    previous = (
+        _placed(r, by_id[r.device_id], inputs.counted_ids)
+        for r in inputs.previous_rows
+        if r.device_id in by_id
+    )
+    return PeriodHours(
+        zone=zone,
+        rows=rows,
+        counted=counted,
+        previous=[r for r in previous if r.counted],
+        allocated_kwh=math.fsum(r.energy_kwh for r in counted),
+        unallocated_kwh=math.fsum(r.unallocated_kwh for r in counted),
+        co2_kg=math.fsum(r.co2_kg for r in counted),
+        hour_kwh=hour_kwh,
+        day_kwh=day_kwh,
+        day_co2=day_co2,
+        temps_by_day=temps_by_day,
+    )
+
+
+def _placed(row: HourRow, device: ScopeDevice, counted_ids: frozenset[int]) -> HourRow:
+    """The row with its site and counting decided (a row without them follows its device)."""
+    if row.counted is not None:
+        return row
+    return replace(row, site_id=device.site_id, counted=device.id in counted_ids)
+
+
+def period_facts(inputs: FactInputs) -> Facts:
+    """What the report covers: the scope's label, its time zone and the local days."""
+    zone = ZoneInfo(inputs.tz)
     local_first = inputs.start_utc.astimezone(zone).date()
     local_last = (inputs.end_utc - _HOUR).astimezone(zone).date()
-
+    facts = Facts()
     facts.add("scope_label", inputs.scope_label, "text")
     facts.add("timezone", inputs.tz, "text")
     facts.add("period_start_date", local_first.isoformat(), "date")
     facts.add("period_end_date", local_last.isoformat(), "date")
     facts.add("period_days", (local_last - local_first).days + 1, "count")
-    facts.add("period_hours", hours_in_period, "count")
+    facts.add("period_hours", (inputs.end_utc - inputs.start_utc) // _HOUR, "count")
+    return facts
 
-    # Energy and emissions.
-    allocated = math.fsum(r.energy_kwh for r in counted_rows)
-    unallocated = math.fsum(r.unallocated_kwh for r in counted_rows)
-    total = allocated + unallocated
-    co2 = math.fsum(r.co2_kg for r in counted_rows)
+
+def energy_facts(hours: PeriodHours, contracted_kwh_by_site: Mapping[int | None, float]) -> Facts:
+    """Energy and Scope 2 emissions, location- and market-based (contracts per site)."""
+    total = hours.total_kwh
+    facts = Facts()
     facts.add("total_kwh", total, "kwh")
-    facts.add("allocated_kwh", allocated, "kwh")
-    facts.add("unallocated_kwh", unallocated, "kwh")
-    facts.add("unallocated_pct", _pct(unallocated, total), "pct")
+    facts.add("allocated_kwh", hours.allocated_kwh, "kwh")
+    facts.add("unallocated_kwh", hours.unallocated_kwh, "kwh")
+    facts.add("unallocated_pct", _pct(hours.unallocated_kwh, total), "pct")
     facts.add("total_gj", total * GJ_PER_KWH, "gj")
     site_kwh: dict[int | None, float] = defaultdict(float)
     site_co2: dict[int | None, float] = defaultdict(float)
-    for r in counted_rows:
+    for r in hours.counted:
         site_kwh[r.site_id] += r.energy_kwh + r.unallocated_kwh
         site_co2[r.site_id] += r.co2_kg
-    sites = set(site_kwh) | set(inputs.contracted_kwh_by_site)
     scope2 = scope2_by_site(
         SiteEnergy(
             site,
             site_kwh.get(site, 0.0),
             site_co2.get(site, 0.0),
-            inputs.contracted_kwh_by_site.get(site, 0.0),
+            contracted_kwh_by_site.get(site, 0.0),
         )
-        for site in sites
+        for site in set(site_kwh) | set(contracted_kwh_by_site)
     )
-    facts.add("co2_location_kg", co2, "kg")
-    facts.add("co2_location_t", co2 / 1000, "t")
+    facts.add("co2_location_kg", hours.co2_kg, "kg")
+    facts.add("co2_location_t", hours.co2_kg / 1000, "t")
     facts.add("co2_market_kg", scope2.market_co2_kg, "kg")
     facts.add("co2_market_t", scope2.market_co2_kg / 1000, "t")
     facts.add("contracted_renewable_kwh", scope2.contracted_kwh, "kwh")
     facts.add("renewable_covered_kwh", scope2.covered_kwh, "kwh")
     facts.notes["scope2"] = scope2.note
-    effective = co2 / total if total > 0 else None
-    facts.add("effective_factor_kg_per_kwh", effective, "kg_per_kwh")
-    used_ids = {r.emission_factor_id for r in counted_rows if r.emission_factor_id is not None}
-    used = sorted((f for f in inputs.factors if f.id in used_ids), key=lambda f: f.id)
+    facts.add("effective_factor_kg_per_kwh", hours.effective_factor, "kg_per_kwh")
+    return facts
+
+
+def factor_facts(hours: PeriodHours, factors: Sequence[FactorInfo]) -> Facts:
+    """The emission factors the counted hours used, and the hours with energy but none."""
+    used_ids = {r.emission_factor_id for r in hours.counted if r.emission_factor_id is not None}
+    used = sorted((f for f in factors if f.id in used_ids), key=lambda f: f.id)
+    facts = Facts()
     facts.add(
         "factor_kg_per_kwh", used[0].kg_co2e_per_kwh if len(used) == 1 else None, "kg_per_kwh"
     )
@@ -277,7 +383,7 @@ def compute_facts(inputs: FactInputs) -> Facts:
     facts.add("factor_count", len(used), "count")
     hours_without_factor = sum(
         1
-        for r in counted_rows
+        for r in hours.counted
         if r.emission_factor_id is None and r.energy_kwh + r.unallocated_kwh > 0
     )
     facts.add("hours_without_factor", hours_without_factor, "count")
@@ -292,69 +398,56 @@ def compute_facts(inputs: FactInputs) -> Facts:
         }
         for f in used
     ]
+    return facts
 
-    # Hourly totals of counted devices (allocated energy: its timing is known).
-    hour_kwh: dict[datetime, float] = defaultdict(float)
-    hour_total_kwh: dict[datetime, float] = defaultdict(float)
-    for r in counted_rows:
-        hour_kwh[r.hour_start] += r.energy_kwh
-        hour_total_kwh[r.hour_start] += r.energy_kwh + r.unallocated_kwh
 
-    # By device.
+def device_facts(
+    devices: Sequence[ScopeDevice], counted_ids: frozenset[int], hours: PeriodHours
+) -> Facts:
+    """Every device's energy and share of the total, largest first (sub-meters listed too)."""
+    total = hours.total_kwh
     by_device_kwh: dict[int, float] = defaultdict(float)
     by_device_co2: dict[int, float] = defaultdict(float)
-    for r in rows:
+    for r in hours.rows:
         by_device_kwh[r.device_id] += r.energy_kwh + r.unallocated_kwh
         by_device_co2[r.device_id] += r.co2_kg
-    ranked = sorted(inputs.devices, key=lambda d: (-by_device_kwh.get(d.id, 0.0), d.code))
-    facts.tables["by_device"] = [
+    ranked = sorted(devices, key=lambda d: (-by_device_kwh.get(d.id, 0.0), d.code))
+    facts = Facts()
+    table = facts.tables["by_device"] = [
         {
             "rank": i + 1,
             "code": d.code,
             "label": d.label,
             "location": d.location,
             "meter_role": d.meter_role,
-            "counted": d.counted,
+            "counted": d.id in counted_ids,
             "kwh": by_device_kwh.get(d.id, 0.0),
             "co2_kg": by_device_co2.get(d.id, 0.0),
             "share_pct": _pct(by_device_kwh.get(d.id, 0.0), total),
         }
         for i, d in enumerate(ranked)
     ]
-    facts.add("device_count", len(inputs.devices), "count")
-    facts.add("counted_device_count", len(counted), "count")
+    facts.add("device_count", len(devices), "count")
+    facts.add("counted_device_count", sum(1 for d in devices if d.id in counted_ids), "count")
     for i in range(TOP_DEVICES):
-        row = facts.tables["by_device"][i] if i < len(ranked) else None
+        row = table[i] if i < len(table) else None
         facts.add(f"device_top{i + 1}_name", row["label"] if row else None, "text")
         facts.add(f"device_top{i + 1}_kwh", row["kwh"] if row else None, "kwh")
         facts.add(f"device_top{i + 1}_share_pct", row["share_pct"] if row else None, "pct")
+    return facts
 
-    # By local day.
-    day_kwh: dict[date, float] = defaultdict(float)
-    day_co2: dict[date, float] = defaultdict(float)
-    for r in counted_rows:
-        day = r.hour_start.astimezone(zone).date()
-        day_kwh[day] += r.energy_kwh + r.unallocated_kwh
-        day_co2[day] += r.co2_kg
-    temps_by_day: dict[date, list[float]] = defaultdict(list)
-    temps_by_hour: dict[datetime, list[float]] = defaultdict(list)
-    hum_by_hour: dict[datetime, list[float]] = defaultdict(list)
-    lux_by_hour: dict[datetime, list[float]] = defaultdict(list)
-    for r in rows:
-        if r.temperature_c is not None:
-            temps_by_day[r.hour_start.astimezone(zone).date()].append(r.temperature_c)
-            temps_by_hour[r.hour_start].append(r.temperature_c)
-        if r.humidity_pct is not None:
-            hum_by_hour[r.hour_start].append(r.humidity_pct)
-        if r.brightness_lux is not None:
-            lux_by_hour[r.hour_start].append(r.brightness_lux)
+
+def day_facts(hours: PeriodHours) -> Facts:
+    """Each local day's energy, the highest and lowest day, weekdays against weekend days."""
+    day_kwh, temps_by_day = hours.day_kwh, hours.temps_by_day
     days = sorted(day_kwh)
+    facts = Facts()
     facts.tables["by_day"] = [
         {
             "date": d.isoformat(),
             "weekday": d.weekday(),
             "kwh": day_kwh[d],
-            "co2_kg": day_co2[d],
+            "co2_kg": hours.day_co2[d],
             "temperature_avg_c": _mean(temps_by_day[d]) if temps_by_day.get(d) else None,
         }
         for d in days
@@ -375,11 +468,23 @@ def compute_facts(inputs: FactInputs) -> Facts:
         _pct(_mean(weekend), _mean(weekday)) if weekend and weekday and _mean(weekday) else None,
         "pct",
     )
+    return facts
 
-    # Hour-of-day profile: mean allocated kWh at each local hour, over the hours with data.
+
+def _night_kwh(hours: PeriodHours) -> list[float]:
+    """The counted allocated kWh of each night hour (local NIGHT_HOURS) with data."""
+    zone = hours.zone
+    return [kwh for h, kwh in hours.hour_kwh.items() if h.astimezone(zone).hour in NIGHT_HOURS]
+
+
+def profile_facts(hours: PeriodHours) -> Facts:
+    """The hour-of-day profile, night base load, lowest and peak hour (mean W = kWh x 1000)."""
+    zone, hour_kwh = hours.zone, hours.hour_kwh
+    # Mean allocated kWh at each local hour, over the hours with data.
     by_hour_of_day: dict[int, list[float]] = defaultdict(list)
     for hour, kwh in hour_kwh.items():
         by_hour_of_day[hour.astimezone(zone).hour].append(kwh)
+    facts = Facts()
     facts.tables["hourly_profile"] = [
         {
             "hour": h,
@@ -388,29 +493,24 @@ def compute_facts(inputs: FactInputs) -> Facts:
         }
         for h in range(24)
     ]
-
-    # Night base load, minimum and peak hours (average W over an hour = kWh x 1000).
-    night = [kwh for hour, kwh in hour_kwh.items() if hour.astimezone(zone).hour in NIGHT_HOURS]
-    night_w = _mean(night) * 1000 if night else None
-    min_w = min(hour_kwh.values()) * 1000
+    night = _night_kwh(hours)
     peak_hour = max(hour_kwh, key=lambda h: (hour_kwh[h], -h.timestamp()))
-    facts.add("night_base_load_w", night_w, "w")
-    facts.add("min_hour_w", min_w, "w")
+    facts.add("night_base_load_w", _mean(night) * 1000 if night else None, "w")
+    facts.add("min_hour_w", min(hour_kwh.values()) * 1000, "w")
     facts.add("peak_hour_w", hour_kwh[peak_hour] * 1000, "w")
     facts.add("peak_hour_start", peak_hour.astimezone(zone).strftime("%Y-%m-%d %H:%M"), "hour")
-    device_max = [r.power_max_w for r in counted_rows if r.power_max_w is not None]
+    device_max = [r.power_max_w for r in hours.counted if r.power_max_w is not None]
     facts.add("peak_device_max_w", max(device_max) if device_max else None, "w")
-    facts.add("avg_power_w", allocated / len(hour_kwh) * 1000, "w")
+    facts.add("avg_power_w", hours.allocated_kwh / len(hour_kwh) * 1000, "w")
+    return facts
 
-    # Change versus the previous period of equal length.
-    prev = [
-        r
-        for r in (
-            _placed(r, by_id[r.device_id]) for r in inputs.previous_rows if r.device_id in by_id
-        )
-        if r.counted
-    ]
+
+def comparison_facts(hours: PeriodHours) -> Facts:
+    """Change against the previous period of equal length (None without its data)."""
+    prev = hours.previous
     prev_total = math.fsum(r.energy_kwh + r.unallocated_kwh for r in prev)
+    total = hours.total_kwh
+    facts = Facts()
     facts.add("previous_total_kwh", prev_total if prev else None, "kwh")
     facts.add("previous_co2_location_kg", math.fsum(r.co2_kg for r in prev) if prev else None, "kg")
     facts.add("change_kwh", total - prev_total if prev else None, "kwh")
@@ -419,75 +519,95 @@ def compute_facts(inputs: FactInputs) -> Facts:
         (total - prev_total) / prev_total * 100 if prev and prev_total else None,
         "pct_change",
     )
+    return facts
 
-    # Coverage, gaps and unallocated energy.
-    slots = (
-        hours_in_period * len(counted)
-        if inputs.counted_device_hours is None
-        else inputs.counted_device_hours
-    )
-    rows_by_slot = {(r.device_id, r.hour_start): r for r in counted_rows}
-    facts.add("coverage_pct", math.fsum(r.coverage for r in counted_rows) / slots * 100, "pct")
-    facts.add("hours_with_data", len(hour_kwh), "count")
-    facts.add("missing_device_hours", slots - len(rows_by_slot), "count")
-    facts.add(
-        "gap_device_hours",
-        slots - len(rows_by_slot) + sum(1 for r in rows_by_slot.values() if r.coverage < 0.5),
-        "count",
-    )
 
-    # Intensity.
-    facts.add("floor_area_m2", inputs.floor_area_m2, "m2")
+def expected_device_hours(inputs: FactInputs) -> int:
+    """The device-hours the counted devices should have: what coverage is measured against."""
+    if inputs.counted_device_hours is not None:
+        return inputs.counted_device_hours
+    counted = sum(1 for d in inputs.devices if d.id in inputs.counted_ids)
+    return (inputs.end_utc - inputs.start_utc) // _HOUR * counted
+
+
+def coverage_facts(hours: PeriodHours, device_hours: int) -> Facts:
+    """How much of the counted device-hours have data, and how many have gaps."""
+    counted = hours.counted
+    rows_by_slot = {(r.device_id, r.hour_start): r for r in counted}
+    facts = Facts()
+    facts.add("coverage_pct", math.fsum(r.coverage for r in counted) / device_hours * 100, "pct")
+    facts.add("hours_with_data", len(hours.hour_kwh), "count")
+    missing = device_hours - len(rows_by_slot)
+    facts.add("missing_device_hours", missing, "count")
+    low = sum(1 for r in rows_by_slot.values() if r.coverage < 0.5)
+    facts.add("gap_device_hours", missing + low, "count")
+    return facts
+
+
+def intensity_facts(total_kwh: float, floor_area_m2: float | None) -> Facts:
+    """Energy per floor area (GRI 302-3), when the floor area is known."""
+    facts = Facts()
+    facts.add("floor_area_m2", floor_area_m2, "m2")
     facts.add(
         "intensity_kwh_per_m2",
-        total / inputs.floor_area_m2 if inputs.floor_area_m2 else None,
+        total_kwh / floor_area_m2 if floor_area_m2 else None,
         "kwh_per_m2",
     )
+    return facts
 
-    # Environment: hourly power against hourly means of the scope's sensors.
-    for name, series in (
-        ("temperature", temps_by_hour),
-        ("humidity", hum_by_hour),
-        ("brightness", lux_by_hour),
-    ):
+
+def environment_facts(hours: PeriodHours) -> Facts:
+    """Hourly power against the hourly means of the scope's sensors; daily kWh on temperature."""
+    hour_kwh = hours.hour_kwh
+    temps: dict[datetime, list[float]] = defaultdict(list)
+    humidity: dict[datetime, list[float]] = defaultdict(list)
+    lux: dict[datetime, list[float]] = defaultdict(list)
+    for r in hours.rows:
+        if r.temperature_c is not None:
+            temps[r.hour_start].append(r.temperature_c)
+        if r.humidity_pct is not None:
+            humidity[r.hour_start].append(r.humidity_pct)
+        if r.brightness_lux is not None:
+            lux[r.hour_start].append(r.brightness_lux)
+    facts = Facts()
+    for name, series in (("temperature", temps), ("humidity", humidity), ("brightness", lux)):
         pairs = [(_mean(series[h]), hour_kwh[h] * 1000) for h in sorted(hour_kwh) if series.get(h)]
-        r_value = _pearson(pairs)
-        facts.add(f"corr_{name}_r", r_value, "r")
+        facts.add(f"corr_{name}_r", _pearson(pairs), "r")
         facts.add(f"corr_{name}_n", len(pairs), "count")
-    temp_points = [
-        (_mean(temps_by_hour[h]), hour_kwh[h] * 1000)
-        for h in sorted(hour_kwh)
-        if temps_by_hour.get(h)
-    ]
+    temp_points = [(_mean(temps[h]), hour_kwh[h] * 1000) for h in sorted(hour_kwh) if temps.get(h)]
     step = max(1, math.ceil(len(temp_points) / MAX_SCATTER_POINTS))
     facts.tables["temperature_power"] = [
         {"temperature_c": t, "power_w": w} for t, w in temp_points[::step]
     ]
-    daily_pairs = [(_mean(temps_by_day[d]), day_kwh[d]) for d in days if temps_by_day.get(d)]
+    temps_by_day = hours.temps_by_day
+    daily_pairs = [
+        (_mean(temps_by_day[d]), hours.day_kwh[d])
+        for d in sorted(hours.day_kwh)
+        if temps_by_day.get(d)
+    ]
     facts.add("daily_kwh_per_c_slope", _slope(daily_pairs), "kwh_per_c")
     facts.add("daily_temperature_n", len(daily_pairs), "count")
-
-    # Savings potentials by rule, in kWh, kg CO2e and percent of the period's consumption.
-    factor = effective or 0.0
-    night_kwh: float | None = None
-    if night_w is not None:
-        night_kwh = max(0.0, night_w - min_w) * len(night) / 1000
-    _savings(facts, "savings_night_base", night_kwh, factor, total)
-    _savings(facts, "savings_bright_lighting", _bright_excess_kwh(counted_rows), factor, total)
     return facts
 
 
-def _placed(row: HourRow, device: DeviceInfo) -> HourRow:
-    """The row with its site and counting decided (a row without them follows its device)."""
-    if row.counted is not None:
-        return row
-    return replace(row, site_id=device.site_id, counted=device.counted)
-
-
-def _savings(facts: Facts, prefix: str, kwh: float | None, factor: float, total: float) -> None:
-    facts.add(f"{prefix}_kwh", kwh, "kwh")
-    facts.add(f"{prefix}_kg", None if kwh is None else kwh * factor, "kg")
-    facts.add(f"{prefix}_pct", None if kwh is None else _pct(kwh, total), "pct")
+def savings_facts(hours: PeriodHours) -> Facts:
+    """Savings potentials by rule, in kWh, kg CO2e and percent of the period's consumption."""
+    night = _night_kwh(hours)
+    night_kwh: float | None = None
+    if night:
+        night_w = _mean(night) * 1000
+        min_w = min(hours.hour_kwh.values()) * 1000
+        night_kwh = max(0.0, night_w - min_w) * len(night) / 1000
+    factor = hours.effective_factor or 0.0
+    facts = Facts()
+    for prefix, kwh in (
+        ("savings_night_base", night_kwh),
+        ("savings_bright_lighting", _bright_excess_kwh(hours.counted)),
+    ):
+        facts.add(f"{prefix}_kwh", kwh, "kwh")
+        facts.add(f"{prefix}_kg", None if kwh is None else kwh * factor, "kg")
+        facts.add(f"{prefix}_pct", None if kwh is None else _pct(kwh, hours.total_kwh), "pct")
+    return facts
 
 
 def _bright_excess_kwh(rows: Iterable[HourRow]) -> float | None:
@@ -547,14 +667,13 @@ def _slope(pairs: Sequence[tuple[float, float]]) -> float | None:
 
 # --- loading (SQL) -----------------------------------------------------------------------------
 
-_devices = DEVICES
 _stats = HOURLY_STATS
 _factors = EMISSION_FACTORS
 _RAW_DATETIME = DateTime()
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
+class ReportScope:
     """What a report covers: the organisation, one site, or a list of devices."""
 
     kind: Literal["organisation", "site", "devices"]
@@ -564,7 +683,7 @@ class Scope:
 
 def load_inputs(
     conn: Connection,
-    scope: Scope,
+    scope: ReportScope,
     start_utc: datetime,
     end_utc: datetime,
     *,
@@ -588,27 +707,6 @@ def load_inputs(
     if not totals.devices:
         raise NoData("the scope has no devices")
     period_spans = [s for s in totals.spans if s.start < end_utc and start_utc < s.end]
-    counted_in_period = {s.device_id for s in period_spans if s.counted}
-    names = {
-        r.id: r
-        for r in conn.execute(
-            select(_devices.c.id, _devices.c.name, _devices.c.location).where(
-                _devices.c.id.in_([d.id for d in totals.devices])
-            )
-        )
-    }
-    devices = [
-        DeviceInfo(
-            id=d.id,
-            code=d.code,
-            name=names[d.id].name,
-            location=names[d.id].location,
-            site_id=d.site_id,
-            meter_role=d.meter_role,
-            counted=d.id in counted_in_period,
-        )
-        for d in totals.devices
-    ]
     current = _hour_rows(conn, totals, start_utc, end_utc)
     previous = _previous_totals(conn, totals, start_utc - (end_utc - start_utc), start_utc)
     factor_ids = {r.emission_factor_id for r in current if r.emission_factor_id is not None}
@@ -629,7 +727,8 @@ def load_inputs(
         tz=totals.timezone,
         start_utc=start_utc,
         end_utc=end_utc,
-        devices=devices,
+        devices=totals.devices,
+        counted_ids=frozenset(s.device_id for s in period_spans if s.counted),
         rows=current,
         previous_rows=previous,
         factors=factors,

@@ -23,7 +23,7 @@ from powerflow_common.db.models import ESG_REPORTS
 from powerflow_common.logs import get_logger
 from powerflow_common.report_requests import FILE_KINDS, report_dir
 from powerflow_common.settings import Settings
-from powerflow_reporter.facts import NoData, Scope, compute_facts, load_inputs
+from powerflow_reporter.facts import NoData, ReportScope, compute_facts, load_inputs
 from powerflow_reporter.formatting import Language, facts_json
 from powerflow_reporter.narrative import (
     Narrative,
@@ -118,7 +118,7 @@ def _produce(
     engine: Engine, settings: Settings, row: Any, client_factory: Callable[[], Any] | None
 ) -> None:
     ref = row.scope_ref or {}
-    scope = Scope(
+    scope = ReportScope(
         kind=row.scope,
         site_id=ref.get("site_id"),
         device_ids=tuple(ref.get("device_ids", ())),
