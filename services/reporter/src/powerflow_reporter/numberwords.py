@@ -395,46 +395,53 @@ def parse_korean(text: str) -> float:
     native = _parse_native(compact)
     if native is not None:
         return float(native)
+    tokens = _sino_tokens(compact, text)
+    if not tokens:
+        raise ValueError(f"no numeral in {text!r}")
     total = 0.0
     group = 0.0
     pending: float | None = None
     last_small = last_big = float("inf")
-    seen = False
+    for kind, value, char in tokens:
+        if kind == "digit":
+            if pending is not None:
+                raise ValueError(f"two digits in a row in {text!r}")
+            pending = value
+        elif kind == "small":
+            if value >= last_small:
+                raise ValueError(f"{char} out of order in {text!r}")
+            group += (1.0 if pending is None else pending) * value
+            pending, last_small = None, value
+        else:
+            if value >= last_big:
+                raise ValueError(f"{char} out of order in {text!r}")
+            group += pending or 0.0
+            total += (group or 1.0) * value
+            group, pending, last_small, last_big = 0.0, None, float("inf"), value
+    return total + group + (pending or 0.0)
+
+
+def _sino_tokens(compact: str, text: str) -> list[tuple[str, float, str]]:
+    """``compact`` as (kind, value, text): a digit (or ASCII number), a small or a big unit."""
+    tokens: list[tuple[str, float, str]] = []
     i = 0
     while i < len(compact):
         ascii_number = _ASCII_NUMBER.match(compact, i)
         char = compact[i]
-        if ascii_number is not None or char in KO_DIGITS:
-            if pending is not None:
-                raise ValueError(f"two digits in a row in {text!r}")
-            if ascii_number is not None:
-                pending = float(ascii_number.group(0).replace(",", ""))
-                i = ascii_number.end()
-            else:
-                pending = float(KO_DIGITS[char])
-                i += 1
-            seen = True
+        if ascii_number is not None:
+            tokens.append(("digit", float(ascii_number.group(0).replace(",", "")), char))
+            i = ascii_number.end()
             continue
-        if char in KO_SMALL_UNITS:
-            unit = KO_SMALL_UNITS[char]
-            if unit >= last_small:
-                raise ValueError(f"{char} out of order in {text!r}")
-            group += (1.0 if pending is None else pending) * unit
-            pending, last_small, seen = None, unit, True
+        if char in KO_DIGITS:
+            tokens.append(("digit", float(KO_DIGITS[char]), char))
+        elif char in KO_SMALL_UNITS:
+            tokens.append(("small", float(KO_SMALL_UNITS[char]), char))
         elif char in KO_BIG_UNITS:
-            unit = KO_BIG_UNITS[char]
-            if unit >= last_big:
-                raise ValueError(f"{char} out of order in {text!r}")
-            if pending is not None:
-                group += pending
-            total += (group or 1.0) * unit
-            group, pending, last_small, last_big, seen = 0.0, None, float("inf"), unit, True
+            tokens.append(("big", float(KO_BIG_UNITS[char]), char))
         else:
             raise ValueError(f"{char!r} is not a numeral in {text!r}")
         i += 1
-    if not seen:
-        raise ValueError(f"no numeral in {text!r}")
-    return total + group + (pending or 0.0)
+    return tokens
 
 
 def _parse_native(compact: str) -> int | None:

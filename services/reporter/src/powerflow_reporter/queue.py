@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from powerflow_common.logs import get_logger
 from powerflow_common.report_queue import GENERATE_ACTOR, RETRIES_EXHAUSTED_ACTOR, redis_broker
 from powerflow_common.settings import Settings
+from powerflow_reporter.job import mark_exhausted, run_report
 
 __all__ = ["build_worker_broker"]
 
@@ -30,8 +31,6 @@ def build_worker_broker(
     client_factory: Callable[[], Any] | None = None,
 ) -> RedisBroker:
     """A broker with the generate and retries-exhausted actors declared on the reports queue."""
-    from powerflow_reporter.job import mark_exhausted, run_report
-
     broker = redis_broker(settings)
     queue = settings.names.reports_queue
 
