@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -108,8 +109,6 @@ def test_correlation_and_slope_are_exact_on_a_linear_relation() -> None:
 
 
 def _replace_rows(inputs: FactInputs, rows: list[HourRow]) -> FactInputs:
-    from dataclasses import replace
-
     return replace(inputs, rows=rows, previous_rows=[])
 
 
