@@ -26,7 +26,7 @@ from powerflow_reporter.narrative import (
     system_prompt,
     template_narrative,
 )
-from powerflow_reporter.render import render_html, render_markdown
+from powerflow_reporter.render import MARKDOWN_AFTER, render_html, render_markdown
 from powerflow_reporter.sections import (
     RECOMMENDATIONS,
     SECTIONS,
@@ -103,6 +103,7 @@ def test_section_ids_are_unique_and_html_after_names_a_section() -> None:
     ids = [s.id for s in SECTIONS]
     assert len(set(ids)) == len(ids)
     assert RECOMMENDATIONS.id not in ids
+    assert all(s.owns_name for s in SECTIONS if s.owns), "the prompt names what a section owns"
     assert sorted(s.id for s in html_order(SECTIONS)) == sorted(ids)
     assert [s.id for s in html_order(SECTIONS)][:2] == ["executive_summary", "emissions"]
     with pytest.raises(ValueError, match="no such section"):
@@ -165,8 +166,9 @@ def test_a_fact_a_section_owns_is_misplaced_in_every_other_section() -> None:
     assert {o.reason for o in offences} == {"misplaced_placeholder"}
 
 
-def test_every_html_partial_belongs_to_a_section() -> None:
+def test_every_html_partial_and_markdown_block_belongs_to_a_section() -> None:
     ids = {s.id for s in SECTIONS}
+    assert set(MARKDOWN_AFTER) <= ids
     names = sorted(p.name for p in PARTIALS.iterdir())
     assert names, "no partials found"
     for name in names:

@@ -1,7 +1,9 @@
 """The report's facts: every figure a report shows, computed by SQL and pure code, never by a model.
 
-``load_inputs`` reads hourly_stats and the scope's devices; ``compute_facts`` is pure. Each
-scalar fact has an id (``total_kwh``) that the narrative cites as a placeholder (``{{total_kwh}}``).
+``load_inputs`` reads hourly_stats and the scope's devices; ``compute_facts`` is pure, one named
+step per part of the report (``period_facts``, ``energy_facts`` ... ``savings_facts``), each a
+function of the placed hours (``place``). Each scalar fact has an id (``total_kwh``) that the
+narrative cites as a placeholder (``{{total_kwh}}``); FACT_GLOSSARY says what each one means.
 """
 
 from __future__ import annotations
@@ -217,7 +219,10 @@ class Facts:
 
 @dataclass(frozen=True, slots=True)
 class PeriodHours:
-    """The period's hours of the scope, placed, with the sums several steps read (``place``)."""
+    """The period's hours of the scope, placed, with the sums several steps read (``place``).
+
+    The steps read it and never change it (its lists and dicts are shared between them).
+    """
 
     zone: ZoneInfo
     rows: list[HourRow]  # every device of the scope, each row with its site and counting

@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import nh3
@@ -26,7 +25,7 @@ from powerflow_reporter.labels import assign_labels
 from powerflow_reporter.narrative import Narrative
 from powerflow_reporter.sections import RECOMMENDATIONS, SECTIONS, Section, html_order
 
-__all__ = ["RenderedReport", "render_html", "render_markdown"]
+__all__ = ["MARKDOWN_AFTER", "render_html", "render_markdown"]
 
 _TEMPLATES = Path(__file__).with_name("templates")
 _env = Environment(
@@ -148,14 +147,6 @@ UI: dict[str, dict[str, str]] = {
         "boundary_devices": "선택한 기기",
     },
 }
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedReport:
-    """The report's text outputs."""
-
-    html: str
-    markdown: str
 
 
 def _displays(facts: Facts, language: Language) -> dict[str, str]:
@@ -290,7 +281,7 @@ def _md_scope2(t: dict[str, str], displays: dict[str, str]) -> list[str]:
 
 
 # What the Markdown adds after a section's text, by section id (most sections: nothing).
-_MD_AFTER: dict[str, Callable[[dict[str, str], dict[str, str]], list[str]]] = {
+MARKDOWN_AFTER: dict[str, Callable[[dict[str, str], dict[str, str]], list[str]]] = {
     "emissions": _md_scope2,
 }
 
@@ -343,7 +334,7 @@ def render_markdown(
     ]
     for section in sections:
         lines += [f"## {section.title[language]}", "", text(narrative.sections[section.id]), ""]
-        after = _MD_AFTER.get(section.id)
+        after = MARKDOWN_AFTER.get(section.id)
         if after is not None:
             lines += after(t, displays)
     lines += [f"## {RECOMMENDATIONS.title[language]}", ""]

@@ -11,7 +11,8 @@ charts and tables, if it has any, are an HTML partial named after its id,
 render.py).
 
 Adding a section is one entry here plus its facts (a step in facts.py, its lines in
-``facts.FACT_GLOSSARY``); tests/test_sections.py checks that each appears everywhere.
+``facts.FACT_GLOSSARY``); services/reporter/tests/test_sections.py checks that each
+appears everywhere.
 
 The recommendations are a list, not prose: ``RECOMMENDATIONS`` declares them, with one
 template recommendation per savings potential (``SavingsRule``).
