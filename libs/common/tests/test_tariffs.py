@@ -241,7 +241,8 @@ def test_validate_definition_rejects_what_cannot_be_billed(
 
 def test_forecast_projects_remaining_days_by_day_type() -> None:
     # 1-3 June 2026 (Mon-Wed; 3 June is an election day, not billed as a holiday): 1 kWh in
-    # every hour. On the 4th at noon, the 27 remaining days (4th included) each get 24 kWh.
+    # every hour, and the 4th's first 12 hours. From noon on the 4th every remaining hour
+    # gets the past days' 1 kWh: 30 days x 24 kWh in all; 26 whole days remain.
     p = plan()
     start, end = local(2026, 6, 1, 0), local(2026, 7, 1, 0)
     energy = [
@@ -251,7 +252,7 @@ def test_forecast_projects_remaining_days_by_day_type() -> None:
     forecast = forecast_month(p, 2026, 6, start, end, local(2026, 6, 4, 12), energy, {}, 100.0)
     assert forecast.days_elapsed == 3
     assert forecast.projected_kwh == pytest.approx(30 * 24)
-    assert sum(forecast.days_remaining.values()) == 27
+    assert sum(forecast.days_remaining.values()) == 26
     # Saturdays and Sundays have no past example: they take all past days' profile.
     assert forecast.days_remaining["sunday"] == 4
 

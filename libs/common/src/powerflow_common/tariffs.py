@@ -526,6 +526,7 @@ class Bill:
     vat: float
     total: float
     rounding: str
+    complete: bool = True  # False: the month so far
 
 
 def month_bill(
@@ -615,49 +616,58 @@ def forecast_month(
     peaks: Mapping[tuple[int, int], DemandPeak],
     contract_kw: float,
 ) -> Forecast:
-    """Month-to-date energy plus, for each remaining local day, the average past day of its type.
+    """The energy so far plus, for each remaining hour, the mean of that hour on past days of
+    its day type.
 
-    Each whole local day elapsed [month_start, today's midnight) is an example of its day
-    type (weekday, Saturday, Sunday, holiday); a remaining day (today included, its
-    readings so far replaced by the average) gets the mean hourly profile of past days of
-    its type, or of all past days when none of its type has passed yet, so the projected
-    kWh land in the right time bands. Billed demand is the one known so far: it can only
-    grow, and the ratchet usually holds it.
+    Every whole local day before today with readings is an example of its day type (weekday,
+    Saturday, Sunday, holiday). Each hour from the next whole hour to the month's end gets
+    the mean kWh of the same local hour on past days of its type, or of all past days when
+    none of its type has passed yet, or, on the month's first day, the mean kWh per hour so
+    far. So the projected kWh land in the right time bands. Billed demand is the one known
+    so far: it can only grow, and the ratchet usually holds it.
     """
+    now = now.astimezone(UTC)
     today = plan.local(now).date()
     today_start = datetime(today.year, today.month, today.day, tzinfo=plan.zone).astimezone(UTC)
-    past = [i for i in intervals if i.start < today_start]
+    actual = [i for i in intervals if month_start <= i.start < min(now, month_end)]
     profile: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     seen_days: dict[str, set[date]] = defaultdict(set)
-    for i in past:
+    for i in actual:
+        if i.start >= today_start:
+            continue
         local = plan.local(i.start)
         kind = day_type(plan.version_on(local.date()).definition.days, local.date())
-        profile[kind][local.hour].append(i.kwh)
-        profile["any"][local.hour].append(i.kwh)
-        seen_days[kind].add(local.date())
-        seen_days["any"].add(local.date())
-    projected = list(past)
+        for key in (kind, "any"):
+            profile[key][local.hour].append(i.kwh)
+            seen_days[key].add(local.date())
+    elapsed_h = max(1.0, (min(now, month_end) - month_start) / timedelta(hours=1))
+    flat = math.fsum(i.kwh for i in actual) / elapsed_h
+    projected = list(actual)
     remaining: dict[str, int] = defaultdict(int)
-    day = today
-    last_day = (month_end.astimezone(plan.zone) - timedelta(seconds=1)).date()
-    while day <= last_day:
-        kind = day_type(plan.version_on(day).definition.days, day)
-        remaining[kind] += 1
+    cursor = now.replace(minute=0, second=0, microsecond=0)
+    if cursor < now:
+        cursor += timedelta(hours=1)
+    cursor = max(cursor, month_start)
+    counted_days: set[date] = set()
+    while cursor < month_end:
+        local = plan.local(cursor)
+        kind = day_type(plan.version_on(local.date()).definition.days, local.date())
+        if local.date() not in counted_days and local.date() > today:
+            counted_days.add(local.date())
+            remaining[kind] += 1
         source = kind if seen_days.get(kind) else "any"
         n_days = len(seen_days.get(source, ()))
-        for hour in range(HOURS_PER_DAY):
-            local = datetime(day.year, day.month, day.day, hour, tzinfo=plan.zone)
-            total = math.fsum(profile[source][hour]) if n_days else 0.0
-            if n_days:
-                projected.append(Interval(local.astimezone(UTC), total / n_days))
-        day += timedelta(days=1)
+        kwh = math.fsum(profile[source][local.hour]) / n_days if n_days else flat
+        projected.append(Interval(cursor, kwh))
+        cursor += timedelta(hours=1)
     bill = month_bill(plan, year, month, month_start, month_end, projected, peaks, contract_kw)
     return Forecast(
         bill=bill,
         method=(
-            "month-to-date energy, plus each remaining day (today included) at the mean hourly "
-            "profile of the month's past days of its type (weekday, Saturday, Sunday, holiday; "
-            "all past days when none of its type has passed); billed demand as known so far"
+            "energy so far, plus each remaining hour at the mean of that local hour on the "
+            "month's past days of its type (weekday, Saturday, Sunday, holiday; all past days "
+            "when none of its type has passed; the mean kWh per hour so far on the first day); "
+            "billed demand as known so far"
         ),
         days_elapsed=len(seen_days["any"]),
         days_remaining=dict(sorted(remaining.items())),
