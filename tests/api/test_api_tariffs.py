@@ -8,6 +8,8 @@ with a sub-meter's rows beside them that must change nothing.
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -249,6 +251,22 @@ def test_cost_kwh_are_the_statistics_kwh(
     assert body["totals"]["energy"] == pytest.approx(4794.3)
     assert body["totals"]["kwh_by_band"] == {MID: 11.0, OFF: 31.0, ON: 10.0}
     assert body["currency"] == "KRW"
+
+    # The statistics CSV of a site with a tariff carries each bucket's cost.
+    exported = client.get(
+        "/api/v1/stats/export",
+        params={**params, "scope": "site", "ref": str(site)},
+        headers=viewer,
+    )
+    assert exported.status_code == 200, exported.text
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    by_start = {r["start"]: r for r in rows}
+    monday = by_start["2026-05-04T00:00:00+09:00"]
+    assert monday["cost_currency"] == "KRW"
+    # 10 x 120.5 + 6 x 100 + 20 x 80.3 = 3,411; add-ons 36 x 14 = 504; x 1.132 (fund + VAT).
+    assert float(monday["cost_energy"]) == pytest.approx(3411.0)
+    assert float(monday["cost_total"]) == pytest.approx((3411.0 + 504.0) * 1.132)
+    assert sum(float(r["cost_energy"] or 0) for r in rows) == pytest.approx(4794.3)
 
     summary = client.get(
         f"/api/v1/cost/sites/{site}/summary",
