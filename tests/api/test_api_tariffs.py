@@ -21,7 +21,9 @@ from litestar.testing import TestClient
 from pf_api_data import add_device, add_hour, add_site, bearer
 from sqlalchemy import Engine, delete, insert
 
+from powerflow_common.costs import cost_facts
 from powerflow_common.db.models import TARIFF_COMPONENTS, TARIFFS, QuarterHourStat
+from powerflow_common.queries import load_scope
 
 pytestmark = pytest.mark.both_backends
 
@@ -323,3 +325,25 @@ def test_bad_cost_requests_are_4xx(
     listed = client.get("/api/v1/tariffs", headers=bearer(keys["viewer"])).json()
     names = {t["name"] for t in listed}
     assert {"kepco-general-b-high-a-ii", "kepco-industrial-b-high-a-ii", tariff_name} <= names
+
+
+def test_cost_facts_of_a_period_are_plain_numbers_for_the_report(
+    client: Client, engine: Engine, keys: dict[str, str], tariff_name: str
+) -> None:
+    site = setup_site(client, engine, keys, tariff_name)
+    with engine.connect() as conn:
+        scope = load_scope(conn, "site", default_tz="Asia/Seoul", site_id=site)
+        # April and May 2026: two whole months, two bills.
+        facts = cost_facts(conn, scope, local(2026, 4, 1, 0), local(2026, 6, 1, 0))
+    assert facts["currency"] == "KRW"
+    assert facts["energy_kwh"] == 52.0
+    assert facts["energy_cost"] == pytest.approx(4794.3)
+    assert [b["month"] for b in facts["bills"]] == ["2026-04", "2026-05"]
+    may = facts["bills"][1]
+    assert (may["billed_demand_kw"], may["total"]) == (160.0, 1_455_200)
+    # April: no hourly energy; its own 200 kW quarter (a Wednesday, mid-peak) beats January's
+    # 160 kW: 200 x 8,000 = 1,600,000; fund 51,200; VAT 160,000.
+    april = facts["bills"][0]
+    assert (april["billed_demand_kw"], april["billed_demand_basis"]) == (200.0, "current_month")
+    assert april["total"] == 1_600_000 + 51_200 + 160_000
+    assert facts["bill_total"] == facts["bills"][0]["total"] + 1_455_200

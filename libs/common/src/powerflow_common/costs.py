@@ -50,6 +50,7 @@ __all__ = [
     "NoTariff",
     "SiteTariffRow",
     "assign_site_tariff",
+    "cost_facts",
     "hourly_intervals",
     "load_components",
     "load_tariffs",
@@ -379,3 +380,55 @@ def validate_new_tariff(definition: Any) -> TariffDefinition:
     except msgspec.ValidationError as exc:
         raise TariffError("bad_definition", str(exc)) from exc
     return validate_definition(converted)
+
+
+def cost_facts(
+    conn: Connection, scope: TotalsScope, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """A site's cost of [start, end) as plain numbers, for the ESG report's facts.
+
+    ``energy_*``: the exact energy-related cost of the period's counted kWh (any range).
+    ``bills``: the bill of each local month lying wholly inside the period, with its billed
+    demand; ``bill_total`` their sum. ``uncosted_kwh``: kWh of hours without a tariff.
+    Raises NoTariff / CostError like the API.
+    """
+    currency, buckets, uncosted = site_cost(conn, scope, "month", start, end)
+    parts = [b.cost for b in buckets if b.cost is not None]
+    total = merge(parts) if parts else None
+    bills: list[dict[str, Any]] = []
+    for b in buckets:
+        lo, hi = period_bounds_utc("month", b.start, scope.timezone)
+        if lo < start or hi > end:
+            continue
+        local_first = (lo + timedelta(hours=12)).astimezone(ZoneInfo(scope.timezone)).date()
+        try:
+            bill = site_bill(conn, scope, local_first.year, local_first.month)
+        except NoTariff:
+            continue  # a month before the site's first tariff: its kWh are in uncosted_kwh
+        bills.append(
+            {
+                "month": f"{bill.year:04d}-{bill.month:02d}",
+                "tariff": bill.tariff.name,
+                "billed_demand_kw": None if bill.demand is None else bill.demand.kw,
+                "billed_demand_basis": None if bill.demand is None else bill.demand.basis,
+                "demand_charge": bill.demand_charge,
+                "energy_charge": bill.energy_charge,
+                "addons": dict(bill.addons),
+                "fixed_charge": bill.fixed_charge,
+                "fund": bill.fund,
+                "vat": bill.vat,
+                "total": bill.total,
+            }
+        )
+    return {
+        "currency": currency,
+        "energy_kwh": 0.0 if total is None else total.kwh,
+        "energy_kwh_by_band": {} if total is None else dict(total.kwh_by_band),
+        "energy_cost": 0.0 if total is None else total.energy,
+        "energy_cost_by_band": {} if total is None else dict(total.energy_by_band),
+        "addons": {} if total is None else dict(total.addons),
+        "energy_related_total": 0.0 if total is None else total.total,
+        "uncosted_kwh": uncosted,
+        "bills": bills,
+        "bill_total": sum(b["total"] for b in bills),
+    }

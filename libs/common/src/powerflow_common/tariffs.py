@@ -306,6 +306,7 @@ class Plan:
         self.components = tuple(components)
         self.zone = ZoneInfo(validate_timezone(timezone))
         self._by_day: dict[date, Tariff] = {}
+        self._components: dict[tuple[date, ComponentKind], list[Component]] = {}
 
     def version_on(self, day: date) -> Tariff:
         found = self._by_day.get(day)
@@ -315,6 +316,13 @@ class Plan:
 
     def components_on(self, day: date, kind: ComponentKind) -> list[Component]:
         """The add-ons of the version's set valid on ``day``: the latest of each name."""
+        key = (day, kind)
+        cached = self._components.get(key)
+        if cached is None:
+            cached = self._components[key] = self._select_components(day, kind)
+        return cached
+
+    def _select_components(self, day: date, kind: ComponentKind) -> list[Component]:
         cset = self.version_on(day).definition.component_set
         if cset is None:
             return []
