@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from types import ModuleType
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ import powerflow_common.db.migrations as migrations_pkg
 from powerflow_common.tariffs import (
     Bill,
     Component,
+    ComponentKind,
     DayRules,
     DemandPeak,
     DemandRule,
@@ -271,8 +273,26 @@ def test_seed_migration_tariffs_and_components_are_valid() -> None:
     }
     names = {c["name"] for c in module.SEED_COMPONENTS}
     assert names == {"climate_environment", "fuel_cost_adjustment", "power_industry_fund", "vat"}
-    for c in module.SEED_COMPONENTS:
-        msgspec.convert(c, Component)
+    components = [msgspec.convert(c, Component) for c in module.SEED_COMPONENTS]
+    # Each add-on has one version valid on any day: the versions of a name do not overlap.
+    by_name: dict[str, list[Component]] = {}
+    for c in components:
+        by_name.setdefault(c.name, []).append(c)
+    for versions in by_name.values():
+        versions.sort(key=lambda c: c.valid_from)
+        for older, newer in pairwise(versions):
+            assert older.valid_to == newer.valid_from
+    kepco_plan = Plan([msgspec.convert({**kepco[0], "id": 1}, Tariff)], components, "Asia/Seoul")
+    on = date(2026, 7, 15)
+    kinds: tuple[ComponentKind, ...] = ("per_kwh", "percent_of_bill", "vat")
+    rates = {c.name: c.rate for k in kinds for c in kepco_plan.components_on(on, k)}
+    # The fund fell to 2.7 % from July 2025 (전기사업법 시행령 제36조).
+    assert rates == {
+        "climate_environment": 9.0,
+        "fuel_cost_adjustment": 5.0,
+        "power_industry_fund": 2.7,
+        "vat": 10.0,
+    }
 
 
 def _migration() -> ModuleType:

@@ -172,6 +172,14 @@ SEED_TARIFFS: list[dict[str, Any]] = [
     },
 ]
 
+_FUND = (
+    "전력산업기반기금, a percentage of the electricity charge (전기사업법 시행령 제36조, amended "
+    "2024: 3.7 % -> 3.2 % -> 2.7 %; Newspim 2024-06-28 and etrans.or.kr on the amendment): "
+)
+# The fund's 2001 start date is the fund's introduction year (etrans.or.kr), its first month
+# assumed; the 3.7 % is the rate the amendment lowered (the rate's own history before is not
+# modelled).
+
 # Add-ons of KEPCO's bill (component set KR-KEPCO).
 SEED_COMPONENTS: list[dict[str, Any]] = [
     {
@@ -224,15 +232,33 @@ SEED_COMPONENTS: list[dict[str, Any]] = [
         "component_set": "KR-KEPCO",
         "name": "power_industry_fund",
         "kind": "percent_of_bill",
-        "rate": 3.2,
-        "valid_from": date(2024, 7, 1),
-        "valid_to": None,
-        "source": "전력산업기반기금 3.2 % of the electricity charge, as used by the kwh_to_won "
-        "calculator (baseFundp 0.032, release v2025.02.15); a later cut is expected: check "
-        "the 전기사업법 시행령 in force",
+        "rate": 3.7,
+        "valid_from": date(2001, 4, 1),
+        "valid_to": date(2024, 7, 1),
+        "source": _FUND + "3.7 % until 30 June 2024",
     },
     {
         "id": 6,
+        "component_set": "KR-KEPCO",
+        "name": "power_industry_fund",
+        "kind": "percent_of_bill",
+        "rate": 3.2,
+        "valid_from": date(2024, 7, 1),
+        "valid_to": date(2025, 7, 1),
+        "source": _FUND + "3.2 % for electricity used from 1 July 2024",
+    },
+    {
+        "id": 7,
+        "component_set": "KR-KEPCO",
+        "name": "power_industry_fund",
+        "kind": "percent_of_bill",
+        "rate": 2.7,
+        "valid_from": date(2025, 7, 1),
+        "valid_to": None,
+        "source": _FUND + "2.7 % for electricity used from 1 July 2025",
+    },
+    {
+        "id": 8,
         "component_set": "KR-KEPCO",
         "name": "vat",
         "kind": "vat",
