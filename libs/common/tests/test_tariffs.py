@@ -370,3 +370,40 @@ def test_billed_demand_is_at_least_the_months_own_peak_and_the_floor(
         if m in rule.ratchet_months and (y * 12 + m) > 2026 * 12 + 5 - 12
     ]
     assert result.kw == max([10.0, 0.3 * contract_kw, *in_window])
+
+
+@pytest.mark.parametrize(
+    ("charge", "fund_pct", "fund", "vat", "total"),
+    [
+        # A 2017 KEPCO bill: fund 10,183 x 3.7 % = 376.8 -> 370; VAT 1,018.3 -> 1,018.
+        (10_183, 3.7, 370, 1_018, 11_570),
+        # A published worked example: fund 833.5 -> 830; VAT 2,252.7 -> 2,253; 25,610.
+        (22_527, 3.7, 830, 2_253, 25_610),
+    ],
+)
+def test_rounding_matches_published_kepco_bills(
+    charge: int, fund_pct: float, fund: int, vat: int, total: int
+) -> None:
+    flat = TariffDefinition(
+        currency="KRW",
+        seasons=(
+            Season(name="all", months=tuple(range(1, 13)), hours=("f",) * 24, rates={"f": 1.0}),
+        ),
+        component_set="R",
+        rounding="kepco",
+    )
+    tariff = msgspec.structs.replace(TARIFF, definition=flat)
+    parts = (
+        Component(
+            id=1, component_set="R", name="fund", kind="percent_of_bill", rate=fund_pct,
+            valid_from=OPEN, valid_to=None, source="t",
+        ),
+        Component(
+            id=2, component_set="R", name="vat", kind="vat", rate=10.0,
+            valid_from=OPEN, valid_to=None, source="t",
+        ),
+    )  # fmt: skip
+    p = Plan([tariff], parts, "Asia/Seoul")
+    bill = month_bill(p, 2026, 5, MAY_START, MAY_END, [Interval(MAY_START, float(charge))], {}, 0.0)
+    assert bill.electricity_charge == charge
+    assert (bill.fund, bill.vat, bill.total) == (fund, vat, total)
