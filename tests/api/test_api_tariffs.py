@@ -281,6 +281,18 @@ def test_cost_kwh_are_the_statistics_kwh(
     assert s["today"]["kwh"] == 36.0
     assert s["month_so_far"]["complete"] is False
     assert s["forecast"]["bill"]["total"] >= s["month_so_far"]["total"]
+    forecast = client.get(
+        f"/api/v1/cost/sites/{site}/forecast",
+        params={"at": iso(local(2026, 5, 4, 12))},
+        headers=viewer,
+    )
+    assert forecast.status_code == 200, forecast.text
+    # The month's first three days had no readings, so each remaining hour gets the mean kWh
+    # per hour so far: 36 kWh over the 84 hours since 1 May 00:00.
+    f = forecast.json()
+    remaining_hours = 27 * 24 + 12
+    assert f["projected_kwh"] == pytest.approx(36.0 + remaining_hours * 36.0 / 84)
+    assert f["bill"] == s["forecast"]["bill"]
 
 
 def test_bad_cost_requests_are_4xx(

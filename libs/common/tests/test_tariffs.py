@@ -340,12 +340,14 @@ def test_splitting_a_period_does_not_change_energy_charges(items: list[Interval]
 def test_bill_is_at_least_its_fixed_and_floor_charges(
     items: list[Interval], contract_kw: float
 ) -> None:
-    p = plan()
+    fixed = msgspec.structs.replace(FIXTURE, fixed_per_day=100.0, fixed_per_month=1000.0)
+    p = Plan([msgspec.structs.replace(TARIFF, definition=fixed)], COMPONENTS, "Asia/Seoul")
     bill = month_bill(p, 2026, 5, MAY_START, MAY_END, items, {}, contract_kw)
     assert bill.demand is not None
     assert bill.demand.kw >= 0.3 * contract_kw - 1e-9
+    assert bill.fixed_charge == 31 * 100 + 1000  # 31 days of May
     floor_charge = math.floor(0.3 * contract_kw * 8000.0)
-    assert bill.total >= floor_charge - 10
+    assert bill.total >= floor_charge + bill.fixed_charge - 10
     assert bill.total >= bill.electricity_charge - 10
 
 

@@ -346,6 +346,21 @@ class CostController(Controller):
                 raise _problem(exc) from exc
         return bill_out(site_id, bill)
 
+    @get("/forecast", sync_to_thread=True)
+    def forecast(
+        self, request: Req, site_id: SiteId, at: datetime | None = AT
+    ) -> schemas.ForecastOut:
+        """This month's bill projected to its end, and the method."""
+        state = api_state(request)
+        now = utc_in_bounds("at", as_utc(at, "at")) if at else datetime.now(UTC)
+        with state.engine.connect() as conn:
+            scope = resolve_scope(conn, state.settings, "site", str(site_id))
+            try:
+                result = costs.site_forecast(conn, scope.totals, now)
+            except (costs.CostError, costs.NoTariff, TariffError) as exc:
+                raise _problem(exc) from exc
+        return forecast_out(site_id, result)
+
     @get("/summary", sync_to_thread=True)
     def summary(
         self, request: Req, site_id: SiteId, at: datetime | None = AT
