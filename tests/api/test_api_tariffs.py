@@ -359,3 +359,53 @@ def test_cost_facts_of_a_period_are_plain_numbers_for_the_report(
     assert (april["billed_demand_kw"], april["billed_demand_basis"]) == (200.0, "current_month")
     assert april["total"] == 1_600_000 + 51_200 + 160_000
     assert facts["bill_total"] == facts["bills"][0]["total"] + 1_455_200
+
+
+def test_hours_before_a_tariffs_first_version_are_uncosted_and_said_so(
+    client: Client, engine: Engine, keys: dict[str, str]
+) -> None:
+    # The seed KEPCO 일반용(을) table is valid from 2026-06-01; the site is on it from 2025.
+    site = add_site(engine, "Early")
+    main = add_device(
+        engine, "m-early", last_seen=local(2026, 5, 1, 0), site_id=site, meter_role="main"
+    )
+    add_hour(engine, main, local(2026, 5, 20, 10), energy_kwh=4.0)  # before the first version
+    add_hour(engine, main, local(2026, 6, 3, 10), energy_kwh=2.0)  # Wednesday, summer on-peak
+    add_quarter(engine, main, local(2025, 8, 5, 14, 0), 100.0)  # 400 kW, August 2025
+    viewer = bearer(keys["viewer"])
+    assigned = client.put(
+        f"/api/v1/sites/{site}/tariff",
+        json={
+            "tariff_name": "kepco-general-b-high-a-ii",
+            "contract_power_kw": 500,
+            "valid_from": "2025-01-01",
+        },
+        headers=bearer(keys["operator"]),
+    )
+    assert assigned.status_code == 200, assigned.text
+    params = {
+        "period": "month",
+        "start": iso(local(2026, 5, 1, 0)),
+        "end": iso(local(2026, 7, 1, 0)),
+    }
+    series = client.get(f"/api/v1/cost/sites/{site}", params=params, headers=viewer)
+    assert series.status_code == 200, series.text
+    body = series.json()
+    assert body["uncosted_kwh"] == 4.0
+    assert body["totals"]["kwh_by_band"] == {ON: 2.0}
+    assert body["totals"]["energy"] == pytest.approx(2 * 222.3)  # 일반용(을) summer on-peak
+    may = client.get(f"/api/v1/cost/sites/{site}/bill", params={"month": "2026-05"}, headers=viewer)
+    assert may.status_code == 404, may.text
+    assert "no version valid on 2026-05-01" in may.json()["detail"]
+    # June's bill reads August 2025's peak (before the first version) for the ratchet.
+    june = client.get(
+        f"/api/v1/cost/sites/{site}/bill",
+        params={"month": "2026-06", "at": "2026-07-02T00:00:00Z"},
+        headers=viewer,
+    )
+    assert june.status_code == 200, june.text
+    bill = june.json()
+    assert (bill["demand"]["kw"], bill["demand"]["evidence_month"]) == (400.0, "2025-08")
+    assert bill["demand_charge"] == 400 * 8320
+    # Add-ons of June 2026: 9.0 + 5.0 won/kWh; fund 2.7 %; VAT 10 %.
+    assert bill["addons"] == {"climate_environment": 18.0, "fuel_cost_adjustment": 10.0}

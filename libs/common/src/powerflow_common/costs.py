@@ -37,6 +37,7 @@ from powerflow_common.tariffs import (
     Tariff,
     TariffDefinition,
     TariffError,
+    TariffNotFound,
     energy_cost,
     forecast_month,
     month_bill,
@@ -284,8 +285,8 @@ def site_cost(
         for item in items:
             month_first = item.start.astimezone(plans.zone).date().replace(day=1)
             found = plans.at(month_first)
-            if found is None:
-                uncosted += item.kwh
+            if found is None or not found[0].covers(item.start):
+                uncosted += item.kwh  # before the site's first tariff or its first version
                 continue
             plan = found[0]
             by_plan.setdefault(id(plan), (plan, []))[1].append(item)
@@ -338,6 +339,13 @@ def _month_context(
             f"PUT /api/v1/sites/{scope.site_id}/tariff."
         )
     plan, row = found
+    try:
+        plan.version_on(first)
+    except TariffNotFound as exc:
+        raise NoTariff(
+            f"Tariff {row.tariff_name!r} has no version valid on {first.isoformat()}; add one "
+            "with POST /api/v1/tariffs or date the site's tariff later."
+        ) from exc
     mid = datetime(year, month, 15, tzinfo=plan.zone)
     start, end = period_bounds_utc("month", mid, scope.timezone)
     # Quarters of the month and the 12 before it, for the ratchet.

@@ -342,6 +342,25 @@ class Plan:
     def local(self, at: datetime) -> datetime:
         return at.astimezone(self.zone)
 
+    def demand_definition(self, day: date) -> TariffDefinition:
+        """The version of ``day`` for reading a past peak; before the first version, the first.
+
+        The ratchet looks back 12 months, to demand measured before the tariff's first
+        version here: its bands are read by the earliest version.
+        """
+        try:
+            return self.version_on(day).definition
+        except TariffNotFound:
+            return min(self.versions, key=lambda t: t.valid_from).definition
+
+    def covers(self, at: datetime) -> bool:
+        """Whether a version is valid on the local day of ``at``."""
+        try:
+            self.version_on(self.local(at).date())
+        except TariffNotFound:
+            return False
+        return True
+
 
 class Interval(msgspec.Struct, frozen=True):
     """Energy used in one interval starting at ``start`` (UTC), wholly inside one local hour."""
@@ -431,11 +450,12 @@ def monthly_peaks(plan: Plan, quarters: Iterable[Interval]) -> dict[tuple[int, i
     """Each local month's highest 15-minute demand (kW = kWh x 4), excluded bands left out.
 
     A tie keeps the earliest quarter: the evidence is the first time the peak was reached.
+    Quarters before the tariff's first version are read by that first version's bands.
     """
     peaks: dict[tuple[int, int], DemandPeak] = {}
     for q in sorted(quarters, key=lambda q: q.start):
         local = plan.local(q.start)
-        d = plan.version_on(local.date()).definition
+        d = plan.demand_definition(local.date())
         excluded = d.demand.excluded_bands if d.demand is not None else ()
         if excluded and band_at(d, local)[1] in excluded:
             continue

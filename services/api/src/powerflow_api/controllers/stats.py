@@ -26,7 +26,7 @@ from powerflow_api.stats import (
 )
 from powerflow_common import costs
 from powerflow_common.periods import Period, period_bounds_utc
-from powerflow_common.tariffs import TariffError
+from powerflow_common.tariffs import TariffError, TariffNotFound
 
 Req = Request[Any, Any, Any]
 
@@ -193,7 +193,7 @@ def _cost_columns(state: ApiState, data: schemas.StatsSeries) -> dict[datetime, 
         scope = resolve_scope(conn, state.settings, "site", data.scope_ref)
         try:
             currency, buckets, _ = costs.site_cost(conn, scope.totals, period, data.start, data.end)
-        except costs.NoTariff:
+        except (costs.NoTariff, TariffNotFound):
             return {}
         except (costs.CostError, TariffError) as exc:
             raise ApiError(status_code=422, detail=str(exc)) from exc

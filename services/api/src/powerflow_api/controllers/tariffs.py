@@ -25,7 +25,7 @@ from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import SITES, TARIFF_COMPONENTS, TARIFFS
 from powerflow_common.periods import period_bounds_utc
-from powerflow_common.tariffs import Bill, CostBreakdown, Forecast, TariffError
+from powerflow_common.tariffs import Bill, CostBreakdown, Forecast, TariffError, TariffNotFound
 
 Req = Request[Any, Any, Any]
 SiteId = Annotated[int, PathParameter(description="The site id", ge=MIN_ROW_ID, le=MAX_ROW_ID)]
@@ -45,7 +45,7 @@ def _tariff_error(exc: TariffError) -> ApiError:
 
 
 def _problem(exc: Exception) -> ApiError:
-    if isinstance(exc, costs.NoTariff):
+    if isinstance(exc, (costs.NoTariff, TariffNotFound)):
         return ApiError(status_code=404, detail=str(exc))
     if isinstance(exc, TariffError):
         return _tariff_error(exc)
@@ -298,7 +298,7 @@ class CostController(Controller):
             scope = resolve_scope(conn, state.settings, "site", str(site_id))
             try:
                 currency, buckets, uncosted = costs.site_cost(conn, scope.totals, period, lo, hi)
-            except (costs.CostError, costs.NoTariff, TariffError) as exc:
+            except (costs.CostError, costs.NoTariff, TariffError, TariffNotFound) as exc:
                 raise _problem(exc) from exc
         parts = [b.cost for b in buckets if b.cost is not None]
         totals = costs.merge(parts) if parts else None
@@ -342,7 +342,7 @@ class CostController(Controller):
             scope = resolve_scope(conn, state.settings, "site", str(site_id))
             try:
                 bill = costs.site_bill(conn, scope.totals, year, mo, until=now)
-            except (costs.CostError, costs.NoTariff, TariffError) as exc:
+            except (costs.CostError, costs.NoTariff, TariffError, TariffNotFound) as exc:
                 raise _problem(exc) from exc
         return bill_out(site_id, bill)
 
@@ -357,7 +357,7 @@ class CostController(Controller):
             scope = resolve_scope(conn, state.settings, "site", str(site_id))
             try:
                 result = costs.site_forecast(conn, scope.totals, now)
-            except (costs.CostError, costs.NoTariff, TariffError) as exc:
+            except (costs.CostError, costs.NoTariff, TariffError, TariffNotFound) as exc:
                 raise _problem(exc) from exc
         return forecast_out(site_id, result)
 
@@ -377,7 +377,7 @@ class CostController(Controller):
                 forecast = costs.site_forecast(conn, scope.totals, now)
                 local_month = forecast.bill.year, forecast.bill.month
                 so_far = costs.site_bill(conn, scope.totals, *local_month, until=now)
-            except (costs.CostError, costs.NoTariff, TariffError) as exc:
+            except (costs.CostError, costs.NoTariff, TariffError, TariffNotFound) as exc:
                 raise _problem(exc) from exc
         parts = [b.cost for b in today if b.cost is not None]
         today_cost = costs.merge(parts) if parts else CostBreakdown(currency=so_far.currency)
