@@ -330,6 +330,7 @@ def test_bad_cost_requests_are_4xx(
         ("POST", "/api/v1/tariffs", {"json": version(rounding="cents")}, "admin", 422),
         ("POST", "/api/v1/tariffs", {"json": version(valid_from="2020-01-01")}, "admin", 409),
         ("POST", "/api/v1/tariffs", {"json": version()}, "operator", 403),
+        ("POST", "/api/v1/tariffs", {"json": version(currency="USD")}, "admin", 422),
     ]
     for method, path, kwargs, role, status in cases:
         response = client.request(method, path, headers=bearer(keys[role]), **kwargs)

@@ -96,6 +96,13 @@ class TariffController(Controller):
             raise _tariff_error(exc) from exc
         try:
             with begin_write(api_state(request).engine) as conn:
+                others = {t.definition.currency for t in costs.load_tariffs(conn, data.name)}
+                if others - {definition.currency}:
+                    raise ApiError(
+                        status_code=422,
+                        detail=f"Tariff {data.name!r} is priced in {sorted(others)}: a version "
+                        f"in {definition.currency} needs a tariff name of its own.",
+                    )
                 result = conn.execute(
                     TARIFFS.insert().values(
                         name=data.name,
