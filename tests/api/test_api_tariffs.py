@@ -335,6 +335,10 @@ def test_bad_cost_requests_are_4xx(
     for method, path, kwargs, role, status in cases:
         response = client.request(method, path, headers=bearer(keys[role]), **kwargs)
         assert response.status_code == status, (method, path, response.text)
+    refused = client.post(
+        "/api/v1/tariffs", json=version(seasons=[]), headers=bearer(keys["admin"])
+    ).json()
+    assert refused["errors"] == [{"key": "bad_seasons", "message": refused["detail"]}]
     listed = client.get("/api/v1/tariffs", headers=bearer(keys["viewer"])).json()
     names = {t["name"] for t in listed}
     assert {"kepco-general-b-high-a-ii", "kepco-industrial-b-high-a-ii", tariff_name} <= names

@@ -369,7 +369,6 @@ TariffName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9
 SourceText = Annotated[str, Meta(min_length=1, max_length=512)]
 ContractPower = Annotated[float, Meta(ge=0, le=10_000_000)]
 ComponentKindName = Literal["per_kwh", "percent_of_bill", "vat"]
-Month = Annotated[str, Meta(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 
 
 class TariffVersion(Struct):

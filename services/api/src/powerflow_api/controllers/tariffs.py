@@ -129,7 +129,8 @@ class TariffController(Controller):
         """Every add-on version (climate, fuel adjustment, fund, VAT ...)."""
         with api_state(request).engine.connect() as conn:
             return [
-                schemas.TariffComponentOut(**asdict_struct(c)) for c in costs.load_components(conn)
+                schemas.TariffComponentOut(**msgspec.structs.asdict(c))
+                for c in costs.load_components(conn)
             ]
 
     @post("/components", guards=[requires("admin")], sync_to_thread=True)
@@ -150,10 +151,6 @@ class TariffController(Controller):
                 f"{data.valid_from} already.",
             ) from exc
         return schemas.TariffComponentOut(id=new_id, **values)
-
-
-def asdict_struct(value: Any) -> dict[str, Any]:
-    return {f: getattr(value, f) for f in value.__struct_fields__}
 
 
 def _site_exists(conn: Any, site_id: int) -> None:
