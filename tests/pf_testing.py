@@ -48,6 +48,7 @@ TRUNCATE_TABLES = (
     "api_key_devices",
     "sites",
     "renewable_contracts",
+    "site_tariffs",
     "reading_corrections",
     # A horizon left by a retention test would freeze (and refuse) other tests' old hours.
     "retention_state",

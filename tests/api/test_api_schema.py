@@ -9,7 +9,7 @@ code it fixed), so every later run draws it again.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from powerflow.broker import Broker
 # constructor recursion depth mismatch", seen once in a CI run under pytest-xdist).
 from powerflow_api.app import create_app
 from powerflow_api.keys import create_key
+from powerflow_common.costs import assign_site_tariff
 from powerflow_common.settings import Settings, load_settings
 
 # Per operation and generation mode: an eighth of the profile's count (12 in make test, 250
@@ -93,6 +94,8 @@ def api_schema(engine: Engine, api_settings: Settings, broker: Broker) -> Iterat
     site = add_site(engine)
     device = add_device(engine, "1001", last_seen=now, site_id=site, meter_role="main")
     add_hour(engine, device, now, energy_kwh=1.0)
+    with engine.begin() as conn:  # the cost endpoints answer with a bill, not only 404
+        assign_site_tariff(conn, site, "kepco-general-b-high-a-ii", 500.0, date(2020, 1, 1), by="t")
     # A 503 is right when Redis is away, not when two busy cores make it answer in 0.6 s.
     settings = load_settings(
         **{

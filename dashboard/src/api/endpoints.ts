@@ -8,6 +8,7 @@ import type {
   DeviceUpdate,
   EnrolmentCreated,
   EnrolmentRequest,
+  CostSummary,
   ReadingPoint,
   ReadingsPage,
   Report,
@@ -115,3 +116,15 @@ const reportFilePath = (id: string, kind: ReportFileKind) => `/reports/${encodeU
 
 export const getReportHtml = (id: string) => apiText(reportFilePath(id, 'html'))
 export const getReportPdf = (id: string) => apiBlob(reportFilePath(id, 'pdf'))
+
+// --- Tariffs and cost ----------------------------------------------------------------------
+
+/** Today's cost, this month's bill so far and the forecast; null when the site has no tariff. */
+export async function getCostSummary(siteId: number): Promise<CostSummary | null> {
+  try {
+    return await apiJson<CostSummary>(`/cost/sites/${siteId}/summary`)
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return null
+    throw e
+  }
+}

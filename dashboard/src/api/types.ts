@@ -254,3 +254,71 @@ export interface Problem {
   detail?: string
   errors?: { key?: string; message?: string }[]
 }
+
+// --- Tariffs and cost (GET /cost/sites/{id}/summary) ---------------------------------------
+
+/** Exact energy-related cost: kWh and money by time band, per-kWh add-ons, fund and VAT. */
+export interface CostLines {
+  kwh: number
+  kwh_by_band: Record<string, number>
+  energy_by_band: Record<string, number>
+  energy: number
+  addons: Record<string, number>
+  subtotal: number
+  fund: number
+  vat: number
+  total: number
+}
+
+export interface BilledDemand {
+  kw: number
+  basis: 'current_month' | 'ratchet' | 'contract_floor' | 'contract_power'
+  floor_kw: number
+  evidence_month: string | null
+  evidence_kw: number | null
+  evidence_quarter_start: string | null
+  current_month_peak_kw: number | null
+  current_month_peak_quarter_start: string | null
+}
+
+export interface Bill {
+  site_id: number
+  month: string
+  start: string
+  end: string
+  complete: boolean
+  currency: string
+  tariff_name: string
+  tariff_label: string
+  tariff_valid_from: string
+  tariff_source: string
+  contract_power_kw: number
+  demand: BilledDemand | null
+  demand_charge: number
+  energy: CostLines
+  energy_charge: number
+  addons: Record<string, number>
+  fixed_charge: number
+  electricity_charge: number
+  fund: number
+  vat: number
+  total: number
+  rounding: string
+}
+
+export interface CostForecast {
+  bill: Bill
+  method: string
+  days_elapsed: number
+  days_remaining: Record<string, number>
+  projected_kwh: number
+}
+
+export interface CostSummary {
+  site_id: number
+  currency: string
+  timezone: string
+  today: CostLines
+  month_so_far: Bill
+  forecast: CostForecast
+}

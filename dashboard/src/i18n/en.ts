@@ -179,6 +179,17 @@ export const en = {
   'enrol.revokeYes': 'Revoke now',
   'enrol.revoking': 'Revoking…',
   'enrol.cancel': 'Cancel',
+  // --- Tariffs and cost ---
+  'cost.today': 'Cost today',
+  'cost.todayNote': 'Energy, add-ons, fund and VAT',
+  'cost.monthSoFar': 'Bill so far this month',
+  'cost.forecast': 'Forecast to month end',
+  'cost.progress': 'Share of the forecast billed so far',
+  'cost.billedDemand': 'Billed demand {kw} kW ({basis})',
+  'cost.basis.current_month': "this month's peak",
+  'cost.basis.ratchet': 'peak-season ratchet',
+  'cost.basis.contract_floor': '30 % of contract power',
+  'cost.basis.contract_power': 'contract power',
 } as const
 
 export type MessageKey = keyof typeof en

@@ -181,4 +181,15 @@ export const ko: Record<MessageKey, string> = {
   'enrol.revokeYes': '지금 해지',
   'enrol.revoking': '해지 중…',
   'enrol.cancel': '취소',
+  // --- Tariffs and cost ---
+  'cost.today': '오늘 요금',
+  'cost.todayNote': '전력량요금, 부가 요금, 기금, 부가세',
+  'cost.monthSoFar': '이번 달 현재까지 요금',
+  'cost.forecast': '월말 예상 요금',
+  'cost.progress': '예상 요금 중 현재까지 부과된 비율',
+  'cost.billedDemand': '요금적용전력 {kw} kW ({basis})',
+  'cost.basis.current_month': '이번 달 최대수요전력',
+  'cost.basis.ratchet': '동·하계 최대수요전력',
+  'cost.basis.contract_floor': '계약전력의 30 %',
+  'cost.basis.contract_power': '계약전력',
 }

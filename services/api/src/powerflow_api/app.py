@@ -37,6 +37,7 @@ from powerflow_api.controllers.readings import LatestController, ReadingControll
 from powerflow_api.controllers.reports import ReportController
 from powerflow_api.controllers.sites import SiteController
 from powerflow_api.controllers.stats import StatsController
+from powerflow_api.controllers.tariffs import CostController, SiteTariffController, TariffController
 from powerflow_api.keys import active_key_ids
 from powerflow_api.live import LiveHub
 from powerflow_api.problems import EXCEPTION_HANDLERS
@@ -223,6 +224,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             ReportController,
             MeController,
             CorrectionController,
+            TariffController,
+            SiteTariffController,
+            CostController,
         ],
         # Only /api/v1 needs a key: health, metrics, the schema and the dashboard are public.
         middleware=[DefineMiddleware(KeyAuthMiddleware)],

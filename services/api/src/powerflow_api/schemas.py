@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -361,3 +361,162 @@ class CorrectionsPage(Struct):
     device_code: str
     items: list[Correction]
     next_before_id: int | None
+
+
+# --- Tariffs and cost (powerflow_common.tariffs, powerflow_common.costs) ------------------------
+
+TariffName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+SourceText = Annotated[str, Meta(min_length=1, max_length=512)]
+ContractPower = Annotated[float, Meta(ge=0, le=10_000_000)]
+ComponentKindName = Literal["per_kwh", "percent_of_bill", "vat"]
+
+
+class TariffVersion(Struct):
+    """One version of a named tariff, valid for local days [valid_from, valid_to)."""
+
+    id: int
+    name: str
+    label: str
+    valid_from: date
+    valid_to: date | None
+    currency: str
+    source: str
+    definition: dict[str, Any]  # powerflow_common.tariffs.TariffDefinition
+
+
+class TariffCreate(Struct, forbid_unknown_fields=True):
+    """A new version of a tariff (a new name starts a new tariff)."""
+
+    name: TariffName
+    label: Name
+    valid_from: date
+    source: SourceText  # where the figures come from, and their date
+    definition: dict[str, Any]
+    valid_to: date | None = None
+
+
+class TariffComponentOut(Struct):
+    id: int
+    component_set: str
+    name: str
+    kind: ComponentKindName
+    rate: float  # per kWh, or percent
+    valid_from: date
+    valid_to: date | None
+    source: str
+
+
+class TariffComponentCreate(Struct, forbid_unknown_fields=True):
+    component_set: Annotated[str, Meta(min_length=1, max_length=32)]
+    name: TariffName
+    kind: ComponentKindName
+    rate: Annotated[float, Meta(ge=-1e6, le=1e6)]
+    valid_from: date
+    source: SourceText
+    valid_to: date | None = None
+
+
+class SiteTariffAssign(Struct, forbid_unknown_fields=True):
+    """Put a site on a tariff from the first day of a local month on."""
+
+    tariff_name: TariffName
+    contract_power_kw: ContractPower
+    valid_from: date
+
+
+class SiteTariffOut(Struct):
+    site_id: int
+    tariff_name: str
+    contract_power_kw: float
+    valid_from: date
+    recorded_at: datetime
+    recorded_by: str | None
+
+
+class CostLines(Struct):
+    """Exact energy-related cost: kWh and money by time band, per-kWh add-ons, fund and VAT."""
+
+    kwh: float
+    kwh_by_band: dict[str, float]
+    energy_by_band: dict[str, float]
+    energy: float
+    addons: dict[str, float]
+    subtotal: float  # energy + add-ons
+    fund: float
+    vat: float
+    total: float
+
+
+class CostBucketOut(Struct):
+    start: datetime
+    end: datetime
+    energy_kwh: float  # the statistics' energy_kwh + unallocated_kwh of the bucket
+    cost: CostLines | None  # null: no tariff for these hours
+
+
+class CostSeries(Struct):
+    site_id: int
+    period: StatsPeriod
+    timezone: str
+    currency: str | None
+    start: datetime
+    end: datetime
+    uncosted_kwh: float  # kWh of hours before the site's first tariff
+    totals: CostLines | None
+    buckets: list[CostBucketOut]
+    note: str
+
+
+class BilledDemandOut(Struct):
+    kw: float
+    basis: Literal["current_month", "ratchet", "contract_floor", "contract_power"]
+    floor_kw: float
+    evidence_month: str | None  # "YYYY-MM" of the peak that set it
+    evidence_kw: float | None
+    evidence_quarter_start: datetime | None  # the 15-minute interval that set it (UTC)
+    current_month_peak_kw: float | None
+    current_month_peak_quarter_start: datetime | None
+
+
+class BillOut(Struct):
+    site_id: int
+    month: str
+    start: datetime
+    end: datetime  # the month's end, or the instant the bill so far runs to
+    complete: bool
+    currency: str
+    tariff_name: str
+    tariff_label: str
+    tariff_valid_from: date
+    tariff_source: str
+    contract_power_kw: float
+    demand: BilledDemandOut | None
+    demand_charge: float
+    energy: CostLines
+    energy_charge: float
+    addons: dict[str, float]
+    fixed_charge: float
+    electricity_charge: float
+    fund: float
+    vat: float
+    total: float
+    rounding: str
+
+
+class ForecastOut(Struct):
+    bill: BillOut  # the month's projected bill
+    method: str
+    days_elapsed: int
+    days_remaining: dict[str, int]
+    projected_kwh: float
+
+
+class CostSummary(Struct):
+    """The overview's money: today's cost, this month's bill so far, the month-end forecast."""
+
+    site_id: int
+    currency: str
+    timezone: str
+    today: CostLines
+    month_so_far: BillOut
+    forecast: ForecastOut

@@ -392,3 +392,67 @@ API_KEYS = _table(ApiKey)
 API_KEY_DEVICES = _table(ApiKeyDevice)
 READING_CORRECTIONS = _table(ReadingCorrection)
 RETENTION_STATE = _table(RetentionState)
+
+
+# --- Tariffs and cost (migration 0010, powerflow_common.tariffs) --------------------------------
+
+
+class TariffRow(Base):
+    """One version of a named tariff, valid for local days [valid_from, valid_to).
+
+    ``definition`` is a ``powerflow_common.tariffs.TariffDefinition`` as JSON.
+    """
+
+    __tablename__ = "tariffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(128))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    definition: Mapped[Any] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("name", "valid_from", name="uq_tariff_version"),)
+
+
+class TariffComponentRow(Base):
+    """A versioned add-on of a component set (per kWh, percent of the bill, or VAT)."""
+
+    __tablename__ = "tariff_components"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component_set: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    rate: Mapped[float]
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(512))
+
+    __table_args__ = (
+        UniqueConstraint("component_set", "name", "valid_from", name="uq_component_version"),
+    )
+
+
+class SiteTariff(Base):
+    """A site's tariff and contract power from the local month starting ``valid_from`` on."""
+
+    __tablename__ = "site_tariffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    tariff_name: Mapped[str] = mapped_column(String(64))
+    contract_power_kw: Mapped[float]
+    valid_from: Mapped[date] = mapped_column(Date)
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (UniqueConstraint("site_id", "valid_from", name="uq_site_tariff_from"),)
+
+
+TARIFFS = _table(TariffRow)
+TARIFF_COMPONENTS = _table(TariffComponentRow)
+SITE_TARIFFS = _table(SiteTariff)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
@@ -24,6 +24,9 @@ from powerflow_api.stats import (
     series,
     summary,
 )
+from powerflow_common import costs
+from powerflow_common.periods import Period, period_bounds_utc
+from powerflow_common.tariffs import TariffError, TariffNotFound
 
 Req = Request[Any, Any, Any]
 
@@ -132,21 +135,23 @@ class StatsController(Controller):
             raise ApiError(status_code=400, detail=f"scope={kind} needs ref (a code or site id).")
         if kind == "site" and not (ref or "").isdigit():
             raise ApiError(status_code=400, detail="scope=site needs ref=<site id>, a number.")
-        data = _series(api_state(request), kind, ref, period, start, end)
+        state = api_state(request)
+        data = _series(state, kind, ref, period, start, end)
+        cost = _cost_columns(state, data) if kind == "site" else {}
         return Stream(
-            _csv(data),
+            _csv(data, cost),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="stats-{kind}-{period}.csv"'},
         )
 
 
-def _csv(data: schemas.StatsSeries) -> Iterator[str]:
+def _csv(data: schemas.StatsSeries, cost: dict[datetime, list[Any]] | None = None) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     factors = "; ".join(
         f"{f.factor_set}/{f.region} {f.kg_co2e_per_kwh} ({f.source})" for f in data.factors
     )
-    writer.writerow([*BUCKET_FIELDS, "timezone", "factors"])
+    writer.writerow([*BUCKET_FIELDS, "timezone", "factors", *(COST_FIELDS if cost else ())])
     for b in data.buckets:
         cells = [getattr(b, f) for f in BUCKET_FIELDS]
         writer.writerow(
@@ -157,6 +162,7 @@ def _csv(data: schemas.StatsSeries) -> Iterator[str]:
                 ),
                 data.timezone,
                 factors,
+                *((cost.get(b.start.astimezone(UTC)) or [""] * len(COST_FIELDS)) if cost else ()),
             ]
         )
         if buffer.tell() > 64_000:
@@ -164,3 +170,38 @@ def _csv(data: schemas.StatsSeries) -> Iterator[str]:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+# --- Tariffs and cost: a site's CSV gains its cost (powerflow_common.costs) ---------------------
+
+# Exact energy-related cost of each bucket in the tariff's currency (the bill, with demand
+# and fixed charges and KEPCO's rounding, is GET /api/v1/cost/sites/{id}/bill).
+COST_FIELDS = (
+    "cost_currency",
+    "cost_energy",
+    "cost_addons",
+    "cost_fund",
+    "cost_vat",
+    "cost_total",
+)
+
+
+def _cost_columns(state: ApiState, data: schemas.StatsSeries) -> dict[datetime, list[Any]]:
+    """Cost cells by bucket (UTC start of its local period); empty when the site has no tariff."""
+    period: Period = data.period
+    with state.engine.connect() as conn:
+        scope = resolve_scope(conn, state.settings, "site", data.scope_ref)
+        try:
+            currency, buckets, _ = costs.site_cost(conn, scope.totals, period, data.start, data.end)
+        except (costs.NoTariff, TariffNotFound):
+            return {}
+        except (costs.CostError, TariffError) as exc:
+            raise ApiError(status_code=422, detail=str(exc)) from exc
+    out: dict[datetime, list[Any]] = {}
+    for b in buckets:
+        if b.cost is None:
+            continue
+        key = period_bounds_utc(period, b.start, data.timezone)[0]
+        c = b.cost
+        out[key] = [currency, c.energy, sum(c.addons.values()), c.fund, c.vat, c.total]
+    return out
