@@ -20,7 +20,7 @@ from powerflow_common.baselines import (
     fractional_savings_uncertainty,
 )
 
-SUFFICIENCY = {"min_days": 90, "min_span_c": 10.0, "min_share": 0.8}
+MIN_DAYS, MIN_SPAN_C, MIN_SHARE = 90, 10.0, 0.8
 NOISE_KWH = 12.0
 
 
@@ -56,7 +56,9 @@ def site_days(
 
 
 def fit(points: list[DailyPoint]) -> BaselineModel:
-    return fit_baseline(points, len(points), **SUFFICIENCY)
+    return fit_baseline(
+        points, len(points), min_days=MIN_DAYS, min_span_c=MIN_SPAN_C, min_share=MIN_SHARE
+    )
 
 
 def coefficient(model: BaselineModel, name: str) -> tuple[float, float]:
@@ -153,13 +155,17 @@ def test_too_few_days_are_refused_with_the_rule() -> None:
 def test_a_period_mostly_missing_is_refused() -> None:
     points = site_days(load_5p, date(2024, 1, 1), 200, seed=1)
     with pytest.raises(BaselineRefused) as refused:
-        check_sufficiency(points, 366, **SUFFICIENCY)
+        check_sufficiency(
+            points, 366, min_days=MIN_DAYS, min_span_c=MIN_SPAN_C, min_share=MIN_SHARE
+        )
     assert refused.value.reason == "too_many_missing_days"
 
 
 def test_a_short_baseline_over_a_wide_temperature_range_is_sufficient() -> None:
     points = site_days(load_5p, date(2024, 6, 1), 120, seed=1)
-    rule = check_sufficiency(points, 120, **SUFFICIENCY)
+    rule = check_sufficiency(
+        points, 120, min_days=MIN_DAYS, min_span_c=MIN_SPAN_C, min_share=MIN_SHARE
+    )
     assert "120 usable days" in rule
 
 

@@ -1,0 +1,199 @@
+"""Baselines and savings through the API, on real hourly_stats rows (SQLite and MariaDB)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from litestar.testing import TestClient
+from pf_api_data import add_device, add_site, bearer
+from sqlalchemy import Engine, insert
+
+from powerflow_common.db.models import HourlyStat
+
+pytestmark = pytest.mark.both_backends
+
+Client = TestClient[Any]
+SEOUL = ZoneInfo("Asia/Seoul")
+BASELINE = (date(2025, 3, 1), 120)  # first day, days
+REPORTING = (date(2025, 7, 1), 60)
+NOISE_KWH = 8.0
+
+
+def law(t: float) -> float:
+    """The site's daily kWh: 300 base, 9 kWh/°C below 14 °C, 12 kWh/°C above 22 °C."""
+    return 300.0 + 9.0 * max(14.0 - t, 0.0) + 12.0 * max(t - 22.0, 0.0)
+
+
+def outdoor_c(i: int, rng: np.random.Generator) -> float:
+    return 2.0 + 30.0 * ((i * 37) % 120) / 119 + float(rng.normal(0, 1.0))  # 2 .. 32 °C, mixed
+
+
+def add_days(
+    engine: Engine, meter: int, yard: int, first: date, days: int, factor: float, seed: int
+) -> dict[date, float]:
+    """Whole local days of hours: the meter's kWh by the law (x factor), the yard's °C."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    temps = {}
+    now = datetime.now(UTC)
+    for i in range(days):
+        day = first + timedelta(days=i)
+        t = outdoor_c(i, rng)
+        temps[day] = t
+        kwh = factor * law(t) + float(rng.normal(0, NOISE_KWH))
+        start = datetime(day.year, day.month, day.day, tzinfo=SEOUL).astimezone(UTC)
+        for h in range(24):
+            hour = start + timedelta(hours=h)
+            common = {"hour_start": hour, "samples": 720, "coverage": 1.0, "computed_at": now}
+            rows.append(
+                {**common, "device_id": meter, "energy_kwh": kwh / 24, "temperature_avg_c": None}
+            )
+            rows.append({**common, "device_id": yard, "energy_kwh": 0.0, "temperature_avg_c": t})
+    with engine.begin() as conn:
+        conn.execute(insert(HourlyStat), rows)
+    return temps
+
+
+@pytest.fixture
+def plant(engine: Engine) -> dict[str, Any]:
+    seen = datetime(2025, 3, 1, tzinfo=UTC)
+    site = add_site(engine, "Plant", "Asia/Seoul")
+    meter = add_device(engine, "meter-1", last_seen=seen, site_id=site, meter_role="main")
+    yard = add_device(engine, "yard-1", last_seen=seen, site_id=site, meter_role="standalone")
+    temps = add_days(engine, meter, yard, *BASELINE, factor=1.0, seed=1)
+    add_days(engine, meter, yard, *REPORTING, factor=0.9, seed=2)
+    return {"site": site, "temps": temps}
+
+
+def period(first: date, days: int) -> dict[str, str]:
+    return {"start": first.isoformat(), "end": (first + timedelta(days=days - 1)).isoformat()}
+
+
+def test_a_site_without_an_outdoor_series_is_refused_and_says_why(
+    client: Client, plant: dict[str, Any], keys: dict[str, str]
+) -> None:
+    response = client.post(
+        f"/api/v1/sites/{plant['site']}/baselines",
+        json=period(*BASELINE),
+        headers=bearer(keys["operator"]),
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["errors"] == [{"key": "reason", "message": "no_outdoor_series"}]
+    assert "Indoor temperature follows the HVAC" in body["detail"]
+
+
+def test_an_outdoor_device_gives_a_baseline_and_a_10_pct_saving_within_its_band(
+    client: Client, plant: dict[str, Any], keys: dict[str, str]
+) -> None:
+    operator, viewer = bearer(keys["operator"]), bearer(keys["viewer"])
+    marked = client.put("/api/v1/devices/yard-1/outdoor", json={"outdoor": True}, headers=operator)
+    assert marked.status_code == 200, marked.text
+    assert marked.json() == {"code": "yard-1", "outdoor": True, "changed": True}
+    assert client.get(f"/api/v1/sites/{plant['site']}/outdoor", headers=viewer).json()[
+        "devices"
+    ] == ["yard-1"]
+    # A viewer reads baselines but does not fit them.
+    denied = client.post(
+        f"/api/v1/sites/{plant['site']}/baselines", json=period(*BASELINE), headers=viewer
+    )
+    assert denied.status_code == 403
+
+    fitted = client.post(
+        f"/api/v1/sites/{plant['site']}/baselines", json=period(*BASELINE), headers=operator
+    )
+    assert fitted.status_code == 201, fitted.text
+    model = fitted.json()
+    assert model["model_kind"] == "5p" and model["temperature_source"] == "device"
+    assert model["stats"]["n_days"] == 120
+    terms = {c["name"]: c for c in model["coefficients"]}
+    for name, truth in (
+        ("intercept_kwh", 300.0),
+        ("heating_slope_kwh_per_c", 9.0),
+        ("cooling_slope_kwh_per_c", 12.0),
+    ):
+        assert abs(terms[name]["value"] - truth) <= 3 * terms[name]["std_error"], terms[name]
+    assert model["limits"]["daily"]["cv_rmse_max_pct"] == 30.0
+    assert model["stats"]["meets_guideline_14"] is True
+    assert "120 usable days" in model["sufficiency"]
+
+    detail = client.get(f"/api/v1/baselines/{model['id']}", headers=viewer).json()
+    assert len(detail["fit_days"]) == 120
+    first = detail["fit_days"][0]
+    assert first["temperature_c"] == pytest.approx(plant["temps"][BASELINE[0]])
+
+    saved = client.get(
+        f"/api/v1/sites/{plant['site']}/savings", params=period(*REPORTING), headers=viewer
+    )
+    assert saved.status_code == 200, saved.text
+    s = saved.json()
+    assert s["baseline_id"] == model["id"] and s["m_reporting"] == 60
+    assert (
+        s["savings_pct"] - s["uncertainty_pct"] <= 10.0 <= s["savings_pct"] + s["uncertainty_pct"]
+    )
+    assert s["days"][-1]["cusum_kwh"] == pytest.approx(s["savings_kwh"])
+    assert s["savings_kwh"] == pytest.approx(s["baseline_kwh"] - s["actual_kwh"])
+    assert s["days_missing"] == 0 and s["overlaps_baseline"] is False
+    assert math.isfinite(s["n_effective"])
+
+
+def test_an_imported_kma_daily_csv_is_an_outdoor_series(
+    client: Client, plant: dict[str, Any], keys: dict[str, str]
+) -> None:
+    operator = bearer(keys["operator"])
+    lines = ["지점,지점명,일시,평균기온(°C),최저기온(°C),최고기온(°C)"]
+    for day, t in sorted(plant["temps"].items()):
+        lines.append(f"108,서울,{day.isoformat()},{t:.1f},{t - 4:.1f},{t + 4:.1f}")
+    body = ("\n".join(lines) + "\n").encode("cp949")
+    imported = client.post(
+        f"/api/v1/sites/{plant['site']}/weather",
+        content=body,
+        headers={**operator, "Content-Type": "text/csv"},
+    )
+    assert imported.status_code == 201, imported.text
+    assert imported.json()["imported_days"] == 120 and imported.json()["station"] == "108"
+    fitted = client.post(
+        f"/api/v1/sites/{plant['site']}/baselines",
+        json={**period(*BASELINE), "temperature_source": "weather"},
+        headers=operator,
+    )
+    assert fitted.status_code == 201, fitted.text
+    assert fitted.json()["temperature_source"] == "weather"
+    assert fitted.json()["model_kind"] == "5p"
+
+    bad = client.post(
+        f"/api/v1/sites/{plant['site']}/weather",
+        content=b"date,temp\n2025-01-01,3\n",
+        headers={**operator, "Content-Type": "text/csv"},
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == [{"key": "reason", "message": "not_kma_asos"}]
+
+
+def test_a_short_baseline_period_is_refused_with_the_sufficiency_rule(
+    client: Client, plant: dict[str, Any], keys: dict[str, str]
+) -> None:
+    operator = bearer(keys["operator"])
+    client.put("/api/v1/devices/yard-1/outdoor", json={"outdoor": True}, headers=operator)
+    response = client.post(
+        f"/api/v1/sites/{plant['site']}/baselines",
+        json=period(BASELINE[0], 30),
+        headers=operator,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"key": "reason", "message": "insufficient_data"}]
+    missing = client.get(
+        f"/api/v1/sites/{plant['site']}/savings",
+        params=period(*REPORTING),
+        headers=bearer(keys["viewer"]),
+    )
+    assert missing.status_code == 404, missing.text  # no baseline fitted yet
+    unknown = client.get(
+        "/api/v1/sites/999999/savings", params=period(*REPORTING), headers=operator
+    )
+    assert unknown.status_code == 404
