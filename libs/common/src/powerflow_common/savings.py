@@ -51,6 +51,7 @@ from powerflow_common.db.models import (
     OUTDOOR_TEMPERATURE_DAYS,
     SITES,
 )
+from powerflow_common.logs import get_logger
 from powerflow_common.queries import ScopeNotFound, load_scope, period_sums
 from powerflow_common.settings import Settings
 from powerflow_common.validation import canonical_device_code
@@ -73,6 +74,8 @@ __all__ = [
     "site_points",
     "site_savings",
 ]
+
+log = get_logger(__name__)
 
 TemperatureSource = Literal["device", "weather"]
 TEMPERATURE_SOURCES: tuple[TemperatureSource, ...] = ("device", "weather")
@@ -241,19 +244,24 @@ def _outdoor_days(
         found["device"] = _device_days(conn, site_id, tz, days, min_hours)
     best = max(found, key=lambda s: (len(found[s]), s == "weather"))
     if not found[best]:
-        if source == "device" or (source is None and outdoor_devices(conn, site_id)):
-            detail = (
-                "The site's outdoor devices have no whole day of temperature in the period"
-                if source == "device"
-                else "Neither an imported weather series nor the site's outdoor devices cover"
-                " the period"
-            )
-            raise OutdoorSeriesMissing(
-                f"{detail}. Indoor temperature follows the HVAC, so it is no independent "
-                "variable: import a weather CSV for the site or choose a period the outdoor "
-                "series covers."
-            )
-        raise OutdoorSeriesMissing()
+        has_weather = conn.execute(
+            select(OUTDOOR_TEMPERATURE_DAYS.c.day)
+            .where(OUTDOOR_TEMPERATURE_DAYS.c.site_id == site_id)
+            .limit(1)
+        ).first()
+        if has_weather is None and not outdoor_devices(conn, site_id):
+            raise OutdoorSeriesMissing()
+        what = {
+            "weather": "imported weather",
+            "device": "the site's outdoor devices",
+            None: "imported weather or the site's outdoor devices",
+        }[source]
+        raise OutdoorSeriesMissing(
+            f"No outdoor temperature from {what} covers {days.first} .. {days.last} (a device "
+            f"day needs {min_hours} hours). Indoor temperature follows the HVAC, so it is no "
+            "independent variable: import a weather CSV for these days or choose a period "
+            "the outdoor series covers."
+        )
     return best, found[best]
 
 
@@ -387,6 +395,15 @@ def fit_site_baseline(
         )
     ).inserted_primary_key
     assert new_id is not None
+    log.info(
+        "baseline_fitted",
+        site_id=site_id,
+        baseline_id=int(new_id[0]),
+        kind=model.kind,
+        source=used,
+        days=model.stats.n_days,
+        cv_rmse_pct=round(model.stats.cv_rmse_pct, 2),
+    )
     return StoredBaseline(int(new_id[0]), site_id, days, used, model, now, by)
 
 
@@ -419,7 +436,9 @@ def baseline_days(
             conn, settings, stored.site_id, stored.period, stored.temperature_source
         )
     except OutdoorSeriesMissing:
-        return []  # the outdoor series went since the fit: the model stands, without its days
+        # The outdoor series went since the fit: the model stands, without its days.
+        log.warning("baseline_days_missing", baseline_id=stored.id, site_id=stored.site_id)
+        return []
     if not points:
         return []
     predicted = stored.model.predict(np.array([p.temperature_c for p in points]))

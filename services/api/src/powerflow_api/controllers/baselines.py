@@ -13,6 +13,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, Parameter, PathParameter
 from sqlalchemy import func, select
 
+from powerflow_api import metrics
 from powerflow_api.auth import principal_of, requires
 from powerflow_api.controllers.devices import Code
 from powerflow_api.controllers.sites import SiteId
@@ -63,6 +64,7 @@ def _domain_errors() -> Iterator[None]:
     except ScopeNotFound as exc:
         raise NotFoundException(str(exc)) from exc
     except (BaselineRefused, WeatherRejected) as exc:
+        metrics.BASELINE_REFUSALS.labels(exc.reason).inc()
         raise ApiError(
             status_code=422, detail=exc.detail, extra=[{"key": "reason", "message": exc.reason}]
         ) from exc
@@ -94,6 +96,7 @@ class BaselineController(Controller):
                     kinds=data.kinds or None,
                     by=by,
                 )
+            metrics.BASELINE_FITS.labels(stored.model.kind).inc()
             return to_baseline(stored)
 
         return _run(fit)
