@@ -110,7 +110,6 @@ def baseline_fit(
 ) -> None:
     """Fit and store the site's baseline on a period; prints the model as JSON."""
     from powerflow_common.baselines import BaselineRefused
-    from powerflow_common.db.dialect import begin_write
     from powerflow_common.db.engine import make_engine
     from powerflow_common.queries import ScopeNotFound
     from powerflow_common.savings import TEMPERATURE_SOURCES, DayRange, fit_site_baseline
@@ -120,15 +119,14 @@ def baseline_fit(
     settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
-        with begin_write(engine) as conn:
-            stored = fit_site_baseline(
-                conn,
-                settings,
-                site,
-                DayRange(_day(start), _day(end)),
-                source=source,  # checked above
-                by="cli",
-            )
+        stored = fit_site_baseline(
+            engine,
+            settings,
+            site,
+            DayRange(_day(start), _day(end)),
+            source=source,  # checked above
+            by="cli",
+        )
     except BaselineRefused as exc:
         raise _fail(exc.reason, exc.detail) from None
     except ScopeNotFound as exc:

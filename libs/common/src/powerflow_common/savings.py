@@ -29,7 +29,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from powerflow_common.baselines import (
     BaselineModel,
@@ -43,6 +43,7 @@ from powerflow_common.baselines import (
     compute_savings,
     fit_baseline,
 )
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import (
     BASELINES,
     DEVICES,
@@ -358,7 +359,7 @@ def _from_row(r: Any) -> StoredBaseline:
 
 
 def fit_site_baseline(
-    conn: Connection,
+    engine: Engine,
     settings: Settings,
     site_id: int,
     days: DayRange,
@@ -367,9 +368,14 @@ def fit_site_baseline(
     kinds: Sequence[ModelKind] | None = None,
     by: str | None = None,
 ) -> StoredBaseline:
-    """Fit the site's baseline on ``days`` and store it (in the caller's transaction)."""
+    """Fit the site's baseline on ``days`` and store it.
+
+    The days are read and the model fitted outside any write transaction (a fit of years
+    of days takes a moment; SQLite's one write lock is not held for it), then stored.
+    """
     days.check(settings.baseline_max_period_days)
-    used, points = site_points(conn, settings, site_id, days, source)
+    with engine.connect() as conn:
+        used, points = site_points(conn, settings, site_id, days, source)
     extra = {} if kinds is None else {"kinds": kinds}
     model = fit_baseline(
         points,
@@ -381,19 +387,21 @@ def fit_site_baseline(
     )
     coefficients, stats = _model_json(model)
     now = datetime.now(UTC)
-    new_id = conn.execute(
-        BASELINES.insert().values(
-            site_id=site_id,
-            period_start=days.first,
-            period_end=days.last,
-            temperature_source=used,
-            model_kind=model.kind,
-            coefficients=coefficients,
-            stats=stats,
-            fitted_at=now,
-            fitted_by=by,
-        )
-    ).inserted_primary_key
+    with begin_write(engine) as conn:
+        _site_timezone(conn, site_id)  # still there
+        new_id = conn.execute(
+            BASELINES.insert().values(
+                site_id=site_id,
+                period_start=days.first,
+                period_end=days.last,
+                temperature_source=used,
+                model_kind=model.kind,
+                coefficients=coefficients,
+                stats=stats,
+                fitted_at=now,
+                fitted_by=by,
+            )
+        ).inserted_primary_key
     assert new_id is not None
     log.info(
         "baseline_fitted",

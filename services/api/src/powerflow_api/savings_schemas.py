@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from powerflow_common.baselines import (
     G14_HOURLY_CV_RMSE_PCT,
@@ -34,7 +34,8 @@ class BaselineFit(Struct, forbid_unknown_fields=True):
     start: date
     end: date
     temperature_source: TemperatureSourceName | None = None  # default: the one with more days
-    kinds: list[ModelKind] | None = None  # default: all five
+    # Default: all five.
+    kinds: Annotated[list[ModelKind], Meta(min_length=1, max_length=5)] | None = None
 
 
 class CoefficientOut(Struct):

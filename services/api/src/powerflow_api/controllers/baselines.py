@@ -86,16 +86,15 @@ class BaselineController(Controller):
         by = principal_of(request).name
 
         def fit() -> Baseline:
-            with begin_write(state.engine) as conn:
-                stored = fit_site_baseline(
-                    conn,
-                    state.settings,
-                    site_id,
-                    DayRange(data.start, data.end),
-                    source=data.temperature_source,
-                    kinds=data.kinds or None,
-                    by=by,
-                )
+            stored = fit_site_baseline(
+                state.engine,
+                state.settings,
+                site_id,
+                DayRange(data.start, data.end),
+                source=data.temperature_source,
+                kinds=data.kinds or None,
+                by=by,
+            )
             metrics.BASELINE_FITS.labels(stored.model.kind).inc()
             return to_baseline(stored)
 
