@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pf_hypothesis import examples
 
 from powerflow_common.baselines import (
     BaselineModel,
@@ -175,7 +176,8 @@ def test_reporting_days_outside_the_baseline_range_are_flagged() -> None:
     assert compute_savings(model, hot, confidence=0.9).extrapolated_days == 1
 
 
-@settings(max_examples=25, deadline=None)
+# Each example fits five models over a year of days: a quarter of the profile's count.
+@settings(max_examples=examples(1 / 4), deadline=None)
 @given(
     base=st.floats(50, 2000),
     slope=st.floats(0, 30),

@@ -223,23 +223,42 @@ def _grid(t: NDArray[np.float64], step: float) -> NDArray[np.float64]:
     return np.round(np.arange(lo, hi + step / 2, step), 6).astype(np.float64)
 
 
+_BATCH = 256  # candidate change points solved at once (memory: batch x days x 3 floats)
+
+Pair = tuple[float | None, float | None]
+
+
+def _sse_of(
+    t: NDArray[np.float64], y: NDArray[np.float64], pairs: list[Pair]
+) -> NDArray[np.float64]:
+    """The least-squares SSE at each candidate (all of one kind), solved in batches.
+
+    At the solution SSE = y'y - beta'X'y; pinv keeps a singular candidate (a hinge column of
+    zeros) finite instead of failing the batch.
+    """
+    out = np.empty(len(pairs))
+    yy = float(y @ y)
+    for lo in range(0, len(pairs), _BATCH):
+        chunk = pairs[lo : lo + _BATCH]
+        cols = [np.ones((len(chunk), len(t)))]
+        if chunk[0][0] is not None:
+            th = np.array([h for h, _ in chunk], dtype=np.float64)
+            cols.append(np.maximum(th[:, None] - t[None, :], 0.0))
+        if chunk[0][1] is not None:
+            tc = np.array([c for _, c in chunk], dtype=np.float64)
+            cols.append(np.maximum(t[None, :] - tc[:, None], 0.0))
+        x = np.stack(cols, axis=2)
+        xtx = np.einsum("knp,knq->kpq", x, x)
+        xty = np.einsum("knp,n->kp", x, y)
+        beta = np.einsum("kpq,kq->kp", np.linalg.pinv(xtx), xty)
+        out[lo : lo + len(chunk)] = yy - np.einsum("kp,kp->k", beta, xty)
+    return out
+
+
 def _search(kind: ModelKind, t: NDArray[np.float64], y: NDArray[np.float64]) -> _Candidate | None:
-    p = _PARAMS[kind]
+    """The change points of least SSE (a coarse grid, then a fine one around the best)."""
 
-    def fit(th: float | None, tc: float | None) -> _Candidate | None:
-        done = _ols(t, y, th, tc, p)
-        if done is None:
-            return None
-        beta, se, residuals, sse = done
-        return _Candidate(kind, th, tc, beta, se, residuals, sse)
-
-    def best_of(pairs: list[tuple[float | None, float | None]]) -> _Candidate | None:
-        found = [c for c in (fit(th, tc) for th, tc in pairs) if c is not None]
-        return min(found, key=lambda c: c.sse, default=None)
-
-    def pairs_for(
-        grid_h: NDArray[np.float64], grid_c: NDArray[np.float64]
-    ) -> list[tuple[float | None, float | None]]:
+    def pairs_for(grid_h: NDArray[np.float64], grid_c: NDArray[np.float64]) -> list[Pair]:
         if kind == "mean":
             return [(None, None)]
         if kind == "3p_heating":
@@ -250,18 +269,32 @@ def _search(kind: ModelKind, t: NDArray[np.float64], y: NDArray[np.float64]) -> 
             return [(float(h), float(h)) for h in grid_h]
         return [(float(h), float(c)) for h in grid_h for c in grid_c if h < c]
 
-    coarse = _grid(t, COARSE_STEP_C)
-    best = best_of(pairs_for(coarse, coarse))
-    if best is None or kind == "mean":
-        return best
+    def best_of(pairs: list[Pair]) -> tuple[Pair, float] | None:
+        if not pairs:
+            return None
+        sse = _sse_of(t, y, pairs)
+        i = int(np.argmin(sse))
+        return pairs[i], float(sse[i])
 
     def around(x: float | None) -> NDArray[np.float64]:
         if x is None:
             return np.array([0.0])
         return np.round(np.arange(x - COARSE_STEP_C, x + COARSE_STEP_C + 1e-9, FINE_STEP_C), 6)
 
-    fine = best_of(pairs_for(around(best.th), around(best.tc)))
-    return fine if fine is not None and fine.sse <= best.sse else best
+    coarse = _grid(t, COARSE_STEP_C)
+    found = best_of(pairs_for(coarse, coarse))
+    if found is None:
+        return None
+    (th, tc), sse = found
+    if kind != "mean":
+        fine = best_of(pairs_for(around(th), around(tc)))
+        if fine is not None and fine[1] <= sse:
+            th, tc = fine[0]
+    done = _ols(t, y, th, tc, _PARAMS[kind])
+    if done is None:
+        return None
+    beta, se, residuals, sse_final = done
+    return _Candidate(kind, th, tc, beta, se, residuals, sse_final)
 
 
 def _qualifies(c: _Candidate) -> bool:
