@@ -93,6 +93,11 @@ class DayRange:
     first: date
     last: date
 
+    @classmethod
+    def from_exclusive(cls, start: date, end: date) -> DayRange:
+        """Days ``start`` up to ``end`` excluded (a report's period: ``--to`` is exclusive)."""
+        return cls(start, end - timedelta(days=1))
+
     @property
     def days(self) -> int:
         return (self.last - self.first).days + 1
