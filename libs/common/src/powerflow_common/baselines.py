@@ -73,7 +73,6 @@ __all__ = [
     "check_sufficiency",
     "compute_savings",
     "fit_baseline",
-    "fit_model",
     "fractional_savings_uncertainty",
 ]
 
@@ -442,14 +441,6 @@ def check_sufficiency(
         f"({FULL_YEAR_DAYS} days) or at least {min_days} days spanning {min_span_c:g} °C of "
         "outdoor temperature. Choose a longer baseline period.",
     )
-
-
-def fit_model(kind: ModelKind, points: Sequence[DailyPoint]) -> BaselineModel | None:
-    """The best fit of one model kind (change points by search), or None if it cannot fit."""
-    t = np.array([p.temperature_c for p in points], dtype=np.float64)
-    y = np.array([p.energy_kwh for p in points], dtype=np.float64)
-    c = _search(kind, t, y)
-    return None if c is None else _model(c, points, t, "")
 
 
 def fit_baseline(
