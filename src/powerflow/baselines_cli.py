@@ -36,12 +36,10 @@ def weather_import(
     station: Annotated[str | None, typer.Option(help="Station number, if several")] = None,
 ) -> None:
     """Import a KMA ASOS CSV's daily mean temperatures as the site's outdoor series."""
-    from sqlalchemy import select
-
     from powerflow_common.db.dialect import begin_write
     from powerflow_common.db.engine import make_engine
-    from powerflow_common.db.models import SITES
-    from powerflow_common.savings import import_weather
+    from powerflow_common.queries import ScopeNotFound
+    from powerflow_common.savings import import_weather, site_timezone
     from powerflow_common.weather import WeatherRejected, parse_kma_asos_csv
 
     settings = command_settings("database")
@@ -55,13 +53,13 @@ def weather_import(
     engine = make_engine(settings.database_url.get_secret_value())
     try:
         with begin_write(engine) as conn:
-            tz = conn.execute(select(SITES.c.timezone).where(SITES.c.id == site)).scalar()
-            if tz is None:
-                raise _fail("unknown_site", f"No site with id {site}.")
+            tz = site_timezone(conn, site)
             days = parse_kma_asos_csv(file.read_bytes(), site_timezone=tz, station=station)
             n = import_weather(conn, site, days)
     except WeatherRejected as exc:
         raise _fail(exc.reason, exc.detail) from None
+    except ScopeNotFound as exc:
+        raise _fail("unknown_site", str(exc)) from None
     finally:
         engine.dispose()
     span = f"{days[0].day} .. {days[-1].day}" if days else "no whole day"

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from powerflow_common.baselines import (
     BaselineModel,
@@ -62,6 +62,7 @@ __all__ = [
     "MIN_DAY_COVERAGE",
     "TEMPERATURE_SOURCES",
     "DayRange",
+    "OutdoorSummary",
     "SiteSavings",
     "StoredBaseline",
     "TemperatureSource",
@@ -69,11 +70,14 @@ __all__ = [
     "fit_site_baseline",
     "import_weather",
     "latest_baseline",
+    "list_baselines",
     "load_baseline",
     "mark_outdoor",
     "outdoor_devices",
+    "outdoor_summary",
     "site_points",
     "site_savings",
+    "site_timezone",
 ]
 
 log = get_logger(__name__)
@@ -166,6 +170,41 @@ def outdoor_devices(conn: Connection, site_id: int) -> list[tuple[int, str]]:
         .order_by(DEVICES.c.code)
     )
     return [(r.id, r.code) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class OutdoorSummary:
+    """Where a site's outdoor temperature can come from."""
+
+    devices: list[str]  # codes marked outdoor, on the site now
+    weather_days: int
+    weather_first: date | None
+    weather_last: date | None
+    weather_sources: list[str]  # "kma-asos:108", at most 20
+
+
+def outdoor_summary(conn: Connection, site_id: int) -> OutdoorSummary:
+    """The site's outdoor devices and imported weather days; ScopeNotFound if no site."""
+    _site_timezone(conn, site_id)
+    t = OUTDOOR_TEMPERATURE_DAYS
+    n, first, last = conn.execute(
+        select(func.count(), func.min(t.c.day), func.max(t.c.day)).where(t.c.site_id == site_id)
+    ).one()
+    sources = conn.execute(
+        select(t.c.source).distinct().where(t.c.site_id == site_id).limit(20)
+    ).scalars()
+    return OutdoorSummary(
+        devices=[code for _, code in outdoor_devices(conn, site_id)],
+        weather_days=int(n),
+        weather_first=first,
+        weather_last=last,
+        weather_sources=sorted(sources),
+    )
+
+
+def site_timezone(conn: Connection, site_id: int) -> str:
+    """The site's timezone; ScopeNotFound if there is no such site."""
+    return _site_timezone(conn, site_id)
 
 
 def import_weather(conn: Connection, site_id: int, days: Sequence[WeatherDay]) -> int:
@@ -425,6 +464,18 @@ def load_baseline(conn: Connection, baseline_id: int) -> StoredBaseline:
     if row is None:
         raise ScopeNotFound(f"No baseline with id {baseline_id}.")
     return _from_row(row)
+
+
+def list_baselines(conn: Connection, site_id: int, limit: int) -> list[StoredBaseline]:
+    """The site's baselines, newest first; ScopeNotFound if there is no such site."""
+    _site_timezone(conn, site_id)
+    rows = conn.execute(
+        select(BASELINES)
+        .where(BASELINES.c.site_id == site_id)
+        .order_by(BASELINES.c.fitted_at.desc(), BASELINES.c.id.desc())
+        .limit(limit)
+    )
+    return [_from_row(r) for r in rows]
 
 
 def latest_baseline(conn: Connection, site_id: int) -> StoredBaseline:

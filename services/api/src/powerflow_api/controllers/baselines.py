@@ -11,7 +11,6 @@ import anyio
 from litestar import Controller, Request, get, post, put
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, Parameter, PathParameter
-from sqlalchemy import func, select
 
 from powerflow_api import metrics
 from powerflow_api.auth import principal_of, requires
@@ -34,17 +33,18 @@ from powerflow_api.state import api_state
 from powerflow_common.baselines import BaselineRefused
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
 from powerflow_common.db.dialect import begin_write
-from powerflow_common.db.models import BASELINES, OUTDOOR_TEMPERATURE_DAYS, SITES
 from powerflow_common.queries import ScopeNotFound
 from powerflow_common.savings import (
     DayRange,
     baseline_days,
     fit_site_baseline,
     import_weather,
+    list_baselines,
     load_baseline,
     mark_outdoor,
-    outdoor_devices,
+    outdoor_summary,
     site_savings,
+    site_timezone,
 )
 from powerflow_common.weather import WeatherRejected, parse_kma_asos_csv
 
@@ -107,15 +107,7 @@ class BaselineController(Controller):
 
         def listed() -> list[Baseline]:
             with state.engine.connect() as conn:
-                if conn.execute(select(SITES.c.id).where(SITES.c.id == site_id)).first() is None:
-                    raise ScopeNotFound(f"No site with id {site_id}.")
-                ids = conn.execute(
-                    select(BASELINES.c.id)
-                    .where(BASELINES.c.site_id == site_id)
-                    .order_by(BASELINES.c.fitted_at.desc(), BASELINES.c.id.desc())
-                    .limit(LIST_MAX)
-                ).scalars()
-                return [to_baseline(load_baseline(conn, i)) for i in ids]
+                return [to_baseline(b) for b in list_baselines(conn, site_id, LIST_MAX)]
 
         return _run(listed)
 
@@ -163,28 +155,18 @@ class BaselineController(Controller):
     def outdoor(self, request: Req, site_id: SiteId) -> OutdoorSeries:
         """Where the site's outdoor temperature comes from: outdoor devices, imported days."""
         state = api_state(request)
-        t = OUTDOOR_TEMPERATURE_DAYS
 
         def series() -> OutdoorSeries:
             with state.engine.connect() as conn:
-                if conn.execute(select(SITES.c.id).where(SITES.c.id == site_id)).first() is None:
-                    raise ScopeNotFound(f"No site with id {site_id}.")
-                n, first, last = conn.execute(
-                    select(func.count(), func.min(t.c.day), func.max(t.c.day)).where(
-                        t.c.site_id == site_id
-                    )
-                ).one()
-                sources = conn.execute(
-                    select(t.c.source).distinct().where(t.c.site_id == site_id).limit(20)
-                ).scalars()
-                return OutdoorSeries(
-                    site_id=site_id,
-                    devices=[code for _, code in outdoor_devices(conn, site_id)],
-                    weather_days=int(n),
-                    weather_first=first,
-                    weather_last=last,
-                    weather_sources=sorted(sources),
-                )
+                found = outdoor_summary(conn, site_id)
+            return OutdoorSeries(
+                site_id=site_id,
+                devices=found.devices,
+                weather_days=found.weather_days,
+                weather_first=found.weather_first,
+                weather_last=found.weather_last,
+                weather_sources=found.weather_sources,
+            )
 
         return _run(series)
 
@@ -218,9 +200,7 @@ class BaselineController(Controller):
 
         def imported() -> WeatherImported:
             with begin_write(state.engine) as conn:
-                tz = conn.execute(select(SITES.c.timezone).where(SITES.c.id == site_id)).scalar()
-                if tz is None:
-                    raise ScopeNotFound(f"No site with id {site_id}.")
+                tz = site_timezone(conn, site_id)
                 days = parse_kma_asos_csv(body, site_timezone=tz, station=station)
                 n = import_weather(conn, site_id, days)
             return WeatherImported(
