@@ -109,6 +109,21 @@ def test_an_imported_kma_daily_csv_is_an_outdoor_series(
     )
     assert imported.status_code == 201, imported.text
     assert imported.json()["imported_days"] == 120 and imported.json()["station"] == "108"
+    series = client.get(f"/api/v1/sites/{plant['site']}/outdoor", headers=operator).json()
+    assert series["weather_days"] == 120 and series["weather_sources"] == ["kma-asos:108"]
+    assert series["weather_first"] == BASELINE[0].isoformat() and series["devices"] == []
+    too_many = client.post(
+        f"/api/v1/sites/{plant['site']}/baselines",
+        json={**period(*BASELINE), "kinds": ["mean"] * 6},
+        headers=operator,
+    )
+    assert too_many.status_code == 400, too_many.text
+    only_3p = client.post(
+        f"/api/v1/sites/{plant['site']}/baselines",
+        json={**period(*BASELINE), "kinds": ["3p_heating"]},
+        headers=operator,
+    )
+    assert only_3p.status_code == 201 and only_3p.json()["model_kind"] == "3p_heating"
     fitted = client.post(
         f"/api/v1/sites/{plant['site']}/baselines",
         json={**period(*BASELINE), "temperature_source": "weather"},
