@@ -52,6 +52,10 @@ TRUNCATE_TABLES = (
     "reading_corrections",
     # A horizon left by a retention test would freeze (and refuse) other tests' old hours.
     "retention_state",
+    # Baselines and savings (migration 0012).
+    "outdoor_sensors",
+    "outdoor_temperature_days",
+    "baselines",
 )
 
 

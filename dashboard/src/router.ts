@@ -11,6 +11,7 @@ export const router = createRouter({
     { path: '/sign-in', name: 'sign-in', component: SignInView, meta: { public: true } },
     { path: '/devices/:code', name: 'device', component: () => import('./views/DeviceView.vue'), props: true },
     { path: '/reports', name: 'reports', component: () => import('./views/ReportsView.vue') },
+    { path: '/savings', name: 'savings', component: () => import('./views/SavingsView.vue') },
     {
       path: '/admin/devices',
       name: 'devices-admin',

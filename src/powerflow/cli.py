@@ -12,6 +12,7 @@ from rich.table import Table
 
 from powerflow import (
     admission_cli,
+    baselines_cli,
     broker_cli,
     corrections_cli,
     devices_cli,
@@ -76,6 +77,10 @@ app.command("retention")(retention_cli.retention_command)
 # Operator corrections of stored values: `correct`, `corrections`.
 app.command("correct")(corrections_cli.correct_command)
 app.command("corrections")(corrections_cli.corrections_command)
+
+# Baselines and savings: `weather import|outdoor`, `baseline fit|savings`.
+app.add_typer(baselines_cli.weather_app, name="weather")
+app.add_typer(baselines_cli.baseline_app, name="baseline")
 
 # Devices: `devices enroll|revoke|list` (broker credentials per device) and `devices admit`.
 devices_cli.devices_app.command("admit")(admission_cli.admit_command)

@@ -76,6 +76,17 @@ FIXED_CASES: list[tuple[str, str, dict[str, Any]]] = [
             "body": {"values": {"power_w": 1.0}, "reason": "fuzz"},
         },
     ),
+    # Baselines and savings: local days whose midnight would overflow converting to UTC.
+    (
+        "POST",
+        "/api/v1/sites/{site_id}/baselines",
+        {"path_parameters": {"site_id": 1}, "body": {"start": "0001-01-01", "end": "0001-01-02"}},
+    ),
+    (
+        "GET",
+        "/api/v1/sites/{site_id}/savings",
+        {"path_parameters": {"site_id": 1}, "query": {"start": "0001-01-01", "end": "9999-12-31"}},
+    ),
 ]
 
 

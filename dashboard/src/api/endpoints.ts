@@ -4,6 +4,9 @@ import { apiBlob, apiJson, apiPage, apiText, ApiError } from './client'
 import type { Resolution } from '../lib/resolution'
 import type {
   Admission,
+  Baseline,
+  BaselineFitRequest,
+  SavingsResult,
   Device,
   DeviceUpdate,
   EnrolmentCreated,
@@ -128,3 +131,14 @@ export async function getCostSummary(siteId: number): Promise<CostSummary | null
     throw e
   }
 }
+// --- Baselines and savings ------------------------------------------------------------------
+export const listBaselines = (siteId: number) => apiJson<Baseline[]>(`/sites/${siteId}/baselines`)
+/** One baseline with its days (actual and predicted kWh, outdoor temperature). */
+export const getBaseline = (id: number) => apiJson<Baseline>(`/baselines/${id}`)
+/** Fit (operator): 422 with the reason when the data are insufficient or not outdoor. */
+export const fitBaseline = (siteId: number, request: BaselineFitRequest) =>
+  apiJson<Baseline>(`/sites/${siteId}/baselines`, { method: 'POST', body: request })
+export const getSavings = (siteId: number, start: string, end: string, baselineId?: number) =>
+  apiJson<SavingsResult>(`/sites/${siteId}/savings`, {
+    query: { start, end, ...(baselineId === undefined ? {} : { baseline_id: baselineId }) },
+  })

@@ -321,4 +321,110 @@ export interface CostSummary {
   today: CostLines
   month_so_far: Bill
   forecast: CostForecast
+// --- Baselines and savings (controllers/baselines.py, savings_schemas.py) ---------------------
+
+export type TemperatureSource = 'device' | 'weather'
+export type ModelKind = 'mean' | '3p_heating' | '3p_cooling' | '4p' | '5p'
+
+export interface Coefficient {
+  name: string
+  value: number
+  std_error: number
+  t_stat: number | null
+}
+
+export interface FitLimit {
+  cv_rmse_max_pct: number
+  nmbe_max_abs_pct: number
+  basis: string
+}
+
+export interface FitStats {
+  n_days: number
+  n_params: number
+  mean_kwh: number
+  rmse_kwh: number
+  cv_rmse_pct: number | null
+  nmbe_pct: number | null
+  r_squared: number
+  autocorrelation_lag1: number
+  monthly_n: number
+  monthly_cv_rmse_pct: number | null
+  monthly_nmbe_pct: number | null
+  meets_daily_limits: boolean
+  meets_monthly_limits: boolean | null
+  meets_guideline_14: boolean
+}
+
+export interface FitDay {
+  day: string
+  temperature_c: number
+  actual_kwh: number
+  predicted_kwh: number
+}
+
+export interface Baseline {
+  id: number
+  site_id: number
+  period_start: string
+  period_end: string
+  temperature_source: TemperatureSource
+  model_kind: ModelKind
+  intercept_kwh: number
+  heating_slope_kwh_per_c: number
+  cooling_slope_kwh_per_c: number
+  heating_change_point_c: number | null
+  cooling_change_point_c: number | null
+  coefficients: Coefficient[]
+  stats: FitStats
+  limits: { daily: FitLimit; monthly: FitLimit }
+  temperature_min_c: number
+  temperature_max_c: number
+  sufficiency: string
+  fitted_at: string
+  fitted_by: string | null
+  fit_days?: FitDay[] | null
+}
+
+export interface BaselineFitRequest {
+  start: string
+  end: string
+  temperature_source?: TemperatureSource | null
+}
+
+export interface SavingsDay {
+  day: string
+  temperature_c: number
+  actual_kwh: number
+  predicted_kwh: number
+  savings_kwh: number
+  cusum_kwh: number
+  extrapolated: boolean
+}
+
+export interface SavingsResult {
+  site_id: number
+  baseline_id: number
+  model_kind: ModelKind
+  temperature_source: TemperatureSource
+  start: string
+  end: string
+  confidence: number
+  baseline_kwh: number
+  actual_kwh: number
+  savings_kwh: number
+  savings_pct: number | null
+  uncertainty_kwh: number | null
+  uncertainty_pct: number | null
+  fractional_uncertainty_pct: number | null
+  fractional_uncertainty_68_pct: number | null
+  meets_guideline_14_uncertainty: boolean
+  n_baseline: number
+  n_effective: number
+  m_reporting: number
+  t_value: number
+  extrapolated_days: number
+  days_missing: number
+  overlaps_baseline: boolean
+  days: SavingsDay[]
 }

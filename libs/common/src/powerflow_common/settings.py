@@ -370,6 +370,22 @@ class Settings(BaseSettings):
     # broker (connect, each dynamic-security command) before the request answers 503.
     api_broker_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
+    # --- Baselines and savings (issue 15; powerflow_common.baselines, docs/architecture.md) ---
+    # Data sufficiency of a baseline period: a full year of usable days, or at least this
+    # many days spanning at least this range of daily mean outdoor temperature; and this
+    # share of the period's days usable (a whole day of kWh and an outdoor temperature).
+    baseline_min_days: int = Field(default=90, ge=14, le=3660)
+    baseline_min_temperature_span_c: float = Field(default=10.0, ge=0, le=80)
+    baseline_min_usable_share: float = Field(default=0.8, gt=0, le=1)
+    # Longest baseline or reporting period, in days (every range is bounded).
+    baseline_max_period_days: int = Field(default=1100, ge=31, le=3660)
+    # Confidence level of the savings band (ASHRAE Guideline 14 Annex B; 68 % is also shown).
+    savings_confidence: float = Field(default=0.9, gt=0.5, lt=1)
+    # A day of an outdoor device counts when it has this many hours with a temperature.
+    outdoor_min_hours_per_day: int = Field(default=18, ge=1, le=24)
+    # Largest weather CSV `powerflow weather import` reads (the API takes api_max_body_bytes).
+    weather_import_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
     @classmethod
     def settings_customise_sources(
         cls,

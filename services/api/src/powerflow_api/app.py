@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from powerflow_api import metrics
 from powerflow_api.auth import KeyAuthMiddleware
+from powerflow_api.controllers.baselines import BaselineController
 from powerflow_api.controllers.corrections import CorrectionController
 from powerflow_api.controllers.devices import DeviceController
 from powerflow_api.controllers.health import HealthController
@@ -227,6 +228,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             TariffController,
             SiteTariffController,
             CostController,
+            BaselineController,
         ],
         # Only /api/v1 needs a key: health, metrics, the schema and the dashboard are public.
         middleware=[DefineMiddleware(KeyAuthMiddleware)],

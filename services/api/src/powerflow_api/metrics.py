@@ -48,3 +48,14 @@ LIVE_REFUSED = Counter(
     "powerflow_api_live_refused_total",
     "Live sockets refused because their key already had api_live_max_per_key open",
 )
+# Baselines and savings (controllers/baselines.py).
+BASELINE_FITS = Counter(
+    "powerflow_api_baseline_fits_total",
+    "Baselines fitted and stored, by model kind",
+    ["kind"],
+)
+BASELINE_REFUSALS = Counter(
+    "powerflow_api_baseline_refusals_total",
+    "Baseline fits, savings and weather imports refused (422), by reason",
+    ["reason"],
+)

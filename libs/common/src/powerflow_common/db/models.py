@@ -456,3 +456,56 @@ class SiteTariff(Base):
 TARIFFS = _table(TariffRow)
 TARIFF_COMPONENTS = _table(TariffComponentRow)
 SITE_TARIFFS = _table(SiteTariff)
+# --- Baselines and savings (issue 15, migration 0012) ----------------------------------------
+
+
+class OutdoorSensor(Base):
+    """A device whose temperature readings are its site's outdoor series (baselines.py).
+
+    A mark of its own, not a meter role: the role says how a device's energy counts, and an
+    outdoor node may meter something too (outdoor lighting) while its sensor is outdoors.
+    """
+
+    __tablename__ = "outdoor_sensors"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    marked_at: Mapped[datetime]
+    marked_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class OutdoorTemperatureDay(Base):
+    """An imported daily mean outdoor temperature of a site (a weather station's CSV)."""
+
+    __tablename__ = "outdoor_temperature_days"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)  # in the site's timezone
+    temperature_mean_c: Mapped[float]
+    source: Mapped[str] = mapped_column(String(64))  # "kma-asos:108"
+    imported_at: Mapped[datetime]
+
+
+class Baseline(Base):
+    """A fitted daily baseline model of a site, fixed so that savings reports cite it."""
+
+    __tablename__ = "baselines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    period_start: Mapped[date] = mapped_column(Date)  # local days, inclusive
+    period_end: Mapped[date] = mapped_column(Date)
+    temperature_source: Mapped[str] = mapped_column(String(16))  # device or weather
+    model_kind: Mapped[str] = mapped_column(String(16))
+    coefficients: Mapped[Any] = mapped_column(JSON)
+    stats: Mapped[Any] = mapped_column(JSON)
+    fitted_at: Mapped[datetime]
+    fitted_by: Mapped[str | None] = mapped_column(String(128))
+
+
+OUTDOOR_SENSORS = _table(OutdoorSensor)
+OUTDOOR_TEMPERATURE_DAYS = _table(OutdoorTemperatureDay)
+BASELINES = _table(Baseline)
