@@ -51,6 +51,10 @@ TRUNCATE_TABLES = (
     "reading_corrections",
     # A horizon left by a retention test would freeze (and refuse) other tests' old hours.
     "retention_state",
+    # Alerts (issue 15).
+    "alert_events",
+    "alerts",
+    "alert_rules",
 )
 
 
