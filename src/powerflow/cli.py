@@ -73,6 +73,16 @@ app.add_typer(energy_cli.import_app, name="import")
 # Raw-reading retention and monthly partitions: `retention`.
 app.command("retention")(retention_cli.retention_command)
 
+
+# Alerts (issue 15): the rule worker and its webhook / e-mail deliveries.
+@app.command()
+def alerts() -> None:
+    """Run an alerts worker: rules on live readings and rolled-up hours (any number of copies)."""
+    from powerflow_alerts.service import main
+
+    main(command_settings("database", "nats"))
+
+
 # Operator corrections of stored values: `correct`, `corrections`.
 app.command("correct")(corrections_cli.correct_command)
 app.command("corrections")(corrections_cli.corrections_command)

@@ -381,6 +381,11 @@ class Settings(BaseSettings):
     alerts_max_deliver: int = Field(default=10, ge=2)
     # How often a worker re-reads the rules and devices (rules are edited through the API).
     alerts_rules_refresh_s: float = Field(default=30.0, gt=0)
+    # A base-load night or a day is judged this long after it ended (its last hours' late
+    # readings and every device's last recompute come in first), then again on each rollup.
+    alerts_rollup_grace_s: float = Field(default=300.0, ge=0)
+    # Live reading batches waiting for evaluation; beyond it they are dropped and counted.
+    alerts_live_queue_size: int = Field(default=10_000, ge=1)
     # How often the silence timer looks at the devices' last readings (in memory, no query).
     alerts_silence_check_s: float = Field(default=10.0, gt=0)
     # The outbox: looked at when this worker wrote an event, and at least this often.
