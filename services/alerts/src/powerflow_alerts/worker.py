@@ -154,6 +154,8 @@ class AlertsWorker:
         self._scheduled_once: set[int] = set()
         self._live: asyncio.Queue[ReadingBatch] = asyncio.Queue(settings.alerts_live_queue_size)
         self.wake_outbox = asyncio.Event()
+        # Set once subscribed and the first judgements are made (tests wait for it).
+        self.ready = asyncio.Event()
         self._dead_letters = DeadLetters(
             js,
             self._names,
@@ -516,6 +518,7 @@ class AlertsWorker:
             ),
         ]
         log.info("alerts_running", rules=len(self.rules), channels=self._channels)
+        self.ready.set()
         try:
             await stop.wait()
         finally:
