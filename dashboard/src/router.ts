@@ -11,6 +11,8 @@ export const router = createRouter({
     { path: '/sign-in', name: 'sign-in', component: SignInView, meta: { public: true } },
     { path: '/devices/:code', name: 'device', component: () => import('./views/DeviceView.vue'), props: true },
     { path: '/reports', name: 'reports', component: () => import('./views/ReportsView.vue') },
+    // Alerts (issue 15).
+    { path: '/alerts', name: 'alerts', component: () => import('./views/AlertsView.vue') },
     {
       path: '/admin/devices',
       name: 'devices-admin',

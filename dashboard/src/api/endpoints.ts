@@ -4,6 +4,8 @@ import { apiBlob, apiJson, apiPage, apiText, ApiError } from './client'
 import type { Resolution } from '../lib/resolution'
 import type {
   Admission,
+  Alert,
+  AlertState,
   Device,
   DeviceUpdate,
   EnrolmentCreated,
@@ -115,3 +117,16 @@ const reportFilePath = (id: string, kind: ReportFileKind) => `/reports/${encodeU
 
 export const getReportHtml = (id: string) => apiText(reportFilePath(id, 'html'))
 export const getReportPdf = (id: string) => apiBlob(reportFilePath(id, 'pdf'))
+
+// Alerts (issue 15; README "Alerts"). Newest first, a page at a time.
+
+export const ALERTS_PAGE = 50
+
+export const listAlerts = (state: AlertState, offset = 0) =>
+  apiPage<Alert>('/alerts', { query: { state, limit: ALERTS_PAGE, offset } })
+
+export const acknowledgeAlert = (id: number) =>
+  apiJson<Alert>(`/alerts/${id}/acknowledge`, { method: 'POST' })
+
+export const muteAlert = (id: number, until: string | null) =>
+  apiJson<Alert>(`/alerts/${id}/mute`, { method: 'POST', body: { until } })
