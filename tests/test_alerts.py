@@ -33,13 +33,22 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from pf_testing import delete_namespace_streams
 from powerflow.broker import free_port
+from powerflow_aggregator.service import run_aggregator
 from powerflow_common.alert_rules import night_bounds_utc
 from powerflow_common.db.engine import make_engine
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS, DEVICES, HOURLY_STATS
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.settings import Settings
-from powerflow_common.wire import Bucket, Reading, ReadingBatch, RolledUp, json_encoder
+from powerflow_common.wire import (
+    Bucket,
+    Persisted,
+    Reading,
+    ReadingBatch,
+    RolledUp,
+    json_encoder,
+    rolled_up_decoder,
+)
 
 pytestmark = pytest.mark.both_backends
 
@@ -526,3 +535,41 @@ async def test_an_alert_is_mailed_to_the_smtp_server(
     assert mail["To"] == "ops@example.test, facility@example.test"
     assert "silence" in mail["Subject"]
     assert [e.channel for e in events(engine)] == ["email"]
+
+
+# --- the aggregator's announcement -------------------------------------------------------------
+
+
+async def test_the_aggregator_announces_on_rollups_the_hours_it_committed(
+    engine: Engine, settings: Settings
+) -> None:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    buckets = store(engine, power("ALERT-A1", hour + timedelta(minutes=10), 600, 250.0))
+    aggregator_settings = settings.model_copy(update={"retention_interval_s": 0})
+    nc = await connect_nats(settings, "test-persisted")
+    js = nc.jetstream()
+    try:
+        await ensure_streams(js, settings)
+        persisted = Persisted(buckets=buckets, rows=121, committed_at=datetime.now(UTC))
+        await js.publish(settings.names.persisted_subject, json_encoder.encode(persisted))
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_aggregator(aggregator_settings, stop))
+        stream = settings.names.rollups_stream
+
+        async def announced() -> int:
+            return int((await js.stream_info(stream)).state.messages)
+
+        deadline = time.monotonic() + 20
+        while await announced() == 0:
+            assert time.monotonic() < deadline, "no ROLLUPS message"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        message = await js.get_msg(stream, 1)
+    finally:
+        await close_nats(nc)
+    assert message.data is not None
+    rolled = rolled_up_decoder.decode(message.data)
+    assert rolled.buckets == sorted(buckets, key=lambda b: (b.device_id, b.hour_start))
+    with engine.connect() as conn:
+        assert conn.execute(select(HOURLY_STATS.c.energy_kwh)).all()  # committed before
