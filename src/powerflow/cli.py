@@ -80,7 +80,13 @@ def alerts() -> None:
     """Run an alerts worker: rules on live readings and rolled-up hours (any number of copies)."""
     from powerflow_alerts.service import main
 
-    main(command_settings("database", "nats"))
+    from powerflow_common.errors import ConfigurationError
+
+    try:
+        main(command_settings("database", "nats"))
+    except ConfigurationError as exc:
+        console.print(f"[red]alerts cannot start[/]: {exc}")
+        raise typer.Exit(2) from None
 
 
 # Operator corrections of stored values: `correct`, `corrections`.

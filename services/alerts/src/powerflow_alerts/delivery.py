@@ -36,6 +36,7 @@ from powerflow_common.alerts_store import (
     outbox_backlog,
 )
 from powerflow_common.backoff import jittered_delay
+from powerflow_common.errors import ConfigurationError
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 
@@ -44,6 +45,31 @@ log = get_logger(__name__)
 
 class DeliveryFailed(Exception):
     """A channel refused or could not be reached; the event is retried later."""
+
+
+def check_channels(settings: Settings) -> None:
+    """Refuse half-configured channels at start (ConfigurationError says which setting)."""
+    if settings.alerts_webhook_url:
+        if not settings.alerts_webhook_url.startswith(("http://", "https://")):
+            raise ConfigurationError("POWERFLOW_ALERTS_WEBHOOK_URL must be an http(s) URL")
+        secret = settings.alerts_webhook_secret
+        if secret is None:
+            raise ConfigurationError(
+                "POWERFLOW_ALERTS_WEBHOOK_URL is set without POWERFLOW_ALERTS_WEBHOOK_SECRET: "
+                "webhooks are always signed"
+            )
+        try:
+            Webhook(secret.get_secret_value())
+        except Exception:
+            raise ConfigurationError(
+                "POWERFLOW_ALERTS_WEBHOOK_SECRET must be whsec_ followed by base64"
+            ) from None
+    mail = (settings.alerts_smtp_host, settings.alerts_email_from, settings.alerts_email_to)
+    if any(mail) and not all(mail):
+        raise ConfigurationError(
+            "e-mail needs POWERFLOW_ALERTS_SMTP_HOST, POWERFLOW_ALERTS_EMAIL_FROM and "
+            "POWERFLOW_ALERTS_EMAIL_TO together"
+        )
 
 
 def configured_channels(settings: Settings) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 
 from prometheus_client import start_http_server
 
+from powerflow_alerts.delivery import check_channels
 from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
 from powerflow_common.consumers import stop_on_signals, worker_connections
 from powerflow_common.logs import get_logger
@@ -16,6 +17,7 @@ log = get_logger(__name__)
 
 async def run_alerts(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one alerts copy until ``stop`` is set (or SIGINT/SIGTERM)."""
+    check_channels(settings)
     stop = stop or stop_on_signals()
     async with worker_connections(settings, "powerflow-alerts") as (nc, js, engine):
         await ensure_alerts_consumer(js, settings)
