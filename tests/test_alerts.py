@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
+from pf_api_data import add_device, add_site
 from pf_rollup import store
 from powerflow_alerts.history import latest_complete_day, latest_complete_night
 from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
@@ -573,3 +574,45 @@ async def test_the_aggregator_announces_on_rollups_the_hours_it_committed(
     assert rolled.buckets == sorted(buckets, key=lambda b: (b.device_id, b.hour_start))
     with engine.connect() as conn:
         assert conn.execute(select(HOURLY_STATS.c.energy_kwh)).all()  # committed before
+
+
+async def test_site_rules_judge_the_site_totals_and_each_device_on_it(
+    engine: Engine, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    site = add_site(engine, "Plant", TZ)
+    dev = add_device(
+        engine, "ALERT-SITE-1", last_seen=now - timedelta(days=40), site_id=site, meter_role="main"
+    )
+    day = latest_complete_day(now, TZ)
+    zone = ZoneInfo(TZ)
+
+    def noon_hour(d: Any) -> datetime:
+        return datetime(d.year, d.month, d.day, 12, tzinfo=zone).astimezone(UTC)
+
+    rows = [hour_rows(dev, [noon_hour(day - timedelta(days=n))], 10_000.0)[0] for n in range(1, 29)]
+    rows += hour_rows(dev, [noon_hour(day)], 2_000.0)
+    with engine.begin() as conn:
+        conn.execute(insert(HOURLY_STATS), rows)
+        for kind, params in [
+            ("daily_kwh_below", {"k": 3, "min_change_pct": 20}),
+            ("silence", {"minutes": 60}),
+        ]:
+            conn.execute(
+                insert(ALERT_RULES).values(
+                    name=f"site {kind}",
+                    kind=kind,
+                    scope="site",
+                    site_id=site,
+                    params=params,
+                    enabled=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    async with running(settings):
+        found = await eventually(lambda: len(alerts(engine)) == 2 and alerts(engine))
+    by_kind = {a.kind: a for a in found}
+    assert by_kind["daily_kwh_below"].subject == f"site:{site}"
+    assert by_kind["daily_kwh_below"].evidence["value_kwh"] == 2.0
+    assert by_kind["silence"].subject == f"device:{dev}"
