@@ -441,7 +441,7 @@ async def test_two_copies_raise_and_clear_once(engine: Engine, settings: Setting
 
 
 async def test_a_webhook_failing_twice_gets_the_event_a_third_time_with_one_id_and_signature(
-    engine: Engine, settings: Settings
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = datetime.now(UTC)
     dev = device(engine, "ALERT-W1", last_seen=now - timedelta(minutes=10))
@@ -467,6 +467,10 @@ async def test_a_webhook_failing_twice_gets_the_event_a_third_time_with_one_id_a
         )
     [event] = events(engine)
     assert event.attempts == 3 and event.last_error is None
+    logged = capsys.readouterr()
+    assert logged.out.count("alert_delivery_failed") == 2  # said, with the status, no secret
+    assert SECRET not in logged.out + logged.err
+    assert SECRET.removeprefix("whsec_") not in logged.out + logged.err
 
 
 async def test_an_event_written_before_a_restart_is_delivered_after_it(
