@@ -20,7 +20,7 @@ make() {
   fi
 }
 
-for user in ingest writer aggregator api admin; do
+for user in ingest writer aggregator alerts api admin; do
   make "nats_${user}_password" "$(random)"
 done
 make redis_password "$(random)"

@@ -240,6 +240,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         POWERFLOW_INGEST_METRICS_PORT="0",
         POWERFLOW_WRITER_METRICS_PORT="0",
         POWERFLOW_AGGREGATOR_METRICS_PORT="0",
+        POWERFLOW_ALERTS_METRICS_PORT="0",
         POWERFLOW_AGGREGATOR_ACK_WAIT_S=str(settings.aggregator_ack_wait_s),
         POWERFLOW_WRITER_ACK_WAIT_S=str(settings.writer_ack_wait_s),
         POWERFLOW_WRITER_BATCH_LINGER_MS=str(settings.writer_batch_linger_ms),

@@ -56,6 +56,10 @@ TRUNCATE_TABLES = (
     "outdoor_sensors",
     "outdoor_temperature_days",
     "baselines",
+    # Alerts (issue 15).
+    "alert_events",
+    "alerts",
+    "alert_rules",
 )
 
 

@@ -81,7 +81,7 @@ def test_the_broker_configuration_holds_what_the_guarantee_promises() -> None:
 # --- internal services' credentials (step 9) -------------------------------------------------
 
 NATS_CONF = DEPLOY / "nats" / "nats.conf"
-POWERFLOW_ROLES_ON_NATS = {"ingest", "writer", "aggregator", "api"}
+POWERFLOW_ROLES_ON_NATS = {"ingest", "writer", "aggregator", "alerts", "api"}
 
 
 def nats_users() -> dict[str, str]:

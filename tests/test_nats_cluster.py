@@ -67,7 +67,7 @@ DRAIN_TIMEOUT_S = 240.0
 
 def test_every_stream_and_bucket_gets_the_configured_replicas() -> None:
     settings = Settings(_env_file=None, stream_replicas=REPLICAS)
-    assert [c.num_replicas for c in stream_configs(settings)] == [REPLICAS] * 3
+    assert [c.num_replicas for c in stream_configs(settings)] == [REPLICAS] * 4
     assert [b.replicas for b in bucket_configs(settings)] == [REPLICAS]
     default = Settings(_env_file=None)
     assert {c.num_replicas for c in stream_configs(default)} == {1}

@@ -32,7 +32,7 @@ from powerflow_api.keys import create_key
 from powerflow_common.settings import Settings, load_settings
 
 NATS_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nats" / "nats.conf"
-USERS = ("ingest", "writer", "aggregator", "api", "admin")
+USERS = ("ingest", "writer", "aggregator", "alerts", "api", "admin")
 
 
 @pytest.fixture
@@ -133,13 +133,15 @@ def test_each_service_runs_with_its_own_user_and_no_more(
         )
 
     procs = {
-        name: Service(name, env(name), tmp_path) for name in ("writer", "aggregator", "ingest")
+        name: Service(name, env(name), tmp_path)
+        for name in ("writer", "aggregator", "ingest", "alerts")
     }
     try:
         for proc in procs.values():
             proc.start()
         procs["ingest"].wait_logged("mqtt_subscribed")
         procs["writer"].wait_logged("writer_starting")
+        procs["alerts"].wait_logged("alerts_running")
         start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
         messages = [
             (

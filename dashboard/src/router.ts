@@ -12,6 +12,8 @@ export const router = createRouter({
     { path: '/devices/:code', name: 'device', component: () => import('./views/DeviceView.vue'), props: true },
     { path: '/reports', name: 'reports', component: () => import('./views/ReportsView.vue') },
     { path: '/savings', name: 'savings', component: () => import('./views/SavingsView.vue') },
+    // Alerts (issue 15).
+    { path: '/alerts', name: 'alerts', component: () => import('./views/AlertsView.vue') },
     {
       path: '/admin/devices',
       name: 'devices-admin',

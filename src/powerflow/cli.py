@@ -74,6 +74,22 @@ app.add_typer(energy_cli.import_app, name="import")
 # Raw-reading retention and monthly partitions: `retention`.
 app.command("retention")(retention_cli.retention_command)
 
+
+# Alerts (issue 15): the rule worker and its webhook / e-mail deliveries.
+@app.command()
+def alerts() -> None:
+    """Run an alerts worker: rules on live readings and rolled-up hours (any number of copies)."""
+    from powerflow_alerts.service import main
+
+    from powerflow_common.errors import ConfigurationError
+
+    try:
+        main(command_settings("database", "nats"))
+    except ConfigurationError as exc:
+        console.print(f"[red]alerts cannot start[/]: {exc}")
+        raise typer.Exit(2) from None
+
+
 # Operator corrections of stored values: `correct`, `corrections`.
 app.command("correct")(corrections_cli.correct_command)
 app.command("corrections")(corrections_cli.corrections_command)

@@ -53,7 +53,7 @@ REPORTS_DIR = "reports"
 READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.2
 # Children stop in this order: the simulator first, so ingest and writer drain what it sent.
-STOP_ORDER = ("simulate", "api", "ingest", "writer", "aggregator", "reporter")
+STOP_ORDER = ("simulate", "api", "ingest", "writer", "aggregator", "alerts", "reporter")
 CHILD_STOP_TIMEOUT_S = 15.0
 EXIT_ALREADY_RUNNING = 3
 
@@ -250,7 +250,8 @@ def _run_children(
         logins = enroll_fleet(settings, fleet_codes(devices), by="powerflow up")
     exe = [sys.executable, "-m", "powerflow.cli"]
     commands = {
-        name: [*exe, name] for name in ("ingest", "writer", "api", "aggregator", "reporter")
+        name: [*exe, name]
+        for name in ("ingest", "writer", "api", "aggregator", "alerts", "reporter")
     }
     if devices:
         commands["simulate"] = [*exe, "simulate", "--credentials", "-"]

@@ -78,6 +78,8 @@ def stack(
         POWERFLOW_REPORTS_DIR=str(log_dir / "reports"),
         POWERFLOW_REPORT_MAX_RETRIES="0",
         POWERFLOW_REPORT_REAPER_INTERVAL_S="5",
+        POWERFLOW_ALERTS_RULES_REFRESH_S="1",
+        POWERFLOW_ALERTS_SILENCE_CHECK_S="0.5",
     )
     env.pop("ANTHROPIC_API_KEY", None)  # reports use the template narrative: offline, no cost
     base_url = f"http://127.0.0.1:{api_port}"
@@ -89,7 +91,7 @@ def stack(
     # The simulated fleet publishes on the shared topic: enrolled as legacy, admitted.
     admit(session_engine, *SIM_DEVICES)
     try:
-        for name in ("writer", "aggregator", "ingest", "api", "reporter"):
+        for name in ("writer", "aggregator", "ingest", "api", "reporter", "alerts"):
             stack.services[name] = Service(name, env, log_dir).start()
         stack.services["ingest"].wait_logged("mqtt_subscribed", STACK_START_S)
         wait_for(lambda: healthy(base_url), STACK_START_S, 0.2, "the API to answer /healthz")

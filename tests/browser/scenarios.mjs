@@ -344,6 +344,22 @@ const scenarios = {
     const revokeLeft = await row.locator('[data-test="admin-revoke"]').count()
     return { asked, revokeLeft }
   },
+
+  // Alerts (issue 15): an operator acknowledges an open alert, then mutes it for an hour.
+  async alerts({ page }) {
+    const id = env.PF_ALERT_ID
+    await openSignedIn(page, '/alerts')
+    const row = page.locator(`[data-test="alert-${id}"]`)
+    await row.waitFor()
+    const before = (await row.locator('.badge').textContent())?.trim()
+    await row.locator('[data-test="alert-acknowledge"]').click()
+    await row.locator('.badge').filter({ hasText: 'Acknowledged' }).waitFor()
+    await row.locator('[data-test="alert-mute-1"]').click()
+    await row.locator('.badge').filter({ hasText: 'Muted' }).waitFor()
+    if (SCREENSHOT_DIR) await page.screenshot({ path: join(SCREENSHOT_DIR, 'alerts.png'), fullPage: false })
+    const evidence = (await row.locator('.evidence').textContent())?.trim()
+    return { before, evidence, unmute: await row.locator('[data-test="alert-unmute"]').count() }
+  },
 }
 
 const name = process.argv[2]

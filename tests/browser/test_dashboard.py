@@ -11,6 +11,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser.pf_browser import Scenario, Stack
@@ -178,3 +179,42 @@ def test_an_admin_enrols_and_revokes_a_device_on_the_devices_page(
     assert status == 200 and device["enrolment"] == "revoked"
     with pytest.raises(ConnectionError, match="refused"):
         connect_publisher(url, shown["username"])
+
+
+def test_an_operator_acknowledges_and_mutes_an_alert_on_the_alerts_page(
+    stack: Stack, screenshots: Path
+) -> None:
+    from pf_api_data import add_device
+    from sqlalchemy import insert
+
+    from powerflow_common.db.models import ALERT_RULES
+
+    now = datetime.now(UTC)
+    device_id = add_device(stack.engine, "ui-silent", last_seen=now.replace(year=now.year - 1))
+    with stack.engine.begin() as conn:
+        conn.execute(
+            insert(ALERT_RULES).values(
+                name="ui silence",
+                kind="silence",
+                scope="device",
+                device_id=device_id,
+                params={"minutes": 10},
+                enabled=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    def raised() -> Any:
+        status, body = stack.get("/api/v1/alerts?state=open")
+        found = [a for a in body or [] if a["subject"] == f"device:{device_id}"]
+        return status == 200 and found and found[0]
+
+    alert = wait_for(raised, 30, 0.2, "the alerts worker to raise the silence alert")
+    env = _env(stack, screenshots, key=stack.keys["operator"], PF_ALERT_ID=str(alert["id"]))
+    result = Scenario("alerts", env).result(60)
+    assert result["before"] == "Open" and result["unmute"] == 1
+    assert "silent_s" in result["evidence"]
+    status, after = stack.get(f"/api/v1/alerts/{alert['id']}")
+    assert status == 200 and after["acknowledged_by"] == "browser-operator"
+    assert after["muted_until"] is not None and after["open"] is True

@@ -7,6 +7,8 @@ import type {
   Baseline,
   BaselineFitRequest,
   SavingsResult,
+  Alert,
+  AlertState,
   Device,
   DeviceUpdate,
   EnrolmentCreated,
@@ -142,3 +144,15 @@ export const getSavings = (siteId: number, start: string, end: string, baselineI
   apiJson<SavingsResult>(`/sites/${siteId}/savings`, {
     query: { start, end, ...(baselineId === undefined ? {} : { baseline_id: baselineId }) },
   })
+// Alerts (issue 15; README "Alerts"). Newest first, a page at a time.
+
+export const ALERTS_PAGE = 50
+
+export const listAlerts = (state: AlertState, offset = 0) =>
+  apiPage<Alert>('/alerts', { query: { state, limit: ALERTS_PAGE, offset } })
+
+export const acknowledgeAlert = (id: number) =>
+  apiJson<Alert>(`/alerts/${id}/acknowledge`, { method: 'POST' })
+
+export const muteAlert = (id: number, until: string | null) =>
+  apiJson<Alert>(`/alerts/${id}/mute`, { method: 'POST', body: { until } })

@@ -427,4 +427,21 @@ export interface SavingsResult {
   days_missing: number
   overlaps_baseline: boolean
   days: SavingsDay[]
+// Alerts (issue 15): GET /alerts, POST /alerts/{id}/acknowledge, POST /alerts/{id}/mute.
+export type AlertState = 'open' | 'cleared' | 'all'
+
+export interface Alert {
+  id: number
+  rule_id: number
+  rule_name: string
+  kind: string
+  subject: string // "device:<id>" or "site:<id>"
+  open: boolean
+  raised_at: string
+  evidence: Record<string, unknown>
+  cleared_at: string | null
+  clear_evidence: Record<string, unknown> | null
+  acknowledged_at: string | null
+  acknowledged_by: string | null
+  muted_until: string | null
 }

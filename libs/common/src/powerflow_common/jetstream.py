@@ -111,7 +111,7 @@ async def close_nats(nc: NATS, timeout_s: int = 5) -> None:
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
-    """The three streams of DESIGN.md, with file storage, their retention and byte limits.
+    """The streams of DESIGN.md and ROLLUPS (alerts), with storage, retention and byte limits.
 
     READINGS and PERSISTED are work queues: JetStream frees what their one consumer acked
     (and keeps what was published before any consumer exists), so the byte limit bounds the
@@ -158,6 +158,18 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             max_bytes=settings.persisted_max_bytes,
             description="One message per committed batch: the (device, hour) buckets touched",
             **work_queue,
+        ),
+        # Alerts (issue 15): a record, not a work queue, so an aggregator is never held up
+        # when no alerts worker runs; what no one read in time is discarded oldest first.
+        StreamConfig(
+            name=names.rollups_stream,
+            subjects=[names.rollups_subject],
+            max_age=settings.rollups_max_age_days * DAY_S,
+            max_bytes=settings.rollups_max_bytes,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            description="One message per aggregator batch: the (device, hour) buckets rolled up",
+            **common,
         ),
     ]
 

@@ -22,6 +22,12 @@ AGGREGATOR_CONSUMER = "aggregator"
 
 REPORTS_QUEUE = "reports"
 
+# Alerts (issue 15): the aggregator announces the hours it rolled up; the alerts worker reads
+# them (base-load and daily rules) from its durable consumer.
+ROLLUPS_STREAM = "ROLLUPS"
+ROLLUPS_SUBJECT = "rolledup"
+ALERTS_CONSUMER = "alerts"
+
 # JetStream key-value bucket: the broker's drop counter as ingest last saw it (one key per
 # broker), kept outside any process so a restarted ingest and the API read the same state.
 BROKER_HEALTH_BUCKET = "broker_health"
@@ -120,6 +126,19 @@ class Names:
     @property
     def reports_queue(self) -> str:
         return self._stream(REPORTS_QUEUE)
+
+    # Alerts (issue 15).
+    @property
+    def rollups_stream(self) -> str:
+        return self._stream(ROLLUPS_STREAM)
+
+    @property
+    def rollups_subject(self) -> str:
+        return self._subject(ROLLUPS_SUBJECT)
+
+    @property
+    def alerts_consumer(self) -> str:
+        return self._stream(ALERTS_CONSUMER)
 
     def mqtt_client_id(self, instance: str) -> str:
         """MQTT client id of one ingest instance (one active process per id)."""

@@ -385,6 +385,50 @@ class Settings(BaseSettings):
     outdoor_min_hours_per_day: int = Field(default=18, ge=1, le=24)
     # Largest weather CSV `powerflow weather import` reads (the API takes api_max_body_bytes).
     weather_import_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # --- Alerts (issue 15): services/alerts; README "Alerts", docs/operations.md "Alerts" ---
+    alerts_metrics_port: int = 9106
+    # The ROLLUPS stream (the aggregator's "these hours were rolled up"): a record, kept
+    # (discard-old) this long and up to this size whether or not an alerts worker reads it.
+    rollups_max_age_days: float = Field(default=2.0, gt=0)
+    rollups_max_bytes: int = Field(default=128 * 1024**2, ge=STREAM_MIN_BYTES)
+    alerts_batch_max_messages: int = Field(default=100, ge=1)
+    alerts_ack_wait_s: float = Field(default=30.0, gt=0)
+    alerts_max_deliver: int = Field(default=10, ge=2)
+    # How often a worker re-reads the rules and devices (rules are edited through the API).
+    alerts_rules_refresh_s: float = Field(default=30.0, gt=0)
+    # A base-load night or a day is judged this long after it ended (its last hours' late
+    # readings and every device's last recompute come in first), then again on each rollup.
+    alerts_rollup_grace_s: float = Field(default=300.0, ge=0)
+    # Live reading batches waiting for evaluation; beyond it they are dropped and counted.
+    alerts_live_queue_size: int = Field(default=10_000, ge=1)
+    # How often the silence timer looks at the devices' last readings (in memory, no query).
+    alerts_silence_check_s: float = Field(default=10.0, gt=0)
+    # The outbox: looked at when this worker wrote an event, and at least this often.
+    alerts_outbox_poll_s: float = Field(default=5.0, gt=0)
+    alerts_outbox_batch: int = Field(default=50, ge=1, le=1000)
+    # A sender claims an event for this long; a copy that died holding it is taken over after.
+    alerts_delivery_claim_s: float = Field(default=60.0, gt=0)
+    alerts_delivery_timeout_s: float = Field(default=10.0, gt=0)
+    alerts_delivery_backoff_base_s: float = Field(default=2.0, gt=0)
+    alerts_delivery_backoff_cap_s: float = Field(default=600.0, gt=0)
+    # Webhook (Standard Webhooks): the receiver's URL and the shared secret, "whsec_<base64>".
+    alerts_webhook_url: str | None = None
+    alerts_webhook_secret: SecretStr | None = None
+    # E-mail over SMTP (aiosmtplib). tls: "starttls" (587), "tls" (implicit, 465) or "none".
+    alerts_smtp_host: str | None = None
+    alerts_smtp_port: int = Field(default=587, ge=1, le=65535)
+    alerts_smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    alerts_smtp_user: str | None = None
+    alerts_smtp_password: SecretStr | None = None
+    alerts_email_from: str | None = None
+    alerts_email_to: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("alerts_email_to", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(a.strip() for a in value.split(",") if a.strip())
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -97,3 +97,14 @@ json_encoder = msgspec.json.Encoder()
 batch_decoder = msgspec.json.Decoder(ReadingBatch)
 rejection_decoder = msgspec.json.Decoder(Rejection)
 persisted_decoder = msgspec.json.Decoder(Persisted)
+
+
+# Alerts (issue 15): the aggregator's "these hours were rolled up", on ``rolledup``.
+class RolledUp(msgspec.Struct, frozen=True, kw_only=True):
+    """Published by the aggregator after it committed the recompute of ``buckets``."""
+
+    buckets: list[Bucket]
+    rolled_up_at: datetime
+
+
+rolled_up_decoder = msgspec.json.Decoder(RolledUp)

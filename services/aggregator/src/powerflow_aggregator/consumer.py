@@ -40,8 +40,9 @@ from powerflow_common.consumers import (
     settle,
 )
 from powerflow_common.logs import get_logger
+from powerflow_common.msgids import content_id
 from powerflow_common.settings import Settings
-from powerflow_common.wire import Bucket, Persisted, persisted_decoder
+from powerflow_common.wire import Bucket, Persisted, RolledUp, json_encoder, persisted_decoder
 
 log = get_logger(__name__)
 
@@ -180,6 +181,7 @@ class Aggregator:
                 factor_set=self._config.factor_set,
             )
         now = datetime.now(UTC)
+        await self._announce_rolled_up(buckets - set(failed), now)
         for msg, persisted in decoded:
             mine = [failed[b] for b in persisted.buckets if b in failed]
             if mine:
@@ -189,6 +191,21 @@ class Aggregator:
             metrics.LAG_SECONDS.set(lag_s)
             metrics.LAG_HISTOGRAM.observe(lag_s)
             await settle("ack", msg, msg.ack)
+
+    # Alerts (issue 15): the base-load and daily rules run when their hours are rolled up.
+    async def _announce_rolled_up(self, buckets: set[Bucket], now: datetime) -> None:
+        """Publish the committed buckets on ROLLUPS (before the acks: a crash re-announces)."""
+        if not buckets:
+            return
+        ordered = sorted(buckets, key=lambda b: (b.device_id, b.hour_start))
+        body = json_encoder.encode(RolledUp(buckets=ordered, rolled_up_at=now))
+        msg_id = content_id("rolledup", json_encoder.encode(ordered))
+        subject = self._names.rollups_subject
+        await retry_transient(
+            "publish_rolled_up",
+            lambda: self._js.publish(subject, body, headers={"Nats-Msg-Id": msg_id}),
+            buckets=len(ordered),
+        )
 
     async def _recompute(self, buckets: set[Bucket]) -> RecomputeResult:
         """Recompute, waiting out database outages and busy locks with the messages in hand."""

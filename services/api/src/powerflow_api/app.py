@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from powerflow_api import metrics
 from powerflow_api.auth import KeyAuthMiddleware
 from powerflow_api.controllers.baselines import BaselineController
+from powerflow_api.controllers.alerts import AlertController, AlertRuleController
 from powerflow_api.controllers.corrections import CorrectionController
 from powerflow_api.controllers.devices import DeviceController
 from powerflow_api.controllers.health import HealthController
@@ -229,6 +230,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             SiteTariffController,
             CostController,
             BaselineController,
+            # Alerts (issue 15).
+            AlertRuleController,
+            AlertController,
         ],
         # Only /api/v1 needs a key: health, metrics, the schema and the dashboard are public.
         middleware=[DefineMiddleware(KeyAuthMiddleware)],

@@ -520,3 +520,64 @@ class CostSummary(Struct):
     today: CostLines
     month_so_far: BillOut
     forecast: ForecastOut
+# --- Alerts (issue 15) ---------------------------------------------------------------------
+
+AlertRuleKind = Literal[
+    "silence", "power_above", "power_below", "base_load_jump", "daily_kwh_above", "daily_kwh_below"
+]
+AlertScope = Literal["device", "site"]
+AlertParams = Annotated[dict[str, float | int], Meta(max_length=8)]
+
+
+class AlertRule(Struct):
+    id: int
+    name: str
+    kind: str
+    scope: str
+    device_id: int | None
+    site_id: int | None
+    params: dict[str, Any]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    created_by: str | None
+
+
+class AlertRuleCreate(Struct, forbid_unknown_fields=True):
+    """A rule: its kind's parameters (README "Alerts"), on one device or one site."""
+
+    name: Name
+    kind: AlertRuleKind
+    scope: AlertScope
+    params: AlertParams
+    device_id: RowId | None = None
+    site_id: RowId | None = None
+    enabled: bool = True
+
+
+class AlertRuleUpdate(Struct, forbid_unknown_fields=True):
+    name: Name | None = None
+    params: AlertParams | None = None
+    enabled: bool | None = None
+
+
+class Alert(Struct):
+    id: int
+    rule_id: int
+    rule_name: str
+    kind: str
+    subject: str  # "device:<id>" or "site:<id>"
+    open: bool
+    raised_at: datetime
+    evidence: dict[str, Any]
+    cleared_at: datetime | None
+    clear_evidence: dict[str, Any] | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    muted_until: datetime | None
+
+
+class AlertMute(Struct, forbid_unknown_fields=True):
+    """Mute until this instant (at most 90 days ahead); null unmutes."""
+
+    until: datetime | None

@@ -509,3 +509,90 @@ class Baseline(Base):
 OUTDOOR_SENSORS = _table(OutdoorSensor)
 OUTDOOR_TEMPERATURE_DAYS = _table(OutdoorTemperatureDay)
 BASELINES = _table(Baseline)
+# --- Alerts (issue 15; migration 0011; powerflow_common.alert_rules, services/alerts) --------
+
+
+class AlertRule(Base):
+    """One alert rule: a kind (alert_rules.KINDS), a scope (a device or a site), parameters.
+
+    Deleting a rule deletes its alerts and their undelivered events; disable it to keep them.
+    """
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(8))  # "device" or "site"
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Alert(Base):
+    """An alert of one rule on one subject (``device:<id>``, ``site:<id>``), open until cleared.
+
+    ``open_subject`` is the subject while the alert is open and NULL once cleared: the unique
+    key (rule_id, open_subject) lets one open alert per rule and subject exist, so two worker
+    copies (or a restarted one) that both see the condition insert once; NULLs never collide.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64))
+    open_subject: Mapped[str | None] = mapped_column(String(64))
+    raised_at: Mapped[datetime]
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cleared_at: Mapped[datetime | None]
+    clear_evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    muted_until: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("rule_id", "open_subject", name="uq_alerts_open"),
+        Index("ix_alerts_raised", "raised_at"),
+        Index("ix_alerts_rule_subject", "rule_id", "subject"),
+    )
+
+
+class AlertEvent(Base):
+    """The outbox: one notification (raised or cleared) of one alert for one channel.
+
+    Written in the transaction that raises or clears the alert, so a restart never loses an
+    undelivered event; ``event_id`` is the same for every attempt (receivers deduplicate on
+    it). ``next_attempt_at`` is also the claim: a sender moves it ahead before sending.
+    """
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))  # "webhook" or "email"
+    alert_id: Mapped[int] = mapped_column(
+        BIGINT_ID, ForeignKey("alerts.id", ondelete="CASCADE"), index=True
+    )
+    transition: Mapped[str] = mapped_column(String(16))  # "raised" or "cleared"
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", name="uq_alert_events_event_channel"),
+        Index("ix_alert_events_due", "delivered_at", "next_attempt_at"),
+    )
+
+
+ALERT_RULES = _table(AlertRule)
+ALERTS = _table(Alert)
+ALERT_EVENTS = _table(AlertEvent)

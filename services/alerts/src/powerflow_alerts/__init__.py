@@ -1,0 +1,1 @@
+"""powerflow alerts worker."""
