@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, func, literal, select, union_all, upd
 
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import DEVICES, READINGS
+from powerflow_common.errors import InvalidInput, NotFound
 from powerflow_common.formats.original import LEGACY_TOPIC
 from powerflow_common.logs import get_logger
 from powerflow_common.validation import canonical_device_code
@@ -61,7 +62,7 @@ _devices = DEVICES
 _readings = READINGS
 
 
-class UnknownDevices(LookupError):
+class UnknownDevices(NotFound, LookupError):
     """Codes with no device: nothing to admit (nothing was admitted)."""
 
     def __init__(self, codes: Sequence[str]) -> None:
@@ -75,7 +76,7 @@ class UnknownDevices(LookupError):
         )
 
 
-class TooManyCodes(ValueError):
+class TooManyCodes(InvalidInput, ValueError):
     """More codes than one admission takes."""
 
 

@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from powerflow_common.errors import PowerflowError
+from powerflow_common.errors import Unavailable
 from powerflow_common.settings import Settings, with_password
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -56,7 +56,7 @@ DYNSEC_ITERATIONS = 101
 PASSWORD_BYTES = 32  # 256 random bits: no guessing, no dictionary
 
 
-class BrokerError(PowerflowError):
+class BrokerError(Unavailable):
     """The broker refused or did not answer an account change; the message says which."""
 
 

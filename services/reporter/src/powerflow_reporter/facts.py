@@ -18,6 +18,7 @@ from sqlalchemy import Connection, DateTime, func, select, type_coerce
 
 from powerflow_common.db.models import DEVICES, EMISSION_FACTORS, HOURLY_STATS
 from powerflow_common.db.sqltime import bind_text
+from powerflow_common.errors import NotFound
 from powerflow_common.queries import ScopeNotFound, TotalsScope, load_scope, span_condition
 from powerflow_common.totals import SiteEnergy, Span, contracted_by_site, scope2_by_site
 
@@ -66,7 +67,7 @@ MAX_SCATTER_POINTS = 800
 _HOUR = timedelta(hours=1)
 
 
-class NoData(ValueError):
+class NoData(NotFound, ValueError):
     """The scope has no devices or no hourly data in the period: a permanent report error."""
 
 
