@@ -150,7 +150,7 @@ def run(url: str, args: argparse.Namespace, now: datetime) -> Result:
     engine = make_engine(url)
     try:
         load_s = load(engine, args, now)
-        settings = load_settings(database_url=url, api_timezone="Asia/Seoul")
+        settings = load_settings(database_url=url, organisation_timezone="Asia/Seoul")
         started = time.perf_counter()
         daily_site.rebuild_site(engine, SEOUL, default_tz="Asia/Seoul", lock_timeout_s=10.0)
         build_ms = (time.perf_counter() - started) * 1000

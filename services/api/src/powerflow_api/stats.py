@@ -81,16 +81,17 @@ class Scope:
 
 def resolve_scope(conn: Connection, settings: Settings, kind: ScopeKind, ref: str | None) -> Scope:
     """The scope's spans, timezone and contracts; 404 when the device or site is unknown."""
+    zone = settings.organisation_timezone
     try:
         if kind == "device":
-            totals = load_scope(conn, "device", default_tz=settings.api_timezone, device_code=ref)
+            totals = load_scope(conn, "device", default_tz=zone, device_code=ref)
         elif kind == "site":
             site_id = int(ref or 0)
             if not MIN_ROW_ID <= site_id <= MAX_ROW_ID:
                 raise ScopeNotFound(f"No site with id {site_id}.")
-            totals = load_scope(conn, "site", default_tz=settings.api_timezone, site_id=site_id)
+            totals = load_scope(conn, "site", default_tz=zone, site_id=site_id)
         else:
-            totals = load_scope(conn, "organisation", default_tz=settings.api_timezone)
+            totals = load_scope(conn, "organisation", default_tz=zone)
     except ScopeNotFound as exc:
         raise ApiError(status_code=404, detail=str(exc)) from exc
     return Scope(kind, ref, totals)
@@ -181,7 +182,7 @@ def _rebuild_stale_days(
             daily_site.rebuild_site(
                 conn.engine,
                 site_id,
-                default_tz=settings.api_timezone,
+                default_tz=settings.organisation_timezone,
                 lock_timeout_s=DAILY_REBUILD_LOCK_TIMEOUT_S,
             )
         except LockNotAcquired:

@@ -253,7 +253,7 @@ class Writer:
             readings,
             received_at=datetime.now(UTC),
             max_gap=self._max_gap,
-            default_timezone=self._settings.default_timezone,
+            device_clock_timezone=self._settings.device_clock_timezone,
         )
 
 
