@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, text
 
-from powerflow_aggregator.rollup import stat_row
+from powerflow_aggregator.rows import stat_row
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.db.models import (
     EMISSION_FACTORS,

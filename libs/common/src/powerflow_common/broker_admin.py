@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from powerflow_common.errors import Unavailable
+from powerflow_common.errors import BrokerError
 from powerflow_common.settings import Settings, with_password
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -54,10 +54,6 @@ DYNSEC_SALT_BYTES = 12
 DYNSEC_HASH_BYTES = 64
 DYNSEC_ITERATIONS = 101
 PASSWORD_BYTES = 32  # 256 random bits: no guessing, no dictionary
-
-
-class BrokerError(Unavailable):
-    """The broker refused or did not answer an account change; the message says which."""
 
 
 @dataclass(frozen=True, slots=True)

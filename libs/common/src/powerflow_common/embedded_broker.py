@@ -48,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 
 import bcrypt
 
-from powerflow_common.broker_admin import BrokerError
+from powerflow_common.errors import BrokerError
 from powerflow_common.formats.registry import FORMATS, default_topics
 
 DEVICES_ACCOUNT = "POWERFLOW_DEVICES"

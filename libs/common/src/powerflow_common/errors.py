@@ -101,3 +101,11 @@ class EnrolmentError(PowerflowError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class BrokerError(Unavailable):
+    """The broker refused or did not answer an account change; the message says which.
+
+    Here rather than beside Mosquitto's admin (broker_admin) so that the embedded broker's
+    admin can raise it without importing that module, which imports it.
+    """
