@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from msgspec import Struct
 from sqlalchemy import Connection, Engine, func, literal, select, union_all, update
 
 from powerflow_common.db.dialect import begin_write
@@ -38,6 +39,7 @@ __all__ = [
     "DeviceStanding",
     "TooManyCodes",
     "UnknownDevices",
+    "WaitingDevice",
     "admit_devices",
     "legacy_codes",
     "may_use_legacy_topic",
@@ -90,16 +92,19 @@ class AdmittedDevice:
     newly: bool
 
 
-@dataclass(frozen=True, slots=True)
-class WaitingDevice:
-    """A device waiting for admission: seen, kept, counted nowhere."""
+class WaitingDevice(Struct, frozen=True):
+    """A device waiting for admission: seen and kept, counted in no total.
+
+    The one type of it: the API serves it as is (GET /summary's ``waiting.devices``).
+    """
 
     code: str
     site_id: int | None
     payload_format: str
     first_seen_at: datetime
     last_seen_at: datetime
-    readings: int  # stored readings, at most READINGS_COUNT_CAP
+    readings: int  # stored readings, counted up to READINGS_COUNT_CAP
+    readings_capped: bool  # the device has at least READINGS_COUNT_CAP: readings is a floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +236,7 @@ def waiting_devices(
             first_seen_at=r.first_seen_at,
             last_seen_at=r.last_seen_at,
             readings=counts.get(r.id, 0),
+            readings_capped=counts.get(r.id, 0) >= READINGS_COUNT_CAP,
         )
         for r in rows
     ]

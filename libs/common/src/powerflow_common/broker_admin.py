@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from powerflow_common.enrolment import DeviceAccounts
 from powerflow_common.errors import BrokerError
 from powerflow_common.settings import Settings, with_password
 
@@ -401,8 +402,9 @@ def _refuse_reserved(username: str) -> None:
         raise BrokerError(f"{username!r} is the name of a role powerflow owns; choose another")
 
 
-class AccountAdmin(Protocol):
-    """What enrolment, the CLI and the API use of a broker's admin, whichever the broker.
+class AccountAdmin(DeviceAccounts, Protocol):
+    """What enrolment, the CLI and the API use of a broker's admin, whichever the broker:
+    the accounts (enrolment.DeviceAccounts) and a connection to open and close.
 
     ``BrokerAdmin`` (Mosquitto's dynamic security, over MQTT) and
     ``embedded_broker.EmbeddedBrokerAdmin`` (the embedded nats-server, through its folder).
@@ -419,20 +421,6 @@ class AccountAdmin(Protocol):
     ) -> None: ...
 
     def close(self) -> None: ...
-
-    def set_client(
-        self,
-        username: str,
-        password: str | None,
-        *,
-        publish: Sequence[str] = (),
-        subscribe: Sequence[str] = (),
-        textname: str | None = None,
-    ) -> None: ...
-
-    def remove_client(self, username: str) -> bool: ...
-
-    def list_clients(self) -> list[str]: ...
 
 
 def broker_admin(settings: Settings, *, timeout_s: float = 10.0) -> AccountAdmin:

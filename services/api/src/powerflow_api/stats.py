@@ -19,7 +19,7 @@ from powerflow_api import schemas
 from powerflow_api.data import device_rows, factors_by_id
 from powerflow_api.problems import ApiError
 from powerflow_common import daily_site
-from powerflow_common.admission import READINGS_COUNT_CAP, waiting_count, waiting_devices
+from powerflow_common.admission import waiting_count, waiting_devices
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
 from powerflow_common.db.dialect import LockNotAcquired
 from powerflow_common.logs import get_logger
@@ -294,18 +294,7 @@ def waiting(conn: Connection, *, site_id: int | None = None) -> schemas.Waiting:
         count=waiting_count(conn, site_id=site_id)
         if len(listed) == WAITING_IN_SUMMARY
         else len(listed),
-        devices=[
-            schemas.WaitingDevice(
-                code=d.code,
-                site_id=d.site_id,
-                payload_format=d.payload_format,
-                first_seen_at=d.first_seen_at,
-                last_seen_at=d.last_seen_at,
-                readings=d.readings,
-                readings_capped=d.readings >= READINGS_COUNT_CAP,
-            )
-            for d in listed
-        ],
+        devices=listed,
     )
 
 
