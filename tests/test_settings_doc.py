@@ -72,3 +72,16 @@ def test_check_mode_reports_a_stale_file_and_changes_nothing(tmp_path: Path) -> 
     assert settings_doc.main([str(stale)]) == 0
     assert "`POWERFLOW_API_HOST`" in stale.read_text()
     assert settings_doc.main(["--check", str(stale)]) == 0
+
+
+def test_the_command_names_an_undocumented_setting_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "doc.md"
+    text = "<!-- settings-table prefix=api_host -->\n<!-- /settings-table -->\n"
+    doc.write_text(text)
+    field = Settings.model_fields["api_host"]
+    monkeypatch.setattr(field, "description", None)
+    assert settings_doc.main([str(doc)]) == 2
+    assert "Settings.api_host has no docstring" in capsys.readouterr().err
+    assert doc.read_text() == text

@@ -119,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not BLOCK.search(text):
             print(f"{path}: no <!-- settings-table --> block", file=sys.stderr)
             return 2
-        fresh = render(text)
+        try:
+            fresh = render(text)
+        except UndocumentedSetting as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            return 2
         if fresh != text:
             stale.append(path)
             if not args.check:
