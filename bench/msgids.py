@@ -24,7 +24,7 @@ BATCHES_PER_ROUND = 200
 
 
 def keys_only_msg_id(readings: Sequence[Reading]) -> str:
-    """The id ingest used before step 8: (device, ts) keys only (lost ESPHome energy)."""
+    """The id older ingests used: (device, ts) keys only (lost ESPHome energy)."""
     digest = hashlib.sha256()
     for code, ts in sorted({r.key for r in readings}):
         digest.update(f"{code}\x1f{ts.isoformat()}\x1e".encode())

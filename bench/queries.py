@@ -112,7 +112,7 @@ def run(
     engine = make_engine(url)
     try:
         load_s = load(engine, args.devices, args.days, now)
-        settings = load_settings(database_url=url, api_timezone="Asia/Seoul")
+        settings = load_settings(database_url=url, organisation_timezone="Asia/Seoul")
         return load_s, {
             name: timed(action, args.repeat)
             for name, action in queries(engine, settings, now, args.days).items()

@@ -146,105 +146,147 @@ def run_shape(
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     engine = make_engine(db_url)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
-        env.update(
-            POWERFLOW_DATA_DIR=str(folder),
-            POWERFLOW_DATABASE_URL=db_url,
-            POWERFLOW_NATS_URL=nats.url,
-            POWERFLOW_NAMESPACE=namespace,
-            POWERFLOW_MQTT_URL=broker.ingest_url(),
-            POWERFLOW_INGEST_SLOTS=str(SLOTS),
-            POWERFLOW_MQTT_TOPICS=",".join(topic(prefix, d) for d in range(DEVICES_N)),
-            POWERFLOW_INGEST_METRICS_PORT="0",
-            POWERFLOW_WRITER_METRICS_PORT="0",
-            POWERFLOW_LOG_LEVEL="info",
-            POWERFLOW_LOG_FORMAT="json",
-        )
-        exe = [sys.executable, "-m", "powerflow.cli"]
-        for role, n in (("writer", writers), ("ingest", ingests)):
-            for i in range(n):
-                log = folder / f"{role}{i}.log"
-                process = subprocess.Popen(
-                    [*exe, role],
-                    env={**env, "POWERFLOW_INGEST_INSTANCE": str(i)},
-                    stdout=log.open("ab"),
-                    stderr=subprocess.STDOUT,
-                )
-                children.append((role, process))
-        per_instance = SLOTS // ingests
-
-        def balanced() -> bool:
-            owners = slot_owners(nats.url, namespace)
-            return None not in owners and all(owners.count(o) == per_instance for o in set(owners))
-
-        def subscribed() -> bool:
-            logs = [folder / f"ingest{i}.log" for i in range(ingests)]
-            return all(
-                p.exists() and p.read_text().count("mqtt_subscribed") >= per_instance for p in logs
-            )
-
-        wait(balanced, 90, "balanced slot leases")
-        wait(subscribed, 60, "subscribed slots")
-        wait(
-            lambda: all(
-                "writer_starting" in (folder / f"writer{i}.log").read_text() for i in range(writers)
-            ),
-            60,
-            "writers",
-        )
-        time.sleep(1.0)  # the writers' consumer subscriptions follow their start line
+        env = shape_environment(folder, db_url, nats, namespace, broker, prefix)
+        start_workers(children, folder, env, ingests, writers)
+        wait_ready(folder, nats, namespace, ingests, writers)
         assert broker.process is not None
         pids = {f"{role}{n}": p.pid for n, (role, p) in enumerate(children)}
         pids["mosquitto"] = broker.process.pid
         pids.update(extra_pids)
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        per_device = -(-count // DEVICES_N)
-        started = time.monotonic()
-        pubs = []
-        for d in range(DEVICES_N):
-            pub = publisher(broker.port, topic(prefix, d))
-            assert pub.stdin is not None
-            pub.stdin.write("\n".join(lines(prefix, d, per_device)) + "\n")
-            pub.stdin.close()
-            pubs.append(pub)
-        total = per_device * DEVICES_N
-        deadline = time.monotonic() + 600
-        while stored(engine, prefix) < total:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {stored(engine, prefix)} of {total} rows after 600 s")
-            time.sleep(POLL_S)
-        elapsed = time.monotonic() - started
-        for pub in pubs:
-            pub.wait(60)
+        total, elapsed = publish_and_store(engine, broker.port, prefix, count)
         cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-
-        def role_cpu(role: str) -> float:
-            return sum(v for k, v in cpu.items() if k.startswith(role))
-
-        def per_1000_ms(seconds: float) -> float:
-            return seconds / total * 1000 * 1000  # CPU ms per 1,000 readings
-
-        engines = sum(v for k, v in cpu.items() if not k.startswith(("ingest", "writer")))
-        return {
-            "readings_per_s": total / elapsed,
-            "seconds": elapsed,
-            "ingest_cpu_ms": per_1000_ms(role_cpu("ingest")),
-            "writer_cpu_ms": per_1000_ms(role_cpu("writer")),
-            "engines_cpu_ms": per_1000_ms(engines),
-            "total_cpu_ms": per_1000_ms(sum(cpu.values())),
-        }
+        return shape_costs(cpu, total, elapsed)
     finally:
-        for _, process in children:
-            if process.poll() is None:
-                process.terminate()
-        for _, process in children:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_workers(children)
         engine.dispose()
         broker.stop()
         drop_namespace(load_settings(nats_url=nats.url, namespace=namespace))
+
+
+def shape_environment(
+    folder: Path, db_url: str, nats: EmbeddedNats, namespace: str, broker: Broker, prefix: str
+) -> dict[str, str]:
+    """The workers' environment: this shape's namespace, broker and topics, nothing inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERFLOW_")}
+    env.update(
+        POWERFLOW_DATA_DIR=str(folder),
+        POWERFLOW_DATABASE_URL=db_url,
+        POWERFLOW_NATS_URL=nats.url,
+        POWERFLOW_NAMESPACE=namespace,
+        POWERFLOW_MQTT_URL=broker.ingest_url(),
+        POWERFLOW_INGEST_SLOTS=str(SLOTS),
+        POWERFLOW_MQTT_TOPICS=",".join(topic(prefix, d) for d in range(DEVICES_N)),
+        POWERFLOW_INGEST_METRICS_PORT="0",
+        POWERFLOW_WRITER_METRICS_PORT="0",
+        POWERFLOW_LOG_LEVEL="info",
+        POWERFLOW_LOG_FORMAT="json",
+    )
+    return env
+
+
+def start_workers(
+    children: list[tuple[str, subprocess.Popen[bytes]]],
+    folder: Path,
+    env: dict[str, str],
+    ingests: int,
+    writers: int,
+) -> None:
+    """The writers, then the ingest instances, each logging to ``<role><i>.log``; each is in
+    ``children`` as soon as it started, so a failure halfway still stops those."""
+    exe = [sys.executable, "-m", "powerflow.cli"]
+    for role, n in (("writer", writers), ("ingest", ingests)):
+        for i in range(n):
+            log = folder / f"{role}{i}.log"
+            process = subprocess.Popen(
+                [*exe, role],
+                env={**env, "POWERFLOW_INGEST_INSTANCE": str(i)},
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+            children.append((role, process))
+
+
+def wait_ready(
+    folder: Path, nats: EmbeddedNats, namespace: str, ingests: int, writers: int
+) -> None:
+    """Until the slot leases are balanced, every slot subscribed and every writer started."""
+    per_instance = SLOTS // ingests
+
+    def balanced() -> bool:
+        owners = slot_owners(nats.url, namespace)
+        return None not in owners and all(owners.count(o) == per_instance for o in set(owners))
+
+    def subscribed() -> bool:
+        logs = [folder / f"ingest{i}.log" for i in range(ingests)]
+        return all(
+            p.exists() and p.read_text().count("mqtt_subscribed") >= per_instance for p in logs
+        )
+
+    wait(balanced, 90, "balanced slot leases")
+    wait(subscribed, 60, "subscribed slots")
+    wait(
+        lambda: all(
+            "writer_starting" in (folder / f"writer{i}.log").read_text() for i in range(writers)
+        ),
+        60,
+        "writers",
+    )
+    time.sleep(1.0)  # the writers' consumer subscriptions follow their start line
+
+
+def publish_and_store(engine: Engine, port: int, prefix: str, count: int) -> tuple[int, float]:
+    """Publish ``count`` readings over the fleet; (readings, seconds until all were stored)."""
+    per_device = -(-count // DEVICES_N)
+    started = time.monotonic()
+    pubs = []
+    for d in range(DEVICES_N):
+        pub = publisher(port, topic(prefix, d))
+        assert pub.stdin is not None
+        pub.stdin.write("\n".join(lines(prefix, d, per_device)) + "\n")
+        pub.stdin.close()
+        pubs.append(pub)
+    total = per_device * DEVICES_N
+    deadline = time.monotonic() + 600
+    while stored(engine, prefix) < total:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {stored(engine, prefix)} of {total} rows after 600 s")
+        time.sleep(POLL_S)
+    elapsed = time.monotonic() - started
+    for pub in pubs:
+        pub.wait(60)
+    return total, elapsed
+
+
+def shape_costs(cpu: dict[str, float], total: int, elapsed: float) -> dict[str, float]:
+    """Throughput, and CPU ms per 1,000 readings by role (engines: everything else)."""
+
+    def role_cpu(role: str) -> float:
+        return sum(v for k, v in cpu.items() if k.startswith(role))
+
+    def per_1000_ms(seconds: float) -> float:
+        return seconds / total * 1000 * 1000  # CPU ms per 1,000 readings
+
+    engines = sum(v for k, v in cpu.items() if not k.startswith(("ingest", "writer")))
+    return {
+        "readings_per_s": total / elapsed,
+        "seconds": elapsed,
+        "ingest_cpu_ms": per_1000_ms(role_cpu("ingest")),
+        "writer_cpu_ms": per_1000_ms(role_cpu("writer")),
+        "engines_cpu_ms": per_1000_ms(engines),
+        "total_cpu_ms": per_1000_ms(sum(cpu.values())),
+    }
+
+
+def stop_workers(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    for _, process in children:
+        if process.poll() is None:
+            process.terminate()
+    for _, process in children:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def main() -> None:

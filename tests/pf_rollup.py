@@ -21,7 +21,7 @@ def rollup_config() -> RollupConfig:
     return RollupConfig(
         factor_set="original",
         default_region="KR",
-        default_timezone="Asia/Seoul",
+        organisation_timezone="Asia/Seoul",
         max_gap=GAP,
         counter_reset_tolerance_wh=10.0,
         lock_timeout_s=5.0,

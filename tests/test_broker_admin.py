@@ -23,11 +23,11 @@ from powerflow_common.broker_admin import (
     ADMIN_USERNAME,
     INGEST_ROLE,
     BrokerAdmin,
-    BrokerError,
     broker_admin,
     hash_password,
     new_password,
 )
+from powerflow_common.errors import BrokerError
 from powerflow_common.settings import Settings, load_settings
 
 

@@ -78,7 +78,7 @@ def test_the_broker_configuration_holds_what_the_guarantee_promises() -> None:
     assert re.search(r"(?m)^persistence_location /tmp/x/$", rendered)
 
 
-# --- internal services' credentials (step 9) -------------------------------------------------
+# --- internal services' credentials --------------------------------------------------------
 
 NATS_CONF = DEPLOY / "nats" / "nats.conf"
 POWERFLOW_ROLES_ON_NATS = {"ingest", "writer", "aggregator", "alerts", "api"}

@@ -1,7 +1,7 @@
 """The embedded MQTT broker (nats-server's MQTT listener) with the real pipeline.
 
 ingest speaks MQTT 3.1.1 to it; every reading reaches the database once across a kill -9 of
-ingest and a broker restart while ingest is away; step 9's identity rules hold (a device
+ingest and a broker restart while ingest is away; the identity rules hold (a device
 publishes on its own topics only, cannot take over ingest's session, and revoking it cuts
 it off), through the same enrolment code the CLI and the API use.
 """

@@ -214,7 +214,7 @@ def test_powerflow_streams_migrates_a_limits_stream_keeping_what_no_consumer_ack
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.EXPLICIT,
                 filter_subject=names.readings_wildcard,
-                max_deliver=10,  # the server's own limit, as the writer set it before step 8
+                max_deliver=10,  # the server's own limit, as older writers set it
             ),
         )
         sub = await js.pull_subscribe_bind(names.writer_consumer, stream=names.readings_stream)

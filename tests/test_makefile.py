@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pf_testing import missing_prerequisite
+
 REPO = Path(__file__).resolve().parents[1]
 INDEX = "services/api/src/powerflow_api/static/index.html"
 NPM_CI = "npm ci"
@@ -22,9 +24,7 @@ BUILD = "npm run build"
 def make(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("make")
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("make is not installed (deploy/packages.txt)")
-        pytest.skip("make is not installed")
+        missing_prerequisite("make is not installed (deploy/packages.txt)")
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     return subprocess.run(
         [binary, "--no-print-directory", *args],
@@ -42,9 +42,7 @@ def built() -> None:
     stamp = REPO / "dashboard/node_modules/.powerflow-npm-ci"
     if not (stamp.is_file() and (REPO / INDEX).is_file()):
         reason = "the dashboard is not installed and built here (make dashboard)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing_prerequisite(reason)
 
 
 def test_lint_never_builds_the_dashboard() -> None:

@@ -88,7 +88,7 @@ def config(factor_set: str = "original") -> RollupConfig:
     return RollupConfig(
         factor_set=factor_set,
         default_region="KR",
-        default_timezone="Asia/Seoul",
+        organisation_timezone="Asia/Seoul",
         max_gap=GAP,
         counter_reset_tolerance_wh=10.0,
         lock_timeout_s=5.0,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pf_testing import missing_prerequisite
 from powerflow.broker import BROKER_CONFIG
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,9 +81,7 @@ def test_the_wheels_install_a_working_powerflow_with_the_dashboard_and_broker_co
 ) -> None:
     if not DASHBOARD_INDEX.is_file():
         reason = f"the API wheel needs the built dashboard {DASHBOARD_INDEX} (make dashboard)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing_prerequisite(reason)
     uv = uv_binary()
     dist = tmp_path / "dist"
     subprocess.run(

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 
 from powerflow.cli_settings import command_settings
+from powerflow_common.errors import InvalidInput
 from powerflow_common.settings import redact_url
 
 console = Console(stderr=True)
@@ -36,7 +37,7 @@ BUSY_TIMEOUT_S = 30.0
 PARTIAL_SUFFIX = ".partial"
 
 
-class BackupRefused(Exception):
+class BackupRefused(InvalidInput):
     """The backup was not attempted: the destination or the source is not acceptable."""
 
 

@@ -46,6 +46,7 @@ from powerflow_common.broker_admin import (
     hash_password,
     new_password,
 )
+from powerflow_common.errors import Unavailable
 from powerflow_common.formats.registry import FORMATS, default_topics
 from powerflow_common.ingest_slots import slot_client_ids
 from powerflow_common.names import Names
@@ -89,7 +90,7 @@ ADMIN_ACLS = (
 )
 
 
-class BrokerSetupError(RuntimeError):
+class BrokerSetupError(Unavailable, RuntimeError):
     """The broker cannot be set up or started; the message says what to fix."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import typer
 from rich.console import Console
 
@@ -25,3 +27,14 @@ def command_settings(*engines: Engine, **overrides: object) -> Settings:
         raise typer.Exit(EXIT_NOT_CONFIGURED) from None
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     return settings
+
+
+def instant_option(value: str, option: str) -> datetime:
+    """An ISO 8601 date or datetime given on the command line; without an offset it is UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time", param_hint=option
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

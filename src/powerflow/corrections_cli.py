@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from powerflow.cli_settings import command_settings
+from powerflow.cli_settings import command_settings, instant_option
 from powerflow_common.corrections import (
     MAX_LIST_LIMIT,
     CorrectionOutcome,
@@ -34,17 +33,6 @@ console = Console(stderr=True)
 # Exit codes: 1 refused (nothing changed), 3 changed but the totals are stale.
 EXIT_REFUSED = 1
 EXIT_TOTALS_STALE = 3
-
-
-def _instant(value: str, option: str) -> datetime:
-    """An ISO 8601 date or datetime; without an offset it is UTC."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time", param_hint=option
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _os_user() -> str:
@@ -109,7 +97,7 @@ def correct_command(
     try:
         request = CorrectionRequest(
             device_code=device,
-            ts=_instant(ts, "TS"),
+            ts=instant_option(ts, "TS"),
             values=parse_assignments(assignments),
             reason=reason,
             corrected_by=by if by is not None else _os_user(),
@@ -183,7 +171,7 @@ def corrections_command(
         records = list_corrections(
             engine,
             device,
-            since=_instant(since, "--since") if since else None,
+            since=instant_option(since, "--since") if since else None,
             limit=limit,
         )
     except CorrectionRefused as exc:

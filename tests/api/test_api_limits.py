@@ -1,4 +1,4 @@
-"""Step 9 limits: device keys bound to devices, failed logins throttled, live sockets capped
+"""HTTP limits: device keys bound to devices, failed logins throttled, live sockets capped
 and closed on revocation, report requests and bodies capped, lists paged."""
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_15_minute_points_are_the_quarter_hour_table_with_their_energy(
     config = RollupConfig(
         factor_set="original",
         default_region="KR",
-        default_timezone="Asia/Seoul",
+        organisation_timezone="Asia/Seoul",
         max_gap=timedelta(seconds=60),
         counter_reset_tolerance_wh=10.0,
         lock_timeout_s=5.0,

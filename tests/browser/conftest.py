@@ -7,7 +7,6 @@ on the run's database, started once for the module and stopped after it.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -28,6 +27,7 @@ from pf_testing import (
     admit,
     clean_tables,
     delete_namespace_streams,
+    missing_prerequisite,
     wait_for,
 )
 from powerflow.broker import free_port
@@ -49,9 +49,7 @@ def stack(
 ) -> Iterator[Stack]:
     missing = missing_prerequisites()
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run, missing: {', '.join(missing)}")
-        pytest.skip(f"browser tests need: {', '.join(missing)}")
+        missing_prerequisite(f"browser tests need: {', '.join(missing)}")
     log_dir = tmp_path_factory.mktemp("browser-stack")
     clean_tables(session_engine)
     namespace = f"b{uuid.uuid4().hex[:12]}"

@@ -65,11 +65,6 @@ class Stack:
         except urllib.error.HTTPError as exc:
             return exc.code, None
 
-    @property
-    def reports_available(self) -> bool:
-        status, _ = self.get("/api/v1/reports")
-        return status != 404 and status != 405
-
     def logs(self) -> str:
         """The tail of every process's log, for a failure message."""
         return "\n".join(

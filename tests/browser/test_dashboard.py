@@ -57,8 +57,9 @@ def test_device_page_draws_the_24h_chart(stack: Stack, screenshots: Path) -> Non
 
 
 def test_report_is_requested_and_done(stack: Stack, screenshots: Path) -> None:
-    if not stack.reports_available:
-        pytest.skip("the API has no /api/v1/reports yet (issue 5): nothing to request")
+    # The endpoint exists: a 404 here is a routing regression, and the scenario fails on it.
+    status, _ = stack.get("/api/v1/reports", key=stack.keys["operator"])
+    assert status == 200, f"GET /api/v1/reports answered {status}\n{stack.logs()}"
     result = Scenario(
         "report", _env(stack, screenshots, key=stack.keys["operator"], PF_TIMEOUT_MS="30000")
     ).result(150)

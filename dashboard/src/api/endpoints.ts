@@ -104,7 +104,7 @@ export async function detectRole(key: string): Promise<{ role: Role; exact: bool
   throw new ApiError(403, 'This key can only send readings (a device key); sign in with a viewer, operator or admin key.')
 }
 
-// Reports (issue 5; docs/reports.md). A server without them answers 404.
+// Reports (docs/reports.md). An older server without them answers 404.
 
 export async function listReports(): Promise<Report[]> {
   const answer = await apiJson<Report[] | { items?: Report[]; reports?: Report[] }>('/reports', { query: { limit: 50 } })

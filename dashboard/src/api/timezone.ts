@@ -1,4 +1,4 @@
-// The organisation's calendar (POWERFLOW_API_TIMEZONE), learned once from the summary.
+// The organisation's calendar (POWERFLOW_ORGANISATION_TIMEZONE), learned once from the summary.
 import { getSummary } from './endpoints'
 
 let pending: Promise<string> | null = null

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from powerflow_common import settings as settings_module
 from powerflow_common.engines_file import (
     FILE_MODE,
     engines_path,
@@ -175,3 +176,55 @@ def test_the_file_of_an_up_that_died_is_ignored_and_named(
     # Removing is only for its owner: this process does not remove another up's file.
     remove_engines_file(tmp_path)
     assert engines_path(tmp_path).exists()
+
+
+def test_a_renamed_setting_reads_its_old_name_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _no_powerflow_environment(monkeypatch, tmp_path)
+    monkeypatch.setattr(settings_module, "_warned_names", set())
+    monkeypatch.setenv("POWERFLOW_API_TIMEZONE", "Europe/London")
+    with caplog.at_level("WARNING", logger="powerflow_common.settings"):
+        first = Settings(_env_file=None)
+        second = Settings(_env_file=None)
+    assert first.organisation_timezone == second.organisation_timezone == "Europe/London"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [
+        "setting POWERFLOW_API_TIMEZONE is deprecated and will be removed: "
+        "rename it POWERFLOW_ORGANISATION_TIMEZONE"
+    ]
+
+
+def test_the_new_name_wins_silently_when_both_names_agree(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _no_powerflow_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("POWERFLOW_DEFAULT_TIMEZONE", "UTC")
+    monkeypatch.setenv("POWERFLOW_DEVICE_CLOCK_TIMEZONE", "UTC")
+    assert Settings(_env_file=None).device_clock_timezone == "UTC"
+
+
+def test_a_renamed_setting_set_under_both_names_to_different_values_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _no_powerflow_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("POWERFLOW_DEFAULT_TIMEZONE", "UTC")
+    monkeypatch.setenv("POWERFLOW_DEVICE_CLOCK_TIMEZONE", "Asia/Seoul")
+    with pytest.raises(ConfigurationError, match="set only POWERFLOW_DEVICE_CLOCK_TIMEZONE"):
+        Settings(_env_file=None)
+
+
+def test_a_renamed_settings_old_name_is_read_from_dotenv_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _no_powerflow_environment(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("POWERFLOW_API_PAGE_SIZE_MAX=42\n")
+    assert Settings().api_readings_page_max == 42
+
+
+def test_every_deprecated_name_points_at_a_field_and_is_not_itself_a_field() -> None:
+    fields = Settings.model_fields
+    for old, new in settings_module.DEPRECATED_NAMES.items():
+        assert new in fields
+        assert old.removeprefix("POWERFLOW_").lower() not in fields

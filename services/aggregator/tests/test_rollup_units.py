@@ -6,13 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from powerflow_aggregator.rollup import (
-    FLAG_NO_EMISSION_FACTOR,
-    follow_on_hour,
-    is_empty,
-    lock_name,
-    stat_row,
-)
+from powerflow_aggregator.rollup import follow_on_hour, lock_name
+from powerflow_aggregator.rows import FLAG_NO_EMISSION_FACTOR, is_empty, stat_row
 from powerflow_common.carbon import EmissionFactor
 from powerflow_common.energy import HourlyEnergy
 

@@ -19,10 +19,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from msgspec import Struct
 from sqlalchemy import Connection, Engine, func, literal, select, union_all, update
 
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import DEVICES, READINGS
+from powerflow_common.errors import InvalidInput, NotFound
 from powerflow_common.formats.original import LEGACY_TOPIC
 from powerflow_common.logs import get_logger
 from powerflow_common.validation import canonical_device_code
@@ -37,6 +39,7 @@ __all__ = [
     "DeviceStanding",
     "TooManyCodes",
     "UnknownDevices",
+    "WaitingDevice",
     "admit_devices",
     "legacy_codes",
     "may_use_legacy_topic",
@@ -61,7 +64,7 @@ _devices = DEVICES
 _readings = READINGS
 
 
-class UnknownDevices(LookupError):
+class UnknownDevices(NotFound, LookupError):
     """Codes with no device: nothing to admit (nothing was admitted)."""
 
     def __init__(self, codes: Sequence[str]) -> None:
@@ -75,7 +78,7 @@ class UnknownDevices(LookupError):
         )
 
 
-class TooManyCodes(ValueError):
+class TooManyCodes(InvalidInput, ValueError):
     """More codes than one admission takes."""
 
 
@@ -89,16 +92,19 @@ class AdmittedDevice:
     newly: bool
 
 
-@dataclass(frozen=True, slots=True)
-class WaitingDevice:
-    """A device waiting for admission: seen, kept, counted nowhere."""
+class WaitingDevice(Struct, frozen=True):
+    """A device waiting for admission: seen and kept, counted in no total.
+
+    The one type of it: the API serves it as is (GET /summary's ``waiting.devices``).
+    """
 
     code: str
     site_id: int | None
     payload_format: str
     first_seen_at: datetime
     last_seen_at: datetime
-    readings: int  # stored readings, at most READINGS_COUNT_CAP
+    readings: int  # stored readings, counted up to READINGS_COUNT_CAP
+    readings_capped: bool  # the device has at least READINGS_COUNT_CAP: readings is a floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +236,7 @@ def waiting_devices(
             first_seen_at=r.first_seen_at,
             last_seen_at=r.last_seen_at,
             readings=counts.get(r.id, 0),
+            readings_capped=counts.get(r.id, 0) >= READINGS_COUNT_CAP,
         )
         for r in rows
     ]

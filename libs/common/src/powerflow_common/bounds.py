@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from powerflow_common.errors import InvalidInput
+
 __all__ = [
     "EARLIEST_DATE",
     "EARLIEST_TIME",
@@ -47,7 +49,7 @@ EARLIEST_DATE = EARLIEST_TIME.date()
 LATEST_DATE = LATEST_TIME.date()
 
 
-class OutOfBounds(ValueError):
+class OutOfBounds(InvalidInput, ValueError):
     """``name`` is outside its range; the message names the value, the bound and the fix."""
 
     def __init__(self, name: str, message: str) -> None:

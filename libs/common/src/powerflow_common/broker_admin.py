@@ -30,7 +30,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from powerflow_common.errors import PowerflowError
+from powerflow_common.enrolment import DeviceAccounts
+from powerflow_common.errors import BrokerError
 from powerflow_common.settings import Settings, with_password
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -54,10 +55,6 @@ DYNSEC_SALT_BYTES = 12
 DYNSEC_HASH_BYTES = 64
 DYNSEC_ITERATIONS = 101
 PASSWORD_BYTES = 32  # 256 random bits: no guessing, no dictionary
-
-
-class BrokerError(PowerflowError):
-    """The broker refused or did not answer an account change; the message says which."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,8 +402,9 @@ def _refuse_reserved(username: str) -> None:
         raise BrokerError(f"{username!r} is the name of a role powerflow owns; choose another")
 
 
-class AccountAdmin(Protocol):
-    """What enrolment, the CLI and the API use of a broker's admin, whichever the broker.
+class AccountAdmin(DeviceAccounts, Protocol):
+    """What enrolment, the CLI and the API use of a broker's admin, whichever the broker:
+    the accounts (enrolment.DeviceAccounts) and a connection to open and close.
 
     ``BrokerAdmin`` (Mosquitto's dynamic security, over MQTT) and
     ``embedded_broker.EmbeddedBrokerAdmin`` (the embedded nats-server, through its folder).
@@ -423,20 +421,6 @@ class AccountAdmin(Protocol):
     ) -> None: ...
 
     def close(self) -> None: ...
-
-    def set_client(
-        self,
-        username: str,
-        password: str | None,
-        *,
-        publish: Sequence[str] = (),
-        subscribe: Sequence[str] = (),
-        textname: str | None = None,
-    ) -> None: ...
-
-    def remove_client(self, username: str) -> bool: ...
-
-    def list_clients(self) -> list[str]: ...
 
 
 def broker_admin(settings: Settings, *, timeout_s: float = 10.0) -> AccountAdmin:

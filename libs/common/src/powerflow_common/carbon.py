@@ -12,6 +12,8 @@ from typing import Literal
 
 import msgspec
 
+from powerflow_common.errors import NotFound
+
 __all__ = [
     "FACTOR_SET_KR_GIR",
     "FACTOR_SET_ORIGINAL",
@@ -46,7 +48,7 @@ class EmissionFactor(msgspec.Struct, frozen=True, kw_only=True):
     method: FactorMethod = "location"
 
 
-class FactorNotFound(LookupError):
+class FactorNotFound(NotFound, LookupError):
     """No emission factor of the requested set and region is valid at the requested time."""
 
     def __init__(self, *, factor_set: str, region: str, on: date) -> None:

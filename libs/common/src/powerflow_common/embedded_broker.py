@@ -15,7 +15,7 @@ shows the new configuration loaded; a removed user's connections are closed by t
 reload and the admin waits until none is left. Who may write the folder controls the broker,
 as whoever may read Mosquitto's admin password does.
 
-Identity rules (step 9) as nats-server expresses them:
+The identity rules (docs/architecture.md, "Identity") as nats-server expresses them:
 
 - Two NATS accounts. ``POWERFLOW_DEVICES`` holds every device user, each allowed to publish
   on its own topics' subjects only and to subscribe to nothing. ``POWERFLOW_INGEST`` holds
@@ -48,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 
 import bcrypt
 
-from powerflow_common.broker_admin import BrokerError
+from powerflow_common.errors import BrokerError
 from powerflow_common.formats.registry import FORMATS, default_topics
 
 DEVICES_ACCOUNT = "POWERFLOW_DEVICES"

@@ -59,7 +59,7 @@ _devices = DEVICES
 
 
 class DeviceAccounts(Protocol):
-    """The broker accounts enrolment needs (``broker_admin.BrokerAdmin`` is one)."""
+    """The broker accounts enrolment needs; every ``broker_admin.AccountAdmin`` has them."""
 
     def set_client(
         self,

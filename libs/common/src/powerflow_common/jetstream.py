@@ -111,7 +111,7 @@ async def close_nats(nc: NATS, timeout_s: int = 5) -> None:
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
-    """The streams of DESIGN.md and ROLLUPS (alerts), with storage, retention and byte limits.
+    """The streams (docs/architecture.md, "Names") and ROLLUPS (alerts): storage, retention, limits.
 
     READINGS and PERSISTED are work queues: JetStream frees what their one consumer acked
     (and keeps what was published before any consumer exists), so the byte limit bounds the
@@ -569,7 +569,7 @@ async def migrate_streams(js: JetStreamContext, settings: Settings) -> list[str]
             )
         await js.add_stream(config)
         for consumer in consumers:
-            # Consumers made before step 8 stop redelivering at the server's max_deliver; on
+            # Consumers made by older versions stop redelivering at the server's max_deliver; on
             # a work queue such a message would stay forever, neither stored nor dead-
             # lettered. Our workers count deliveries themselves (consumers.DeadLetters).
             consumer.max_deliver = -1

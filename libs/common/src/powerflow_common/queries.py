@@ -25,6 +25,7 @@ from powerflow_common.db.models import (
     SITES,
 )
 from powerflow_common.db.sqltime import SqlTime, bind_text, sql_time_of
+from powerflow_common.errors import InvalidInput, NotFound
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import Period, period_bounds_utc, utc_offset_segments
 from powerflow_common.totals import (
@@ -73,11 +74,11 @@ _history = DEVICE_SITES
 _contracts = RENEWABLE_CONTRACTS
 
 
-class ScopeNotFound(LookupError):
+class ScopeNotFound(NotFound, LookupError):
     """The scope's site or device does not exist."""
 
 
-class PlacementError(ValueError):
+class PlacementError(InvalidInput, ValueError):
     """A placement change that cannot be recorded (a future date, say)."""
 
 

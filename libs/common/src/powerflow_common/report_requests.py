@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from powerflow_common.bounds import date_in_bounds
 from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import DEVICES, ESG_REPORTS, SITES
+from powerflow_common.errors import InvalidInput
 from powerflow_common.logs import get_logger
 from powerflow_common.periods import utc_bounds, validate_timezone
 from powerflow_common.report_queue import enqueue_report
@@ -57,7 +58,7 @@ _sites = SITES
 _devices = DEVICES
 
 
-class InvalidReportRequest(ValueError):
+class InvalidReportRequest(InvalidInput, ValueError):
     """The request can never succeed as given (HTTP 422 / 404 for a missing site or device)."""
 
 
@@ -169,7 +170,7 @@ def insert_report(
     """Validate and commit the row; returns (id, created). An existing ``report_id`` is kept."""
     if request.scope == "devices":
         _check_devices(engine, request.device_ids)
-    tz = scope_timezone(engine, request, settings.api_timezone)
+    tz = scope_timezone(engine, request, settings.organisation_timezone)
     start_utc, end_utc = utc_bounds(request.period_start, request.period_end, tz)
     now = datetime.now(UTC)
     if end_utc > now + timedelta(days=1):

@@ -5,6 +5,7 @@ Build it in ``main()`` with :func:`load_settings`, never at import time.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +37,12 @@ FILE_SUFFIX = "_FILE"  # the Docker/Kubernetes convention: POWERFLOW_REDIS_PASSW
 SECRET_FILE_MAX_BYTES = 64 * 1024
 
 
-def _is_secret(field: FieldInfo) -> bool:
+def is_secret(field: FieldInfo) -> bool:
     annotation = field.annotation
     return annotation is SecretStr or SecretStr in get_args(annotation)
 
 
-def _env_names(name: str, field: FieldInfo) -> list[str]:
+def env_names(name: str, field: FieldInfo) -> list[str]:
     """The environment variables a field is read from (its aliases, else the prefixed name)."""
     alias = field.validation_alias
     if isinstance(alias, AliasChoices):
@@ -70,6 +71,58 @@ def read_secret_file(variable: str, path: str) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
+def _environment(config: SettingsConfigDict) -> dict[str, str]:
+    """The environment over ``.env``, names upper-cased (as pydantic-settings matches them)."""
+    environ: dict[str, str] = {}
+    env_file = config.get("env_file")
+    if isinstance(env_file, str | Path) and Path(env_file).is_file():
+        values = dotenv_values(env_file, encoding=config.get("env_file_encoding"))
+        environ.update({k.upper(): v for k, v in values.items() if v is not None})
+    environ.update({k.upper(): v for k, v in os.environ.items()})
+    return environ
+
+
+# Renamed settings: the old environment name -> the field it now sets. The old name is still
+# read, with a warning logged once per process; set together with the new name to another
+# value, it is an error (which one was meant would be a guess).
+DEPRECATED_NAMES: dict[str, str] = {
+    "POWERFLOW_DEFAULT_TIMEZONE": "device_clock_timezone",
+    "POWERFLOW_API_TIMEZONE": "organisation_timezone",
+    "POWERFLOW_API_PAGE_SIZE_MAX": "api_readings_page_max",
+}
+_warned_names: set[str] = set()
+# The standard library's logger: settings are read before logging is configured, and an
+# unconfigured stdlib logger still prints a warning (to stderr), a configured one formats it.
+_stdlib_log = logging.getLogger(__name__)
+
+
+class DeprecatedNameSource(PydanticBaseSettingsSource):
+    """Renamed settings from their old environment names (DEPRECATED_NAMES), warning once."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every old name at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = _environment(self.config)
+        found: dict[str, Any] = {}
+        for old, field_name in DEPRECATED_NAMES.items():
+            if old not in environ:
+                continue
+            value, new = environ[old], f"{ENV_PREFIX}{field_name}".upper()
+            if new in environ and environ[new] != value:
+                raise ConfigurationError(
+                    f"{old}={value!r} is the deprecated name of {new}, which is set to "
+                    f"{environ[new]!r}; set only {new}"
+                )
+            if old not in _warned_names:
+                _warned_names.add(old)
+                _stdlib_log.warning(
+                    "setting %s is deprecated and will be removed: rename it %s", old, new
+                )
+            found[field_name] = value
+        return found
+
+
 class SecretFileSource(PydanticBaseSettingsSource):
     """Every secret setting from ``<VARIABLE>_FILE`` (a path), as Docker and Kubernetes mount them.
 
@@ -81,32 +134,25 @@ class SecretFileSource(PydanticBaseSettingsSource):
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused: __call__ reads every field at once
 
-    def _dotenv(self) -> dict[str, str | None]:
-        env_file = self.config.get("env_file")
-        if isinstance(env_file, str | Path) and Path(env_file).is_file():
-            return dotenv_values(env_file, encoding=self.config.get("env_file_encoding"))
-        return {}
-
     def __call__(self) -> dict[str, Any]:
         # The environment over .env, as for every other setting (a _FILE line in .env works).
-        environ = {k.upper(): v for k, v in self._dotenv().items() if v is not None}
-        environ.update({k.upper(): v for k, v in os.environ.items()})
+        environ = _environment(self.config)
         found: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
-            if not _is_secret(field):
+            if not is_secret(field):
                 continue
-            for variable in _env_names(name, field):
+            for variable in env_names(name, field):
                 path = environ.get(variable + FILE_SUFFIX)
                 if path is None:
                     continue
-                direct = [v for v in _env_names(name, field) if v in environ]
+                direct = [v for v in env_names(name, field) if v in environ]
                 if direct:
                     raise ConfigurationError(
                         f"both {direct[0]} and {variable}{FILE_SUFFIX} are set; "
                         "set only one (the _FILE one for a mounted secret)"
                     )
                 # Keyed as the environment source keys it: by alias when the field has one.
-                key = name if field.validation_alias is None else _env_names(name, field)[0]
+                key = name if field.validation_alias is None else env_names(name, field)[0]
                 found[key] = read_secret_file(variable + FILE_SUFFIX, path)
                 break
         return found
@@ -144,61 +190,80 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        use_attribute_docstrings=True,  # each field's docstring is its description
     )
 
-    # The data folder (relative to the current directory unless absolute): the embedded
-    # engines' stores, the SQLite database and engines.json of a running `powerflow up`.
     data_dir: Path = DEFAULT_DATA_DIR
+    """The data folder (relative to the current directory unless absolute): the embedded
+    engines' stores, the SQLite database and `engines.json` of a running `powerflow up`."""
 
-    # Connections (names fixed by DESIGN.md). Empty means not set: then the URL of a running
-    # `powerflow up` with the same data folder (its engines.json), else the command needing
-    # it refuses to start (require_engines). No default points at a machine's own services.
+    # Connections. Empty means not set: then the URL of a running `powerflow up` with the
+    # same data folder (its engines.json), else the command needing it refuses to start
+    # (require_engines). No default points at a machine's own services.
     database_url: SecretStr = SecretStr("")
+    """SQLAlchemy URL: `mysql+pymysql://user:pass@host/db` (MariaDB/MySQL) or
+    `sqlite:////abs/path.db`. Unset: `up`'s, `sqlite:///<data dir>/powerflow.db`."""
     mqtt_url: SecretStr = SecretStr("")
-    # Replaces the password in mqtt_url when set: the URL can sit in plain configuration and
-    # the password in a secret (POWERFLOW_MQTT_PASSWORD_FILE). ingest's username is its MQTT
-    # client id (the broker enforces use_username_as_clientid); see ingest's startup check.
+    """The broker, `mqtt://user:pass@host:port` (`mqtts://` for TLS); ingest's username must be
+    its client id, `[<namespace>-]powerflow-ingest-<slot>`. Unset: `up`'s broker."""
     mqtt_password: SecretStr | None = None
-    # The CA that signed the broker's certificate, pinned for mqtts:// (None: the system's CAs).
+    """Replaces the password in `POWERFLOW_MQTT_URL`: the URL can sit in plain configuration
+    and the password in a secret (`POWERFLOW_MQTT_PASSWORD_FILE`)."""
     mqtt_ca_file: str | None = None
-    # The broker's account admin (device enrolment). Mosquitto's dynamic security:
-    # mqtt://powerflow-admin:PASSWORD@host:port (broker_admin_password replaces its password);
-    # the embedded broker (nats-server's MQTT listener): file:///<data_dir>/mqtt, its folder.
+    """The CA that signed the broker's certificate, pinned for `mqtts://` (unset: the
+    system's CAs)."""
     broker_admin_url: SecretStr | None = None
+    """The broker's account admin for device enrolment: Mosquitto's dynamic security,
+    `mqtt://powerflow-admin:PASS@host:port`; the embedded broker, `file:///<data dir>/mqtt`."""
     broker_admin_password: SecretStr | None = None
-    # None: the topic patterns of the enabled payload formats.
+    """Replaces the password in `POWERFLOW_BROKER_ADMIN_URL`."""
     mqtt_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
+    """Comma-separated MQTT subscriptions (unset: the topic patterns of the enabled formats)."""
     nats_url: str = ""
+    """NATS server(s), comma-separated. Unset: `up`'s embedded nats-server."""
     namespace: str = ""
+    """Prefix of streams, subjects, consumers and the MQTT client id (tests and tenants
+    sharing one NATS)."""
     redis_url: SecretStr = SecretStr("")
+    """Redis: the dramatiq broker, rate limits, live tickets. Unset: `up`'s redis-server."""
     emission_region: str = "KR"
+    """Grid region of the emission factor for devices whose site names none."""
     factor_set: str = "original"
+    """The emission factor set in force (`original`: 0.478 kg CO2/kWh at all times)."""
     anthropic_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("ANTHROPIC_API_KEY", "POWERFLOW_ANTHROPIC_API_KEY"),
     )
+    """Claude's API key; unset, reports get the template narrative."""
     anthropic_model: str = "claude-sonnet-5-5"
+    """The Claude model id reports are written with."""
     reports_dir: Path = Path("./var/reports")
+    """Where report files go (under `up`: `<data dir>/reports`)."""
     api_host: str = "127.0.0.1"
+    """Where the API and the dashboard listen: the address."""
     api_port: int = 8000
+    """Where the API and the dashboard listen: the port."""
 
-    # Where every process's Prometheus /metrics listens (0.0.0.0 in containers).
     metrics_host: str = "127.0.0.1"
+    """Where every process's Prometheus `/metrics` listens (`0.0.0.0` in containers)."""
 
     # Device enrolment (``powerflow devices enroll``): the broker address devices are told,
     # which is often not the one powerflow's own processes use (mqtt_url may be 127.0.0.1 or
-    # a cluster-internal name). None: mqtt_url's host and port. The TLS port is printed (and
-    # the firmware's config.json uses mqtts://) only when set, i.e. when the broker has a
-    # TLS listener (8883 in the shipped configuration).
+    # a cluster-internal name).
     device_mqtt_host: str | None = None
+    """The broker host `devices enroll` tells devices (unset: `POWERFLOW_MQTT_URL`'s)."""
     device_mqtt_port: int | None = Field(default=None, ge=1, le=65_535)
+    """The broker port `devices enroll` tells devices (unset: `POWERFLOW_MQTT_URL`'s)."""
     device_mqtt_tls_port: int | None = Field(default=None, ge=1, le=65_535)
+    """The broker's TLS port as devices reach it (8883 in the shipped configuration); set,
+    enrolment prints `mqtts://` settings and the firmware's config.json uses them."""
 
     # Logging.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The lowest level logged: `debug`, `info`, `warning` or `error`."""
     log_format: Literal["json", "console"] = "json"
+    """`json` (one object a line) or `console` (for people)."""
 
-    # Payload formats ingest decodes (original, tasmota, shelly, esphome, emonhub).
     formats: Annotated[tuple[str, ...], NoDecode] = (
         "original",
         "tasmota",
@@ -206,169 +271,237 @@ class Settings(BaseSettings):
         "esphome",
         "emonhub",
     )
-    # Timezone of a device clock without an offset (Tasmota) when its device has no site.
-    default_timezone: str = "Asia/Seoul"
+    """Payload formats ingest decodes, comma-separated."""
+    device_clock_timezone: str = "Asia/Seoul"
+    """The timezone of a device clock that sends local time without an offset (Tasmota), for
+    a device without a site (a device on a site: the site's)."""
 
-    # Validation of the original device format.
+    # Validation of every reading, whatever way it came in (MQTT, HTTP, corrections).
     max_power_w: float = Field(default=100_000.0, gt=0)
+    """The largest power a reading may carry; above it the reading is rejected."""
     max_future_s: float = Field(default=300.0, ge=0)
+    """How far ahead of the receiving clock a reading's time may be; beyond it, rejected."""
 
     # Ingest: MQTT session and micro-batching.
     ingest_instance: str = "0"
-    # MQTT version ingest speaks: "5" (Mosquitto) or "3.1.1", the only one nats-server's MQTT
-    # listener (the embedded broker) and amqtt accept. 3.1.1 has no session expiry and no
-    # Receive Maximum: the session persists with clean_session=False and the broker's own
-    # in-flight limit (the embedded broker's max_ack_pending) bounds what is unacked.
+    """This ingest's name: its `readings.<instance>` subject and the start of its lease
+    member id (not its client id)."""
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    """The MQTT version ingest speaks: `5` (Mosquitto) or `3.1.1`, the only one the embedded
+    broker (nats-server's MQTT listener, `powerflow up` sets it) and amqtt accept. 3.1.1 has
+    no session expiry and no Receive Maximum: the broker's own in-flight limit bounds what is
+    unacknowledged."""
     mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, gt=0)
+    """How long the broker keeps ingest's session (and its queued messages) while it is away
+    (MQTT 5)."""
     mqtt_receive_maximum: int = Field(default=10_000, ge=20, le=65_535)
+    """Unacknowledged MQTT messages ingest accepts at once (MQTT 5)."""
     mqtt_keepalive_s: int = Field(default=30, ge=5)
+    """MQTT keepalive of ingest's connection."""
     ingest_batch_max_messages: int = Field(default=500, ge=1)
+    """MQTT messages in one ingest micro-batch at most."""
     ingest_batch_linger_ms: int = Field(default=20, ge=0)
+    """How long ingest waits to fill a micro-batch."""
     ingest_max_publishes_in_flight: int = Field(default=32, ge=1)
+    """JetStream publishes ingest awaits at once."""
     ingest_metrics_port: int = 9101
-    # Many ingest bridges (docs/operations.md, "Many ingest bridges"): K fixed MQTT client ids
-    # ("slots", powerflow-ingest-0 .. K-1, each a broker account and a persistent session
-    # with its share of the topic filters); running instances hold leases on them in a
-    # JetStream key-value bucket. 1: one session with every topic, today's
-    # powerflow-ingest-0, and a second instance is a standby. A scaled deployment sets K
-    # above the instances it runs (4 for 2 replicas) and never lowers it without draining
-    # the removed slots' sessions (their queues would be stranded).
+    """ingest's Prometheus `/metrics` port (0: off)."""
     ingest_slots: int = Field(default=1, ge=1, le=256)
-    # A lease not renewed for this long expires and a survivor adopts the slot; the holder
-    # renews every quarter of it and drops (disconnects) a slot it could not renew in time.
-    # Shorter: faster adoption; a NATS hiccup longer than it makes instances let go.
+    """K: ingest's fixed MQTT client ids `powerflow-ingest-0..K-1` (broker accounts, persistent
+    sessions, each with its share of the topic filters), leased by the running instances in a
+    JetStream key-value bucket. 1: one session with every topic, a second instance is a
+    standby. Set it above the instances you run (4 for 2 replicas) and never lower it without
+    draining the removed slots' sessions (docs/operations.md, "Many ingest bridges")."""
     ingest_lease_ttl_s: float = Field(default=10.0, ge=2.0, le=3600.0)
-    # Broker health ($SYS drop counter): how long after subscribing ingest waits for the
-    # broker's retained counters before saying the broker publishes none (Mosquitto sends
-    # them at once; 30 s leaves room for a slow link), and how long /readyz stays degraded
-    # after the broker was seen dropping messages.
+    """A slot lease not renewed for this long expires and a survivor adopts the slot; the
+    holder renews every quarter of it and drops a slot it could not renew in time."""
     broker_sys_wait_s: float = Field(default=30.0, gt=0)
+    """How long after subscribing ingest waits for the broker's retained `$SYS` drop counter
+    before saying the broker publishes none."""
     broker_drop_alarm_window_s: float = Field(default=3600.0, gt=0)
+    """How long `/readyz` stays degraded after the broker was seen dropping messages."""
 
     # JetStream.
-    # 0: no age limit. READINGS and PERSISTED free what their consumer acked; an age limit
-    # there would only delete a backlog nobody has read yet (a writer down for that long).
     readings_max_age_days: int = Field(default=0, ge=0)
+    """Age limit of READINGS' unconsumed backlog (0: none; a limit deletes messages the writer
+    has not read)."""
     rejected_max_age_days: int = Field(default=30, ge=1)
+    """REJECTED keeps records this many days, dropping the oldest (counted)."""
     persisted_max_age_days: int = Field(default=0, ge=0)
+    """Age limit of PERSISTED's unconsumed backlog (0: none; a limit deletes messages the
+    aggregator has not read)."""
     duplicate_window_s: int = Field(default=120, ge=1)
-    # Byte limits of the streams. READINGS and PERSISTED are work queues (what the consumer
-    # acked is freed), so these bound a backlog, not history: at the limit ingest (or the
-    # writer) holds its acks until space is freed. 1 GiB holds days of a small fleet's
-    # readings with the writer away (docs/operations.md). Each is at least 1 MiB, NATS's
-    # largest message, or a full-size message could never be stored.
+    """JetStream's duplicate window (`Nats-Msg-Id`): an optimisation; the idempotent insert is
+    the guarantee."""
     readings_max_bytes: int = Field(default=1024**3, ge=STREAM_MIN_BYTES)
+    """Byte limit of READINGS, a work queue (what the writer acked is freed): it bounds a
+    backlog, not history; at the limit ingest holds its acks. At least 1 MiB, NATS's largest
+    message."""
     persisted_max_bytes: int = Field(default=256 * 1024**2, ge=STREAM_MIN_BYTES)
-    # REJECTED drops its oldest records at the limit (counted and logged by ingest).
+    """Byte limit of PERSISTED, a work queue: at the limit the writer holds its acks. At least
+    1 MiB."""
     rejected_max_bytes: int = Field(default=256 * 1024**2, ge=STREAM_MIN_BYTES)
-    # Raw bytes of a bad message kept in its REJECTED record (size and sha256 cover it all).
+    """REJECTED keeps records up to this size, dropping the oldest (counted and logged)."""
     rejected_payload_max_bytes: int = Field(default=64 * 1024, ge=0, le=512 * 1024)
-    # Above this share of a stream's byte limit: a loud log and /readyz "degraded".
+    """Raw bytes of a bad message kept in its REJECTED record (size and sha256 cover it all)."""
     stream_usage_alert_ratio: float = Field(default=0.8, gt=0, le=1)
+    """Above this share of a stream's byte limit: an error log and `/readyz` degraded."""
     stream_check_interval_s: float = Field(default=15.0, gt=0)
+    """How often ingest checks the streams' usage."""
     nats_timeout_s: float = Field(default=5.0, gt=0)
-    # Copies of every stream and key-value bucket on a JetStream cluster (docs/operations.md
-    # "NATS cluster"): 3 keeps storing with one node down. A single server refuses more than 1.
-    # NATS's own ceiling is 5; an even count adds a copy and no tolerance (quorum is a majority).
+    """One NATS request (a publish's ack, a stream lookup) at most."""
     stream_replicas: int = Field(default=1, ge=1, le=5)
+    """Copies of every JetStream stream and key-value bucket (1..5): 3 on a 3-node cluster
+    keeps storing with one node down; a single server refuses more than 1; an even count adds
+    a copy and no tolerance (docs/operations.md, "NATS cluster")."""
 
     # Writer.
     writer_batch_max_readings: int = Field(default=1_000, ge=1)
+    """Readings in one writer batch at most."""
     writer_batch_linger_ms: int = Field(default=200, ge=1)
+    """How long the writer waits to fill a batch."""
     writer_ack_wait_s: float = Field(default=30.0, gt=0)
-    # Deliveries of a READINGS message before the writer dead-letters it, counted from the
-    # message's own delivery count (the consumer itself redelivers without limit).
+    """A READINGS message unacked for this long is redelivered."""
     writer_max_deliver: int = Field(default=10, ge=2)
+    """Deliveries of a READINGS message before the writer dead-letters it, counted from the
+    message's own delivery count (the consumer itself redelivers without limit)."""
     writer_retry_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0)
+    """The writer's waits between redeliveries, comma-separated."""
     writer_metrics_port: int = 9102
+    """The writer's Prometheus `/metrics` port (0: off)."""
 
     # Aggregator.
     aggregator_batch_max_messages: int = Field(default=100, ge=1)
+    """PERSISTED messages the aggregator takes at once at most."""
     aggregator_ack_wait_s: float = Field(default=30.0, gt=0)
-    # Deliveries of a PERSISTED message before the aggregator dead-letters it (as the writer).
+    """A PERSISTED message unacked for this long is redelivered."""
     aggregator_max_deliver: int = Field(default=10, ge=2)
+    """Deliveries of a PERSISTED message before the aggregator dead-letters it."""
     aggregator_lock_timeout_s: float = Field(default=10.0, ge=0)
+    """How long a recompute waits for a bucket's lock held by another copy."""
     aggregator_metrics_port: int = 9103
+    """The aggregator's Prometheus `/metrics` port (0: off)."""
 
-    # Retention of raw readings (powerflow_common.retention, docs/operations.md "Retention and
-    # partitions"). None keeps them for ever; N drops whole months (MySQL/MariaDB) or deletes
-    # in batches (SQLite) once older than N days and rolled up. Hours before the horizon are
-    # frozen: kept in hourly_stats, never recomputed from raw.
+    # Retention of raw readings (powerflow_common.retention).
     raw_retention_days: int | None = Field(default=None, ge=1)
-    # How often each aggregator runs the job (future partitions, then retention); 0: never
-    # (run `powerflow retention` from cron instead).
+    """Raw readings older than this many days go (whole months on MariaDB/MySQL, batched
+    deletes on SQLite) once their hours are rolled up; hours before the horizon are frozen in
+    hourly_stats (docs/operations.md, "Retention and partitions"). Unset: kept for ever."""
     retention_interval_s: float = Field(default=3600.0, ge=0)
-    # Rows per SQLite delete transaction: short, so writers wait at most one batch.
+    """How often each aggregator runs the retention job (future partitions, then retention);
+    0: never (run `powerflow retention` from cron instead)."""
     retention_delete_batch_rows: int = Field(default=5_000, ge=1)
+    """Rows per SQLite delete transaction: short, so writers wait at most one batch."""
 
     # Energy rules.
     max_gap_s: float = Field(default=60.0, gt=0)
+    """A longer gap between samples contributes no power-integrated energy (a counter's
+    increase across it is booked as unallocated)."""
     counter_reset_tolerance_wh: float = Field(default=10.0, ge=0)
+    """A counter drop larger than this is a reset (counts from 0); a smaller one is noise."""
 
-    # Operator corrections: how long a correction keeps retrying to announce the recompute of
-    # its hours (PERSISTED) before it reports stale totals (the value itself is committed).
     correction_announce_deadline_s: float = Field(default=10.0, gt=0)
+    """How long an operator correction keeps retrying to announce the recompute of its hours
+    before it reports stale totals (the value itself is committed)."""
 
     # API (services/api): limits, CORS, live tickets, query ranges.
-    api_rate_limit_per_window: int = Field(default=1200, ge=1)  # requests per key per window
+    api_rate_limit_per_window: int = Field(default=1200, ge=1)
+    """Requests per key per window (counted in Redis)."""
     api_rate_limit_window_s: int = Field(default=60, ge=1)
-    api_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # empty: CORS closed
+    """The rate limit's window."""
+    api_cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Browser origins allowed, comma-separated (empty: CORS closed)."""
     api_online_threshold_s: float = Field(default=60.0, gt=0)
+    """A device heard from within this long is shown online."""
     api_ticket_ttl_s: int = Field(default=30, ge=1)
-    api_static_dir: Path | None = None  # the built dashboard; None: the package's static/
+    """How long a live WebSocket ticket stays valid."""
+    api_static_dir: Path | None = None
+    """The built dashboard (unset: the API package's `static/`)."""
     api_raw_max_range_h: float = Field(default=48.0, gt=0)
-    api_minute_max_range_days: float = Field(default=7.0, gt=0)  # 1m and 15m resolutions
-    api_page_size_max: int = Field(default=5000, ge=1)
-    api_live_queue_size: int = Field(default=256, ge=1)  # per WebSocket client, then dropped
-    api_timezone: str = "Asia/Seoul"  # organisation-wide and site-less devices' calendar
+    """The longest range of raw readings one request may ask for."""
+    api_minute_max_range_days: float = Field(default=7.0, gt=0)
+    """The longest range at 1-minute and 15-minute resolution one request may ask for."""
+    api_readings_page_max: int = Field(default=5000, ge=1)
+    """The largest `limit` of a device's readings series (`/devices/{code}/readings`)."""
+    api_live_queue_size: int = Field(default=256, ge=1)
+    """Live readings queued per WebSocket client; beyond it they are dropped (counted)."""
+    organisation_timezone: str = "Asia/Seoul"
+    """The calendar of the organisation and of devices without a site: where its days,
+    weeks and months are cut."""
     api_redis_timeout_s: float = Field(default=1.0, gt=0)
+    """One Redis request of the API at most."""
 
     # Reporter (services/reporter): one retry policy (dramatiq's), none in the SDK.
-    anthropic_base_url: str | None = None  # None: the SDK's default endpoint
+    anthropic_base_url: str | None = None
+    """Claude's endpoint (unset: the SDK's default)."""
     anthropic_timeout_s: float = Field(default=120.0, gt=0)
+    """One Claude request at most."""
     anthropic_max_tokens: int = Field(default=8000, ge=256)
+    """Tokens of one narrative at most."""
     report_max_retries: int = Field(default=4, ge=0)
+    """Retries of a failed report job (dramatiq's policy; the SDK retries nothing)."""
     report_min_backoff_s: float = Field(default=15.0, gt=0)
+    """The first wait before a report job's retry."""
     report_max_backoff_s: float = Field(default=300.0, gt=0)
+    """The longest wait before a report job's retry."""
     report_time_limit_s: float = Field(default=600.0, gt=0)
+    """One report job at most."""
     report_reaper_interval_s: float = Field(default=60.0, gt=0)
-    report_stale_after_s: float = Field(default=900.0, gt=0)  # untouched queued/running: requeue
-    report_give_up_after_s: float = Field(default=6 * 3600.0, gt=0)  # since creation: fail
-    report_schedule_enabled: bool = False  # monthly report per site, for the previous month
+    """How often the reporter looks for stale report jobs."""
+    report_stale_after_s: float = Field(default=900.0, gt=0)
+    """A queued or running report untouched for this long is queued again."""
+    report_give_up_after_s: float = Field(default=6 * 3600.0, gt=0)
+    """A report not done this long after it was requested fails."""
+    report_schedule_enabled: bool = False
+    """A monthly report per site, for the previous month."""
     report_schedule_language: Literal["en", "ko"] = "en"
+    """The language of the scheduled monthly reports."""
     reporter_worker_threads: int = Field(default=2, ge=1)
-    report_pdf_enabled: bool = True  # false: HTML, Markdown and facts only (no WeasyPrint)
+    """Report jobs one reporter runs at once."""
+    report_pdf_enabled: bool = True
+    """false: HTML, Markdown and facts only (no WeasyPrint)."""
 
-    # --- Step 9 (HTTP limits, internal credentials); docs/operations.md "Limits" ---
-    # Internal services' credentials; every SecretStr also reads POWERFLOW_<NAME>_FILE.
-    nats_user: str | None = None  # None: the URL's own userinfo, or none
+    # HTTP limits and internal credentials (docs/operations.md, "Limits").
+    nats_user: str | None = None
+    """This service's NATS user (deploy/nats/nats.conf has one per service); unset: the URL's
+    own, or none."""
     nats_password: SecretStr | None = None
-    redis_password: SecretStr | None = None  # None: the URL's own password, or none
-    # Failed authentication per client address, counted in each API process before any
-    # database work: a burst, then this many a minute. A person mistyping a key never sees it.
+    """This service's NATS password."""
+    redis_password: SecretStr | None = None
+    """Redis `requirepass`, added to the URL (unset: the URL's own, or none)."""
     api_auth_failures_burst: int = Field(default=20, ge=1)
+    """Failed authentications per client address before 429, counted in each API process
+    before any database work: a burst, then `POWERFLOW_API_AUTH_FAILURES_PER_MINUTE`."""
     api_auth_failures_per_minute: float = Field(default=10.0, gt=0)
-    # Addresses tracked at once; the least recently failed are forgotten beyond it.
+    """Failed authentications per client address a minute after the burst."""
     api_auth_tracked_addresses: int = Field(default=10_000, ge=100)
-    # Reverse proxies whose X-Forwarded-For names the client (IPs or CIDRs, comma-separated).
-    # Empty: the connecting address is the client's, and a proxy's clients share its limit.
+    """Client addresses tracked at once; the least recently failed are forgotten beyond it."""
     api_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
-    # Request bodies: ingest batches (MAX_ITEMS readings) and everything else.
+    """Reverse proxies whose `X-Forwarded-For` names the client (IPs or CIDRs,
+    comma-separated). Empty: the connecting address is the client's."""
     api_ingest_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """The largest body of `POST /ingest`."""
     api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Devices and latest readings per page (GET /devices, /readings/latest).
+    """The largest body of every other request."""
     api_list_page_max: int = Field(default=1000, ge=1)
-    # Live sockets open at once per key (per API process), and how often open sockets'
-    # keys are re-checked so that a revoked key's sockets close.
+    """The largest page of `/devices` and `/readings/latest`."""
     api_live_max_per_key: int = Field(default=5, ge=1)
+    """Live sockets open at once per key (per API process)."""
     api_live_key_check_s: float = Field(default=10.0, gt=0)
-    # Reports requested per key in a fixed window (each runs the model and costs money).
+    """How often open sockets' keys are re-checked, so that a revoked key's sockets close."""
     api_reports_per_key: int = Field(default=20, ge=1)
+    """Report requests per key per window (each runs the model and costs money)."""
     api_reports_window_s: int = Field(default=3600, ge=1)
-    # Enrolment from the API (the dashboard): how long one broker admin step may wait for the
-    # broker (connect, each dynamic-security command) before the request answers 503.
+    """The report requests' window."""
     api_broker_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """How long one broker admin step of an enrolment from the API may wait for the broker
+    before the request answers 503."""
+
+    # --- Renamed settings: the old names, kept for one deprecation cycle -----------------
+    @property
+    def api_timezone(self) -> str:
+        """Deprecated: ``organisation_timezone``. Kept until the reporter reads the new name."""
+        return self.organisation_timezone
 
     # --- Baselines and savings (issue 15; powerflow_common.baselines, docs/architecture.md) ---
     # Data sufficiency of a baseline period: a full year of usable days, or at least this
@@ -440,13 +573,15 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit overrides, then *_FILE secrets, then the environment, then .env, then
-        # the engines of a running `powerflow up` (engines.json in the data folder).
+        # renamed settings' old names, then the engines of a running `powerflow up`
+        # (engines.json in the data folder).
         return (
             init_settings,
             SecretFileSource(settings_cls),
             env_settings,
             dotenv_settings,
             file_secret_settings,
+            DeprecatedNameSource(settings_cls),
             EnginesFileSource(settings_cls),
         )
 

@@ -37,7 +37,8 @@ class Reading(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
         return (self.device_code, self.ts)
 
 
-MEASUREMENT_FIELDS: tuple[str, ...] = (
+# The quantities a reading measures (what a chart or a raw export shows).
+MEASURED_QUANTITIES: tuple[str, ...] = (
     "power_w",
     "energy_wh",
     "energy_export_wh",
@@ -46,9 +47,10 @@ MEASUREMENT_FIELDS: tuple[str, ...] = (
     "temperature_c",
     "humidity_pct",
     "brightness_lux",
-    "seq",
-    "firmware",
 )
+# Every stored field of a reading besides (device, ts): the quantities and the device's own
+# bookkeeping.
+MEASUREMENT_FIELDS: tuple[str, ...] = (*MEASURED_QUANTITIES, "seq", "firmware")
 
 
 class ReadingBatch(msgspec.Struct, frozen=True, kw_only=True):

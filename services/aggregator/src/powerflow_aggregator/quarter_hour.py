@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from powerflow_aggregator.rows import restated_co2, stat_row
 from powerflow_common.carbon import EmissionFactor
 from powerflow_common.db.dialect import dialect_of
 from powerflow_common.db.models import QUARTER_HOUR_STATS
@@ -42,9 +43,6 @@ def store_quarters(
     computed_at: datetime,
 ) -> int:
     """Upsert the hour's non-empty quarters, delete its empty ones; the number stored."""
-    # Imported here: rollup imports this module, and stat_row/is_empty live there.
-    from powerflow_aggregator.rollup import stat_row
-
     computed = quarter_hour_energy(
         samples,
         hour_start,
@@ -120,8 +118,6 @@ def restate_co2(
 
     ``factor`` is the one the hour's own restatement used, so the quarters add up to it.
     """
-    from powerflow_aggregator.rollup import restated_co2
-
     in_hour = (
         _quarters.c.device_id == device_id,
         _quarters.c.quarter_start >= hour_start,

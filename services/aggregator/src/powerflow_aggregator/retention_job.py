@@ -45,6 +45,7 @@ from powerflow_common.db.dialect import (
 )
 from powerflow_common.db.horizon import frozen_before, set_horizon
 from powerflow_common.db.models import DEVICES, HOURLY_STATS, QUARTER_HOUR_STATS, READINGS
+from powerflow_common.errors import Unavailable
 from powerflow_common.logs import get_logger
 from powerflow_common.retention import (
     CATCH_ALL_PARTITION,
@@ -78,7 +79,7 @@ QUARTER_BACKFILL_CHUNK_HOURS = 500
 _PARTITION_BOUND = re.compile(r"'(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.\d+)?'")
 
 
-class RetentionError(RuntimeError):
+class RetentionError(Unavailable, RuntimeError):
     """The job cannot go on safely (e.g. the catch-all partition is missing)."""
 
 

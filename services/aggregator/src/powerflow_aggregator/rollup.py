@@ -26,8 +26,9 @@ from sqlalchemy import Connection, Engine, Row, and_, delete, or_, select, updat
 from sqlalchemy.exc import DBAPIError
 
 from powerflow_aggregator import quarter_hour
+from powerflow_aggregator.rows import is_empty, restated_co2, stat_row
 from powerflow_common import daily_site
-from powerflow_common.carbon import EmissionFactor, FactorNotFound, co2_kg, select_factor
+from powerflow_common.carbon import EmissionFactor, FactorNotFound, select_factor
 from powerflow_common.consumers import TRANSIENT_DB_ERRORS
 from powerflow_common.db.dialect import HOUR_TEXT_FORMAT, LOCK_NAME_MAX, LockNotAcquired, dialect_of
 from powerflow_common.db.horizon import frozen_before
@@ -38,7 +39,8 @@ from powerflow_common.db.models import (
     READINGS,
     SITES,
 )
-from powerflow_common.energy import HOUR, EnergySample, HourlyEnergy, hour_floor, hourly_energy
+from powerflow_common.energy import HOUR, EnergySample, hour_floor, hourly_energy
+from powerflow_common.errors import Retryable
 from powerflow_common.logs import get_logger
 from powerflow_common.retention import is_frozen
 from powerflow_common.settings import Settings
@@ -53,7 +55,6 @@ _sites = SITES
 _stats = HOURLY_STATS
 _factors = EMISSION_FACTORS
 
-FLAG_NO_EMISSION_FACTOR = "no_emission_factor"
 _SAMPLE_COLUMNS = (
     _readings.c.ts,
     _readings.c.power_w,
@@ -74,7 +75,7 @@ _RESTATED_COLUMNS = (
 # Errors worth waiting out: the database or the network is away, or another copy holds a lock.
 
 
-class LockTimeout(Exception):
+class LockTimeout(Retryable):
     """Another copy held a bucket's lock for longer than ``aggregator_lock_timeout_s``."""
 
 
@@ -84,7 +85,7 @@ class RollupConfig:
 
     factor_set: str
     default_region: str
-    default_timezone: str
+    organisation_timezone: str  # calendar of days for devices without a site
     max_gap: timedelta
     counter_reset_tolerance_wh: float
     lock_timeout_s: float
@@ -95,7 +96,7 @@ class RollupConfig:
         values: dict[str, Any] = {
             "factor_set": settings.factor_set,
             "default_region": settings.emission_region,
-            "default_timezone": settings.api_timezone,
+            "organisation_timezone": settings.organisation_timezone,
             "max_gap": timedelta(seconds=settings.max_gap_s),
             "counter_reset_tolerance_wh": settings.counter_reset_tolerance_wh,
             "lock_timeout_s": settings.aggregator_lock_timeout_s,
@@ -134,55 +135,6 @@ def lock_name(database: str, device_id: int, hour_start: datetime) -> str:
         digest = hashlib.sha256(database.encode()).hexdigest()[:16]
         name = f"pf:{digest}:{device_id}:{hour}"
     return name
-
-
-def stat_row(
-    result: HourlyEnergy,
-    *,
-    device_id: int,
-    factor: EmissionFactor | None,
-    factor_set: str,
-    computed_at: datetime,
-) -> dict[str, Any]:
-    """The hourly_stats row of one computed hour; co2_kg covers allocated and unallocated kWh."""
-    flags = set(result.flags)
-    if factor is None:
-        flags.add(FLAG_NO_EMISSION_FACTOR)
-    # Unallocated energy was consumed (its timing is unknown), so it emits too.
-    import_kwh = result.energy_kwh + result.unallocated_kwh
-    return {
-        "device_id": device_id,
-        "hour_start": result.hour_start,
-        "samples": result.samples,
-        "coverage": result.coverage,
-        "energy_kwh": result.energy_kwh,
-        "export_kwh": result.export_kwh,
-        "unallocated_kwh": result.unallocated_kwh,
-        "unallocated_export_kwh": result.unallocated_export_kwh,
-        "power_avg_w": result.power_avg_w,
-        "power_min_w": result.power_min_w,
-        "power_max_w": result.power_max_w,
-        "temperature_avg_c": result.temperature_avg_c,
-        "humidity_avg_pct": result.humidity_avg_pct,
-        "brightness_avg_lux": result.brightness_avg_lux,
-        "co2_kg": 0.0 if factor is None else co2_kg(import_kwh, factor),
-        "emission_factor_id": None if factor is None else factor.id,
-        "factor_set": factor_set,
-        "energy_source": result.source,
-        "flags": ",".join(sorted(flags)) or None,
-        "computed_at": computed_at,
-    }
-
-
-def is_empty(result: HourlyEnergy) -> bool:
-    """True when no reading is near the hour: the hour gets no row."""
-    return (
-        result.samples == 0
-        and result.source is None
-        and result.coverage == 0
-        and result.energy_kwh == result.export_kwh == 0
-        and result.unallocated_kwh == result.unallocated_export_kwh == 0
-    )
 
 
 def follow_on_hour(
@@ -252,51 +204,21 @@ def recompute_buckets(
                 if key in done:
                     continue
                 done.add(key)
-                if bucket.device_id not in contexts:
-                    contexts[bucket.device_id] = _device_context(conn, bucket.device_id, config)
-                    conn.commit()
-                context = contexts[bucket.device_id]
+                context = _cached_context(conn, contexts, bucket.device_id, config)
                 if context is None:  # the device was deleted: its hours go with it, unless frozen
-                    if include_frozen or not is_frozen(key[1], frozen_before(conn)):
-                        _delete_row(conn, bucket)
-                    conn.commit()
+                    _drop_hour_of_deleted_device(conn, bucket, include_frozen)
                     continue
-                try:
-                    follow, outcome = _recompute_locked(
-                        conn, database, bucket, context, factors, config, include_frozen
-                    )
-                except TRANSIENT_DB_ERRORS:
-                    raise
-                except LockTimeout:
-                    raise
-                except DBAPIError as exc:
-                    if exc.connection_invalidated:
-                        raise
-                    result.failed.append((bucket, str(exc.orig)[:300]))
-                    continue
-                except Exception as exc:  # one bad bucket never stops the others
-                    result.failed.append((bucket, f"{type(exc).__name__}: {exc}"[:300]))
-                    continue
-                result.recomputed += 1
-                result.removed += outcome == "removed"
-                result.missing_factor += outcome == "no_factor"
-                result.frozen += outcome == "frozen"
-                if on_bucket is not None:
+                recomputed, follow = _recompute_recorded(
+                    conn, database, bucket, context, factors, config, include_frozen, result
+                )
+                if recomputed and on_bucket is not None:
                     on_bucket(bucket)
                 if follow is not None and (bucket.device_id, follow) not in done:
                     result.follow_on += 1
                     queue.append(Bucket(bucket.device_id, follow))
         # The site days holding these hours follow them, once the hours are committed (a crash
         # before this means redelivery: the hours and then their days are recomputed).
-        try:
-            daily_site.refresh_days(
-                engine,
-                done,
-                default_tz=config.default_timezone,
-                lock_timeout_s=config.lock_timeout_s,
-            )
-        except LockNotAcquired as exc:
-            raise LockTimeout(str(exc)) from exc
+        _refresh_site_days(engine, done, config)
     except BaseException:
         # Hours committed before the failure would leave their days behind them, and a rerun
         # may not recompute them again (``--changed-set``, the retention job's rolled-up
@@ -304,6 +226,80 @@ def recompute_buckets(
         _invalidate_days(engine, {device_id for device_id, _ in done})
         raise
     return result
+
+
+def _cached_context(
+    conn: Connection,
+    contexts: dict[int, DeviceContext | None],
+    device_id: int,
+    config: RollupConfig,
+) -> DeviceContext | None:
+    """The device's context, read once per call of recompute_buckets (None: deleted)."""
+    if device_id not in contexts:
+        contexts[device_id] = _device_context(conn, device_id, config)
+        conn.commit()
+    return contexts[device_id]
+
+
+def _drop_hour_of_deleted_device(conn: Connection, bucket: Bucket, include_frozen: bool) -> None:
+    """A deleted device's hour goes with it, unless frozen (its raw readings may be gone)."""
+    hour = bucket.hour_start.astimezone(UTC)
+    if include_frozen or not is_frozen(hour, frozen_before(conn)):
+        _delete_row(conn, bucket)
+    conn.commit()
+
+
+def _recompute_recorded(
+    conn: Connection,
+    database: str,
+    bucket: Bucket,
+    context: DeviceContext,
+    factors: Sequence[EmissionFactor],
+    config: RollupConfig,
+    include_frozen: bool,
+    result: RecomputeResult,
+) -> tuple[bool, datetime | None]:
+    """Recompute one bucket and count its outcome in ``result``: (recomputed, follow-on hour).
+
+    Database outages and lock timeouts raise; any other failure is recorded in
+    ``result.failed`` so that one bad bucket never stops the others.
+    """
+    try:
+        follow, outcome = _recompute_locked(
+            conn, database, bucket, context, factors, config, include_frozen
+        )
+    except TRANSIENT_DB_ERRORS:
+        raise
+    except LockTimeout:
+        raise
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        result.failed.append((bucket, str(exc.orig)[:300]))
+        return False, None
+    except Exception as exc:  # one bad bucket never stops the others
+        result.failed.append((bucket, f"{type(exc).__name__}: {exc}"[:300]))
+        return False, None
+    result.recomputed += 1
+    result.removed += outcome == "removed"
+    result.missing_factor += outcome == "no_factor"
+    result.frozen += outcome == "frozen"
+    return True, follow
+
+
+def _refresh_site_days(
+    engine: Engine, done: set[tuple[int, datetime]], config: RollupConfig
+) -> None:
+    """Recompute the site days holding the committed hours ``done``."""
+    try:
+        daily_site.refresh_days(
+            engine,
+            done,
+            default_tz=config.organisation_timezone,
+            lock_timeout_s=config.lock_timeout_s,
+        )
+    except LockNotAcquired as exc:
+        raise LockTimeout(str(exc)) from exc
 
 
 def _invalidate_days(engine: Engine, device_ids: set[int]) -> None:
@@ -330,7 +326,7 @@ def _device_context(conn: Connection, device_id: int, config: RollupConfig) -> D
     return DeviceContext(
         bidirectional=bool(row.bidirectional),
         region=row.region or config.default_region,
-        timezone=row.timezone or config.default_timezone,
+        timezone=row.timezone or config.organisation_timezone,
     )
 
 
@@ -466,30 +462,6 @@ def _recompute_frozen_co2(
     return "frozen"
 
 
-def restated_co2(
-    energy_kwh: float,
-    unallocated_kwh: float,
-    flags: str | None,
-    factor: EmissionFactor | None,
-    factor_set: str,
-    computed_at: datetime,
-) -> dict[str, Any]:
-    """The CO2 columns of a stored row (hour or quarter) under ``factor``, from its stored kWh.
-
-    As stat_row: unallocated energy was consumed too, so it emits; the other flags stay.
-    """
-    kept = set((flags or "").split(",")) - {"", FLAG_NO_EMISSION_FACTOR}
-    if factor is None:
-        kept.add(FLAG_NO_EMISSION_FACTOR)
-    return {
-        "co2_kg": 0.0 if factor is None else co2_kg(energy_kwh + unallocated_kwh, factor),
-        "emission_factor_id": None if factor is None else factor.id,
-        "factor_set": factor_set,
-        "flags": ",".join(sorted(kept)) or None,
-        "computed_at": computed_at,
-    }
-
-
 def _delete_row(conn: Connection, bucket: Bucket) -> None:
     conn.execute(
         delete(_stats).where(
@@ -512,76 +484,116 @@ def _to_sample(row: Row[Any, Any, Any, Any, Any, Any, Any]) -> EnergySample:
     )
 
 
-def _load_samples(
-    conn: Connection, device_id: int, hour: datetime, max_gap: timedelta
-) -> tuple[list[EnergySample], datetime | None]:
-    """The hour's readings plus the neighbours each series needs; and the follow-on hour."""
-    end = hour + HOUR
-    device = _readings.c.device_id == device_id
-    inside = [
-        _to_sample(r)
-        for r in conn.execute(
-            select(*_SAMPLE_COLUMNS)
-            .where(device, _readings.c.ts >= hour, _readings.c.ts < end)
-            .order_by(_readings.c.ts)
-        )
-    ]
-    neighbours: dict[datetime, EnergySample] = {}
+@dataclass(frozen=True, slots=True)
+class _HourWindow:
+    """One device's readings in one hour, and the queries for its neighbours."""
 
-    def last_before(*conditions: Any) -> EnergySample | None:
-        row = conn.execute(
+    conn: Connection
+    device_id: int
+    hour: datetime
+
+    @property
+    def end(self) -> datetime:
+        return self.hour + HOUR
+
+    def inside(self) -> list[EnergySample]:
+        return [
+            _to_sample(r)
+            for r in self.conn.execute(
+                select(*_SAMPLE_COLUMNS)
+                .where(self._device, _readings.c.ts >= self.hour, _readings.c.ts < self.end)
+                .order_by(_readings.c.ts)
+            )
+        ]
+
+    def last_before(self, *conditions: Any) -> EnergySample | None:
+        row = self.conn.execute(
             select(*_SAMPLE_COLUMNS)
-            .where(device, _readings.c.ts < hour, *conditions)
+            .where(self._device, _readings.c.ts < self.hour, *conditions)
             .order_by(_readings.c.ts.desc())
             .limit(1)
         ).first()
         return None if row is None else _to_sample(row)
 
-    def first_after(*conditions: Any) -> EnergySample | None:
-        row = conn.execute(
+    def first_after(self, *conditions: Any) -> EnergySample | None:
+        row = self.conn.execute(
             select(*_SAMPLE_COLUMNS)
-            .where(device, _readings.c.ts >= end, *conditions)
+            .where(self._device, _readings.c.ts >= self.end, *conditions)
             .order_by(_readings.c.ts)
             .limit(1)
         ).first()
         return None if row is None else _to_sample(row)
 
-    before = last_before()
-    after = first_after()
-    for sample in (before, after):
-        if sample is not None:
-            neighbours[sample.ts] = sample
-    # A series (power, import counter, export counter) needs its own neighbours: the nearest
-    # reading may lack that field. Power only reaches max_gap; a counter's previous value
-    # matters however old it is (the increase across a gap is unallocated, not lost).
+    @property
+    def _device(self) -> Any:
+        return _readings.c.device_id == self.device_id
+
+
+def _load_samples(
+    conn: Connection, device_id: int, hour: datetime, max_gap: timedelta
+) -> tuple[list[EnergySample], datetime | None]:
+    """The hour's readings plus the neighbours each series needs; and the follow-on hour.
+
+    A series (power, import counter, export counter) needs its own neighbours: the nearest
+    reading may lack that field. Power only reaches max_gap; a counter's previous value
+    matters however old it is (the increase across a gap is unallocated, not lost).
+    """
+    window = _HourWindow(conn, device_id, hour)
+    inside = window.inside()
+    before, after = window.last_before(), window.first_after()
+    neighbours = {s.ts: s for s in (before, after) if s is not None}
     follow: datetime | None = None
     for name in ("power_w", *_COUNTERS):
-        column = _readings.c[name]
         if not any(getattr(s, name) is not None for s in inside):
             continue
-        if before is None or getattr(before, name) is None:
-            bound = [_readings.c.ts >= hour - max_gap] if name == "power_w" else []
-            found = last_before(column.is_not(None), *bound)
-            if found is not None:
-                neighbours[found.ts] = found
         if name == "power_w":
-            if after is None or after.power_w is None:
-                found = first_after(column.is_not(None), _readings.c.ts <= end + max_gap)
-                if found is not None:
-                    neighbours[found.ts] = found
-            continue
-        next_counter = after if after is not None and getattr(after, name) is not None else None
-        if next_counter is None:
-            next_counter = first_after(column.is_not(None))
-            if next_counter is not None:
-                neighbours[next_counter.ts] = next_counter
-        last_counter = max(s.ts for s in inside if getattr(s, name) is not None)
-        candidate = follow_on_hour(
-            hour, last_counter, None if next_counter is None else next_counter.ts, max_gap
-        )
+            found, candidate = _power_neighbours(window, before, after, max_gap), None
+        else:
+            found, candidate = _counter_neighbours(window, name, inside, before, after, max_gap)
+        neighbours.update((s.ts, s) for s in found)
         if candidate is not None:
             follow = candidate if follow is None else min(follow, candidate)
     return [*inside, *neighbours.values()], follow
+
+
+def _power_neighbours(
+    window: _HourWindow,
+    before: EnergySample | None,
+    after: EnergySample | None,
+    max_gap: timedelta,
+) -> list[EnergySample]:
+    """The nearest power readings on each side within max_gap, when the nearest have none."""
+    has_power, ts = _readings.c.power_w.is_not(None), _readings.c.ts
+    found: list[EnergySample | None] = []
+    if before is None or before.power_w is None:
+        found.append(window.last_before(has_power, ts >= window.hour - max_gap))
+    if after is None or after.power_w is None:
+        found.append(window.first_after(has_power, ts <= window.end + max_gap))
+    return [s for s in found if s is not None]
+
+
+def _counter_neighbours(
+    window: _HourWindow,
+    name: str,
+    inside: Sequence[EnergySample],
+    before: EnergySample | None,
+    after: EnergySample | None,
+    max_gap: timedelta,
+) -> tuple[list[EnergySample], datetime | None]:
+    """The counter's previous and next values however old, and the follow-on hour they make."""
+    column = _readings.c[name]
+    found: list[EnergySample | None] = []
+    if before is None or getattr(before, name) is None:
+        found.append(window.last_before(column.is_not(None)))
+    next_counter = after if after is not None and getattr(after, name) is not None else None
+    if next_counter is None:
+        next_counter = window.first_after(column.is_not(None))
+        found.append(next_counter)
+    last_counter = max(s.ts for s in inside if getattr(s, name) is not None)
+    follow = follow_on_hour(
+        window.hour, last_counter, None if next_counter is None else next_counter.ts, max_gap
+    )
+    return [s for s in found if s is not None], follow
 
 
 def buckets_in_range(

@@ -16,6 +16,7 @@ from powerflow_common.db.models import (
     RENEWABLE_CONTRACTS,
     SITES,
 )
+from powerflow_common.wire import MEASURED_QUANTITIES
 
 devices_t = DEVICES
 sites_t = SITES
@@ -24,16 +25,7 @@ hourly_t = HOURLY_STATS
 factors_t = EMISSION_FACTORS
 contracts_t = RENEWABLE_CONTRACTS
 
-RAW_FIELDS = (
-    "power_w",
-    "energy_wh",
-    "energy_export_wh",
-    "voltage_v",
-    "current_a",
-    "temperature_c",
-    "humidity_pct",
-    "brightness_lux",
-)
+RAW_FIELDS = MEASURED_QUANTITIES  # the columns of a raw reading point
 
 
 def device_rows(

@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 
 from powerflow_api import metrics
 from powerflow_common.admission import LEGACY_TOPIC
+from powerflow_common.errors import Retryable
 from powerflow_common.logs import get_logger
 from powerflow_common.wire import batch_decoder, json_encoder
 
@@ -46,7 +47,7 @@ class LiveClient:
             self.dropped.set()
 
 
-class LiveLimitReached(Exception):
+class LiveLimitReached(Retryable):
     """The key already has its api_live_max_per_key sockets open in this process."""
 
 

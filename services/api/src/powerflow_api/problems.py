@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from powerflow_api.enrolments import BROKER_NOT_CONFIGURED, ENROLMENT_STATUS, RETRY_AFTER_S
 from powerflow_api.schemas import Problem
 from powerflow_common.bounds import OutOfBounds
-from powerflow_common.errors import EnrolmentError
+from powerflow_common.errors import EnrolmentError, PowerflowError
 from powerflow_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -40,7 +40,7 @@ _TITLES = {
 BODY_LIMIT_SETTING = "body_limit_setting"
 
 
-class ApiError(HTTPException):
+class ApiError(HTTPException, PowerflowError):
     """An error with an actionable ``detail`` that a client can fix (or wait out)."""
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from powerflow_common.admission import WaitingDevice
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID
 
 MeterRole = Literal["main", "sub", "standalone"]
@@ -263,18 +264,6 @@ class Comparison(Struct):
     current: PeriodFigures
     previous: PeriodFigures  # the same elapsed span of the previous period
     change_pct: float | None  # energy versus the previous span; None when it was 0
-
-
-class WaitingDevice(Struct):
-    """A device waiting for admission: seen and kept, counted in no total."""
-
-    code: str
-    site_id: int | None
-    payload_format: str
-    first_seen_at: datetime
-    last_seen_at: datetime
-    readings: int  # stored readings, counted up to readings_cap
-    readings_capped: bool
 
 
 class Waiting(Struct):

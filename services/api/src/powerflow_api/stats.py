@@ -19,7 +19,7 @@ from powerflow_api import schemas
 from powerflow_api.data import device_rows, factors_by_id
 from powerflow_api.problems import ApiError
 from powerflow_common import daily_site
-from powerflow_common.admission import READINGS_COUNT_CAP, waiting_count, waiting_devices
+from powerflow_common.admission import waiting_count, waiting_devices
 from powerflow_common.bounds import MAX_ROW_ID, MIN_ROW_ID, utc_in_bounds
 from powerflow_common.db.dialect import LockNotAcquired
 from powerflow_common.logs import get_logger
@@ -81,16 +81,17 @@ class Scope:
 
 def resolve_scope(conn: Connection, settings: Settings, kind: ScopeKind, ref: str | None) -> Scope:
     """The scope's spans, timezone and contracts; 404 when the device or site is unknown."""
+    zone = settings.organisation_timezone
     try:
         if kind == "device":
-            totals = load_scope(conn, "device", default_tz=settings.api_timezone, device_code=ref)
+            totals = load_scope(conn, "device", default_tz=zone, device_code=ref)
         elif kind == "site":
             site_id = int(ref or 0)
             if not MIN_ROW_ID <= site_id <= MAX_ROW_ID:
                 raise ScopeNotFound(f"No site with id {site_id}.")
-            totals = load_scope(conn, "site", default_tz=settings.api_timezone, site_id=site_id)
+            totals = load_scope(conn, "site", default_tz=zone, site_id=site_id)
         else:
-            totals = load_scope(conn, "organisation", default_tz=settings.api_timezone)
+            totals = load_scope(conn, "organisation", default_tz=zone)
     except ScopeNotFound as exc:
         raise ApiError(status_code=404, detail=str(exc)) from exc
     return Scope(kind, ref, totals)
@@ -181,7 +182,7 @@ def _rebuild_stale_days(
             daily_site.rebuild_site(
                 conn.engine,
                 site_id,
-                default_tz=settings.api_timezone,
+                default_tz=settings.organisation_timezone,
                 lock_timeout_s=DAILY_REBUILD_LOCK_TIMEOUT_S,
             )
         except LockNotAcquired:
@@ -293,18 +294,7 @@ def waiting(conn: Connection, *, site_id: int | None = None) -> schemas.Waiting:
         count=waiting_count(conn, site_id=site_id)
         if len(listed) == WAITING_IN_SUMMARY
         else len(listed),
-        devices=[
-            schemas.WaitingDevice(
-                code=d.code,
-                site_id=d.site_id,
-                payload_format=d.payload_format,
-                first_seen_at=d.first_seen_at,
-                last_seen_at=d.last_seen_at,
-                readings=d.readings,
-                readings_capped=d.readings >= READINGS_COUNT_CAP,
-            )
-            for d in listed
-        ],
+        devices=listed,
     )
 
 

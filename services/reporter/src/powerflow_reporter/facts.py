@@ -20,6 +20,7 @@ from sqlalchemy import Connection, DateTime, func, select, type_coerce
 
 from powerflow_common.db.models import EMISSION_FACTORS, HOURLY_STATS
 from powerflow_common.db.sqltime import bind_text
+from powerflow_common.errors import NotFound
 from powerflow_common.queries import (
     ScopeDevice,
     ScopeNotFound,
@@ -117,7 +118,7 @@ MAX_SCATTER_POINTS = 800
 _HOUR = timedelta(hours=1)
 
 
-class NoData(ValueError):
+class NoData(NotFound, ValueError):
     """The scope has no devices or no hourly data in the period: a permanent report error."""
 
 

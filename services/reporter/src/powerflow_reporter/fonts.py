@@ -15,6 +15,8 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+from powerflow_common.errors import Unavailable
+
 __all__ = ["FONT_DISTRIBUTION", "FONT_FACES", "FONT_FAMILY", "FontFace", "FontMissing", "font_css"]
 
 FONT_DISTRIBUTION = "koreanize-matplotlib"
@@ -38,7 +40,7 @@ FONT_FACES: tuple[FontFace, ...] = (
 )
 
 
-class FontMissing(RuntimeError):
+class FontMissing(Unavailable, RuntimeError):
     """The report font's package or one of its files is not installed: a broken install."""
 
 

@@ -14,6 +14,7 @@ import anthropic
 from anthropic.types import MessageParam, OutputConfigParam
 
 from powerflow_common.carbon import SEED_FACTORS
+from powerflow_common.errors import Retryable, Unavailable
 from powerflow_common.logs import get_logger
 from powerflow_reporter.facts import FACT_GLOSSARY, Facts
 from powerflow_reporter.formatting import Language
@@ -46,11 +47,11 @@ __all__ = [
 log = get_logger(__name__)
 
 
-class TransientNarrativeError(RuntimeError):
+class TransientNarrativeError(Retryable, RuntimeError):
     """The model could not be reached or was busy (429, 5xx, 529, timeout): retry the job."""
 
 
-class NarrativeUnavailable(RuntimeError):
+class NarrativeUnavailable(Unavailable, RuntimeError):
     """The model refused the request for good (bad key, bad request): fail the report."""
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import cast
 
+from powerflow_common.errors import Unavailable
 from powerflow_reporter.fonts import font_css
 
 __all__ = ["PDF_LIBRARIES_HINT", "PdfUnavailable", "load_weasyprint", "render_pdf"]
@@ -22,7 +23,7 @@ PDF_LIBRARIES_HINT = (
 )
 
 
-class PdfUnavailable(RuntimeError):
+class PdfUnavailable(Unavailable, RuntimeError):
     """WeasyPrint cannot run on this machine (a system library is missing): no PDF, but the
     HTML and Markdown are unaffected. Permanent until someone installs the library."""
 

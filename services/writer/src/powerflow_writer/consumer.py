@@ -1,6 +1,6 @@
 """The writer's edge: pull READINGS batches, store them, announce PERSISTED, then ack.
 
-Order matters (DESIGN.md, guarantee 3): commit, publish PERSISTED and await its ack, then
+Order matters (docs/architecture.md, guarantee 3): commit, publish PERSISTED and await its ack, then
 ack READINGS. A crash anywhere means redelivery: a no-op for rows, a harmless recompute.
 
 Whatever one message does, the others are stored: a batch that fails on its own (not an
@@ -253,7 +253,7 @@ class Writer:
             readings,
             received_at=datetime.now(UTC),
             max_gap=self._max_gap,
-            default_timezone=self._settings.default_timezone,
+            device_clock_timezone=self._settings.device_clock_timezone,
         )
 
 

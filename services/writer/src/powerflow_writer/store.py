@@ -281,7 +281,7 @@ def _insert_rows(
 
 
 def resolve_local_times(
-    conn: Connection, readings: Sequence[Reading], default_timezone: str
+    conn: Connection, readings: Sequence[Reading], device_clock_timezone: str
 ) -> list[Reading]:
     """Readings with local device clocks turned into UTC with their device's site timezone."""
     codes = {r.device_code for r in readings if r.local_time}
@@ -298,7 +298,7 @@ def resolve_local_times(
     resolved = []
     for r in readings:
         if r.local_time:
-            zone = ZoneInfo(zones.get(r.device_code, default_timezone))
+            zone = ZoneInfo(zones.get(r.device_code, device_clock_timezone))
             # fold=0: an ambiguous autumn hour is read as its first occurrence.
             utc = r.ts.replace(tzinfo=zone).astimezone(UTC)
             r = msgspec.structs.replace(r, ts=utc, local_time=False)
@@ -326,7 +326,7 @@ def store_readings(
     *,
     received_at: datetime,
     max_gap: timedelta,
-    default_timezone: str = "Asia/Seoul",
+    device_clock_timezone: str = "Asia/Seoul",
     admitted_by: str | None = None,
     legacy_topic: bool = False,
 ) -> StoreResult:
@@ -347,7 +347,7 @@ def store_readings(
     readings, result.not_enrolled = screen_legacy_topic(readings, standing)
     if any(r.local_time for r in readings):
         with engine.connect() as conn:
-            readings = resolve_local_times(conn, readings, default_timezone)
+            readings = resolve_local_times(conn, readings, device_clock_timezone)
     batch = []
     for reading in merge_same_key(readings, result.conflict_log):
         if DEVICE_CODE_PATTERN.fullmatch(reading.device_code):

@@ -43,6 +43,7 @@ from powerflow_common.db.engine import (
     SQLITE_BUSY_TIMEOUT_S,
     sqlite_path,
 )
+from powerflow_common.errors import Retryable, Unavailable
 
 LOCK_NAME_MAX = 64  # MySQL's limit on GET_LOCK names
 HOUR_TEXT_FORMAT = "%Y-%m-%d %H:00:00"  # what hour_text returns (strptime with %M:%S)
@@ -51,11 +52,11 @@ _FILE_LOCK_RETRY_S = 0.02
 _SQLITE_BUSY = 5  # SQLITE_BUSY, sqlite3's primary result code for "database is locked"
 
 
-class LockNotAcquired(Exception):
+class LockNotAcquired(Retryable):
     """Another connection held the lock (or SQLite's write lock) past the timeout."""
 
 
-class UnsupportedDatabase(RuntimeError):
+class UnsupportedDatabase(Unavailable, RuntimeError):
     """A backend powerflow has no SQL for."""
 
 

@@ -38,6 +38,8 @@ from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeEngine
 
+from powerflow_common.errors import Unavailable
+
 __all__ = [
     "BUCKET_EPOCH",
     "EpochBucket",
@@ -59,7 +61,7 @@ _MICROSECONDS_PER_S = 1_000_000
 _SECONDS_PER_DAY = 86_400
 
 
-class UnsupportedDialect(LookupError):
+class UnsupportedDialect(Unavailable, LookupError):
     """A database dialect powerflow has no time arithmetic for."""
 
 

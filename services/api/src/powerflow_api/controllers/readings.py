@@ -72,11 +72,11 @@ def build_window(
     csv_export: bool = False,
 ) -> Window:
     """Validate a readings query into a Window (404 unknown device, 400 bad range/cursor)."""
-    if limit > settings.api_page_size_max:
+    if limit > settings.api_readings_page_max:
         raise ApiError(
             status_code=400,
-            detail=f"Invalid request: limit: must be at most {settings.api_page_size_max}.",
-            extra=[{"key": "limit", "message": f"at most {settings.api_page_size_max}"}],
+            detail=f"Invalid request: limit: must be at most {settings.api_readings_page_max}.",
+            extra=[{"key": "limit", "message": f"at most {settings.api_readings_page_max}"}],
         )
     # Times first: a bad range is a 400 whether or not the device exists.
     now = datetime.now(UTC)
@@ -105,7 +105,7 @@ def build_window(
     return Window(
         device_id=row.id,
         device_code=code,
-        timezone=row.timezone or settings.api_timezone,
+        timezone=row.timezone or settings.organisation_timezone,
         start=start_utc,
         end=end_utc,
         resolution=resolution,

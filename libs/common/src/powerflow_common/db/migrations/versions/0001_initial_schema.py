@@ -1,4 +1,4 @@
-"""Initial schema: the tables of DESIGN.md.
+"""Initial schema: the tables of docs/architecture.md, "Data model".
 
 Revision ID: 0001
 Revises:
