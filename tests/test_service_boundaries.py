@@ -60,16 +60,6 @@ PACKAGE_ROOTS = {
     "powerflow_common": ROOT / "libs" / "common" / "src" / "powerflow_common",
     **{f"powerflow_{s.name}": s / "src" / f"powerflow_{s.name}" for s in SERVICES},
 }
-# TEMPORARY (coordinator: delete once step-reporter is merged, which removes this cycle).
-KNOWN_CYCLES: list[set[str]] = [
-    {
-        "powerflow_reporter.job",
-        "powerflow_reporter.queue",
-        "powerflow_reporter.requests",
-    },
-]
-
-
 def module_name(root: Path, package: str, path: Path) -> str:
     parts = [package, *path.relative_to(root).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -153,5 +143,5 @@ def test_a_package_has_no_import_cycle(package: str) -> None:
     modules = package_modules(package)
     known = set(modules)
     graph = {name: imported_names(name, path, known) for name, path in modules.items()}
-    cycles = [c for c in import_cycles(graph) if c not in KNOWN_CYCLES]
+    cycles = import_cycles(graph)
     assert cycles == []

@@ -27,8 +27,8 @@ from sqlalchemy.exc import OperationalError
 
 from powerflow_api import metrics
 from powerflow_api.auth import KeyAuthMiddleware
-from powerflow_api.controllers.baselines import BaselineController
 from powerflow_api.controllers.alerts import AlertController, AlertRuleController
+from powerflow_api.controllers.baselines import BaselineController
 from powerflow_api.controllers.corrections import CorrectionController
 from powerflow_api.controllers.devices import DeviceController
 from powerflow_api.controllers.health import HealthController

@@ -509,6 +509,8 @@ class CostSummary(Struct):
     today: CostLines
     month_so_far: BillOut
     forecast: ForecastOut
+
+
 # --- Alerts (issue 15) ---------------------------------------------------------------------
 
 AlertRuleKind = Literal[

@@ -22,7 +22,7 @@ DT = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql", "mariadb")
 BIGINT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

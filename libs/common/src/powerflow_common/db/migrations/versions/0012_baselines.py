@@ -23,7 +23,7 @@ DT = sa.DateTime().with_variant(mysql.DATETIME(fsp=3), "mysql", "mariadb")
 F = sa.Float(precision=53)
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
