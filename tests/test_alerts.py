@@ -27,14 +27,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from pf_api_data import add_device, add_site
 from pf_rollup import store
-from powerflow_alerts.history import latest_complete_day, latest_complete_night
-from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
 from sqlalchemy import Engine, insert, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from pf_testing import delete_namespace_streams
 from powerflow.broker import free_port
 from powerflow_aggregator.service import run_aggregator
+from powerflow_alerts.history import latest_complete_day, latest_complete_night
+from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
 from powerflow_common.alert_rules import night_bounds_utc
 from powerflow_common.db.engine import make_engine
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS, DEVICES, HOURLY_STATS

@@ -60,6 +60,8 @@ PACKAGE_ROOTS = {
     "powerflow_common": ROOT / "libs" / "common" / "src" / "powerflow_common",
     **{f"powerflow_{s.name}": s / "src" / f"powerflow_{s.name}" for s in SERVICES},
 }
+
+
 def module_name(root: Path, package: str, path: Path) -> str:
     parts = [package, *path.relative_to(root).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

@@ -80,7 +80,6 @@ app.command("retention")(retention_cli.retention_command)
 def alerts() -> None:
     """Run an alerts worker: rules on live readings and rolled-up hours (any number of copies)."""
     from powerflow_alerts.service import main
-
     from powerflow_common.errors import ConfigurationError
 
     try:

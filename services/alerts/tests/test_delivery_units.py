@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from powerflow_alerts.delivery import check_channels, configured_channels, signed_headers
 from standardwebhooks.webhooks import Webhook
 
+from powerflow_alerts.delivery import check_channels, configured_channels, signed_headers
 from powerflow_common.errors import ConfigurationError
 from powerflow_common.settings import Settings
 
