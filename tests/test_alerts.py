@@ -176,14 +176,17 @@ async def publish_rolled_up(settings: Settings, buckets: list[Bucket]) -> None:
 def settings(
     engine: Engine, database_url: str, nats_url: str, namespace: str
 ) -> Iterator[Settings]:
-    value = alert_settings(
-        database_url,
-        nats_url,
-        namespace,
-        alerts_webhook_url="http://127.0.0.1:9/unused",  # replaced where a receiver runs
-        alerts_webhook_secret=SECRET,
-    )
-    yield value
+    """A worker's settings with a webhook receiver that accepts everything (tests that need
+    another receiver replace it with ``with_receiver``)."""
+    with webhook_receiver(failures=0) as receiver:
+        value = alert_settings(
+            database_url,
+            nats_url,
+            namespace,
+            alerts_webhook_url=f"http://127.0.0.1:{receiver.port}/hooks/powerflow",
+            alerts_webhook_secret=SECRET,
+        )
+        yield value
     delete_namespace_streams(value)
 
 
@@ -480,7 +483,8 @@ async def test_an_event_written_before_a_restart_is_delivered_after_it(
     dev = device(engine, "ALERT-W2", last_seen=now - timedelta(minutes=10))
     rule(engine, "silence", {"minutes": 5}, device_id=dev)
     # The receiver is down while the first copy raises: the event stays in the outbox.
-    async with running(settings):
+    down = settings.model_copy(update={"alerts_webhook_url": f"http://127.0.0.1:{free_port()}/"})
+    async with running(down):
         await eventually(lambda: events(engine), what="the outbox row")
     [pending] = events(engine)
     assert pending.delivered_at is None
@@ -620,3 +624,15 @@ async def test_site_rules_judge_the_site_totals_and_each_device_on_it(
     assert by_kind["daily_kwh_below"].subject == f"site:{site}"
     assert by_kind["daily_kwh_below"].evidence["value_kwh"] == 2.0
     assert by_kind["silence"].subject == f"device:{dev}"
+
+
+async def test_a_rule_made_while_the_worker_runs_is_judged_on_the_stored_readings(
+    engine: Engine, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-N1", last_seen=now - timedelta(minutes=5))
+    async with running(settings):
+        store(engine, power("ALERT-N1", now - timedelta(seconds=90), 90, 3000.0))
+        rule(engine, "power_above", {"threshold_w": 1000, "minutes": 1}, device_id=dev)
+        [raised] = await eventually(lambda: alerts(engine), what="the alert of the new rule")
+    assert raised.evidence["samples"] == 19 and raised.evidence["lasted_s"] == 90

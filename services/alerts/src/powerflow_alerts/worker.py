@@ -189,6 +189,10 @@ class AlertsWorker:
             sites = {r.id: r.timezone for r in conn.execute(select(SITES.c.id, SITES.c.timezone))}
             return rules, invalid, devices, sites, open_alerts(conn)
 
+    async def refresh_and_seed(self) -> None:
+        await self.refresh()
+        await self.seed_runs()
+
     async def refresh(self) -> None:
         """Re-read rules, devices and open alerts (and schedule new period rules)."""
         rules, invalid, devices, sites, opened = await self._db("alerts_refresh", self._load)
@@ -358,13 +362,19 @@ class AlertsWorker:
             return [(r.ts, r.power_w) for r in rows]
 
     async def seed_runs(self) -> None:
-        """Rebuild the threshold runs from the stored readings of each rule's last minutes."""
+        """Rebuild the threshold runs from the stored readings of each rule's last minutes.
+
+        Done for every (rule, device) not seen before: at start, and for rules and devices
+        that appear later (a new rule is judged on what is stored, not only on what comes).
+        """
         now = self._now()
         for rule in self.rules:
             if not isinstance(rule.params, ThresholdParams):
                 continue
             since = now - timedelta(minutes=rule.params.minutes) - self._max_gap
             for device_id in self._subject_devices(rule):
+                if (rule.id, device_id) in self._runs:
+                    continue
                 readings = await self._db("alerts_seed", self._seed_readings, device_id, since)
                 run = None
                 for ts, power_w in readings:
@@ -502,7 +512,7 @@ class AlertsWorker:
         s = self._settings
         tasks = [
             asyncio.create_task(self._live_loop()),
-            asyncio.create_task(self._every(s.alerts_rules_refresh_s, self.refresh, stop)),
+            asyncio.create_task(self._every(s.alerts_rules_refresh_s, self.refresh_and_seed, stop)),
             asyncio.create_task(self._every(s.alerts_silence_check_s, self.tick, stop)),
             asyncio.create_task(outbox_loop(self._engine, sender, s, stop, self.wake_outbox)),
             asyncio.create_task(
