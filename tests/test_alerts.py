@@ -35,7 +35,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from pf_testing import delete_namespace_streams
 from powerflow.broker import free_port
 from powerflow_aggregator.service import run_aggregator
-from powerflow_common.alert_rules import night_bounds_utc
+from powerflow_common.alert_rules import SilenceParams, night_bounds_utc
+from powerflow_common.alerts_store import RuleRow, clear_alert, raise_alert
 from powerflow_common.db.engine import make_engine
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS, DEVICES, HOURLY_STATS
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
@@ -636,3 +637,31 @@ async def test_a_rule_made_while_the_worker_runs_is_judged_on_the_stored_reading
         rule(engine, "power_above", {"threshold_w": 1000, "minutes": 1}, device_id=dev)
         [raised] = await eventually(lambda: alerts(engine), what="the alert of the new rule")
     assert raised.evidence["samples"] == 19 and raised.evidence["lasted_s"] == 90
+
+
+def test_a_muted_alert_clears_quietly_and_its_next_raise_within_the_mute_sends_nothing(
+    engine: Engine,
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-M1", last_seen=now)
+    rule_id = rule(engine, "silence", {"minutes": 5}, device_id=dev)
+    row = RuleRow(rule_id, "mute test", "silence", "device", dev, None, SilenceParams(5))
+    subject = f"device:{dev}"
+    first = raise_alert(engine, row, subject, {"n": 1}, now, ["webhook"])
+    assert first is not None
+    assert raise_alert(engine, row, subject, {"n": 2}, now, ["webhook"]) is None  # open already
+    with engine.begin() as conn:
+        conn.execute(
+            update(ALERTS).where(ALERTS.c.id == first).values(muted_until=now + timedelta(hours=1))
+        )
+    assert clear_alert(engine, row, subject, {}, now + timedelta(minutes=1), ["webhook"]) == first
+    assert clear_alert(engine, row, subject, {}, now + timedelta(minutes=1), ["webhook"]) is None
+    again = raise_alert(engine, row, subject, {"n": 3}, now + timedelta(minutes=2), ["webhook"])
+    assert again is not None and again != first
+    clear_alert(engine, row, subject, {}, now + timedelta(minutes=3), ["webhook"])
+    # After the mute: a new alert notifies again.
+    third = raise_alert(engine, row, subject, {"n": 4}, now + timedelta(hours=2), ["webhook"])
+    sent = [(e.alert_id, e.transition) for e in events(engine)]
+    assert sent == [(first, "raised"), (third, "raised")]
+    by_id = {a.id: a for a in alerts(engine)}
+    assert by_id[again].muted_until == by_id[first].muted_until
