@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,7 +33,8 @@ from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
 from sqlalchemy import Engine, insert, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from pf_testing import delete_namespace_streams
+from conftest import service_env
+from pf_testing import Service, delete_namespace_streams, wait_for
 from powerflow.broker import free_port
 from powerflow_aggregator.service import run_aggregator
 from powerflow_common.alert_rules import SilenceParams, night_bounds_utc
@@ -665,3 +667,62 @@ def test_a_muted_alert_clears_quietly_and_its_next_raise_within_the_mute_sends_n
     assert sent == [(first, "raised"), (third, "raised")]
     by_id = {a.id: a for a in alerts(engine)}
     assert by_id[again].muted_until == by_id[first].muted_until
+
+
+def test_two_worker_processes_one_killed_and_restarted_raise_and_clear_each_alert_once(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-K1", last_seen=now - timedelta(minutes=5))
+    rule(engine, "power_above", {"threshold_w": 1000, "minutes": 1}, device_id=dev)
+    store(engine, power("ALERT-K1", now - timedelta(seconds=90), 90, 2000.0))
+    with webhook_receiver(failures=0) as receiver:
+        env = service_env(
+            settings,
+            POWERFLOW_ALERTS_WEBHOOK_URL=f"http://127.0.0.1:{receiver.port}/hook",
+            POWERFLOW_ALERTS_WEBHOOK_SECRET=SECRET,
+            POWERFLOW_ALERTS_RULES_REFRESH_S="0.5",
+            POWERFLOW_ALERTS_SILENCE_CHECK_S="0.2",
+            POWERFLOW_ALERTS_OUTBOX_POLL_S="0.2",
+        )
+        for folder in ("one", "two", "one-again"):
+            (tmp_path / folder).mkdir()
+        one = Service("alerts", env, tmp_path / "one").start()
+        two = Service("alerts", env, tmp_path / "two").start()
+        try:
+            one.wait_logged("alerts_running")
+            two.wait_logged("alerts_running")
+            wait_for(lambda: alerts(engine), 20, what="the alert raised from stored readings")
+            one.kill9()  # a crash: no clean-up
+            asyncio.run(
+                publish_live(settings, power("ALERT-K1", now + timedelta(seconds=5), 0, 5.0))
+            )
+            wait_for(lambda: cleared(engine), 20, what="the survivor's clear")
+            one = Service("alerts", env, tmp_path / "one-again").start()
+            one.wait_logged("alerts_running")
+            asyncio.run(
+                publish_live(settings, power("ALERT-K1", now + timedelta(seconds=10), 70, 1800.0))
+            )
+            wait_for(lambda: len(alerts(engine)) == 2, 20, what="the second alert")
+            wait_for(
+                lambda: (
+                    [e.delivered_at for e in events(engine)].count(None) == 0
+                    and len(events(engine)) == 3
+                ),
+                20,
+                what="three notifications delivered",
+            )
+            assert one.alive and two.alive, one.log_text()[-2000:] + two.log_text()[-2000:]
+        finally:
+            one.stop()
+            two.stop()
+    first, second = alerts(engine)
+    assert first.cleared_at is not None and second.cleared_at is None
+    assert [(e.alert_id, e.transition) for e in events(engine)] == [
+        (first.id, "raised"),
+        (first.id, "cleared"),
+        (second.id, "raised"),
+    ]
+    # At least once, deduplicable: every event arrived, under its one id.
+    ids = {headers["webhook-id"] for headers, _ in receiver.requests}
+    assert ids == {e.event_id for e in events(engine)}
