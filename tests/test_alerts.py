@@ -684,6 +684,8 @@ def test_two_worker_processes_one_killed_and_restarted_raise_and_clear_each_aler
             POWERFLOW_ALERTS_RULES_REFRESH_S="0.5",
             POWERFLOW_ALERTS_SILENCE_CHECK_S="0.2",
             POWERFLOW_ALERTS_OUTBOX_POLL_S="0.2",
+            # A copy killed while it held an event's claim: the claim lapses after this.
+            POWERFLOW_ALERTS_DELIVERY_CLAIM_S="2",
         )
         for folder in ("one", "two", "one-again"):
             (tmp_path / folder).mkdir()
@@ -709,7 +711,7 @@ def test_two_worker_processes_one_killed_and_restarted_raise_and_clear_each_aler
                     [e.delivered_at for e in events(engine)].count(None) == 0
                     and len(events(engine)) == 3
                 ),
-                20,
+                30,
                 what="three notifications delivered",
             )
             assert one.alive and two.alive, one.log_text()[-2000:] + two.log_text()[-2000:]

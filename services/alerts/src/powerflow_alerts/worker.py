@@ -47,6 +47,7 @@ from powerflow_alerts.history import (
 )
 from powerflow_common.alert_rules import (
     DAILY_KINDS,
+    LIVE_KINDS,
     FittedBaselines,
     NoFittedBaselines,
     PowerRun,
@@ -148,6 +149,8 @@ class AlertsWorker:
         self._site_tz: dict[int, str] = {}
         self._last_seen: dict[int, datetime] = {}
         self._runs: dict[tuple[int, int], PowerRun | None] = {}
+        self._rule_devices: dict[int, list[int]] = {}
+        self._live_rules_of: dict[int, list[RuleRow]] = {}
         self._open: set[tuple[int, str]] = set()
         # (rule id) -> (period judged next, when): base-load nights and days.
         self._pending: dict[int, tuple[date, datetime]] = {}
@@ -211,6 +214,14 @@ class AlertsWorker:
             if seen is None or d.last_seen_at > seen:
                 self._last_seen[d.id] = d.last_seen_at
         self._open = opened
+        # Indexes, so a reading costs the rules of its device, not every rule and device.
+        self._rule_devices = {r.id: self._devices_of(r) for r in rules}
+        live: dict[int, list[RuleRow]] = defaultdict(list)
+        for r in rules:
+            if r.kind in LIVE_KINDS:
+                for device_id in self._rule_devices[r.id]:
+                    live[device_id].append(r)
+        self._live_rules_of = dict(live)
         self.rules = rules
         metrics.RULES_LOADED.set(len(rules))
         metrics.RULES_INVALID.set(len(invalid))
@@ -223,6 +234,9 @@ class AlertsWorker:
                 self._schedule(rule, now)
 
     def _subject_devices(self, rule: RuleRow) -> list[int]:
+        return self._rule_devices.get(rule.id, [])
+
+    def _devices_of(self, rule: RuleRow) -> list[int]:
         if rule.scope == "device":
             return [rule.device_id] if rule.device_id in self._by_id else []
         return [i.id for i in self._by_id.values() if i.site_id == rule.site_id]
@@ -320,9 +334,7 @@ class AlertsWorker:
         self, device_id: int, readings: Sequence[tuple[datetime, float | None]]
     ) -> None:
         subject = subject_of("device", device_id)
-        for rule in self.rules:
-            if device_id not in self._subject_devices(rule):
-                continue
+        for rule in self._live_rules_of.get(device_id, []):
             if rule.kind == "silence" and (rule.id, subject) in self._open:
                 assert isinstance(rule.params, SilenceParams)
                 verdict = silence_verdict(readings[-1][0], self._now(), rule.params)
