@@ -320,8 +320,12 @@ class AlertsWorker:
         by_device: dict[int, list[tuple[datetime, float | None]]] = defaultdict(list)
         for r in batch.readings:
             info = self._devices.get(r.device_code)
-            if info is None or r.ts.tzinfo is None:
-                continue  # unknown until the next refresh; device-local clocks: the writer's
+            if info is None:
+                metrics.LIVE_READINGS_SKIPPED.labels("unknown_device").inc()
+                continue
+            if r.ts.tzinfo is None:
+                metrics.LIVE_READINGS_SKIPPED.labels("local_time").inc()
+                continue
             by_device[info.id].append((r.ts, r.power_w))
         for device_id, readings in by_device.items():
             readings.sort(key=lambda x: x[0])
