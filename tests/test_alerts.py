@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,12 +31,14 @@ from pf_rollup import store
 from sqlalchemy import Engine, insert, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from pf_testing import delete_namespace_streams
+from conftest import service_env
+from pf_testing import Service, delete_namespace_streams, wait_for
 from powerflow.broker import free_port
 from powerflow_aggregator.service import run_aggregator
 from powerflow_alerts.history import latest_complete_day, latest_complete_night
 from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
-from powerflow_common.alert_rules import night_bounds_utc
+from powerflow_common.alert_rules import SilenceParams, night_bounds_utc
+from powerflow_common.alerts_store import RuleRow, clear_alert, raise_alert
 from powerflow_common.db.engine import make_engine
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS, DEVICES, HOURLY_STATS
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
@@ -176,14 +179,17 @@ async def publish_rolled_up(settings: Settings, buckets: list[Bucket]) -> None:
 def settings(
     engine: Engine, database_url: str, nats_url: str, namespace: str
 ) -> Iterator[Settings]:
-    value = alert_settings(
-        database_url,
-        nats_url,
-        namespace,
-        alerts_webhook_url="http://127.0.0.1:9/unused",  # replaced where a receiver runs
-        alerts_webhook_secret=SECRET,
-    )
-    yield value
+    """A worker's settings with a webhook receiver that accepts everything (tests that need
+    another receiver replace it with ``with_receiver``)."""
+    with webhook_receiver(failures=0) as receiver:
+        value = alert_settings(
+            database_url,
+            nats_url,
+            namespace,
+            alerts_webhook_url=f"http://127.0.0.1:{receiver.port}/hooks/powerflow",
+            alerts_webhook_secret=SECRET,
+        )
+        yield value
     delete_namespace_streams(value)
 
 
@@ -480,7 +486,8 @@ async def test_an_event_written_before_a_restart_is_delivered_after_it(
     dev = device(engine, "ALERT-W2", last_seen=now - timedelta(minutes=10))
     rule(engine, "silence", {"minutes": 5}, device_id=dev)
     # The receiver is down while the first copy raises: the event stays in the outbox.
-    async with running(settings):
+    down = settings.model_copy(update={"alerts_webhook_url": f"http://127.0.0.1:{free_port()}/"})
+    async with running(down):
         await eventually(lambda: events(engine), what="the outbox row")
     [pending] = events(engine)
     assert pending.delivered_at is None
@@ -620,3 +627,104 @@ async def test_site_rules_judge_the_site_totals_and_each_device_on_it(
     assert by_kind["daily_kwh_below"].subject == f"site:{site}"
     assert by_kind["daily_kwh_below"].evidence["value_kwh"] == 2.0
     assert by_kind["silence"].subject == f"device:{dev}"
+
+
+async def test_a_rule_made_while_the_worker_runs_is_judged_on_the_stored_readings(
+    engine: Engine, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-N1", last_seen=now - timedelta(minutes=5))
+    async with running(settings):
+        store(engine, power("ALERT-N1", now - timedelta(seconds=90), 90, 3000.0))
+        rule(engine, "power_above", {"threshold_w": 1000, "minutes": 1}, device_id=dev)
+        [raised] = await eventually(lambda: alerts(engine), what="the alert of the new rule")
+    assert raised.evidence["samples"] == 19 and raised.evidence["lasted_s"] == 90
+
+
+def test_a_muted_alert_clears_quietly_and_its_next_raise_within_the_mute_sends_nothing(
+    engine: Engine,
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-M1", last_seen=now)
+    rule_id = rule(engine, "silence", {"minutes": 5}, device_id=dev)
+    row = RuleRow(rule_id, "mute test", "silence", "device", dev, None, SilenceParams(5))
+    subject = f"device:{dev}"
+    first = raise_alert(engine, row, subject, {"n": 1}, now, ["webhook"])
+    assert first is not None
+    assert raise_alert(engine, row, subject, {"n": 2}, now, ["webhook"]) is None  # open already
+    with engine.begin() as conn:
+        conn.execute(
+            update(ALERTS).where(ALERTS.c.id == first).values(muted_until=now + timedelta(hours=1))
+        )
+    assert clear_alert(engine, row, subject, {}, now + timedelta(minutes=1), ["webhook"]) == first
+    assert clear_alert(engine, row, subject, {}, now + timedelta(minutes=1), ["webhook"]) is None
+    again = raise_alert(engine, row, subject, {"n": 3}, now + timedelta(minutes=2), ["webhook"])
+    assert again is not None and again != first
+    clear_alert(engine, row, subject, {}, now + timedelta(minutes=3), ["webhook"])
+    # After the mute: a new alert notifies again.
+    third = raise_alert(engine, row, subject, {"n": 4}, now + timedelta(hours=2), ["webhook"])
+    sent = [(e.alert_id, e.transition) for e in events(engine)]
+    assert sent == [(first, "raised"), (third, "raised")]
+    by_id = {a.id: a for a in alerts(engine)}
+    assert by_id[again].muted_until == by_id[first].muted_until
+
+
+def test_two_worker_processes_one_killed_and_restarted_raise_and_clear_each_alert_once(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-K1", last_seen=now - timedelta(minutes=5))
+    rule(engine, "power_above", {"threshold_w": 1000, "minutes": 1}, device_id=dev)
+    store(engine, power("ALERT-K1", now - timedelta(seconds=90), 90, 2000.0))
+    with webhook_receiver(failures=0) as receiver:
+        env = service_env(
+            settings,
+            POWERFLOW_ALERTS_WEBHOOK_URL=f"http://127.0.0.1:{receiver.port}/hook",
+            POWERFLOW_ALERTS_WEBHOOK_SECRET=SECRET,
+            POWERFLOW_ALERTS_RULES_REFRESH_S="0.5",
+            POWERFLOW_ALERTS_SILENCE_CHECK_S="0.2",
+            POWERFLOW_ALERTS_OUTBOX_POLL_S="0.2",
+            # A copy killed while it held an event's claim: the claim lapses after this.
+            POWERFLOW_ALERTS_DELIVERY_CLAIM_S="2",
+        )
+        for folder in ("one", "two", "one-again"):
+            (tmp_path / folder).mkdir()
+        one = Service("alerts", env, tmp_path / "one").start()
+        two = Service("alerts", env, tmp_path / "two").start()
+        try:
+            one.wait_logged("alerts_running")
+            two.wait_logged("alerts_running")
+            wait_for(lambda: alerts(engine), 20, what="the alert raised from stored readings")
+            one.kill9()  # a crash: no clean-up
+            asyncio.run(
+                publish_live(settings, power("ALERT-K1", now + timedelta(seconds=5), 0, 5.0))
+            )
+            wait_for(lambda: cleared(engine), 20, what="the survivor's clear")
+            one = Service("alerts", env, tmp_path / "one-again").start()
+            one.wait_logged("alerts_running")
+            asyncio.run(
+                publish_live(settings, power("ALERT-K1", now + timedelta(seconds=10), 70, 1800.0))
+            )
+            wait_for(lambda: len(alerts(engine)) == 2, 20, what="the second alert")
+            wait_for(
+                lambda: (
+                    [e.delivered_at for e in events(engine)].count(None) == 0
+                    and len(events(engine)) == 3
+                ),
+                30,
+                what="three notifications delivered",
+            )
+            assert one.alive and two.alive, one.log_text()[-2000:] + two.log_text()[-2000:]
+        finally:
+            one.stop()
+            two.stop()
+    first, second = alerts(engine)
+    assert first.cleared_at is not None and second.cleared_at is None
+    assert [(e.alert_id, e.transition) for e in events(engine)] == [
+        (first.id, "raised"),
+        (first.id, "cleared"),
+        (second.id, "raised"),
+    ]
+    # At least once, deduplicable: every event arrived, under its one id.
+    ids = {headers["webhook-id"] for headers, _ in receiver.requests}
+    assert ids == {e.event_id for e in events(engine)}

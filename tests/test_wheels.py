@@ -30,6 +30,7 @@ INTERNAL = (
     "powerflow-api",
     "powerflow-aggregator",
     "powerflow-reporter",
+    "powerflow-alerts",
 )
 # What the installed environment reports about itself (run with its own Python).
 PROBE = """

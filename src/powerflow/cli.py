@@ -295,6 +295,7 @@ def streams(
             settings.names.readings_stream,
             settings.names.rejected_stream,
             settings.names.persisted_stream,
+            settings.names.rollups_stream,  # alerts (issue 15): the alerts consumer's lag
         ):
             info = await js.stream_info(name)
             state = info.state

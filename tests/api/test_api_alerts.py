@@ -95,6 +95,26 @@ def test_bad_rules_are_clear_client_errors_and_viewers_cannot_write(
     assert viewer.status_code == 403
 
 
+def test_rules_are_bounded_in_number(
+    make_client: Any, engine: Engine, keys: dict[str, str], now: datetime
+) -> None:
+    client = make_client(alerts_rules_max=2)
+    dev = add_device(engine, "AL-3", last_seen=now)
+    body = {
+        "name": "q",
+        "kind": "silence",
+        "scope": "device",
+        "device_id": dev,
+        "params": {"minutes": 5},
+    }
+    op = bearer(keys["operator"])
+    assert [
+        client.post("/api/v1/alert-rules", json=body, headers=op).status_code for _ in range(2)
+    ] == [201, 201]
+    third = client.post("/api/v1/alert-rules", json=body, headers=op)
+    assert third.status_code == 409 and "alerts_rules_max" in third.json()["detail"]
+
+
 def test_alerts_are_listed_by_state_acknowledged_once_and_muted_within_bounds(
     client: Client, engine: Engine, keys: dict[str, str], now: datetime
 ) -> None:

@@ -21,6 +21,7 @@ from powerflow_common.alert_rules import (
     comparison_days,
     daily_verdict,
     day_type,
+    knows_holidays,
     night_bounds_utc,
     parse_params,
     robust_band,
@@ -134,6 +135,7 @@ def test_day_types_put_weekends_and_korean_holidays_together() -> None:
     assert day_type(date(2026, 11, 7), "KR") == "offday"  # a Saturday
     assert day_type(date(2026, 10, 9), "KR") == "offday"  # Hangul Day, a Friday
     assert day_type(date(2026, 10, 9), "ZZ") == "workday"  # a region unknown: weekends only
+    assert knows_holidays("KR") and not knows_holidays("ZZ")
     days = comparison_days(date(2026, 11, 2), "KR")
     # 20 weekdays from Oct 5; Oct 5 (the substitute for National Foundation Day, a Saturday)
     # and Oct 9 (Hangul Day) are holidays.

@@ -31,7 +31,7 @@ def usage(name: str, used: int, limit: int, *, retention_ok: bool = True) -> Str
 
 
 def test_readings_and_persisted_are_bounded_work_queues_rejected_drops_its_oldest() -> None:
-    readings, rejected, persisted = stream_configs(Settings(_env_file=None))
+    readings, rejected, persisted, rollups = stream_configs(Settings(_env_file=None))
     for work in (readings, persisted):
         assert work.retention == RetentionPolicy.WORK_QUEUE
         assert work.discard == DiscardPolicy.NEW
@@ -40,6 +40,10 @@ def test_readings_and_persisted_are_bounded_work_queues_rejected_drops_its_oldes
     assert rejected.retention == RetentionPolicy.LIMITS
     assert rejected.discard == DiscardPolicy.OLD
     assert rejected.max_bytes == 256 * MIB
+    # ROLLUPS (alerts) is a record too: an aggregator is never held up by a missing reader.
+    assert rollups.retention == RetentionPolicy.LIMITS
+    assert rollups.discard == DiscardPolicy.OLD
+    assert (rollups.max_bytes, rollups.max_age) == (128 * MIB, 2 * 24 * 3600.0)
 
 
 def test_only_a_refusal_for_space_counts_as_a_full_stream() -> None:
@@ -55,7 +59,7 @@ def test_only_a_refusal_for_space_counts_as_a_full_stream() -> None:
 
 
 def test_a_stream_whose_retention_changed_needs_migration_the_server_refuses_it_in_place() -> None:
-    [readings, rejected, _] = stream_configs(Settings(_env_file=None))
+    [readings, rejected, *_] = stream_configs(Settings(_env_file=None))
     old = stream_configs(Settings(_env_file=None))[0]
     old.retention = "limits"  # type: ignore[assignment]  # as nats-py hands it back
     assert needs_migration(old, readings)

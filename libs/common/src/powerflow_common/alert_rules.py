@@ -64,6 +64,7 @@ __all__ = [
     "comparison_days",
     "daily_verdict",
     "day_type",
+    "knows_holidays",
     "night_bounds_utc",
     "parse_params",
     "robust_band",
@@ -353,6 +354,11 @@ def _holidays(country: str, year: int) -> holidays.HolidayBase | None:
         return holidays.country_holidays(country, years=year)
     except NotImplementedError:
         return None  # a region the library does not know: weekends only
+
+
+def knows_holidays(country: str) -> bool:
+    """Whether public holidays of ``country`` are known (else only weekends are off days)."""
+    return _holidays(country.upper()[:2], 2026) is not None
 
 
 def day_type(day: date, country: str) -> DayType:

@@ -528,6 +528,9 @@ class Settings(BaseSettings):
     alerts_rollup_grace_s: float = Field(default=300.0, ge=0)
     # Live reading batches waiting for evaluation; beyond it they are dropped and counted.
     alerts_live_queue_size: int = Field(default=10_000, ge=1)
+    # Rules the API accepts in all (each worker judges every one on every reading of its
+    # devices): beyond it, creating one is refused with 409.
+    alerts_rules_max: int = Field(default=1000, ge=1)
     # How often the silence timer looks at the devices' last readings (in memory, no query).
     alerts_silence_check_s: float = Field(default=10.0, gt=0)
     # The outbox: looked at when this worker wrote an event, and at least this often.

@@ -13,8 +13,6 @@ from sqlalchemy import Connection, Engine, select
 
 from powerflow_common.alert_rules import (
     HISTORY_DAYS,
-    NIGHT_END,
-    NIGHT_START,
     BaseLoadParams,
     DailyParams,
     FittedBaselines,
@@ -23,14 +21,16 @@ from powerflow_common.alert_rules import (
     base_load_w,
     comparison_days,
     daily_verdict,
+    knows_holidays,
     night_bounds_utc,
 )
 from powerflow_common.alerts_store import RuleRow
 from powerflow_common.db.models import DEVICES, SITES
+from powerflow_common.logs import get_logger
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.queries import TotalsScope, load_scope, period_sums
 
-NIGHT_HOURS = NIGHT_END.hour - NIGHT_START.hour
+log = get_logger(__name__)
 
 
 def _scope(conn: Connection, rule: RuleRow, default_tz: str) -> tuple[TotalsScope, str]:
@@ -133,4 +133,9 @@ def daily_check(
     verdict = daily_verdict(rule.kind, today.energy_kwh, history, rule.params, expected)
     if verdict is None:
         return None
-    return Verdict(verdict.firing, {**verdict.evidence, "day": day.isoformat(), "timezone": tz})
+    evidence = {**verdict.evidence, "day": day.isoformat(), "timezone": tz}
+    if not knows_holidays(country):
+        # Said, not assumed: the day types are weekends only for this region.
+        log.warning("alerts_no_holiday_calendar", region=country, rule_id=rule.id)
+        evidence["holidays"] = f"none known for region {country}: weekends only"
+    return Verdict(verdict.firing, evidence)

@@ -33,6 +33,12 @@ LIVE_BATCHES_DROPPED = Counter(
     "Live reading batches dropped because the evaluation queue was full (or undecodable)",
     ["reason"],
 )
+LIVE_READINGS_SKIPPED = Counter(
+    "powerflow_alerts_live_readings_skipped_total",
+    "Live readings not judged: unknown_device (until the next refresh), local_time (a device "
+    "clock without an offset: judged from the stored readings at the next start)",
+    ["reason"],
+)
 ROLLUPS_HANDLED = Counter(
     "powerflow_alerts_rollups_handled_total", "ROLLUPS messages handled (base-load, daily rules)"
 )

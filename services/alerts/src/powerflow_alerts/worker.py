@@ -47,6 +47,7 @@ from powerflow_alerts.history import (
 )
 from powerflow_common.alert_rules import (
     DAILY_KINDS,
+    LIVE_KINDS,
     FittedBaselines,
     NoFittedBaselines,
     PowerRun,
@@ -148,6 +149,8 @@ class AlertsWorker:
         self._site_tz: dict[int, str] = {}
         self._last_seen: dict[int, datetime] = {}
         self._runs: dict[tuple[int, int], PowerRun | None] = {}
+        self._rule_devices: dict[int, list[int]] = {}
+        self._live_rules_of: dict[int, list[RuleRow]] = {}
         self._open: set[tuple[int, str]] = set()
         # (rule id) -> (period judged next, when): base-load nights and days.
         self._pending: dict[int, tuple[date, datetime]] = {}
@@ -189,6 +192,10 @@ class AlertsWorker:
             sites = {r.id: r.timezone for r in conn.execute(select(SITES.c.id, SITES.c.timezone))}
             return rules, invalid, devices, sites, open_alerts(conn)
 
+    async def refresh_and_seed(self) -> None:
+        await self.refresh()
+        await self.seed_runs()
+
     async def refresh(self) -> None:
         """Re-read rules, devices and open alerts (and schedule new period rules)."""
         rules, invalid, devices, sites, opened = await self._db("alerts_refresh", self._load)
@@ -207,6 +214,14 @@ class AlertsWorker:
             if seen is None or d.last_seen_at > seen:
                 self._last_seen[d.id] = d.last_seen_at
         self._open = opened
+        # Indexes, so a reading costs the rules of its device, not every rule and device.
+        self._rule_devices = {r.id: self._devices_of(r) for r in rules}
+        live: dict[int, list[RuleRow]] = defaultdict(list)
+        for r in rules:
+            if r.kind in LIVE_KINDS:
+                for device_id in self._rule_devices[r.id]:
+                    live[device_id].append(r)
+        self._live_rules_of = dict(live)
         self.rules = rules
         metrics.RULES_LOADED.set(len(rules))
         metrics.RULES_INVALID.set(len(invalid))
@@ -219,6 +234,9 @@ class AlertsWorker:
                 self._schedule(rule, now)
 
     def _subject_devices(self, rule: RuleRow) -> list[int]:
+        return self._rule_devices.get(rule.id, [])
+
+    def _devices_of(self, rule: RuleRow) -> list[int]:
         if rule.scope == "device":
             return [rule.device_id] if rule.device_id in self._by_id else []
         return [i.id for i in self._by_id.values() if i.site_id == rule.site_id]
@@ -302,8 +320,12 @@ class AlertsWorker:
         by_device: dict[int, list[tuple[datetime, float | None]]] = defaultdict(list)
         for r in batch.readings:
             info = self._devices.get(r.device_code)
-            if info is None or r.ts.tzinfo is None:
-                continue  # unknown until the next refresh; device-local clocks: the writer's
+            if info is None:
+                metrics.LIVE_READINGS_SKIPPED.labels("unknown_device").inc()
+                continue
+            if r.ts.tzinfo is None:
+                metrics.LIVE_READINGS_SKIPPED.labels("local_time").inc()
+                continue
             by_device[info.id].append((r.ts, r.power_w))
         for device_id, readings in by_device.items():
             readings.sort(key=lambda x: x[0])
@@ -316,9 +338,7 @@ class AlertsWorker:
         self, device_id: int, readings: Sequence[tuple[datetime, float | None]]
     ) -> None:
         subject = subject_of("device", device_id)
-        for rule in self.rules:
-            if device_id not in self._subject_devices(rule):
-                continue
+        for rule in self._live_rules_of.get(device_id, []):
             if rule.kind == "silence" and (rule.id, subject) in self._open:
                 assert isinstance(rule.params, SilenceParams)
                 verdict = silence_verdict(readings[-1][0], self._now(), rule.params)
@@ -358,13 +378,19 @@ class AlertsWorker:
             return [(r.ts, r.power_w) for r in rows]
 
     async def seed_runs(self) -> None:
-        """Rebuild the threshold runs from the stored readings of each rule's last minutes."""
+        """Rebuild the threshold runs from the stored readings of each rule's last minutes.
+
+        Done for every (rule, device) not seen before: at start, and for rules and devices
+        that appear later (a new rule is judged on what is stored, not only on what comes).
+        """
         now = self._now()
         for rule in self.rules:
             if not isinstance(rule.params, ThresholdParams):
                 continue
             since = now - timedelta(minutes=rule.params.minutes) - self._max_gap
             for device_id in self._subject_devices(rule):
+                if (rule.id, device_id) in self._runs:
+                    continue
                 readings = await self._db("alerts_seed", self._seed_readings, device_id, since)
                 run = None
                 for ts, power_w in readings:
@@ -502,7 +528,7 @@ class AlertsWorker:
         s = self._settings
         tasks = [
             asyncio.create_task(self._live_loop()),
-            asyncio.create_task(self._every(s.alerts_rules_refresh_s, self.refresh, stop)),
+            asyncio.create_task(self._every(s.alerts_rules_refresh_s, self.refresh_and_seed, stop)),
             asyncio.create_task(self._every(s.alerts_silence_check_s, self.tick, stop)),
             asyncio.create_task(outbox_loop(self._engine, sender, s, stop, self.wake_outbox)),
             asyncio.create_task(

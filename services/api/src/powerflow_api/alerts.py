@@ -27,6 +27,10 @@ class AlertNotFound(LookupError):
     pass
 
 
+class TooManyRules(Exception):
+    pass
+
+
 def to_rule(r: Any) -> schemas.AlertRule:
     return schemas.AlertRule(
         id=r.id,
@@ -99,10 +103,15 @@ def get_rule(conn: Connection, rule_id: int) -> schemas.AlertRule:
 
 
 def create_rule(
-    conn: Connection, data: schemas.AlertRuleCreate, by: str, now: datetime
+    conn: Connection, data: schemas.AlertRuleCreate, by: str, now: datetime, max_rules: int
 ) -> schemas.AlertRule:
     params = _normalised_params(data.kind, data.params)
     _check_subject(conn, data.scope, data.device_id, data.site_id)
+    if conn.execute(select(func.count()).select_from(ALERT_RULES)).scalar_one() >= max_rules:
+        raise TooManyRules(
+            f"There are {max_rules} alert rules already (setting alerts_rules_max); "
+            "delete or reuse one."
+        )
     key = conn.execute(
         ALERT_RULES.insert().values(
             name=data.name,

@@ -46,6 +46,8 @@ def _call(request: Req, fn: Callable[[Connection], T], *, write: bool = False) -
             return fn(conn)
     except (alerts.RuleNotFound, alerts.AlertNotFound) as exc:
         raise NotFoundException(str(exc)) from exc
+    except alerts.TooManyRules as exc:
+        raise ApiError(status_code=409, detail=str(exc)) from exc
     except InvalidRule as exc:
         raise ApiError(
             status_code=422,
@@ -79,7 +81,8 @@ class AlertRuleController(Controller):
         """Create a rule (operator); 422 says which parameter is wrong."""
         by = principal_of(request).name
         now = datetime.now(UTC)
-        return _call(request, lambda c: alerts.create_rule(c, data, by, now), write=True)
+        top = api_state(request).settings.alerts_rules_max
+        return _call(request, lambda c: alerts.create_rule(c, data, by, now, top), write=True)
 
     @patch("/{rule_id:int}", guards=[requires("operator")], sync_to_thread=True)
     def update_rule(
