@@ -18,6 +18,7 @@ from sqlalchemy import insert
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.db.models import Device, HourlyStat, Site
 from powerflow_common.periods import utc_bounds
+from powerflow_common.settings import load_settings
 from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
 DEVICES = 100
@@ -104,6 +105,7 @@ def main() -> None:
                     start,
                     end,
                     default_tz="Asia/Seoul",
+                    settings=load_settings(),
                 )
             loaded = time.perf_counter()
             facts = compute_facts(inputs)

@@ -28,6 +28,8 @@ _FORMATS: dict[str, tuple[str, str]] = {
     "kwh_per_m2": ("{:,.3f}", " kWh/m²"),
     "kwh_per_c": ("{:+,.2f}", " kWh/°C"),
     "kg_per_kwh": ("{:.4f}", " kg CO2e/kWh"),
+    # An amount of money: its currency is a fact of its own (cost1_currency), never added.
+    "money": ("{:,.2f}", ""),
 }
 
 
