@@ -1032,13 +1032,11 @@ def load_inputs(
         for f in conn.execute(select(_factors).where(_factors.c.id.in_(factor_ids or {-1})))
     ]
     sites = _scope_sites(conn, totals)
-    zones = dict(
-        conn.execute(
-            select(SITES.c.id, SITES.c.timezone).where(
-                SITES.c.id.in_([i for i, _ in sites] or [-1])
-            )
-        ).tuples()
-    )
+    site_ids = [i for i, _ in sites] or [-1]
+    zones = {
+        int(r.id): str(r.timezone)
+        for r in conn.execute(select(SITES.c.id, SITES.c.timezone).where(SITES.c.id.in_(site_ids)))
+    }
     alerts, truncated = _scope_alerts(conn, totals, start_utc, end_utc)
     if truncated:
         log.warning("report_alerts_truncated", limit=MAX_ALERTS_LOADED)

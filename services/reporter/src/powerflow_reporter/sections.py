@@ -323,9 +323,9 @@ SECTIONS: tuple[Section, ...] = (
             *(
                 Sentence(
                     Text(
-                        en=f"The {{{{cost{i}_bill_months}}}} whole-month bills in "
-                        f"{{{{cost{i}_currency}}}} total {{{{cost{i}_bill_total}}}}, of which "
-                        f"demand charges {{{{cost{i}_bill_demand_charge}}}}.",
+                        en=f"The bills of whole months in {{{{cost{i}_currency}}}} "
+                        f"({{{{cost{i}_bill_months}}}}) total {{{{cost{i}_bill_total}}}}, of "
+                        f"which demand charges {{{{cost{i}_bill_demand_charge}}}}.",
                         ko=f"{{{{cost{i}_currency}}}} 기준 전체 월 청구서 "
                         f"{{{{cost{i}_bill_months}}}}건의 합계는 {{{{cost{i}_bill_total}}}}이며, "
                         f"그중 기본요금은 {{{{cost{i}_bill_demand_charge}}}}입니다.",
