@@ -19,6 +19,7 @@ import pytest
 from pf_api_data import add_device, add_site
 from pf_baselines import BASELINE, make_plant
 from pf_report_testing import GOOD_ANSWER, FakeAnthropic, message, wait_finished
+from pypdf import PdfReader
 from sqlalchemy import Engine, delete, func, insert, select
 
 from powerflow_common.db.models import (
@@ -201,6 +202,9 @@ def _report(engine: Engine, settings: Settings, site: int, language: str) -> dic
         assert found is not None, kind
         out[kind] = found[0].read_text()
     out["values"] = json.loads(out["facts"])["values"]
+    pdf = report_file(settings, report_id, "pdf")
+    if pdf is not None:
+        out["pdf"] = "\n".join(page.extract_text() for page in PdfReader(pdf[0]).pages)
     return out
 
 
@@ -217,11 +221,12 @@ def _july_kwh(engine: Engine, meter: int) -> float:
     return float(total)
 
 
+@pytest.mark.both_backends  # reads and writes the database: on both engines
 def test_a_site_report_states_cost_savings_and_alerts_as_facts_in_english_and_korean(
     engine: Engine, plant: dict[str, Any]
 ) -> None:
     settings, site = plant["settings"], plant["site"]
-    en = _report(engine, settings, site, "en")
+    en = _report(engine, settings.model_copy(update={"report_pdf_enabled": True}), site, "en")
     ko = _report(engine, settings, site, "ko")
     v = en["values"]
 
@@ -295,10 +300,16 @@ def test_a_site_report_states_cost_savings_and_alerts_as_facts_in_english_and_ko
         assert values["alerts_count"]["display"] in md
         assert "{{" not in md and "{{" not in report["html"]
         assert values["cost1_bill_total"]["display"] in report["html"]
+    # The PDF (from the HTML) states them too.
+    pdf = en["pdf"]
+    for fact_id in ("cost1_bill_total", "baseline1_savings_kwh", "baseline1_uncertainty_kwh"):
+        assert v[fact_id]["display"] in pdf, fact_id
+    assert "Bills of whole months" in pdf and "Meter above 20 kW" in pdf
     assert "Savings against baseline" in en["html"] and "기준선 대비 절감량" in ko["html"]
     assert "Alerts" in en["markdown"] and "경보" in ko["markdown"]
 
 
+@pytest.mark.both_backends  # reads and writes the database: on both engines
 def test_a_narrative_citing_a_cost_not_in_the_facts_is_refused(
     engine: Engine,
     plant: dict[str, Any],
@@ -323,3 +334,82 @@ def test_a_narrative_citing_a_cost_not_in_the_facts_is_refused(
     assert "1,234,567" not in report["html"] and "1,234,567" not in report["markdown"]
     # The template's sentence stands instead, with the facts' own figure.
     assert report["values"]["cost1_energy_related_total"]["display"] in report["markdown"]
+
+
+@pytest.fixture
+def london(engine: Engine) -> Iterator[dict[str, Any]]:
+    """Site London on a flat GBP tariff of this test's own, 24 kWh used on 15 July 2025."""
+    name = f"gbp-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    site = add_site(engine, "London", "Europe/London")
+    meter = add_device(
+        engine, "lon-1", last_seen=datetime(2025, 3, 1, tzinfo=UTC), site_id=site,
+        meter_role="main",
+    )  # fmt: skip
+    definition = {
+        "currency": "GBP",
+        "seasons": [
+            {"name": "all", "months": list(range(1, 13)), "hours": ["flat"] * 24,
+             "rates": {"flat": 0.25}},
+        ],
+    }  # fmt: skip
+    start = datetime(2025, 7, 15, tzinfo=ZoneInfo("Europe/London")).astimezone(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(TARIFFS).values(
+                name=name, label="Flat GBP", valid_from=date(2020, 1, 1), valid_to=None,
+                currency="GBP", definition=definition, source="test", created_at=now,
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(SITE_TARIFFS).values(
+                site_id=site, tariff_name=name, contract_power_kw=10.0,
+                valid_from=date(2025, 1, 1), recorded_at=now, recorded_by="test",
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(HOURLY_STATS),
+            [
+                {"device_id": meter, "hour_start": start + timedelta(hours=h), "samples": 720,
+                 "coverage": 1.0, "energy_kwh": 1.0, "computed_at": now}
+                for h in range(24)
+            ],
+        )  # fmt: skip
+    yield {"site": site}
+    with engine.begin() as conn:
+        conn.execute(delete(TARIFFS).where(TARIFFS.c.name == name))
+
+
+@pytest.mark.both_backends  # reads and writes the database: on both engines
+def test_an_organisation_report_costs_per_currency_and_lists_savings_per_site(
+    engine: Engine, plant: dict[str, Any], london: dict[str, Any]
+) -> None:
+    settings = plant["settings"]
+    request = ReportRequest(
+        period_start=JULY[0], period_end=JULY[1], scope="organisation", language="en"
+    )
+    report_id, _ = insert_report(engine, settings, request)
+    run_report(engine, settings, report_id)
+    view = wait_finished(engine, settings, report_id, timeout_s=1)
+    assert view.status == "done", view.error
+    found = report_file(settings, report_id, "facts")
+    assert found is not None
+    v = json.loads(found[0].read_text())["values"]
+
+    # GBP and KRW apart, by code: London's 24 kWh at 0.25 GBP, and the Plant's KRW as above.
+    assert v["cost_currency_count"]["value"] == 2
+    assert v["cost1_currency"]["value"] == "GBP"
+    assert v["cost1_energy_related_total"]["value"] == pytest.approx(6.0)
+    # London's July (London time) is not wholly inside Seoul's July: no bill.
+    assert v["cost1_bill_months"]["value"] == 0 and v["cost1_bill_total"]["value"] is None
+    assert v["cost2_currency"]["value"] == "KRW"
+    assert v["cost2_kwh"]["value"] == pytest.approx(_july_kwh(engine, plant["meter"]))
+    assert v["cost2_bill_months"]["value"] == 1
+    assert v["cost_untariffed_sites"]["value"] == "Elsewhere"
+    # Savings per site: the Plant's, and the two sites without a baseline named.
+    assert v["baseline_site_count"]["value"] == 1
+    assert v["baseline1_site"]["value"] == "Plant"
+    assert v["baseline_missing_sites"]["value"] == "Elsewhere, London"
+    # Every site's alerts: the Plant's three and the other site's device's.
+    assert v["alerts_count"]["value"] == 4
+    assert v["alerts_open_count"]["value"] == 2

@@ -35,6 +35,7 @@ from powerflow_common.queries import (
 )
 from powerflow_common.savings import DayRange, site_savings
 from powerflow_common.settings import Settings
+from powerflow_common.tariffs import CostBreakdown
 from powerflow_common.totals import SiteEnergy, Span, contracted_by_site, scope2_by_site
 
 __all__ = [
@@ -1204,11 +1205,6 @@ def _site_cost(
     except costs.CostError as exc:
         return SiteCost(site_id, name, None, reason=str(exc))
     parts = [b.cost for b in buckets if b.cost is not None]
-    if currency is None or not parts:
-        return SiteCost(
-            site_id, name, None, uncosted_kwh=uncosted, reason="no tariff for the period"
-        )
-    total = costs.merge(parts)
     zone = ZoneInfo(scope.timezone)
     bills: list[CostBill] = []
     for b in buckets:
@@ -1220,6 +1216,8 @@ def _site_cost(
             bill = costs.site_bill(conn, scope, first.year, first.month)
         except costs.NoTariff:
             continue  # a month before the site's first tariff: its kWh are uncosted
+        if currency is None:
+            currency = bill.currency  # a month without counted kWh still has its bill
         bills.append(
             CostBill(
                 month=f"{bill.year:04d}-{bill.month:02d}",
@@ -1234,6 +1232,11 @@ def _site_cost(
                 total=bill.total,
             )
         )
+    if currency is None:
+        return SiteCost(
+            site_id, name, None, uncosted_kwh=uncosted, reason="no tariff for the period"
+        )
+    total = costs.merge(parts) if parts else CostBreakdown(currency=currency)
     return SiteCost(
         site_id,
         name,
