@@ -185,7 +185,13 @@ def plant(engine: Engine, tariff_name: str, report_settings: Callable[..., Setti
     # Raised and cleared in June; and another site's: neither is the July report's.
     _add_alert(engine, daily, f"site:{site}", _utc(date(2025, 6, 1), 1), _utc(date(2025, 6, 2), 1))
     _add_alert(engine, elsewhere, f"device:{other}", _utc(date(2025, 7, 5), 1), None)
-    return {"site": site, "settings": settings, "baseline": baseline, "meter": meter}
+    return {
+        "site": site,
+        "settings": settings,
+        "baseline": baseline,
+        "meter": meter,
+        "elsewhere": other_site,
+    }
 
 
 def _report(engine: Engine, settings: Settings, site: int, language: str) -> dict[str, Any]:
@@ -375,7 +381,7 @@ def london(engine: Engine) -> Iterator[dict[str, Any]]:
                 for h in range(24)
             ],
         )  # fmt: skip
-    yield {"site": site}
+    yield {"site": site, "tariff": name}
     with engine.begin() as conn:
         conn.execute(delete(TARIFFS).where(TARIFFS.c.name == name))
 
@@ -385,6 +391,13 @@ def test_an_organisation_report_costs_per_currency_and_lists_savings_per_site(
     engine: Engine, plant: dict[str, Any], london: dict[str, Any]
 ) -> None:
     settings = plant["settings"]
+    with engine.begin() as conn:  # Elsewhere goes on the GBP tariff only from September
+        conn.execute(
+            insert(SITE_TARIFFS).values(
+                site_id=plant["elsewhere"], tariff_name=london["tariff"], contract_power_kw=1.0,
+                valid_from=date(2025, 9, 1), recorded_at=datetime.now(UTC), recorded_by="test",
+            )
+        )  # fmt: skip
     request = ReportRequest(
         period_start=JULY[0], period_end=JULY[1], scope="organisation", language="en"
     )
@@ -394,7 +407,8 @@ def test_an_organisation_report_costs_per_currency_and_lists_savings_per_site(
     assert view.status == "done", view.error
     found = report_file(settings, report_id, "facts")
     assert found is not None
-    v = json.loads(found[0].read_text())["values"]
+    data = json.loads(found[0].read_text())
+    v, tables = data["values"], data["tables"]
 
     # GBP and KRW apart, by code: London's 24 kWh at 0.25 GBP, and the Plant's KRW as above.
     assert v["cost_currency_count"]["value"] == 2
@@ -406,6 +420,9 @@ def test_an_organisation_report_costs_per_currency_and_lists_savings_per_site(
     assert v["cost2_kwh"]["value"] == pytest.approx(_july_kwh(engine, plant["meter"]))
     assert v["cost2_bill_months"]["value"] == 1
     assert v["cost_untariffed_sites"]["value"] == "Elsewhere"
+    by_site = {row["site"]: row for row in tables["cost_by_site"]}
+    assert by_site["Elsewhere"]["reason"] == "its tariff starts on 2025-09-01, after the period"
+    assert by_site["London"]["reason"] is None
     # Savings per site: the Plant's, and the two sites without a baseline named.
     assert v["baseline_site_count"]["value"] == 1
     assert v["baseline1_site"]["value"] == "Plant"

@@ -1197,7 +1197,8 @@ def _site_cost(
 ) -> SiteCost:
     """A site's cost of the period through powerflow_common.costs (the totals' counted kWh)."""
     scope = load_scope(conn, "site", default_tz=default_tz, site_id=site_id)
-    if not costs.site_tariff_history(conn, site_id):
+    history = costs.site_tariff_history(conn, site_id)
+    if not history:
         kwh = math.fsum(i.kwh for i in costs.hourly_intervals(conn, scope, start_utc, end_utc))
         return SiteCost(site_id, name, None, uncosted_kwh=kwh, reason="no tariff assigned")
     try:
@@ -1233,9 +1234,14 @@ def _site_cost(
             )
         )
     if currency is None:
-        return SiteCost(
-            site_id, name, None, uncosted_kwh=uncosted, reason="no tariff for the period"
+        last_month = (end_utc - timedelta(seconds=1)).astimezone(zone).date().replace(day=1)
+        in_force = [h for h in history if h.valid_from <= last_month]
+        reason = (
+            f"tariff {in_force[-1].tariff_name!r} has no version valid in the period"
+            if in_force
+            else f"its tariff starts on {history[0].valid_from.isoformat()}, after the period"
         )
+        return SiteCost(site_id, name, None, uncosted_kwh=uncosted, reason=reason)
     total = costs.merge(parts) if parts else CostBreakdown(currency=currency)
     return SiteCost(
         site_id,
