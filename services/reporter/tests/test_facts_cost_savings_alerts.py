@@ -21,6 +21,7 @@ from powerflow_reporter.facts import (
     compute_facts,
     cost_facts,
 )
+from powerflow_reporter.formatting import facts_json
 from powerflow_reporter.grounding import find_offences
 from powerflow_reporter.narrative import narrative_offences, template_narrative
 from powerflow_reporter.sections import allowed_in
@@ -160,6 +161,11 @@ def test_alerts_are_counted_by_kind_and_state_at_the_periods_end_open_ones_first
     # Local time: 2026-03-30 00:00 UTC is 09:00 in Seoul.
     assert facts.value("alert1_raised_at") == "2026-03-30 09:00"
     assert facts.tables["alerts"][0]["cleared_at"] is None
+    # Printed in words of the report's language; the value stays the code.
+    ko = facts_json(facts, "ko")["values"]
+    assert ko["alert1_status"]["display"] == "진행 중"
+    assert ko["alert1_kind"]["display"] == "일 사용량 예상 초과"
+    assert facts_json(facts, "en")["values"]["alert3_kind"]["display"] == "power above threshold"
 
 
 def test_the_report_carries_the_new_facts_and_the_template_cites_them() -> None:

@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from powerflow_reporter.charts import bar_chart, scatter_chart
 from powerflow_reporter.facts import Facts
-from powerflow_reporter.formatting import Language, format_fact, format_number
+from powerflow_reporter.formatting import Language, format_code, format_fact, format_number
 from powerflow_reporter.grounding import fill_placeholders
 from powerflow_reporter.labels import assign_labels
 from powerflow_reporter.narrative import Narrative
@@ -199,7 +199,9 @@ def _num(value: float | None, kind: str) -> str:
     return "" if value is None else format_number(value, kind)
 
 
-def _extra_tables(facts: Facts, t: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+def _extra_tables(
+    facts: Facts, t: dict[str, str], language: Language
+) -> dict[str, list[dict[str, str]]]:
     """The cost, savings and alerts tables, formatted (names are untrusted: escaped later)."""
     tables = facts.tables
     return {
@@ -245,7 +247,7 @@ def _extra_tables(facts: Facts, t: dict[str, str]) -> dict[str, list[dict[str, s
         ],
         "alerts": [
             {
-                "kind": a["kind"],
+                "kind": format_code(a["kind"], language),
                 "rule": a["rule"],
                 "subject": a["subject"],
                 "raised_at": a["raised_at"],
@@ -359,7 +361,7 @@ def render_html(
         devices=devices,
         scope2_note=facts.notes.get("scope2", ""),
         boundary=t[f"boundary_{scope}"] + f": {displays['scope_label']}",
-        extra=_extra_tables(facts, t),
+        extra=_extra_tables(facts, t, language),
     )
 
 
@@ -372,7 +374,9 @@ def _md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def _md_scope2(t: dict[str, str], displays: dict[str, str], facts: Facts) -> list[str]:
+def _md_scope2(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
     """The emissions' tables: GHG Protocol Scope 2 both ways, and the GRI figures."""
     return [
         "| GHG Protocol Scope 2 | kWh | kg CO2e | t CO2e |",
@@ -397,8 +401,10 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*out, ""]
 
 
-def _md_cost(t: dict[str, str], displays: dict[str, str], facts: Facts) -> list[str]:
-    extra = _extra_tables(facts, t)
+def _md_cost(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
+    extra = _extra_tables(facts, t, language)
     cols = ["site", "currency", "kwh", "total", "uncosted", "reason"]
     bill_cols = ["site", "month", "currency", "demand_kw", "demand_charge", "energy_charge"]
     bill_cols += ["addons", "fund_vat", "total"]
@@ -412,24 +418,29 @@ def _md_cost(t: dict[str, str], displays: dict[str, str], facts: Facts) -> list[
     )  # fmt: skip
 
 
-def _md_baseline_savings(t: dict[str, str], displays: dict[str, str], facts: Facts) -> list[str]:
+def _md_baseline_savings(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
     cols = ["site", "baseline", "cv", "nmbe", "kwh", "pct", "uncertainty", "reason"]
     return _md_table(
         [t["site"], t["baseline"], "CV(RMSE)", "NMBE", t["savings_col"], "%", "±", t["note"]],
-        [[b[k] for k in cols] for b in _extra_tables(facts, t)["baseline_savings"]],
+        [[b[k] for k in cols] for b in _extra_tables(facts, t, language)["baseline_savings"]],
     )
 
 
-def _md_alerts(t: dict[str, str], displays: dict[str, str], facts: Facts) -> list[str]:
+def _md_alerts(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
     cols = ["kind", "rule", "subject", "raised_at", "cleared_at"]
     return _md_table(
         [t["alert_kind"], t["alert_rule"], t["alert_subject"], t["raised"], t["cleared"]],
-        [[a[k] for k in cols] for a in _extra_tables(facts, t)["alerts"]],
+        [[a[k] for k in cols] for a in _extra_tables(facts, t, language)["alerts"]],
     )
 
 
 # What the Markdown adds after a section's text, by section id (most sections: nothing).
-MARKDOWN_AFTER: dict[str, Callable[[dict[str, str], dict[str, str], Facts], list[str]]] = {
+MarkdownBlock = Callable[[dict[str, str], dict[str, str], Facts, Language], list[str]]
+MARKDOWN_AFTER: dict[str, MarkdownBlock] = {
     "emissions": _md_scope2,
     "electricity_cost": _md_cost,
     "baseline_savings": _md_baseline_savings,
@@ -487,7 +498,7 @@ def render_markdown(
         lines += [f"## {section.title[language]}", "", text(narrative.sections[section.id]), ""]
         after = MARKDOWN_AFTER.get(section.id)
         if after is not None:
-            lines += after(t, displays, facts)
+            lines += after(t, displays, facts, language)
     lines += [f"## {RECOMMENDATIONS.title[language]}", ""]
     lines += [f"- {text(r.text)}" for r in narrative.recommendations]
     lines += ["", f"## {t['by_device']}", "", "| # | | kWh | % |", "|---:|---|---:|---:|"]

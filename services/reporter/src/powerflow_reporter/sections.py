@@ -419,7 +419,7 @@ SECTIONS: tuple[Section, ...] = (
             *(
                 Sentence(
                     Text(
-                        en=f"{{{{alert{i}_kind}}}} on {{{{alert{i}_subject}}}}, raised "
+                        en=f"Alert “{{{{alert{i}_kind}}}}” on {{{{alert{i}_subject}}}}, raised "
                         f"{{{{alert{i}_raised_at}}}} ({{{{alert{i}_status}}}}).",
                         ko=f"{{{{alert{i}_subject}}}}의 {{{{alert{i}_kind}}}} 경보: "
                         f"{{{{alert{i}_raised_at}}}} 발생 ({{{{alert{i}_status}}}}).",
