@@ -1203,7 +1203,7 @@ def _site_cost(
         return SiteCost(site_id, name, None, uncosted_kwh=kwh, reason="no tariff assigned")
     try:
         currency, buckets, uncosted = costs.site_cost(conn, scope, "month", start_utc, end_utc)
-    except costs.CostError as exc:
+    except (costs.CostError, costs.NoTariff) as exc:  # mixed currencies, a tariff gone
         return SiteCost(site_id, name, None, reason=str(exc))
     parts = [b.cost for b in buckets if b.cost is not None]
     zone = ZoneInfo(scope.timezone)
