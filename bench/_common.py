@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, insert
+from sqlalchemy import Connection, Engine, Table, insert
 
 from powerflow_api import readings as api_readings
 from powerflow_api.schemas import Resolution
-from powerflow_common.db.engine import drop_database
+from powerflow_common.db.engine import connect_failure, drop_database
 from powerflow_common.db.models import DEVICES, SITES
 
 SERVER = os.environ.get("POWERFLOW_BENCH_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
@@ -55,14 +55,7 @@ def timed(action: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 def mariadb_missing() -> str | None:
     """Why MariaDB at SERVER cannot be measured, or None when it answers."""
-    try:
-        probe = create_engine(SERVER, connect_args={"connect_timeout": 2})
-        with probe.connect():
-            pass
-        probe.dispose()
-    except Exception as exc:  # any failure to connect means: not here
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-    return None
+    return connect_failure(SERVER)
 
 
 def on_both_engines(prefix: str, run: Callable[[str], T]) -> tuple[dict[str, T], str | None]:

@@ -37,7 +37,7 @@ from powerflow.broker import Broker, free_port
 from powerflow.engines import EmbeddedNats, sqlite_url
 from powerflow_common.db.engine import drop_database, make_engine, migrate
 from powerflow_common.db.models import DEVICES, READINGS
-from powerflow_common.ingest_slots import slot_key
+from powerflow_common.ingest_slots import decode_record, slot_key
 from powerflow_common.jetstream import connect_nats, drop_namespace
 from powerflow_common.settings import load_settings
 
@@ -104,7 +104,8 @@ def slot_owners(nats_url: str, namespace: str) -> list[str | None]:
             for slot in range(SLOTS):
                 try:
                     entry = await kv.get(slot_key(slot))
-                    owners.append((entry.value or b"").decode())
+                    record = decode_record(entry.value or b"")
+                    owners.append(None if record is None else record.owner)
                 except Exception:
                     owners.append(None)
             return owners

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from pf_testing import (
     FleetBroker,
@@ -34,7 +34,7 @@ from pf_testing import (
 )
 from powerflow.broker import free_port, make_dev_certs
 from powerflow.engines import EmbeddedNats, EmbeddedRedis
-from powerflow_common.db.engine import drop_database, make_engine, migrate
+from powerflow_common.db.engine import connect_failure, drop_database, make_engine, migrate
 from powerflow_common.settings import Settings, load_settings
 
 SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
@@ -59,14 +59,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @functools.cache
 def mariadb_unreachable() -> str | None:
     """Why the test MariaDB cannot be used, or None when it answers."""
-    try:
-        engine = create_engine(SERVER_URL, connect_args={"connect_timeout": 2})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:
-        return f"MariaDB at {SERVER_URL} is not reachable ({type(exc).__name__})"
-    return None
+    failure = connect_failure(SERVER_URL)
+    return None if failure is None else f"MariaDB at {SERVER_URL} is not reachable ({failure})"
 
 
 SYSTEM_NATS_URL = os.environ.get("POWERFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,5 +51,14 @@ def test_the_cli_imports_weather_fits_a_baseline_and_reports_savings(
 
     marked = runner.invoke(app, ["weather", "outdoor", "yard-1"], env=env)
     assert marked.exit_code == 0 and "yard-1: outdoor" in marked.output
+    # A baseline on the outdoor device covers the reporting period: 10 % less, within its band.
+    refit = runner.invoke(app, ["baseline", "fit", *span, "--source", "device"], env=env)
+    assert refit.exit_code == 0, refit.output
+    saved = runner.invoke(app, ["baseline", "savings", *r_span], env=env)
+    assert saved.exit_code == 0, saved.output
+    found = re.search(r"= (-?[\d.]+) % ± ([\d.]+) % at 90%", saved.output)
+    assert found, saved.output
+    pct, band = float(found[1]), float(found[2])
+    assert pct - band <= 10.0 <= pct + band
     unknown = runner.invoke(app, ["weather", "outdoor", "nope"], env=env)
     assert unknown.exit_code == 1 and "unknown_device" in unknown.output

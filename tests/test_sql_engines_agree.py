@@ -12,7 +12,6 @@ on both sides of the bucket epoch (2000-01-01) with fractional seconds.
 from __future__ import annotations
 
 import math
-import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -23,8 +22,9 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert
+from sqlalchemy import Engine, insert
 
+from conftest import SERVER_URL, mariadb_unreachable
 from pf_testing import missing_prerequisite
 from powerflow_api import readings as api_readings
 from powerflow_common.db.engine import drop_database, make_engine, migrate
@@ -43,7 +43,6 @@ from powerflow_common.queries import ScopeKind, load_scope, period_sums, range_s
 from powerflow_common.settings import load_settings
 from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
-SERVER_URL = os.environ.get("POWERFLOW_TEST_DATABASE_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 H = timedelta(hours=1)
 # Two windows of hours around the spring and autumn changes (and the months' ends).
 SPRING = (datetime(2026, 2, 20, tzinfo=UTC), datetime(2026, 4, 6, tzinfo=UTC))
@@ -60,21 +59,10 @@ REL_TOLERANCE = 1e-9
 PERIODS: tuple[Period, ...] = ("day", "week", "month")
 
 
-def _mariadb_missing() -> str | None:
-    try:
-        engine = create_engine(SERVER_URL, connect_args={"connect_timeout": 2})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:  # any failure to connect means: not here
-        return f"MariaDB at {SERVER_URL} is not reachable ({type(exc).__name__})"
-    return None
-
-
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Engine]]:
     """The same rows in a SQLite file and in a MariaDB database of this module's own."""
-    if missing := _mariadb_missing():
+    if missing := mariadb_unreachable():
         missing_prerequisite(missing)
     folder: Path = tmp_path_factory.mktemp("engines-agree")
     urls = {

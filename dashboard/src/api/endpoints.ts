@@ -133,6 +133,7 @@ export async function getCostSummary(siteId: number): Promise<CostSummary | null
     throw e
   }
 }
+
 // --- Baselines and savings ------------------------------------------------------------------
 export const listBaselines = (siteId: number) => apiJson<Baseline[]>(`/sites/${siteId}/baselines`)
 /** One baseline with its days (actual and predicted kWh, outdoor temperature). */
@@ -144,6 +145,7 @@ export const getSavings = (siteId: number, start: string, end: string, baselineI
   apiJson<SavingsResult>(`/sites/${siteId}/savings`, {
     query: { start, end, ...(baselineId === undefined ? {} : { baseline_id: baselineId }) },
   })
+
 // Alerts (issue 15; README "Alerts"). Newest first, a page at a time.
 
 export const ALERTS_PAGE = 50

@@ -321,6 +321,8 @@ export interface CostSummary {
   today: CostLines
   month_so_far: Bill
   forecast: CostForecast
+}
+
 // --- Baselines and savings (controllers/baselines.py, savings_schemas.py) ---------------------
 
 export type TemperatureSource = 'device' | 'weather'
@@ -427,6 +429,8 @@ export interface SavingsResult {
   days_missing: number
   overlaps_baseline: boolean
   days: SavingsDay[]
+}
+
 // Alerts (issue 15): GET /alerts, POST /alerts/{id}/acknowledge, POST /alerts/{id}/mute.
 export type AlertState = 'open' | 'cleared' | 'all'
 

@@ -254,39 +254,48 @@ def _sse_of(
     return out
 
 
+def _pairs_for(
+    kind: ModelKind, grid_h: NDArray[np.float64], grid_c: NDArray[np.float64]
+) -> list[Pair]:
+    """The (heating, cooling) change-point pairs a model kind tries on these grids."""
+    if kind == "mean":
+        return [(None, None)]
+    if kind == "3p_heating":
+        return [(float(h), None) for h in grid_h]
+    if kind == "3p_cooling":
+        return [(None, float(c)) for c in grid_c]
+    if kind == "4p":
+        return [(float(h), float(h)) for h in grid_h]
+    return [(float(h), float(c)) for h in grid_h for c in grid_c if h < c]
+
+
+def _best_of(
+    t: NDArray[np.float64], y: NDArray[np.float64], pairs: list[Pair]
+) -> tuple[Pair, float] | None:
+    """The pair of least SSE and its SSE; None when there is no pair to try."""
+    if not pairs:
+        return None
+    sse = _sse_of(t, y, pairs)
+    i = int(np.argmin(sse))
+    return pairs[i], float(sse[i])
+
+
+def _around(x: float | None) -> NDArray[np.float64]:
+    """The fine grid one coarse step either side of a change point."""
+    if x is None:
+        return np.array([0.0])
+    return np.round(np.arange(x - COARSE_STEP_C, x + COARSE_STEP_C + 1e-9, FINE_STEP_C), 6)
+
+
 def _search(kind: ModelKind, t: NDArray[np.float64], y: NDArray[np.float64]) -> _Candidate | None:
     """The change points of least SSE (a coarse grid, then a fine one around the best)."""
-
-    def pairs_for(grid_h: NDArray[np.float64], grid_c: NDArray[np.float64]) -> list[Pair]:
-        if kind == "mean":
-            return [(None, None)]
-        if kind == "3p_heating":
-            return [(float(h), None) for h in grid_h]
-        if kind == "3p_cooling":
-            return [(None, float(c)) for c in grid_c]
-        if kind == "4p":
-            return [(float(h), float(h)) for h in grid_h]
-        return [(float(h), float(c)) for h in grid_h for c in grid_c if h < c]
-
-    def best_of(pairs: list[Pair]) -> tuple[Pair, float] | None:
-        if not pairs:
-            return None
-        sse = _sse_of(t, y, pairs)
-        i = int(np.argmin(sse))
-        return pairs[i], float(sse[i])
-
-    def around(x: float | None) -> NDArray[np.float64]:
-        if x is None:
-            return np.array([0.0])
-        return np.round(np.arange(x - COARSE_STEP_C, x + COARSE_STEP_C + 1e-9, FINE_STEP_C), 6)
-
     coarse = _grid(t, COARSE_STEP_C)
-    found = best_of(pairs_for(coarse, coarse))
+    found = _best_of(t, y, _pairs_for(kind, coarse, coarse))
     if found is None:
         return None
     (th, tc), sse = found
     if kind != "mean":
-        fine = best_of(pairs_for(around(th), around(tc)))
+        fine = _best_of(t, y, _pairs_for(kind, _around(th), _around(tc)))
         if fine is not None and fine[1] <= sse:
             th, tc = fine[0]
     done = _ols(t, y, th, tc, _PARAMS[kind])

@@ -497,12 +497,6 @@ class Settings(BaseSettings):
     """How long one broker admin step of an enrolment from the API may wait for the broker
     before the request answers 503."""
 
-    # --- Renamed settings: the old names, kept for one deprecation cycle -----------------
-    @property
-    def api_timezone(self) -> str:
-        """Deprecated: ``organisation_timezone``. Kept until the reporter reads the new name."""
-        return self.organisation_timezone
-
     # --- Baselines and savings (issue 15; powerflow_common.baselines, docs/architecture.md) ---
     # Data sufficiency of a baseline period: a full year of usable days, or at least this
     # many days spanning at least this range of daily mean outdoor temperature; and this
@@ -662,6 +656,13 @@ class Settings(BaseSettings):
     def nats_servers(self) -> list[str]:
         """The NATS server URLs, split from the comma-separated setting."""
         return [s.strip() for s in self.nats_url.split(",") if s.strip()]
+
+    # TEMPORARY (coordinator: delete once step-reporter is merged and its job.py reads
+    # organisation_timezone): the renamed setting's old attribute, for the reporter.
+    @property
+    def api_timezone(self) -> str:
+        """Deprecated: ``organisation_timezone``."""
+        return self.organisation_timezone
 
 
 @dataclass(frozen=True, slots=True)

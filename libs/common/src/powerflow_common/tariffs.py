@@ -200,17 +200,32 @@ def validate_definition(d: TariffDefinition) -> TariffDefinition:
         raise TariffError("bad_months", "the seasons must cover months 1..12, each exactly once")
     bands: set[str] = set()
     for s in d.seasons:
-        if len(s.hours) != HOURS_PER_DAY:
-            raise TariffError("bad_hours", f"season {s.name!r} needs 24 hourly bands")
-        missing = set(s.hours) - set(s.rates)
-        if missing:
-            raise TariffError("band_without_rate", f"season {s.name!r}: no rate for {missing}")
-        if len(s.rates) > MAX_BANDS or any(len(b) > MAX_NAME for b in s.rates):
-            raise TariffError("bad_bands", f"season {s.name!r}: at most {MAX_BANDS} bands")
-        if any(not math.isfinite(r) or r < 0 for r in s.rates.values()):
-            raise TariffError("bad_rate", f"season {s.name!r}: rates are finite and >= 0")
-        bands |= set(s.rates)
-    rules = d.days
+        bands |= _season_bands(s)
+    _check_day_rules(d.days, bands)
+    for value in (d.fixed_per_day, d.fixed_per_month):
+        if not math.isfinite(value) or value < 0:
+            raise TariffError("bad_fixed_charge", "fixed charges are finite and >= 0")
+    if d.demand is not None:
+        _check_demand_rule(d.demand)
+    return d
+
+
+def _season_bands(s: Season) -> set[str]:
+    """The bands a season names, once each has 24 hours and a finite rate; else TariffError."""
+    if len(s.hours) != HOURS_PER_DAY:
+        raise TariffError("bad_hours", f"season {s.name!r} needs 24 hourly bands")
+    missing = set(s.hours) - set(s.rates)
+    if missing:
+        raise TariffError("band_without_rate", f"season {s.name!r}: no rate for {missing}")
+    if len(s.rates) > MAX_BANDS or any(len(b) > MAX_NAME for b in s.rates):
+        raise TariffError("bad_bands", f"season {s.name!r}: at most {MAX_BANDS} bands")
+    if any(not math.isfinite(r) or r < 0 for r in s.rates.values()):
+        raise TariffError("bad_rate", f"season {s.name!r}: rates are finite and >= 0")
+    return set(s.rates)
+
+
+def _check_day_rules(rules: DayRules, bands: set[str]) -> None:
+    """Day rules name only bands with a rate and a holiday calendar that exists."""
     for band in [*rules.saturday.values(), rules.sunday_band, rules.holiday_band]:
         if band is not None and band not in bands:
             raise TariffError("unknown_band", f"day rules name band {band!r}, which has no rate")
@@ -221,20 +236,17 @@ def validate_definition(d: TariffDefinition) -> TariffDefinition:
             raise TariffError(
                 "unknown_country", f"no holiday calendar for {rules.holiday_country!r}"
             ) from exc
-    for value in (d.fixed_per_day, d.fixed_per_month):
-        if not math.isfinite(value) or value < 0:
-            raise TariffError("bad_fixed_charge", "fixed charges are finite and >= 0")
-    if d.demand is not None:
-        dr = d.demand
-        if not math.isfinite(dr.charge_per_kw) or dr.charge_per_kw < 0:
-            raise TariffError("bad_demand_charge", "the demand charge is finite and >= 0")
-        if not 0 <= dr.min_fraction_of_contract <= 1:
-            raise TariffError("bad_floor", "min_fraction_of_contract is between 0 and 1")
-        if not 1 <= dr.ratchet_lookback_months <= 24:
-            raise TariffError("bad_lookback", "ratchet_lookback_months is 1..24")
-        if any(m not in range(1, 13) for m in dr.ratchet_months):
-            raise TariffError("bad_months", "ratchet months are 1..12")
-    return d
+
+
+def _check_demand_rule(dr: DemandRule) -> None:
+    if not math.isfinite(dr.charge_per_kw) or dr.charge_per_kw < 0:
+        raise TariffError("bad_demand_charge", "the demand charge is finite and >= 0")
+    if not 0 <= dr.min_fraction_of_contract <= 1:
+        raise TariffError("bad_floor", "min_fraction_of_contract is between 0 and 1")
+    if not 1 <= dr.ratchet_lookback_months <= 24:
+        raise TariffError("bad_lookback", "ratchet_lookback_months is 1..24")
+    if any(m not in range(1, 13) for m in dr.ratchet_months):
+        raise TariffError("bad_months", "ratchet months are 1..12")
 
 
 def select_tariff(tariffs: Iterable[Tariff], name: str, on: date) -> Tariff:

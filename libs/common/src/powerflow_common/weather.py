@@ -71,6 +71,79 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where a KMA ASOS file keeps the station, the time and the temperature."""
+
+    station: int
+    time: int
+    temperature: int
+    daily: bool  # a daily file (평균기온) or an hourly one (기온)
+
+
+def _layout(header: list[str]) -> _Layout:
+    i_station, i_time = _column(header, _STATION), _column(header, _TIME)
+    i_daily, i_hourly = _column(header, _DAILY_MEAN), _column(header, _HOURLY)
+    i_temp = i_daily if i_daily is not None else i_hourly
+    if i_station is None or i_time is None or i_temp is None:
+        raise WeatherRejected(
+            "not_kma_asos",
+            "Not a KMA ASOS CSV: its header needs 지점, 일시 and 평균기온(°C) (daily) or "
+            f"기온(°C) (hourly); it has {', '.join(h.strip() for h in header[:8])}.",
+        )
+    return _Layout(i_station, i_time, i_temp, daily=i_daily is not None)
+
+
+def _observation(
+    row: list[str], line: int, layout: _Layout, tz: ZoneInfo
+) -> tuple[str, date, float] | None:
+    """A row's station, site-local day and temperature; None for a blank or missing value."""
+    if not row or not any(cell.strip() for cell in row):
+        return None
+    if len(row) <= max(layout.station, layout.time, layout.temperature):
+        raise WeatherRejected("short_row", f"Line {line} has too few columns.")
+    text = row[layout.temperature].strip()
+    if not text:
+        return None  # a missing observation
+    stamp = row[layout.time].strip()
+    try:
+        value = float(text)
+        when = (
+            date.fromisoformat(stamp[:10])
+            if layout.daily
+            else datetime.fromisoformat(stamp).replace(tzinfo=KST).astimezone(tz).date()
+        )
+    except (ValueError, OverflowError) as exc:
+        raise WeatherRejected(
+            "bad_value", f"Line {line}: {row[layout.time]!r} / {text!r} is not a time and a number."
+        ) from exc
+    if not (MIN_TEMPERATURE_C <= value <= MAX_TEMPERATURE_C) or not 1971 <= when.year <= 2199:
+        raise WeatherRejected(
+            "out_of_range",
+            f"Line {line}: {value} °C on {when} is outside -70..60 °C or 1971..2199.",
+        )
+    return row[layout.station].strip(), when, value
+
+
+def _chosen_station(stations: list[str], station: str | None) -> str:
+    """``station``, or the file's only one; else WeatherRejected saying which exist."""
+    if not stations:
+        raise WeatherRejected("no_rows", "The file has no temperature rows.")
+    if station is None:
+        if len(stations) > 1:
+            raise WeatherRejected(
+                "several_stations",
+                f"The file holds stations {', '.join(sorted(stations))}: choose one (--station).",
+            )
+        return stations[0]
+    if station not in stations:
+        raise WeatherRejected(
+            "unknown_station",
+            f"Station {station} is not in the file (it has {', '.join(sorted(stations))}).",
+        )
+    return station
+
+
 def parse_kma_asos_csv(
     data: bytes,
     *,
@@ -83,17 +156,7 @@ def parse_kma_asos_csv(
     header = next(rows, None)
     if header is None:
         raise WeatherRejected("empty", "The file is empty.")
-    i_station, i_time = _column(header, _STATION), _column(header, _TIME)
-    i_daily, i_hourly = _column(header, _DAILY_MEAN), _column(header, _HOURLY)
-    if i_station is None or i_time is None or (i_daily is None and i_hourly is None):
-        raise WeatherRejected(
-            "not_kma_asos",
-            "Not a KMA ASOS CSV: its header needs 지점, 일시 and 평균기온(°C) (daily) or "
-            f"기온(°C) (hourly); it has {', '.join(h.strip() for h in header[:8])}.",
-        )
-    daily = i_daily is not None
-    i_temp = i_daily if i_daily is not None else i_hourly
-    assert i_temp is not None
+    layout = _layout(header)
     tz = ZoneInfo(site_timezone)
     values: dict[str, dict[date, list[float]]] = defaultdict(lambda: defaultdict(list))
     for line, row in enumerate(rows, start=2):
@@ -101,50 +164,13 @@ def parse_kma_asos_csv(
             raise WeatherRejected(
                 "too_many_rows", f"More than {MAX_ROWS} rows: split the file by years."
             )
-        if not row or not any(cell.strip() for cell in row):
-            continue
-        if len(row) <= max(i_station, i_time, i_temp):
-            raise WeatherRejected("short_row", f"Line {line} has too few columns.")
-        text = row[i_temp].strip()
-        if not text:
-            continue  # a missing observation
-        try:
-            value = float(text)
-            when = (
-                date.fromisoformat(row[i_time].strip()[:10])
-                if daily
-                else datetime.fromisoformat(row[i_time].strip())
-                .replace(tzinfo=KST)
-                .astimezone(tz)
-                .date()
-            )
-        except (ValueError, OverflowError) as exc:
-            raise WeatherRejected(
-                "bad_value", f"Line {line}: {row[i_time]!r} / {text!r} is not a time and a number."
-            ) from exc
-        if not (MIN_TEMPERATURE_C <= value <= MAX_TEMPERATURE_C) or not 1971 <= when.year <= 2199:
-            raise WeatherRejected(
-                "out_of_range",
-                f"Line {line}: {value} °C on {when} is outside -70..60 °C or 1971..2199.",
-            )
-        values[row[i_station].strip()][when].append(value)
-    if not values:
-        raise WeatherRejected("no_rows", "The file has no temperature rows.")
-    if station is None:
-        if len(values) > 1:
-            raise WeatherRejected(
-                "several_stations",
-                f"The file holds stations {', '.join(sorted(values))}: choose one (--station).",
-            )
-        station = next(iter(values))
-    if station not in values:
-        raise WeatherRejected(
-            "unknown_station",
-            f"Station {station} is not in the file (it has {', '.join(sorted(values))}).",
-        )
+        seen = _observation(row, line, layout, tz)
+        if seen is not None:
+            values[seen[0]][seen[1]].append(seen[2])
+    station = _chosen_station(list(values), station)
     out = []
     for day, temps in sorted(values[station].items()):
-        if daily:
+        if layout.daily:
             out.append(WeatherDay(station, day, temps[-1], 24))
         elif len(temps) >= min_hours:
             out.append(WeatherDay(station, day, sum(temps) / len(temps), len(temps)))

@@ -117,6 +117,21 @@ def configure_sqlite(engine: Engine, *, synchronous: str = SQLITE_SYNCHRONOUS) -
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == SQLITE_BEGIN_IMMEDIATE else "BEGIN")
 
 
+def connect_failure(url: str, *, timeout_s: int = 2) -> str | None:
+    """Why a connection to the server at ``url`` fails (the error's type and first line), or
+    None when it answers; for tests and benchmarks deciding whether a server is there."""
+    try:
+        args = {} if is_sqlite(url) else {"connect_timeout": timeout_s}  # pymysql's
+        probe = create_engine(url, connect_args=args)
+        with probe.connect():
+            pass
+        probe.dispose()
+    except Exception as exc:  # any failure to connect means: not there
+        first_line = (str(exc).splitlines() or [""])[0][:120]
+        return f"{type(exc).__name__}: {first_line}"
+    return None
+
+
 def ensure_database(url: str) -> None:
     """Create the URL's database when it does not exist yet (SQLite: its folder; MySQL:
     ``CREATE DATABASE`` utf8mb4)."""
