@@ -1,7 +1,8 @@
 """Time a report's fact computation: one month of 100 devices from hourly_stats (aim: under 2 s).
 
 Makes its own database (``POWERFLOW_BENCH_DATABASE_SERVER``, default local root), fills it,
-times ``load_inputs`` + ``compute_facts`` for the site, prints the result and drops it again.
+times ``load_inputs`` + ``compute_facts`` for the site (on a tariff: the report costs and
+bills its month), prints the result and drops it again.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import insert
 
 from powerflow_common.db.engine import drop_database, make_engine, migrate
-from powerflow_common.db.models import Device, HourlyStat, Site
+from powerflow_common.db.models import Device, HourlyStat, Site, SiteTariff
 from powerflow_common.periods import utc_bounds
+from powerflow_common.settings import load_settings
 from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
 DEVICES = 100
@@ -61,6 +63,18 @@ def main() -> None:
                 ],
             )
             ids = [r[0] for r in conn.exec_driver_sql("SELECT id FROM devices ORDER BY id")]
+            # On a seeded tariff valid in January 2026 (migration 0010; KEPCO's start in June
+            # 2026): the report also costs the month and bills it.
+            conn.execute(
+                insert(SiteTariff).values(
+                    site_id=site_id,
+                    tariff_name="gb-price-cap-flat",
+                    contract_power_kw=300.0,
+                    valid_from=date(2025, 1, 1),
+                    recorded_at=now,
+                    recorded_by="bench",
+                )
+            )
         hours = int((end - start + timedelta(days=31)) / timedelta(hours=1))  # and the month before
         first = start - timedelta(days=31)
         fill_started = time.perf_counter()
@@ -104,6 +118,7 @@ def main() -> None:
                     start,
                     end,
                     default_tz="Asia/Seoul",
+                    settings=load_settings(),
                 )
             loaded = time.perf_counter()
             facts = compute_facts(inputs)
@@ -113,7 +128,9 @@ def main() -> None:
             f"reporter facts: {DEVICES} devices x {len(inputs.rows) // DEVICES} hours "
             f"({len(inputs.rows)} rows; the previous month summed in SQL): "
             f"load {best[0]:.3f} s + compute {best[1]:.3f} s = {sum(best):.3f} s "
-            f"(best of 3; aim < 2 s; {len(facts.values)} facts; filled in {filled_s:.1f} s)"
+            f"(best of 3; aim < 2 s; {len(facts.values)} facts; filled in {filled_s:.1f} s); "
+            f"cost {facts.value('cost1_currency')} {facts.value('cost1_energy_related_total')}, "
+            f"{facts.value('cost1_bill_months')} bill(s)"
         )
     finally:
         engine.dispose()

@@ -36,6 +36,11 @@ GOOD_ANSWER: dict[str, Any] = {
     "{{device_top1_kwh}}.",
     "emissions": "Location-based emissions were {{co2_location_t}} in 2026.",
     "environmental_correlations": "Power and temperature had r = {{corr_temperature_r}}.",
+    "electricity_cost": "The energy-related cost was {{cost1_energy_related_total}} "
+    "{{cost1_currency}}.",
+    "baseline_savings": "Savings against the baseline were {{baseline1_savings_pct}} "
+    "± {{baseline1_uncertainty_pct}}.",
+    "alerts": "{{alerts_count}} alerts were active, {{alerts_open_count}} open at the end.",
     "recommendations": [
         {
             "text": "Lower the night base load: {{savings_night_base_kwh}}.",

@@ -40,6 +40,7 @@ from powerflow_common.db.models import (
 )
 from powerflow_common.periods import Period
 from powerflow_common.queries import ScopeKind, load_scope, period_sums, range_sums
+from powerflow_common.settings import load_settings
 from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
 H = timedelta(hours=1)
@@ -431,7 +432,9 @@ def test_report_facts_agree(
     start, end = (m.replace(tzinfo=zone).astimezone(UTC) for m in month)
 
     def read(conn: Any) -> Any:
-        inputs = load_inputs(conn, scope, start, end, default_tz="America/New_York")
+        inputs = load_inputs(
+            conn, scope, start, end, default_tz="America/New_York", settings=load_settings()
+        )
         return {"inputs": inputs, "facts": compute_facts(inputs)}
 
     sqlite, mariadb = _on_both(engines, read)

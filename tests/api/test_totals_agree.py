@@ -28,6 +28,7 @@ from pf_api_data import add_contract, add_device, add_hour, add_site, bearer
 from sqlalchemy import Engine, select
 
 from powerflow_common.db.models import DEVICE_SITES, EMISSION_FACTORS
+from powerflow_common.settings import load_settings
 from powerflow_reporter.facts import ReportScope, compute_facts, load_inputs
 
 # Their SQL differs per engine (db.sqltime): run on SQLite and on MariaDB.
@@ -204,11 +205,23 @@ def test_summary_statistics_csv_and_report_facts_equal_the_hand_computed_totals(
     # The report facts, organisation and London, over the same range.
     with engine.connect() as conn:
         facts = compute_facts(
-            load_inputs(conn, ReportScope("organisation"), START, END, default_tz="Asia/Seoul")
+            load_inputs(
+                conn,
+                ReportScope("organisation"),
+                START,
+                END,
+                default_tz="Asia/Seoul",
+                settings=load_settings(),
+            )
         )
         london_facts = compute_facts(
             load_inputs(
-                conn, ReportScope("site", site_id=london), START, END, default_tz="Asia/Seoul"
+                conn,
+                ReportScope("site", site_id=london),
+                START,
+                END,
+                default_tz="Asia/Seoul",
+                settings=load_settings(),
             )
         )
     assert close(facts.number("total_kwh") or 0.0, TOTAL_KWH, WH)

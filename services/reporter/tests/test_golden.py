@@ -57,6 +57,9 @@ def _claude_narrative(facts: Facts) -> Narrative:
             "consumption_analysis": "{{device_1}} used {{device_top1_kwh}} <b>most</b>.",
             "emissions": template.sections["emissions"],
             "environmental_correlations": "Power and temperature: r = {{corr_temperature_r}}.",
+            "electricity_cost": template.sections["electricity_cost"],
+            "baseline_savings": template.sections["baseline_savings"],
+            "alerts": template.sections["alerts"],
         },
         recommendations=[
             Recommendation(

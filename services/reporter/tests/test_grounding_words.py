@@ -169,6 +169,9 @@ def _answer(**overrides: Any) -> dict[str, Any]:
         "consumption_analysis": "The largest consumer was {{device_top1_name}}.",
         "emissions": "Emissions were {{co2_location_kg}}.",
         "environmental_correlations": "The coefficient was {{corr_temperature_r}}.",
+        "electricity_cost": "The period cost {{cost1_energy_related_total}} {{cost1_currency}}.",
+        "baseline_savings": "Savings were {{baseline1_savings_pct}}.",
+        "alerts": "There were {{alerts_count}} alerts.",
         "recommendations": [
             {
                 "text": "Lower the night base load: {{savings_night_base_kwh}} "
@@ -189,6 +192,10 @@ KNOWN = {
     "savings_night_base_kwh",
     "savings_night_base_pct",
     "savings_bright_lighting_kwh",
+    "cost1_energy_related_total",
+    "cost1_currency",
+    "baseline1_savings_pct",
+    "alerts_count",
 }
 
 

@@ -18,9 +18,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, DateTime, func, select, type_coerce
 
-from powerflow_common.db.models import EMISSION_FACTORS, HOURLY_STATS
+from powerflow_common import costs
+from powerflow_common.alert_rules import KINDS as ALERT_KINDS
+from powerflow_common.baselines import BaselineRefused
+from powerflow_common.db.models import ALERT_RULES, ALERTS, EMISSION_FACTORS, HOURLY_STATS, SITES
 from powerflow_common.db.sqltime import bind_text
 from powerflow_common.errors import NotFound
+from powerflow_common.logs import get_logger
+from powerflow_common.periods import period_bounds_utc
 from powerflow_common.queries import (
     ScopeDevice,
     ScopeNotFound,
@@ -28,12 +33,17 @@ from powerflow_common.queries import (
     load_scope,
     span_condition,
 )
+from powerflow_common.savings import DayRange, site_savings
+from powerflow_common.settings import Settings
+from powerflow_common.tariffs import CostBreakdown
 from powerflow_common.totals import SiteEnergy, Span, contracted_by_site, scope2_by_site
 
 __all__ = [
     "BRIGHT_LUX",
     "FACT_GLOSSARY",
     "NIGHT_HOURS",
+    "AlertRow",
+    "CostBill",
     "Fact",
     "FactInputs",
     "FactorInfo",
@@ -42,8 +52,13 @@ __all__ = [
     "NoData",
     "PeriodHours",
     "ReportScope",
+    "SiteBaselineSavings",
+    "SiteCost",
+    "alert_facts",
+    "baseline_facts",
     "comparison_facts",
     "compute_facts",
+    "cost_facts",
     "coverage_facts",
     "day_facts",
     "device_facts",
@@ -74,6 +89,7 @@ Kind = Literal[
     "kwh_per_m2",
     "kwh_per_c",
     "kg_per_kwh",
+    "money",
     "date",
     "hour",
     "text",
@@ -106,7 +122,25 @@ savings_night_base_kwh / _kg / _pct: night base load above the period's lowest h
 savings_bright_lighting_kwh / _kg / _pct: energy above each light-sensing meter's floor in
   hours with at least 500 lux
 period_start_date, period_end_date, period_days, period_hours, scope_label, timezone
+cost1..3_currency / _site_count / _kwh / _energy_charge / _addons / _fund / _vat: per currency
+  (ISO code; by code; never added across currencies), the period's costed kWh and their cost
+cost1..3_energy_related_total: energy charge + add-ons + fund + VAT (no demand or fixed charge)
+cost1..3_currency / _bill_months / _bill_demand_charge / _bill_total: whole local months' bills
+cost_currency_count, cost_uncosted_kwh (kWh of hours without a tariff)
+cost_untariffed_site_count, cost_untariffed_sites (names of sites without a tariff)
+baseline1..5_site / _id / _model / _period_start / _period_end: per site with savings
+baseline1..5_days / _cv_rmse_pct / _nmbe_pct: reporting days used; the baseline's fit
+baseline1..5_days / _savings_kwh / _savings_pct / _uncertainty_kwh / _uncertainty_pct
+baseline1..5_confidence_pct: savings = baseline prediction - actual, +/- the uncertainty at it
+baseline_site_count, baseline_missing_site_count, baseline_missing_sites (no baseline or days)
+alerts_count, alerts_open_count, alerts_cleared_count (active in the period; state at its end)
+alerts_silence_count, alerts_power_above_count, alerts_power_below_count
+alerts_base_load_jump_count, alerts_daily_kwh_above_count, alerts_daily_kwh_below_count
+alert1..3_kind / _subject / _status: open ones first, then the latest raised
+alert1..3_raised_at: when it was raised (local time)
 """
+
+log = get_logger(__name__)
 
 # Local hours [0, 5) count as night for the base-load rule.
 NIGHT_HOURS = range(0, 5)
@@ -156,6 +190,78 @@ class FactorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class CostBill:
+    """A bill of one whole local month of a site (powerflow_common.costs.site_bill)."""
+
+    month: str  # YYYY-MM
+    tariff: str
+    billed_demand_kw: float | None
+    demand_charge: float
+    energy_charge: float
+    addons: float  # the bill's add-ons (climate-environment, fuel-cost adjustment ...)
+    fixed_charge: float
+    fund: float
+    vat: float
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCost:
+    """A site's cost of the period's counted kWh (powerflow_common.costs), or why there is none.
+
+    ``currency`` None: no tariff for any hour of the period (``reason`` says why); the site's
+    kWh are then all in ``uncosted_kwh``.
+    """
+
+    site_id: int
+    site_name: str
+    currency: str | None
+    kwh: float = 0.0  # costed kWh
+    energy_charge: float = 0.0
+    addons: float = 0.0
+    fund: float = 0.0
+    vat: float = 0.0
+    energy_related_total: float = 0.0
+    uncosted_kwh: float = 0.0
+    bills: tuple[CostBill, ...] = ()
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteBaselineSavings:
+    """A site's savings over the period against its baseline (powerflow_common.savings), or why
+    there are none (``reason``: no baseline fitted, no usable day ...; the numbers are then 0)."""
+
+    site_id: int
+    site_name: str
+    reason: str | None = None
+    baseline_id: int | None = None
+    model: str | None = None
+    baseline_first: date | None = None
+    baseline_last: date | None = None
+    cv_rmse_pct: float | None = None
+    nmbe_pct: float | None = None
+    days: int = 0
+    savings_kwh: float | None = None
+    savings_pct: float | None = None
+    uncertainty_kwh: float | None = None
+    uncertainty_pct: float | None = None
+    confidence: float | None = None  # a fraction, e.g. 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """An alert active in the period, with what it is about as people call it."""
+
+    id: int
+    kind: str
+    rule_name: str
+    subject: str  # a device's label or a site's name (untrusted text)
+    raised_at: datetime  # UTC
+    cleared_at: datetime | None  # UTC; None or after the period's end: open at its end
+
+
+@dataclass(frozen=True, slots=True)
 class FactInputs:
     """Everything ``compute_facts`` needs, loaded from the database or built by a test."""
 
@@ -171,6 +277,11 @@ class FactInputs:
     previous_rows: Sequence[HourRow]
     factors: Sequence[FactorInfo]
     floor_area_m2: float | None = None
+    # Cost, savings against a baseline and alerts of the period (load_extras); empty: none.
+    costs: Sequence[SiteCost] = ()
+    baselines: Sequence[SiteBaselineSavings] = ()
+    alerts: Sequence[AlertRow] = ()
+    alerts_truncated: bool = False  # more than MAX_ALERTS_LOADED: the first ones only
     # Each site's renewable contracts' kWh in the period (its own local days).
     contracted_kwh_by_site: Mapping[int | None, float] = field(default_factory=dict)
     # Hours the counted devices were counted (a moved device only part of the period);
@@ -269,6 +380,9 @@ def compute_facts(inputs: FactInputs) -> Facts:
         intensity_facts(hours.total_kwh, inputs.floor_area_m2),
         environment_facts(hours),
         savings_facts(hours),
+        cost_facts(inputs.costs),
+        baseline_facts(inputs.baselines),
+        alert_facts(inputs.alerts, ZoneInfo(inputs.tz), inputs.end_utc, inputs.alerts_truncated),
     ):
         facts.extend(part)
     return facts
@@ -637,6 +751,195 @@ def _bright_excess_kwh(rows: Iterable[HourRow]) -> float | None:
     return excess
 
 
+# Currencies, sites with savings and alerts a report names one by one (the rest: tables).
+MAX_CURRENCIES = 3
+MAX_BASELINE_SITES = 5
+TOP_ALERTS = 3
+MAX_TABLE_ROWS = 50
+MAX_NAMED_SITES = 10
+
+
+def cost_facts(costs: Sequence[SiteCost]) -> Facts:
+    """The period's cost per currency (never added across currencies) and who has no tariff.
+
+    Per currency: the energy-related cost of the costed kWh (any range of hours), and the sum
+    of the bills of the whole local months in the period (with their demand and fixed
+    charges). A site without a tariff adds no number: it is counted and named.
+    """
+    by_currency: dict[str, list[SiteCost]] = defaultdict(list)
+    for c in costs:
+        if c.currency is not None:
+            by_currency[c.currency].append(c)
+    currencies = sorted(by_currency)
+    untariffed = sorted((c for c in costs if c.currency is None), key=lambda c: c.site_name)
+    facts = Facts()
+    facts.add("cost_currency_count", len(currencies) if costs else None, "count")
+    facts.add(
+        "cost_uncosted_kwh", math.fsum(c.uncosted_kwh for c in costs) if costs else None, "kwh"
+    )
+    facts.add("cost_untariffed_site_count", len(untariffed) if costs else None, "count")
+    facts.add(
+        "cost_untariffed_sites",
+        ", ".join(c.site_name for c in untariffed[:MAX_NAMED_SITES]) or None,
+        "text",
+    )
+    for i in range(MAX_CURRENCIES):
+        group = by_currency[currencies[i]] if i < len(currencies) else []
+        bills = [b for c in group for b in c.bills]
+
+        def total(values: Iterable[float], group: list[SiteCost] = group) -> float | None:
+            return math.fsum(values) if group else None
+
+        n = i + 1
+        facts.add(f"cost{n}_currency", currencies[i] if group else None, "text")
+        facts.add(f"cost{n}_site_count", len(group) if group else None, "count")
+        facts.add(f"cost{n}_kwh", total(c.kwh for c in group), "kwh")
+        facts.add(f"cost{n}_energy_charge", total(c.energy_charge for c in group), "money")
+        facts.add(f"cost{n}_addons", total(c.addons for c in group), "money")
+        facts.add(f"cost{n}_fund", total(c.fund for c in group), "money")
+        facts.add(f"cost{n}_vat", total(c.vat for c in group), "money")
+        facts.add(
+            f"cost{n}_energy_related_total", total(c.energy_related_total for c in group), "money"
+        )
+        facts.add(f"cost{n}_bill_months", len(bills) if group else None, "count")
+        facts.add(
+            f"cost{n}_bill_demand_charge",
+            math.fsum(b.demand_charge for b in bills) if bills else None,
+            "money",
+        )
+        facts.add(
+            f"cost{n}_bill_total", math.fsum(b.total for b in bills) if bills else None, "money"
+        )
+    facts.tables["cost_by_site"] = [
+        {
+            "site": c.site_name,
+            "currency": c.currency,
+            "kwh": c.kwh,
+            "energy_related_total": c.energy_related_total if c.currency else None,
+            "uncosted_kwh": c.uncosted_kwh,
+            "reason": c.reason,
+        }
+        for c in sorted(costs, key=lambda c: (c.site_name, c.site_id))[:MAX_TABLE_ROWS]
+    ]
+    facts.tables["cost_bills"] = [
+        {
+            "site": c.site_name,
+            "currency": c.currency,
+            "month": b.month,
+            "tariff": b.tariff,
+            "billed_demand_kw": b.billed_demand_kw,
+            "demand_charge": b.demand_charge,
+            "energy_charge": b.energy_charge,
+            "addons": b.addons,
+            "fixed_charge": b.fixed_charge,
+            "fund": b.fund,
+            "vat": b.vat,
+            "total": b.total,
+        }
+        for c in sorted(costs, key=lambda c: (c.site_name, c.site_id))
+        for b in c.bills
+    ][:MAX_TABLE_ROWS]
+    return facts
+
+
+def baseline_facts(sites: Sequence[SiteBaselineSavings]) -> Facts:
+    """Savings against each site's baseline with their uncertainty, and the sites without."""
+    with_savings = sorted((s for s in sites if s.reason is None), key=lambda s: s.site_id)
+    missing = sorted((s for s in sites if s.reason is not None), key=lambda s: s.site_name)
+    facts = Facts()
+    facts.add("baseline_site_count", len(with_savings) if sites else None, "count")
+    facts.add("baseline_missing_site_count", len(missing) if sites else None, "count")
+    facts.add(
+        "baseline_missing_sites",
+        ", ".join(s.site_name for s in missing[:MAX_NAMED_SITES]) or None,
+        "text",
+    )
+    for i in range(MAX_BASELINE_SITES):
+        s = with_savings[i] if i < len(with_savings) else None
+        n = f"baseline{i + 1}"
+        first = s.baseline_first.isoformat() if s and s.baseline_first else None
+        last = s.baseline_last.isoformat() if s and s.baseline_last else None
+        facts.add(f"{n}_site", s.site_name if s else None, "text")
+        facts.add(f"{n}_id", s.baseline_id if s else None, "count")
+        facts.add(f"{n}_model", s.model if s else None, "text")
+        facts.add(f"{n}_period_start", first, "date")
+        facts.add(f"{n}_period_end", last, "date")
+        facts.add(f"{n}_cv_rmse_pct", s.cv_rmse_pct if s else None, "pct")
+        facts.add(f"{n}_nmbe_pct", s.nmbe_pct if s else None, "pct_change")
+        facts.add(f"{n}_days", s.days if s else None, "count")
+        facts.add(f"{n}_savings_kwh", s.savings_kwh if s else None, "kwh")
+        facts.add(f"{n}_savings_pct", s.savings_pct if s else None, "pct_change")
+        facts.add(f"{n}_uncertainty_kwh", s.uncertainty_kwh if s else None, "kwh")
+        facts.add(f"{n}_uncertainty_pct", s.uncertainty_pct if s else None, "pct")
+        facts.add(
+            f"{n}_confidence_pct",
+            s.confidence * 100 if s and s.confidence is not None else None,
+            "pct",
+        )
+    facts.tables["baseline_savings"] = [
+        {
+            "site": s.site_name,
+            "baseline_id": s.baseline_id,
+            "model": s.model,
+            "cv_rmse_pct": s.cv_rmse_pct,
+            "nmbe_pct": s.nmbe_pct,
+            "savings_kwh": s.savings_kwh,
+            "savings_pct": s.savings_pct,
+            "uncertainty_kwh": s.uncertainty_kwh,
+            "uncertainty_pct": s.uncertainty_pct,
+            "reason": s.reason,
+        }
+        for s in [*with_savings, *missing][:MAX_TABLE_ROWS]
+    ]
+    return facts
+
+
+def alert_facts(
+    alerts: Sequence[AlertRow],
+    zone: ZoneInfo,
+    end_utc: datetime | None = None,
+    truncated: bool = False,
+) -> Facts:
+    """The alerts active in the period: how many of each kind, open or cleared at its end, and
+    the first few (open ones first, then the latest raised)."""
+
+    def is_open(a: AlertRow) -> bool:
+        return a.cleared_at is None or (end_utc is not None and a.cleared_at >= end_utc)
+
+    ranked = sorted(alerts, key=lambda a: (not is_open(a), -a.raised_at.timestamp(), a.id))
+    open_count = sum(1 for a in alerts if is_open(a))
+    facts = Facts()
+    if truncated:
+        facts.notes["alerts"] = f"only the first {len(alerts)} alerts of the period were read"
+    facts.add("alerts_count", len(alerts), "count")
+    facts.add("alerts_open_count", open_count, "count")
+    facts.add("alerts_cleared_count", len(alerts) - open_count, "count")
+    for kind in ALERT_KINDS:
+        facts.add(f"alerts_{kind}_count", sum(1 for a in alerts if a.kind == kind), "count")
+
+    def local(at: datetime) -> str:
+        return at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    for i in range(TOP_ALERTS):
+        a = ranked[i] if i < len(ranked) else None
+        n = f"alert{i + 1}"
+        facts.add(f"{n}_kind", a.kind if a else None, "text")
+        facts.add(f"{n}_subject", a.subject if a else None, "text")
+        facts.add(f"{n}_raised_at", local(a.raised_at) if a else None, "hour")
+        facts.add(f"{n}_status", ("open" if is_open(a) else "cleared") if a else None, "text")
+    facts.tables["alerts"] = [
+        {
+            "kind": a.kind,
+            "rule": a.rule_name,
+            "subject": a.subject,
+            "raised_at": local(a.raised_at),
+            "cleared_at": None if is_open(a) or a.cleared_at is None else local(a.cleared_at),
+        }
+        for a in ranked[:MAX_TABLE_ROWS]
+    ]
+    return facts
+
+
 def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values) if values else math.nan
 
@@ -694,8 +997,10 @@ def load_inputs(
     end_utc: datetime,
     *,
     default_tz: str,
+    settings: Settings,
 ) -> FactInputs:
-    """Read the scope's devices, hourly rows (this and the previous period) and factors.
+    """Read the scope's devices, hourly rows (this and the previous period) and factors, and
+    the scope's cost, savings against its baselines and alerts of the period.
 
     Which device counts in which hour, on which site, and each site's contracts come from
     powerflow_common.totals (through queries.load_scope), as for the API statistics.
@@ -727,6 +1032,15 @@ def load_inputs(
         )
         for f in conn.execute(select(_factors).where(_factors.c.id.in_(factor_ids or {-1})))
     ]
+    sites = _scope_sites(conn, totals)
+    site_ids = [i for i, _ in sites] or [-1]
+    zones = {
+        int(r.id): str(r.timezone)
+        for r in conn.execute(select(SITES.c.id, SITES.c.timezone).where(SITES.c.id.in_(site_ids)))
+    }
+    alerts, truncated = _scope_alerts(conn, totals, start_utc, end_utc)
+    if truncated:
+        log.warning("report_alerts_truncated", limit=MAX_ALERTS_LOADED)
     return FactInputs(
         scope=scope.kind,
         scope_label=totals.label,
@@ -740,6 +1054,13 @@ def load_inputs(
         factors=factors,
         floor_area_m2=totals.floor_area_m2,
         contracted_kwh_by_site=contracted_by_site(totals.contracts, start_utc, end_utc),
+        costs=[_site_cost(conn, i, name, start_utc, end_utc, default_tz) for i, name in sites],
+        baselines=[
+            _site_baseline_savings(conn, settings, i, name, zones[i], start_utc, end_utc)
+            for i, name in sites
+        ],
+        alerts=alerts,
+        alerts_truncated=truncated,
         counted_device_hours=sum(
             _hours_starting_in(max(s.start, start_utc), min(s.end, end_utc), start_utc)
             for s in period_spans
@@ -845,3 +1166,169 @@ def _previous_totals(
         )
         for r in result
     ]
+
+
+# --- loading the cost, the savings against baselines and the alerts (SQL) --------------------
+
+# Alerts a report reads at most (a period with more says so in its notes).
+MAX_ALERTS_LOADED = 10_000
+
+
+def _scope_sites(conn: Connection, totals: TotalsScope) -> list[tuple[int, str]]:
+    """The sites a cost or a baseline is computed for: the site, or every site of the
+    organisation; none for a list of devices (a tariff and a baseline are a site's)."""
+    if totals.kind == "site" and totals.site_id is not None:
+        return [(totals.site_id, totals.label)]
+    if totals.kind != "organisation":
+        return []
+    return [
+        (int(r.id), str(r.name))
+        for r in conn.execute(select(SITES.c.id, SITES.c.name).order_by(SITES.c.id))
+    ]
+
+
+def _site_cost(
+    conn: Connection,
+    site_id: int,
+    name: str,
+    start_utc: datetime,
+    end_utc: datetime,
+    default_tz: str,
+) -> SiteCost:
+    """A site's cost of the period through powerflow_common.costs (the totals' counted kWh)."""
+    scope = load_scope(conn, "site", default_tz=default_tz, site_id=site_id)
+    history = costs.site_tariff_history(conn, site_id)
+    if not history:
+        kwh = math.fsum(i.kwh for i in costs.hourly_intervals(conn, scope, start_utc, end_utc))
+        return SiteCost(site_id, name, None, uncosted_kwh=kwh, reason="no tariff assigned")
+    try:
+        currency, buckets, uncosted = costs.site_cost(conn, scope, "month", start_utc, end_utc)
+    except (costs.CostError, costs.NoTariff) as exc:  # mixed currencies, a tariff gone
+        return SiteCost(site_id, name, None, reason=str(exc))
+    parts = [b.cost for b in buckets if b.cost is not None]
+    zone = ZoneInfo(scope.timezone)
+    bills: list[CostBill] = []
+    for b in buckets:
+        lo, hi = period_bounds_utc("month", b.start, scope.timezone)
+        if lo < start_utc or hi > end_utc:
+            continue  # a month only partly in the period has no bill here
+        first = (lo + timedelta(hours=12)).astimezone(zone).date()
+        try:
+            bill = costs.site_bill(conn, scope, first.year, first.month)
+        except costs.NoTariff:
+            continue  # a month before the site's first tariff: its kWh are uncosted
+        if currency is None:
+            currency = bill.currency  # a month without counted kWh still has its bill
+        bills.append(
+            CostBill(
+                month=f"{bill.year:04d}-{bill.month:02d}",
+                tariff=bill.tariff.name,
+                billed_demand_kw=None if bill.demand is None else bill.demand.kw,
+                demand_charge=bill.demand_charge,
+                energy_charge=bill.energy_charge,
+                addons=math.fsum(bill.addons.values()),
+                fixed_charge=bill.fixed_charge,
+                fund=bill.fund,
+                vat=bill.vat,
+                total=bill.total,
+            )
+        )
+    if currency is None:
+        last_month = (end_utc - timedelta(seconds=1)).astimezone(zone).date().replace(day=1)
+        in_force = [h for h in history if h.valid_from <= last_month]
+        reason = (
+            f"tariff {in_force[-1].tariff_name!r} has no version valid in the period"
+            if in_force
+            else f"its tariff starts on {history[0].valid_from.isoformat()}, after the period"
+        )
+        return SiteCost(site_id, name, None, uncosted_kwh=uncosted, reason=reason)
+    total = costs.merge(parts) if parts else CostBreakdown(currency=currency)
+    return SiteCost(
+        site_id,
+        name,
+        currency,
+        kwh=total.kwh,
+        energy_charge=total.energy,
+        addons=math.fsum(total.addons.values()),
+        fund=total.fund,
+        vat=total.vat,
+        energy_related_total=total.total,
+        uncosted_kwh=uncosted,
+        bills=tuple(bills),
+    )
+
+
+def _site_baseline_savings(
+    conn: Connection, settings: Settings, site_id: int, name: str, tz: str,
+    start_utc: datetime, end_utc: datetime,
+) -> SiteBaselineSavings:  # fmt: skip
+    """A site's savings over the period's local days against its latest baseline."""
+    zone = ZoneInfo(tz)
+    days = DayRange.from_exclusive(
+        start_utc.astimezone(zone).date(), end_utc.astimezone(zone).date()
+    )
+    try:
+        found = site_savings(conn, settings, site_id, days)
+    except ScopeNotFound as exc:
+        return SiteBaselineSavings(site_id, name, reason=str(exc))
+    except BaselineRefused as exc:
+        return SiteBaselineSavings(site_id, name, reason=exc.detail)
+    stored, result = found.baseline, found.savings
+    return SiteBaselineSavings(
+        site_id,
+        name,
+        baseline_id=stored.id,
+        model=stored.model.kind,
+        baseline_first=stored.period.first,
+        baseline_last=stored.period.last,
+        cv_rmse_pct=stored.model.stats.cv_rmse_pct,
+        nmbe_pct=stored.model.stats.nmbe_pct,
+        days=result.m_reporting,
+        savings_kwh=result.savings_kwh,
+        savings_pct=result.savings_pct,
+        uncertainty_kwh=result.uncertainty_kwh,
+        uncertainty_pct=result.uncertainty_pct,
+        confidence=result.confidence,
+    )
+
+
+def _scope_alerts(
+    conn: Connection, totals: TotalsScope, start_utc: datetime, end_utc: datetime
+) -> tuple[list[AlertRow], bool]:
+    """Alerts active in [start, end) about the scope's devices (while on it) or its sites;
+    and whether there were more than MAX_ALERTS_LOADED."""
+    a, r = ALERTS.c, ALERT_RULES.c
+    rows = conn.execute(
+        select(a.id, a.kind, a.subject, a.raised_at, a.cleared_at, r.name)
+        .join(ALERT_RULES, ALERT_RULES.c.id == a.rule_id)
+        .where(a.raised_at < end_utc, (a.cleared_at.is_(None)) | (a.cleared_at >= start_utc))
+        .order_by(a.raised_at, a.id)
+        .limit(MAX_ALERTS_LOADED + 1)
+    ).all()
+    by_device = totals.spans_by_device()
+    labels = {d.id: d.label for d in totals.devices}
+    site_names = dict(_scope_sites(conn, totals)) if totals.kind in ("site", "organisation") else {}
+    out = []
+    for row in rows[:MAX_ALERTS_LOADED]:
+        raised = _utc(row.raised_at)
+        kind, _, raw_id = str(row.subject).partition(":")
+        if not raw_id.isdigit():
+            continue
+        subject_id = int(raw_id)
+        if kind == "device":
+            # A device's alert belongs to the scope it sat in when raised.
+            spans_of = by_device.get(subject_id, [])
+            if not spans_of or (totals.kind == "site" and _span_of(spans_of, raised) is None):
+                continue
+            label = labels.get(subject_id, f"device {subject_id}")
+        elif kind == "site" and subject_id in site_names:
+            label = site_names[subject_id]
+        else:
+            continue
+        cleared = None if row.cleared_at is None else _utc(row.cleared_at)
+        out.append(AlertRow(int(row.id), str(row.kind), str(row.name), label, raised, cleared))
+    return out, len(rows) > MAX_ALERTS_LOADED
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

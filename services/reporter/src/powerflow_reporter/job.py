@@ -131,6 +131,7 @@ def _produce(
             row.period_start,
             row.period_end,
             default_tz=ref.get("timezone", settings.api_timezone),
+            settings=settings,
         )
     facts = compute_facts(inputs)
     zone = ZoneInfo(inputs.tz)

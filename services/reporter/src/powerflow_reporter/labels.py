@@ -22,6 +22,7 @@ from powerflow_reporter.facts import Facts
 from powerflow_reporter.formatting import Language, facts_json
 
 __all__ = [
+    "CODE_TEXT_FACTS",
     "KEPT_TEXT_FACTS",
     "LABEL",
     "SCOPE_WORDS",
@@ -38,6 +39,16 @@ LABEL = re.compile(
 )
 # Text facts that are not free text: a time zone is a valid IANA key (ZoneInfo checked it).
 KEPT_TEXT_FACTS = frozenset({"timezone"})
+# Text facts from our own vocabularies (an alert rule's kind, an alert's state, a baseline's
+# model kind) or an ISO 4217 code (a tariff's currency, validated): sent as they are while
+# they look like one, so the model knows what it cites; anything else becomes a label.
+CODE_TEXT_FACTS = frozenset(
+    {f"alert{i}_kind" for i in range(1, 4)}
+    | {f"alert{i}_status" for i in range(1, 4)}
+    | {f"baseline{i}_model" for i in range(1, 6)}
+    | {f"cost{i}_currency" for i in range(1, 4)}
+)
+_CODE = re.compile(r"[a-z0-9][a-z0-9_]{0,31}|[A-Z]{3}")
 # The scope labels our own code writes (powerflow_common.queries.load_scope), not a site name.
 SCOPE_WORDS = frozenset({"organisation", "devices"})
 # The label family of each free-text fact; any other text fact is ``text_N``.
@@ -77,6 +88,8 @@ def assign_labels(facts: Facts) -> Labels:
     counters: dict[str, int] = {}
     for fact in facts.values.values():
         if fact.kind != "text" or fact.value is None or fact.id in KEPT_TEXT_FACTS:
+            continue
+        if fact.id in CODE_TEXT_FACTS and _CODE.fullmatch(str(fact.value)):
             continue
         top = _DEVICE_TOP.fullmatch(fact.id)
         if top is not None and int(top.group(1)) <= len(rows):

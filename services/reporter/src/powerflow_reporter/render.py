@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from powerflow_reporter.charts import bar_chart, scatter_chart
 from powerflow_reporter.facts import Facts
-from powerflow_reporter.formatting import Language, format_fact, format_number
+from powerflow_reporter.formatting import Language, format_code, format_fact, format_number
 from powerflow_reporter.grounding import fill_placeholders
 from powerflow_reporter.labels import assign_labels
 from powerflow_reporter.narrative import Narrative
@@ -91,6 +91,29 @@ UI: dict[str, dict[str, str]] = {
         "boundary_site": "Site",
         "boundary_organisation": "Organisation (all sites and devices)",
         "boundary_devices": "Selected devices",
+        # cost, savings against baselines, alerts
+        "site": "Site",
+        "currency": "Currency",
+        "energy_related": "Energy-related cost",
+        "uncosted": "kWh without tariff",
+        "note": "Note",
+        "cost_by_site": "Cost by site",
+        "bills": "Bills of whole months",
+        "month": "Month",
+        "billed_demand": "Billed demand (kW)",
+        "demand_charge": "Demand charge",
+        "energy_charge": "Energy charge",
+        "addons": "Add-ons",
+        "fund_vat": "Fund + VAT",
+        "bill_total": "Total",
+        "baseline": "Baseline",
+        "savings_col": "Savings (kWh)",
+        "alert_kind": "Kind",
+        "alert_rule": "Rule",
+        "alert_subject": "Device or site",
+        "raised": "Raised",
+        "cleared": "Cleared",
+        "open": "open",
     },
     "ko": {
         "title": "환경 보고서: 전력 사용량 및 Scope 2 배출량",
@@ -145,8 +168,94 @@ UI: dict[str, dict[str, str]] = {
         "boundary_site": "사업장",
         "boundary_organisation": "조직 전체 (모든 사업장과 기기)",
         "boundary_devices": "선택한 기기",
+        # cost, savings against baselines, alerts
+        "site": "사업장",
+        "currency": "통화",
+        "energy_related": "전력량 관련 요금",
+        "uncosted": "요금제 없는 kWh",
+        "note": "비고",
+        "cost_by_site": "사업장별 요금",
+        "bills": "전체 월 청구서",
+        "month": "월",
+        "billed_demand": "요금적용전력 (kW)",
+        "demand_charge": "기본요금",
+        "energy_charge": "전력량요금",
+        "addons": "부가 요금",
+        "fund_vat": "기금 + 부가가치세",
+        "bill_total": "합계",
+        "baseline": "기준선",
+        "savings_col": "절감량 (kWh)",
+        "alert_kind": "종류",
+        "alert_rule": "규칙",
+        "alert_subject": "기기 또는 사업장",
+        "raised": "발생",
+        "cleared": "해제",
+        "open": "진행 중",
     },
 }
+
+
+def _num(value: float | None, kind: str) -> str:
+    return "" if value is None else format_number(value, kind)
+
+
+def _extra_tables(
+    facts: Facts, t: dict[str, str], language: Language
+) -> dict[str, list[dict[str, str]]]:
+    """The cost, savings and alerts tables, formatted (names are untrusted: escaped later)."""
+    tables = facts.tables
+    return {
+        "cost_by_site": [
+            {
+                "site": c["site"],
+                "currency": c["currency"] or "",
+                "kwh": _num(c["kwh"], "kwh") if c["currency"] else "",
+                "total": _num(c["energy_related_total"], "money"),
+                "uncosted": _num(c["uncosted_kwh"], "kwh"),
+                "reason": c["reason"] or "",
+            }
+            for c in tables.get("cost_by_site", [])
+        ],
+        "cost_bills": [
+            {
+                "site": b["site"],
+                "month": b["month"],
+                "currency": b["currency"] or "",
+                "demand_kw": ""
+                if b["billed_demand_kw"] is None
+                else f"{b['billed_demand_kw']:,.1f}",
+                "demand_charge": _num(b["demand_charge"], "money"),
+                "energy_charge": _num(b["energy_charge"], "money"),
+                "addons": _num(b["addons"], "money"),
+                "fund_vat": _num(b["fund"] + b["vat"], "money"),
+                "total": _num(b["total"], "money"),
+            }
+            for b in tables.get("cost_bills", [])
+        ],
+        "baseline_savings": [
+            {
+                "site": b["site"],
+                "baseline": "" if b["baseline_id"] is None else f"#{b['baseline_id']} {b['model']}",
+                "cv": _num(b["cv_rmse_pct"], "pct"),
+                "nmbe": _num(b["nmbe_pct"], "pct_change"),
+                "kwh": _num(b["savings_kwh"], "kwh"),
+                "pct": _num(b["savings_pct"], "pct_change"),
+                "uncertainty": _num(b["uncertainty_pct"], "pct"),
+                "reason": b["reason"] or "",
+            }
+            for b in tables.get("baseline_savings", [])
+        ],
+        "alerts": [
+            {
+                "kind": format_code(a["kind"], language),
+                "rule": a["rule"],
+                "subject": a["subject"],
+                "raised_at": a["raised_at"],
+                "cleared_at": a["cleared_at"] or t["open"],
+            }
+            for a in tables.get("alerts", [])
+        ],
+    }
 
 
 def _displays(facts: Facts, language: Language) -> dict[str, str]:
@@ -252,6 +361,7 @@ def render_html(
         devices=devices,
         scope2_note=facts.notes.get("scope2", ""),
         boundary=t[f"boundary_{scope}"] + f": {displays['scope_label']}",
+        extra=_extra_tables(facts, t, language),
     )
 
 
@@ -264,7 +374,9 @@ def _md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def _md_scope2(t: dict[str, str], displays: dict[str, str]) -> list[str]:
+def _md_scope2(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
     """The emissions' tables: GHG Protocol Scope 2 both ways, and the GRI figures."""
     return [
         "| GHG Protocol Scope 2 | kWh | kg CO2e | t CO2e |",
@@ -280,9 +392,59 @@ def _md_scope2(t: dict[str, str], displays: dict[str, str]) -> list[str]:
     ]
 
 
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table of untrusted cells (escaped), or nothing without rows."""
+    if not rows:
+        return []
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def _md_cost(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
+    extra = _extra_tables(facts, t, language)
+    cols = ["site", "currency", "kwh", "total", "uncosted", "reason"]
+    bill_cols = ["site", "month", "currency", "demand_kw", "demand_charge", "energy_charge"]
+    bill_cols += ["addons", "fund_vat", "total"]
+    return _md_table(
+        [t["site"], t["currency"], "kWh", t["energy_related"], t["uncosted"], t["note"]],
+        [[c[k] for k in cols] for c in extra["cost_by_site"]],
+    ) + _md_table(
+        [t["site"], t["month"], t["currency"], t["billed_demand"], t["demand_charge"],
+         t["energy_charge"], t["addons"], t["fund_vat"], t["bill_total"]],
+        [[b[k] for k in bill_cols] for b in extra["cost_bills"]],
+    )  # fmt: skip
+
+
+def _md_baseline_savings(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
+    cols = ["site", "baseline", "cv", "nmbe", "kwh", "pct", "uncertainty", "reason"]
+    return _md_table(
+        [t["site"], t["baseline"], "CV(RMSE)", "NMBE", t["savings_col"], "%", "±", t["note"]],
+        [[b[k] for k in cols] for b in _extra_tables(facts, t, language)["baseline_savings"]],
+    )
+
+
+def _md_alerts(
+    t: dict[str, str], displays: dict[str, str], facts: Facts, language: Language
+) -> list[str]:
+    cols = ["kind", "rule", "subject", "raised_at", "cleared_at"]
+    return _md_table(
+        [t["alert_kind"], t["alert_rule"], t["alert_subject"], t["raised"], t["cleared"]],
+        [[a[k] for k in cols] for a in _extra_tables(facts, t, language)["alerts"]],
+    )
+
+
 # What the Markdown adds after a section's text, by section id (most sections: nothing).
-MARKDOWN_AFTER: dict[str, Callable[[dict[str, str], dict[str, str]], list[str]]] = {
+MarkdownBlock = Callable[[dict[str, str], dict[str, str], Facts, Language], list[str]]
+MARKDOWN_AFTER: dict[str, MarkdownBlock] = {
     "emissions": _md_scope2,
+    "electricity_cost": _md_cost,
+    "baseline_savings": _md_baseline_savings,
+    "alerts": _md_alerts,
 }
 
 
@@ -336,7 +498,7 @@ def render_markdown(
         lines += [f"## {section.title[language]}", "", text(narrative.sections[section.id]), ""]
         after = MARKDOWN_AFTER.get(section.id)
         if after is not None:
-            lines += after(t, displays)
+            lines += after(t, displays, facts, language)
     lines += [f"## {RECOMMENDATIONS.title[language]}", ""]
     lines += [f"- {text(r.text)}" for r in narrative.recommendations]
     lines += ["", f"## {t['by_device']}", "", "| # | | kWh | % |", "|---:|---|---:|---:|"]

@@ -284,6 +284,152 @@ SECTIONS: tuple[Section, ...] = (
             ),
         ),
     ),
+    # --- cost, savings against baselines, alerts (issue 15) ---
+    Section(
+        id="electricity_cost",
+        title=Text(en="Cost", ko="전기 요금"),
+        guidance="the electricity cost per currency (never added across currencies), its "
+        "breakdown and the bills of whole months; sites without a tariff",
+        owns=("cost1_", "cost2_", "cost3_", "cost_"),
+        owns_name="cost facts",
+        template=(
+            *(
+                Sentence(
+                    Text(
+                        en=f"In {{{{cost{i}_currency}}}}, the {{{{cost{i}_kwh}}}} costed came to "
+                        f"{{{{cost{i}_energy_related_total}}}}: energy charge "
+                        f"{{{{cost{i}_energy_charge}}}}, add-ons {{{{cost{i}_addons}}}}, fund "
+                        f"{{{{cost{i}_fund}}}} and VAT {{{{cost{i}_vat}}}} (demand and fixed "
+                        "charges are on the monthly bills).",
+                        ko=f"{{{{cost{i}_currency}}}} 기준 요금 산정 사용량 {{{{cost{i}_kwh}}}}의 "
+                        f"전력량 관련 요금은 {{{{cost{i}_energy_related_total}}}}입니다 "
+                        "(전력량요금 "
+                        f"{{{{cost{i}_energy_charge}}}}, 부가 요금 {{{{cost{i}_addons}}}}, 기금 "
+                        f"{{{{cost{i}_fund}}}}, 부가가치세 {{{{cost{i}_vat}}}}; 기본요금과 고정 "
+                        "요금은 월별 청구서에 포함).",
+                    ),
+                    needs=(f"cost{i}_currency",),
+                    otherwise=None
+                    if i > 1
+                    else Text(
+                        en="No site of this report has a tariff for the period, so no cost is "
+                        "stated.",
+                        ko="이 보고서의 사업장에는 해당 기간의 요금제가 없어 요금을 산정하지 "
+                        "않았습니다.",
+                    ),
+                )
+                for i in range(1, 4)
+            ),
+            *(
+                Sentence(
+                    Text(
+                        en=f"The bills of whole months in {{{{cost{i}_currency}}}} "
+                        f"({{{{cost{i}_bill_months}}}}) total {{{{cost{i}_bill_total}}}}, of "
+                        f"which demand charges {{{{cost{i}_bill_demand_charge}}}}.",
+                        ko=f"{{{{cost{i}_currency}}}} 기준 전체 월 청구서 "
+                        f"{{{{cost{i}_bill_months}}}}건의 합계는 {{{{cost{i}_bill_total}}}}이며, "
+                        f"그중 기본요금은 {{{{cost{i}_bill_demand_charge}}}}입니다.",
+                    ),
+                    needs=(f"cost{i}_bill_total",),
+                )
+                for i in range(1, 4)
+            ),
+            Sentence(
+                Text(
+                    en="Sites without a tariff: {{cost_untariffed_sites}} "
+                    "({{cost_uncosted_kwh}} not costed).",
+                    ko="요금제가 없는 사업장: {{cost_untariffed_sites}} "
+                    "(요금 미산정 {{cost_uncosted_kwh}}).",
+                ),
+                needs=("cost_untariffed_sites",),
+            ),
+        ),
+    ),
+    Section(
+        id="baseline_savings",
+        title=Text(en="Savings against baseline", ko="기준선 대비 절감량"),
+        guidance="measured savings against each site's weather-normalised baseline (IPMVP "
+        "option C), with the model's fit and the savings' uncertainty; sites without one",
+        owns=(*(f"baseline{i}_" for i in range(1, 6)), "baseline_"),
+        owns_name="baseline facts",
+        template=(
+            *(
+                Sentence(
+                    Text(
+                        en=f"{{{{baseline{i}_site}}}} saved {{{{baseline{i}_savings_kwh}}}} "
+                        f"({{{{baseline{i}_savings_pct}}}} ± {{{{baseline{i}_uncertainty_pct}}}} "
+                        f"of its baseline, ± {{{{baseline{i}_uncertainty_kwh}}}} at "
+                        f"{{{{baseline{i}_confidence_pct}}}} confidence) over "
+                        f"{{{{baseline{i}_days}}}} days against baseline "
+                        f"{{{{baseline{i}_id}}}} ({{{{baseline{i}_model}}}}, fitted on "
+                        f"{{{{baseline{i}_period_start}}}} to {{{{baseline{i}_period_end}}}}; "
+                        f"CV(RMSE) {{{{baseline{i}_cv_rmse_pct}}}}, NMBE "
+                        f"{{{{baseline{i}_nmbe_pct}}}}).",
+                        ko=f"{{{{baseline{i}_site}}}}의 절감량은 {{{{baseline{i}_days}}}}일 동안 "
+                        f"{{{{baseline{i}_savings_kwh}}}} (기준선 대비 "
+                        f"{{{{baseline{i}_savings_pct}}}} ± {{{{baseline{i}_uncertainty_pct}}}}, "
+                        f"신뢰수준 {{{{baseline{i}_confidence_pct}}}}에서 ± "
+                        f"{{{{baseline{i}_uncertainty_kwh}}}})입니다. 기준선 "
+                        f"{{{{baseline{i}_id}}}} ({{{{baseline{i}_model}}}}, "
+                        f"{{{{baseline{i}_period_start}}}}–{{{{baseline{i}_period_end}}}} 적합; "
+                        f"CV(RMSE) {{{{baseline{i}_cv_rmse_pct}}}}, NMBE "
+                        f"{{{{baseline{i}_nmbe_pct}}}}).",
+                    ),
+                    needs=(f"baseline{i}_site",),
+                    otherwise=None
+                    if i > 1
+                    else Text(
+                        en="No site of this report has savings against a baseline for the period.",
+                        ko="이 보고서의 사업장에는 해당 기간의 기준선 대비 절감량이 없습니다.",
+                    ),
+                )
+                for i in range(1, 6)
+            ),
+            Sentence(
+                Text(
+                    en="Without a baseline or usable days: {{baseline_missing_sites}}.",
+                    ko="기준선이나 사용 가능한 일자가 없는 사업장: {{baseline_missing_sites}}.",
+                ),
+                needs=("baseline_missing_sites",),
+            ),
+        ),
+    ),
+    Section(
+        id="alerts",
+        title=Text(en="Alerts", ko="경보"),
+        guidance="the alerts of the period: how many of each kind, open or cleared at its end, "
+        "the first few with what they were about and when",
+        owns=("alerts_", "alert1_", "alert2_", "alert3_"),
+        owns_name="alert facts",
+        template=(
+            Sentence(
+                Text(
+                    en="{{alerts_count}} alerts were active in the period: "
+                    "{{alerts_open_count}} open at its end and {{alerts_cleared_count}} cleared.",
+                    ko="이 기간에 활성화된 경보는 {{alerts_count}}건이며, 기간 말 기준 "
+                    "{{alerts_open_count}}건은 열려 있고 {{alerts_cleared_count}}건은 "
+                    "해제되었습니다.",
+                ),
+                positive="alerts_count",
+                otherwise=Text(
+                    en="No alert was active in the period.",
+                    ko="이 기간에 활성화된 경보는 없습니다.",
+                ),
+            ),
+            *(
+                Sentence(
+                    Text(
+                        en=f"Alert “{{{{alert{i}_kind}}}}” on {{{{alert{i}_subject}}}}, raised "
+                        f"{{{{alert{i}_raised_at}}}} ({{{{alert{i}_status}}}}).",
+                        ko=f"{{{{alert{i}_subject}}}}의 {{{{alert{i}_kind}}}} 경보: "
+                        f"{{{{alert{i}_raised_at}}}} 발생 ({{{{alert{i}_status}}}}).",
+                    ),
+                    needs=(f"alert{i}_kind",),
+                )
+                for i in range(1, 4)
+            ),
+        ),
+    ),
 )
 
 RECOMMENDATIONS = Recommendations(
