@@ -57,7 +57,7 @@ from powerflow_common.wire import (
 pytestmark = pytest.mark.both_backends
 
 SECRET = "whsec_" + base64.b64encode(b"powerflow-test-webhook-secret-32b").decode()
-TZ = "Asia/Seoul"  # devices without a site use the organisation's timezone (api_timezone)
+TZ = "Asia/Seoul"  # devices without a site use the organisation's timezone (organisation_timezone)
 
 
 # --- a webhook receiver and an SMTP server on loopback ---------------------------------------

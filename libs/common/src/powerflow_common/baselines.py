@@ -55,6 +55,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats as scipy_stats
 
+from powerflow_common.errors import InvalidInput
+
 __all__ = [
     "G14_HOURLY_CV_RMSE_PCT",
     "G14_HOURLY_NMBE_PCT",
@@ -98,7 +100,7 @@ MIN_DAYS_PER_MONTH = 20
 FULL_YEAR_DAYS = 365
 
 
-class BaselineRefused(ValueError):
+class BaselineRefused(InvalidInput, ValueError):
     """A baseline that cannot be fitted, or savings that cannot be computed, and why."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, DateTime, select
 
 from powerflow_common.db.models import SITE_TARIFFS, SITES, TARIFF_COMPONENTS, TARIFFS
 from powerflow_common.db.sqltime import bind_text
+from powerflow_common.errors import InvalidInput, NotFound
 from powerflow_common.periods import Period, iter_periods_utc, period_bounds_utc
 from powerflow_common.queries import TotalsScope, span_condition
 from powerflow_common.tariffs import (
@@ -69,11 +70,11 @@ __all__ = [
 RATCHET_SPAN_MONTHS = 13
 
 
-class CostError(ValueError):
+class CostError(InvalidInput, ValueError):
     """A cost that cannot be computed as asked (mixed currencies, a bad assignment...)."""
 
 
-class NoTariff(LookupError):
+class NoTariff(NotFound, LookupError):
     """The site has no tariff for (part of) the period asked."""
 
 

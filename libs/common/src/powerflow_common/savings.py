@@ -340,7 +340,7 @@ def site_points(
     """The site's usable days with kWh and outdoor temperature; OutdoorSeriesMissing if none."""
     tz = _site_timezone(conn, site_id)
     used, temps = _outdoor_days(conn, site_id, tz, days, source, settings.outdoor_min_hours_per_day)
-    kwh = _energy_days(conn, site_id, tz, days, settings.api_timezone)
+    kwh = _energy_days(conn, site_id, tz, days, settings.organisation_timezone)
     points = [DailyPoint(d, temps[d], kwh[d]) for d in sorted(temps.keys() & kwh.keys())]
     return used, points
 

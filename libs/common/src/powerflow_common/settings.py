@@ -497,61 +497,82 @@ class Settings(BaseSettings):
     """How long one broker admin step of an enrolment from the API may wait for the broker
     before the request answers 503."""
 
-    # --- Baselines and savings (issue 15; powerflow_common.baselines, docs/architecture.md) ---
-    # Data sufficiency of a baseline period: a full year of usable days, or at least this
-    # many days spanning at least this range of daily mean outdoor temperature; and this
-    # share of the period's days usable (a whole day of kWh and an outdoor temperature).
+    # Baselines and savings (powerflow_common.baselines and savings; docs/architecture.md).
     baseline_min_days: int = Field(default=90, ge=14, le=3660)
+    """A baseline period shorter than a year needs at least this many usable days (a whole day
+    of kWh and an outdoor temperature)."""
     baseline_min_temperature_span_c: float = Field(default=10.0, ge=0, le=80)
+    """... spanning at least this range of daily mean outdoor temperature (°C)."""
     baseline_min_usable_share: float = Field(default=0.8, gt=0, le=1)
-    # Longest baseline or reporting period, in days (every range is bounded).
+    """The share of a baseline period's days that must be usable."""
     baseline_max_period_days: int = Field(default=1100, ge=31, le=3660)
-    # Confidence level of the savings band (ASHRAE Guideline 14 Annex B; 68 % is also shown).
+    """The longest baseline or reporting period, in days."""
     savings_confidence: float = Field(default=0.9, gt=0.5, lt=1)
-    # A day of an outdoor device counts when it has this many hours with a temperature.
+    """Confidence level of the savings band (ASHRAE Guideline 14 Annex B; 68 % is shown too)."""
     outdoor_min_hours_per_day: int = Field(default=18, ge=1, le=24)
-    # Largest weather CSV `powerflow weather import` reads (the API takes api_max_body_bytes).
+    """Hours with a temperature an outdoor device's day needs to count."""
     weather_import_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    # --- Alerts (issue 15): services/alerts; README "Alerts", docs/operations.md "Alerts" ---
+    """The largest weather CSV `powerflow weather import` reads (the API takes
+    `POWERFLOW_API_MAX_BODY_BYTES`)."""
+
+    # Alerts (services/alerts; README "Alerts", docs/operations.md "Alerts").
     alerts_metrics_port: int = 9106
-    # The ROLLUPS stream (the aggregator's "these hours were rolled up"): a record, kept
-    # (discard-old) this long and up to this size whether or not an alerts worker reads it.
+    """The alerts worker's Prometheus `/metrics` port (0: off)."""
     rollups_max_age_days: float = Field(default=2.0, gt=0)
+    """ROLLUPS (the aggregator's "these hours were rolled up", read by the alerts worker) keeps
+    records this many days, dropping the oldest, whether or not an alerts worker reads it."""
     rollups_max_bytes: int = Field(default=128 * 1024**2, ge=STREAM_MIN_BYTES)
+    """ROLLUPS keeps records up to this size, dropping the oldest."""
     alerts_batch_max_messages: int = Field(default=100, ge=1)
+    """ROLLUPS messages the alerts worker fetches at once at most."""
     alerts_ack_wait_s: float = Field(default=30.0, gt=0)
+    """A ROLLUPS message unacked for this long is redelivered."""
     alerts_max_deliver: int = Field(default=10, ge=2)
-    # How often a worker re-reads the rules and devices (rules are edited through the API).
+    """Deliveries of a ROLLUPS message before the alerts worker dead-letters it."""
     alerts_rules_refresh_s: float = Field(default=30.0, gt=0)
-    # A base-load night or a day is judged this long after it ended (its last hours' late
-    # readings and every device's last recompute come in first), then again on each rollup.
+    """How often a worker re-reads the rules and devices: how soon a new or edited rule is
+    judged."""
     alerts_rollup_grace_s: float = Field(default=300.0, ge=0)
-    # Live reading batches waiting for evaluation; beyond it they are dropped and counted.
+    """A base-load night or a day is first judged this long after it ended (its last hours'
+    late readings come in first), then again on each rollup."""
     alerts_live_queue_size: int = Field(default=10_000, ge=1)
-    # Rules the API accepts in all (each worker judges every one on every reading of its
-    # devices): beyond it, creating one is refused with 409.
+    """Live reading batches waiting for evaluation; beyond it they are dropped and counted."""
     alerts_rules_max: int = Field(default=1000, ge=1)
-    # How often the silence timer looks at the devices' last readings (in memory, no query).
+    """Rules the API accepts in all (each worker judges every one on every reading of its
+    devices); beyond it, creating one is refused with 409."""
     alerts_silence_check_s: float = Field(default=10.0, gt=0)
-    # The outbox: looked at when this worker wrote an event, and at least this often.
+    """How often the silence timer looks at the devices' last readings (in memory)."""
     alerts_outbox_poll_s: float = Field(default=5.0, gt=0)
+    """The notification outbox is looked at when this worker wrote an event, and at least this
+    often."""
     alerts_outbox_batch: int = Field(default=50, ge=1, le=1000)
-    # A sender claims an event for this long; a copy that died holding it is taken over after.
+    """Notifications one sender claims at once at most."""
     alerts_delivery_claim_s: float = Field(default=60.0, gt=0)
+    """A sender holds a notification this long; one whose sender died is taken over after."""
     alerts_delivery_timeout_s: float = Field(default=10.0, gt=0)
+    """One delivery attempt (webhook request or SMTP session) at most."""
     alerts_delivery_backoff_base_s: float = Field(default=2.0, gt=0)
+    """The first wait before a failed notification is retried (jittered, growing)."""
     alerts_delivery_backoff_cap_s: float = Field(default=600.0, gt=0)
-    # Webhook (Standard Webhooks): the receiver's URL and the shared secret, "whsec_<base64>".
+    """The longest wait between retries of a notification."""
     alerts_webhook_url: str | None = None
+    """The alert webhook receiver (with `POWERFLOW_ALERTS_WEBHOOK_SECRET`; both or neither)."""
     alerts_webhook_secret: SecretStr | None = None
-    # E-mail over SMTP (aiosmtplib). tls: "starttls" (587), "tls" (implicit, 465) or "none".
+    """The webhook's Standard Webhooks signing secret, `whsec_<base64>`."""
     alerts_smtp_host: str | None = None
+    """The alert e-mail server (unset: no e-mail)."""
     alerts_smtp_port: int = Field(default=587, ge=1, le=65535)
+    """The alert e-mail server's port."""
     alerts_smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    """`starttls` (587), `tls` (implicit, 465) or `none`."""
     alerts_smtp_user: str | None = None
+    """The alert e-mail server's user."""
     alerts_smtp_password: SecretStr | None = None
+    """The alert e-mail server's password."""
     alerts_email_from: str | None = None
+    """The sender of alert e-mails."""
     alerts_email_to: Annotated[tuple[str, ...], NoDecode] = ()
+    """The recipients of alert e-mails, comma-separated."""
 
     @field_validator("alerts_email_to", mode="before")
     @classmethod
@@ -659,13 +680,6 @@ class Settings(BaseSettings):
     def nats_servers(self) -> list[str]:
         """The NATS server URLs, split from the comma-separated setting."""
         return [s.strip() for s in self.nats_url.split(",") if s.strip()]
-
-    # TEMPORARY (coordinator: delete once step-reporter is merged and its job.py reads
-    # organisation_timezone): the renamed setting's old attribute, for the reporter.
-    @property
-    def api_timezone(self) -> str:
-        """Deprecated: ``organisation_timezone``."""
-        return self.organisation_timezone
 
 
 @dataclass(frozen=True, slots=True)

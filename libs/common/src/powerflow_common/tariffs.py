@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import holidays as holidays_lib
 import msgspec
 
+from powerflow_common.errors import InvalidInput, NotFound
 from powerflow_common.periods import validate_timezone
 
 __all__ = [
@@ -86,7 +87,7 @@ MAX_BANDS = 8
 MAX_NAME = 64
 
 
-class TariffError(ValueError):
+class TariffError(InvalidInput, ValueError):
     """A tariff definition that cannot be used (machine reason, human detail)."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -95,7 +96,7 @@ class TariffError(ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
-class TariffNotFound(LookupError):
+class TariffNotFound(NotFound, LookupError):
     """No version of the tariff is valid on the day asked for."""
 
     def __init__(self, name: str, on: date) -> None:

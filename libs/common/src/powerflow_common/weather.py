@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from powerflow_common.errors import InvalidInput
+
 __all__ = ["KST", "WeatherDay", "WeatherRejected", "parse_kma_asos_csv"]
 
 KST = ZoneInfo("Asia/Seoul")
@@ -35,7 +37,7 @@ _DAILY_MEAN = ("평균기온(°C)", "평균기온(℃)", "평균기온", "avgTa"
 _HOURLY = ("기온(°C)", "기온(℃)", "기온", "ta")
 
 
-class WeatherRejected(ValueError):
+class WeatherRejected(InvalidInput, ValueError):
     """A weather file that cannot be read: a machine reason and what to do."""
 
     def __init__(self, reason: str, detail: str) -> None:

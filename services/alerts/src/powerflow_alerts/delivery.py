@@ -36,14 +36,14 @@ from powerflow_common.alerts_store import (
     outbox_backlog,
 )
 from powerflow_common.backoff import jittered_delay
-from powerflow_common.errors import ConfigurationError
+from powerflow_common.errors import ConfigurationError, Retryable
 from powerflow_common.logs import get_logger
 from powerflow_common.settings import Settings
 
 log = get_logger(__name__)
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(Retryable):
     """A channel refused or could not be reached; the event is retried later."""
 
 

@@ -199,7 +199,7 @@ class AlertsWorker:
     async def refresh(self) -> None:
         """Re-read rules, devices and open alerts (and schedule new period rules)."""
         rules, invalid, devices, sites, opened = await self._db("alerts_refresh", self._load)
-        default_tz = self._settings.api_timezone
+        default_tz = self._settings.organisation_timezone
         self._site_tz = sites
         infos = [
             DeviceInfo(
@@ -247,9 +247,9 @@ class AlertsWorker:
 
     def _tz(self, rule: RuleRow) -> str:
         if rule.scope == "site" and rule.site_id is not None:
-            return self._site_tz.get(rule.site_id, self._settings.api_timezone)
+            return self._site_tz.get(rule.site_id, self._settings.organisation_timezone)
         info = self._by_id.get(rule.device_id or -1)
-        return info.timezone if info else self._settings.api_timezone
+        return info.timezone if info else self._settings.organisation_timezone
 
     # --- raise and clear -------------------------------------------------------------------
 
@@ -434,7 +434,7 @@ class AlertsWorker:
         self._pending[rule.id] = self._latest_period(rule, now)
 
     async def _judge_period(self, rule: RuleRow, period: date) -> None:
-        default_tz = self._settings.api_timezone
+        default_tz = self._settings.organisation_timezone
         try:
             if rule.kind == "base_load_jump":
                 verdict = await self._db(

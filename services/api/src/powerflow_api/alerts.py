@@ -15,19 +15,20 @@ from sqlalchemy import Connection, delete, func, select, update
 from powerflow_api import schemas
 from powerflow_common.alert_rules import InvalidRule, parse_params
 from powerflow_common.db.models import ALERT_RULES, ALERTS, DEVICES, SITES
+from powerflow_common.errors import InvalidInput, NotFound
 
 AlertState = Literal["open", "cleared", "all"]
 
 
-class RuleNotFound(LookupError):
+class RuleNotFound(NotFound, LookupError):
     pass
 
 
-class AlertNotFound(LookupError):
+class AlertNotFound(NotFound, LookupError):
     pass
 
 
-class TooManyRules(Exception):
+class TooManyRules(InvalidInput):
     pass
 
 

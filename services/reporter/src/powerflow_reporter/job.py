@@ -130,7 +130,7 @@ def _produce(
             scope,
             row.period_start,
             row.period_end,
-            default_tz=ref.get("timezone", settings.api_timezone),
+            default_tz=ref.get("timezone", settings.organisation_timezone),
             settings=settings,
         )
     facts = compute_facts(inputs)

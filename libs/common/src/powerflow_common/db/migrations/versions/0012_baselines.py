@@ -66,7 +66,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_baselines_site_id", table_name="baselines")
+    # The table goes with its indexes: MariaDB refuses to drop the site index on its own while
+    # the foreign key to sites needs it.
     op.drop_table("baselines")
     op.drop_table("outdoor_temperature_days")
     op.drop_table("outdoor_sensors")
