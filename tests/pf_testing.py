@@ -56,7 +56,7 @@ TRUNCATE_TABLES = (
     "outdoor_sensors",
     "outdoor_temperature_days",
     "baselines",
-    # Alerts (issue 15).
+    # Alerts.
     "alert_events",
     "alerts",
     "alert_rules",

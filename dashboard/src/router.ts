@@ -12,7 +12,7 @@ export const router = createRouter({
     { path: '/devices/:code', name: 'device', component: () => import('./views/DeviceView.vue'), props: true },
     { path: '/reports', name: 'reports', component: () => import('./views/ReportsView.vue') },
     { path: '/savings', name: 'savings', component: () => import('./views/SavingsView.vue') },
-    // Alerts (issue 15).
+    // Alerts.
     { path: '/alerts', name: 'alerts', component: () => import('./views/AlertsView.vue') },
     {
       path: '/admin/devices',

@@ -75,7 +75,7 @@ app.add_typer(energy_cli.import_app, name="import")
 app.command("retention")(retention_cli.retention_command)
 
 
-# Alerts (issue 15): the rule worker and its webhook / e-mail deliveries.
+# Alerts: the rule worker and its webhook / e-mail deliveries.
 @app.command()
 def alerts() -> None:
     """Run an alerts worker: rules on live readings and rolled-up hours (any number of copies)."""
@@ -295,7 +295,7 @@ def streams(
             settings.names.readings_stream,
             settings.names.rejected_stream,
             settings.names.persisted_stream,
-            settings.names.rollups_stream,  # alerts (issue 15): the alerts consumer's lag
+            settings.names.rollups_stream,  # alerts: the alerts consumer's lag
         ):
             info = await js.stream_info(name)
             state = info.state

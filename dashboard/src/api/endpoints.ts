@@ -146,7 +146,7 @@ export const getSavings = (siteId: number, start: string, end: string, baselineI
     query: { start, end, ...(baselineId === undefined ? {} : { baseline_id: baselineId }) },
   })
 
-// Alerts (issue 15; README "Alerts"). Newest first, a page at a time.
+// Alerts (README "Alerts"). Newest first, a page at a time.
 
 export const ALERTS_PAGE = 50
 

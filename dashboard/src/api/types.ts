@@ -431,7 +431,7 @@ export interface SavingsResult {
   days: SavingsDay[]
 }
 
-// Alerts (issue 15): GET /alerts, POST /alerts/{id}/acknowledge, POST /alerts/{id}/mute.
+// Alerts: GET /alerts, POST /alerts/{id}/acknowledge, POST /alerts/{id}/mute.
 export type AlertState = 'open' | 'cleared' | 'all'
 
 export interface Alert {

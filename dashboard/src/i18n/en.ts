@@ -254,7 +254,7 @@ export const en = {
   'savings.daysNote': '{days} days compared; {missing} without data; {extrapolated} outside the baseline’s temperature range.',
   'savings.overlaps': 'This period overlaps the baseline period: savings there are zero by construction.',
   'savings.uncertaintyFail': 'The uncertainty is more than half of the savings at 68 % confidence (Guideline 14 asks for less): the savings are not shown yet.',
-  // Alerts (issue 15).
+  // Alerts.
   'nav.alerts': 'Alerts',
   'alerts.title': 'Alerts',
   'alerts.lead': 'Raised by the alert rules (silence, power above or below a threshold, a night base-load jump, a day far from its baseline), each once until it clears.',

@@ -256,7 +256,7 @@ export const ko: Record<MessageKey, string> = {
   'savings.daysNote': '{days}일 비교, 데이터 없는 날 {missing}일, 베이스라인 온도 범위 밖 {extrapolated}일.',
   'savings.overlaps': '이 기간은 기준 기간과 겹칩니다. 겹치는 부분의 절감량은 정의상 0입니다.',
   'savings.uncertaintyFail': '68% 신뢰수준에서 불확도가 절감량의 절반을 넘습니다(Guideline 14는 그보다 작기를 요구). 절감이 아직 입증되지 않았습니다.',
-  // Alerts (issue 15).
+  // Alerts.
   'nav.alerts': '알림',
   'alerts.title': '알림',
   'alerts.lead': '알림 규칙(무응답, 임계값 초과·미만 전력, 야간 기저부하 급증, 기준선에서 크게 벗어난 일일 사용량)이 발생시킨 알림입니다. 해소될 때까지 한 번만 발생합니다.',

@@ -159,7 +159,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             description="One message per committed batch: the (device, hour) buckets touched",
             **work_queue,
         ),
-        # Alerts (issue 15): a record, not a work queue, so an aggregator is never held up
+        # Alerts: a record, not a work queue, so an aggregator is never held up
         # when no alerts worker runs; what no one read in time is discarded oldest first.
         StreamConfig(
             name=names.rollups_stream,

@@ -22,7 +22,7 @@ AGGREGATOR_CONSUMER = "aggregator"
 
 REPORTS_QUEUE = "reports"
 
-# Alerts (issue 15): the aggregator announces the hours it rolled up; the alerts worker reads
+# Alerts: the aggregator announces the hours it rolled up; the alerts worker reads
 # them (base-load and daily rules) from its durable consumer.
 ROLLUPS_STREAM = "ROLLUPS"
 ROLLUPS_SUBJECT = "rolledup"
@@ -127,7 +127,7 @@ class Names:
     def reports_queue(self) -> str:
         return self._stream(REPORTS_QUEUE)
 
-    # Alerts (issue 15).
+    # Alerts.
     @property
     def rollups_stream(self) -> str:
         return self._stream(ROLLUPS_STREAM)

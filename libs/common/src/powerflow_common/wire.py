@@ -101,7 +101,7 @@ rejection_decoder = msgspec.json.Decoder(Rejection)
 persisted_decoder = msgspec.json.Decoder(Persisted)
 
 
-# Alerts (issue 15): the aggregator's "these hours were rolled up", on ``rolledup``.
+# Alerts: the aggregator's "these hours were rolled up", on ``rolledup``.
 class RolledUp(msgspec.Struct, frozen=True, kw_only=True):
     """Published by the aggregator after it committed the recompute of ``buckets``."""
 

@@ -192,7 +192,7 @@ class Aggregator:
             metrics.LAG_HISTOGRAM.observe(lag_s)
             await settle("ack", msg, msg.ack)
 
-    # Alerts (issue 15): the base-load and daily rules run when their hours are rolled up.
+    # Alerts: the base-load and daily rules run when their hours are rolled up.
     async def _announce_rolled_up(self, buckets: set[Bucket], now: datetime) -> None:
         """Publish the committed buckets on ROLLUPS (before the acks: a crash re-announces)."""
         if not buckets:

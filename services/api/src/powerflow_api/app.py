@@ -230,7 +230,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Litestar:
             SiteTariffController,
             CostController,
             BaselineController,
-            # Alerts (issue 15).
+            # Alerts.
             AlertRuleController,
             AlertController,
         ],

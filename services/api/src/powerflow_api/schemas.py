@@ -511,7 +511,7 @@ class CostSummary(Struct):
     forecast: ForecastOut
 
 
-# --- Alerts (issue 15) ---------------------------------------------------------------------
+# --- Alerts ---------------------------------------------------------------------
 
 AlertRuleKind = Literal[
     "silence", "power_above", "power_below", "base_load_jump", "daily_kwh_above", "daily_kwh_below"

@@ -284,7 +284,7 @@ SECTIONS: tuple[Section, ...] = (
             ),
         ),
     ),
-    # --- cost, savings against baselines, alerts (issue 15) ---
+    # --- cost, savings against baselines, alerts ---
     Section(
         id="electricity_cost",
         title=Text(en="Cost", ko="전기 요금"),

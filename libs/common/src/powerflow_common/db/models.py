@@ -456,7 +456,7 @@ class SiteTariff(Base):
 TARIFFS = _table(TariffRow)
 TARIFF_COMPONENTS = _table(TariffComponentRow)
 SITE_TARIFFS = _table(SiteTariff)
-# --- Baselines and savings (issue 15, migration 0012) ----------------------------------------
+# --- Baselines and savings (migration 0012) ----------------------------------------
 
 
 class OutdoorSensor(Base):
@@ -509,7 +509,7 @@ class Baseline(Base):
 OUTDOOR_SENSORS = _table(OutdoorSensor)
 OUTDOOR_TEMPERATURE_DAYS = _table(OutdoorTemperatureDay)
 BASELINES = _table(Baseline)
-# --- Alerts (issue 15; migration 0011; powerflow_common.alert_rules, services/alerts) --------
+# --- Alerts (migration 0011; powerflow_common.alert_rules, services/alerts) --------
 
 
 class AlertRule(Base):
