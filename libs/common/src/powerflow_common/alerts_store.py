@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from powerflow_common.alert_rules import InvalidRule, RuleParams, parse_params
+from powerflow_common.db.dialect import begin_write
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS
 from powerflow_common.logs import get_logger
 
@@ -146,7 +147,9 @@ def raise_alert(
     mute and sends nothing (a condition that flaps while muted stays quiet).
     """
     try:
-        with engine.begin() as conn:
+        # Reads, then writes: begun as a write (on SQLite a deferred transaction fails with
+        # SQLITE_BUSY when the writer commits in between).
+        with begin_write(engine) as conn:
             muted_until = conn.execute(
                 select(func.max(ALERTS.c.muted_until)).where(
                     ALERTS.c.rule_id == rule.id, ALERTS.c.subject == subject
@@ -183,7 +186,7 @@ def clear_alert(
     channels: Sequence[str],
 ) -> int | None:
     """Clear the open alert of (rule, subject) and write its events; None if none was open."""
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         row = conn.execute(
             select(ALERTS.c.id, ALERTS.c.muted_until).where(
                 ALERTS.c.rule_id == rule.id, ALERTS.c.open_subject == subject
