@@ -409,3 +409,25 @@ def test_rounding_matches_published_kepco_bills(
     bill = month_bill(p, 2026, 5, MAY_START, MAY_END, [Interval(MAY_START, float(charge))], {}, 0.0)
     assert bill.electricity_charge == charge
     assert (bill.fund, bill.vat, bill.total) == (fund, vat, total)
+
+
+@pytest.mark.parametrize(
+    ("zone", "year", "month", "days"),
+    [
+        ("Europe/London", 2025, 10, 31),  # 31 local days; 745 hours (clocks go back on the 26th)
+        ("America/New_York", 2025, 11, 30),  # 30 local days; 721 hours (back on the 2nd)
+        ("Europe/London", 2025, 3, 31),  # 31 local days; 743 hours (forward on the 30th)
+    ],
+)
+def test_fixed_daily_charge_counts_local_days_not_24_hour_spans(
+    zone: str, year: int, month: int, days: int
+) -> None:
+    tz = ZoneInfo(zone)
+    defn = msgspec.structs.replace(FIXTURE, fixed_per_day=1.0, fixed_per_month=0.0, demand=None)
+    p = Plan([msgspec.structs.replace(TARIFF, definition=defn)], COMPONENTS, zone)
+    start = datetime(year, month, 1, tzinfo=tz).astimezone(UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz).astimezone(UTC)
+    assert month_bill(p, year, month, start, end, [], {}, 0.0).fixed_charge == days
+    # A bill so far (to noon on the 3rd) counts the days it touches: 1st, 2nd and 3rd.
+    noon3 = datetime(year, month, 3, 12, tzinfo=tz).astimezone(UTC)
+    assert month_bill(p, year, month, start, noon3, [], {}, 0.0).fixed_charge == 3

@@ -30,7 +30,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Literal
@@ -600,7 +600,13 @@ def month_bill(
     if d.demand is not None:
         demand = billed_demand(d.demand, contract_kw, year, month, peaks)
         demand_charge = cut(demand.kw * d.demand.charge_per_kw)
-    days = max(0, math.ceil((end - start) / timedelta(days=1) - 1e-9))
+    # Local calendar days, not 24-hour spans: a month with a DST change back has 745 hours,
+    # which ceil(hours / 24) billed as 32 days. A partial last day (a bill so far) counts.
+    first_local, stop_local = start.astimezone(plan.zone), end.astimezone(plan.zone)
+    days = (stop_local.date() - first_local.date()).days
+    if stop_local.time() != time(0):
+        days += 1
+    days = max(0, days)
     fixed = cut(d.fixed_per_day * days + d.fixed_per_month)
     energy_charge = cut(energy.energy)
     addons = {name: cut(value) for name, value in energy.addons.items()}
