@@ -52,7 +52,7 @@ def tariff_name(engine: Engine) -> Iterator[str]:
         conn.execute(delete(TARIFF_COMPONENTS).where(TARIFF_COMPONENTS.c.component_set == name))
 
 
-def definition(component_set: str) -> dict[str, Any]:
+def definition(component_set: str, lookback: int = 12) -> dict[str, Any]:
     return {
         "currency": "KRW",
         "seasons": [
@@ -85,7 +85,7 @@ def definition(component_set: str) -> dict[str, Any]:
         "demand": {
             "charge_per_kw": 8000,
             "ratchet_months": [12, 1, 2, 7, 8, 9],
-            "ratchet_lookback_months": 12,
+            "ratchet_lookback_months": lookback,
             "min_fraction_of_contract": 0.3,
             "excluded_bands": [OFF],
         },
@@ -134,7 +134,9 @@ QUARTERS = [
 ]
 
 
-def setup_site(client: Client, engine: Engine, keys: dict[str, str], name: str) -> int:
+def setup_site(
+    client: Client, engine: Engine, keys: dict[str, str], name: str, lookback: int = 12
+) -> int:
     admin, operator = bearer(keys["admin"]), bearer(keys["operator"])
     created = client.post(
         "/api/v1/tariffs",
@@ -143,7 +145,7 @@ def setup_site(client: Client, engine: Engine, keys: dict[str, str], name: str) 
             "label": "fixture of KEPCO's structure",
             "valid_from": "2020-01-01",
             "source": "test fixture",
-            "definition": definition(name),
+            "definition": definition(name, lookback),
         },
         headers=admin,
     )
@@ -231,6 +233,21 @@ def test_bill_of_the_fixture_month_from_real_rows(
     ).json()
     assert (floor["demand"]["kw"], floor["demand"]["basis"]) == (180.0, "contract_floor")
     assert floor["total"] == 1_636_320
+
+
+def test_ratchet_look_back_over_12_months_reads_the_older_peaks(
+    client: Client, engine: Engine, keys: dict[str, str], tariff_name: str
+) -> None:
+    # 16 months back from May 2026 reach February 2025 (a ratchet month): its 100 kWh
+    # quarter is 400 kW, above January 2026's 160 kW. 400 x 8,000 = 3,200,000 demand charge.
+    site = setup_site(client, engine, keys, tariff_name, lookback=16)
+    bill = client.get(
+        f"/api/v1/cost/sites/{site}/bill",
+        params={"month": "2026-05", "at": "2026-06-02T00:00:00Z"},
+        headers=bearer(keys["viewer"]),
+    ).json()
+    assert (bill["demand"]["kw"], bill["demand"]["evidence_month"]) == (400.0, "2025-02")
+    assert bill["demand_charge"] == 3_200_000
 
 
 def test_cost_kwh_are_the_statistics_kwh(

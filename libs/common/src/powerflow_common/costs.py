@@ -199,12 +199,15 @@ def hourly_intervals(
 def quarter_intervals(
     conn: Connection, scope: TotalsScope, start: datetime, end: datetime
 ) -> list[Interval]:
-    """The scope's counted kWh per 15 minutes in [start, end) (placed by the quarter's hour)."""
+    """The scope's counted kWh per 15 minutes in [start, end) (placed by the quarter's hour).
+
+    ``end`` may fall inside an hour (a bill as of an instant): quarters from it are left out.
+    """
     counted, params = span_condition(scope.spans, counted_only=True, prefix="ct")
     sql = f"""
         SELECT quarter_start AS qs, SUM(energy_kwh) AS kwh
         FROM quarter_hour_stats
-        WHERE {counted} AND hour_start >= :start AND hour_start < :end
+        WHERE {counted} AND hour_start >= :start AND hour_start < :end AND quarter_start < :end
         GROUP BY quarter_start ORDER BY quarter_start
         """
     rows = conn.execute(
@@ -327,7 +330,7 @@ def merge(parts: Sequence[CostBreakdown]) -> CostBreakdown:
 
 
 def _month_context(
-    conn: Connection, scope: TotalsScope, year: int, month: int
+    conn: Connection, scope: TotalsScope, year: int, month: int, until: datetime | None = None
 ) -> tuple[Plan, SiteTariffRow, datetime, datetime, dict[tuple[int, int], DemandPeak]]:
     if scope.site_id is None:
         raise CostError("a bill is per site")
@@ -341,7 +344,7 @@ def _month_context(
         )
     plan, row = found
     try:
-        plan.version_on(first)
+        version = plan.version_on(first)
     except TariffNotFound as exc:
         raise NoTariff(
             f"Tariff {row.tariff_name!r} has no version valid on {first.isoformat()}; add one "
@@ -349,8 +352,12 @@ def _month_context(
         ) from exc
     mid = datetime(year, month, 15, tzinfo=plan.zone)
     start, end = period_bounds_utc("month", mid, scope.timezone)
-    # Quarters of the month and the 12 before it, for the ratchet.
-    back = datetime(year - 1, month, 1, tzinfo=plan.zone).astimezone(UTC)
+    # Quarters of the month and the months before it the ratchet looks back over: the
+    # tariff's own look-back (up to 24 months), never fewer than 12 as before.
+    rule = version.definition.demand
+    months = max(12, rule.ratchet_lookback_months if rule is not None else 0)
+    back_year, back_month = divmod(year * 12 + (month - 1) - months, 12)
+    back = datetime(back_year, back_month + 1, 1, tzinfo=plan.zone).astimezone(UTC)
     peaks = monthly_peaks(plan, quarter_intervals(conn, scope, back, end))
     return plan, row, start, end, peaks
 
@@ -359,7 +366,7 @@ def site_bill(
     conn: Connection, scope: TotalsScope, year: int, month: int, until: datetime | None = None
 ) -> Bill:
     """The site's bill of local month ``year``-``month``, up to ``until`` when it is earlier."""
-    plan, row, start, end, peaks = _month_context(conn, scope, year, month)
+    plan, row, start, end, peaks = _month_context(conn, scope, year, month, until)
     stop = end if until is None else max(start, min(end, until))
     energy = hourly_intervals(conn, scope, start, stop)
     bill = month_bill(plan, year, month, start, stop, energy, peaks, row.contract_power_kw)
@@ -374,7 +381,9 @@ def site_forecast(conn: Connection, scope: TotalsScope, now: datetime) -> Foreca
     tz = _site_timezone(conn, scope.site_id)
     start, _ = period_bounds_utc("month", now, tz)
     local_first = (start + timedelta(hours=12)).astimezone(ZoneInfo(tz)).date()
-    plan, row, start, end, peaks = _month_context(conn, scope, local_first.year, local_first.month)
+    plan, row, start, end, peaks = _month_context(
+        conn, scope, local_first.year, local_first.month, now
+    )
     energy = hourly_intervals(conn, scope, start, min(now, end))
     return forecast_month(
         plan, local_first.year, local_first.month, start, end, now, energy, peaks,
