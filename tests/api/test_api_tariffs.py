@@ -250,6 +250,25 @@ def test_ratchet_look_back_over_12_months_reads_the_older_peaks(
     assert bill["demand_charge"] == 3_200_000
 
 
+def test_bill_as_of_an_instant_ignores_quarter_peaks_after_it(
+    client: Client, engine: Engine, keys: dict[str, str], tariff_name: str
+) -> None:
+    # As of 10:15 local on 4 May, May's 120 kW quarter (10:15-10:30) has not happened; the
+    # other May quarters before it are off-peak (03:00), so May has no peak of its own yet.
+    site = setup_site(client, engine, keys, tariff_name)
+    viewer = bearer(keys["viewer"])
+    for path in ("bill", "forecast"):
+        params = {"at": iso(local(2026, 5, 4, 10, 15))}
+        if path == "bill":
+            params["month"] = "2026-05"
+        response = client.get(f"/api/v1/cost/sites/{site}/{path}", params=params, headers=viewer)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        bill = body if path == "bill" else body["bill"]
+        assert bill["demand"]["current_month_peak_kw"] is None, path
+        assert (bill["demand"]["kw"], bill["demand"]["evidence_month"]) == (160.0, "2026-01")
+
+
 def test_cost_kwh_are_the_statistics_kwh(
     client: Client, engine: Engine, keys: dict[str, str], tariff_name: str
 ) -> None:

@@ -358,7 +358,10 @@ def _month_context(
     months = max(12, rule.ratchet_lookback_months if rule is not None else 0)
     back_year, back_month = divmod(year * 12 + (month - 1) - months, 12)
     back = datetime(back_year, back_month + 1, 1, tzinfo=plan.zone).astimezone(UTC)
-    peaks = monthly_peaks(plan, quarter_intervals(conn, scope, back, end))
+    # A bill or forecast as of ``until`` sees only the quarters before it: a later peak was
+    # not yet known (energy is cut at the same instant).
+    stop = end if until is None else max(start, min(end, until))
+    peaks = monthly_peaks(plan, quarter_intervals(conn, scope, back, stop))
     return plan, row, start, end, peaks
 
 
