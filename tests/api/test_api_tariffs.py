@@ -380,6 +380,43 @@ def test_bad_cost_requests_are_4xx(
     assert {"kepco-general-b-high-a-ii", "kepco-industrial-b-high-a-ii", tariff_name} <= names
 
 
+def test_rates_and_charges_above_a_million_per_unit_are_refused_422(
+    client: Client, keys: dict[str, str], tariff_name: str
+) -> None:
+    # 1e308 won/kWh passed "finite and >= 0"; a bill of it overflowed Decimal: a 500.
+    base = definition(tariff_name)
+    huge_rate = [{**base["seasons"][0], "rates": {OFF: 1e308, MID: 1, ON: 1}}, *base["seasons"][1:]]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"seasons": huge_rate}, "bad_rate"),
+        ({"demand": {**base["demand"], "charge_per_kw": 1e300}}, "bad_demand_charge"),
+        ({"fixed_per_day": 2e6}, "bad_fixed_charge"),
+        ({"fixed_per_month": 1e300}, "bad_fixed_charge"),
+    ]
+    for change, reason in cases:
+        body = {
+            "name": tariff_name,
+            "label": "x",
+            "valid_from": "2021-01-01",
+            "source": "s",
+            "definition": {**base, **change},
+        }
+        response = client.post("/api/v1/tariffs", json=body, headers=bearer(keys["admin"]))
+        assert response.status_code == 422, (reason, response.text)
+        assert response.json()["errors"][0]["key"] == reason
+    # The bound itself is allowed: 1,000,000 won/kWh.
+    at_bound = [{**base["seasons"][0], "rates": {OFF: 1e6, MID: 1, ON: 1}}, *base["seasons"][1:]]
+    body = {
+        "name": tariff_name,
+        "label": "x",
+        "valid_from": "2021-01-01",
+        "source": "s",
+        "definition": {**base, "seasons": at_bound},
+    }
+    assert (
+        client.post("/api/v1/tariffs", json=body, headers=bearer(keys["admin"])).status_code == 201
+    )
+
+
 def test_cost_facts_of_a_period_are_plain_numbers_for_the_report(
     client: Client, engine: Engine, keys: dict[str, str], tariff_name: str
 ) -> None:

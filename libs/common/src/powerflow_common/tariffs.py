@@ -85,6 +85,10 @@ HOURS_PER_DAY = 24
 MAX_SEASONS = 12
 MAX_BANDS = 8
 MAX_NAME = 64
+# The largest rate, demand charge per kW or fixed charge a definition may hold (the same
+# bound as a component's rate). Without one, a finite but huge rate overflows a bill's
+# arithmetic to inf, which Decimal cannot round: a bill fails instead of a bad definition.
+MAX_CHARGE = 1e6
 
 
 class TariffError(InvalidInput, ValueError):
@@ -204,8 +208,8 @@ def validate_definition(d: TariffDefinition) -> TariffDefinition:
         bands |= _season_bands(s)
     _check_day_rules(d.days, bands)
     for value in (d.fixed_per_day, d.fixed_per_month):
-        if not math.isfinite(value) or value < 0:
-            raise TariffError("bad_fixed_charge", "fixed charges are finite and >= 0")
+        if not math.isfinite(value) or not 0 <= value <= MAX_CHARGE:
+            raise TariffError("bad_fixed_charge", f"fixed charges are 0..{MAX_CHARGE:,.0f}")
     if d.demand is not None:
         _check_demand_rule(d.demand)
     return d
@@ -220,8 +224,8 @@ def _season_bands(s: Season) -> set[str]:
         raise TariffError("band_without_rate", f"season {s.name!r}: no rate for {missing}")
     if len(s.rates) > MAX_BANDS or any(len(b) > MAX_NAME for b in s.rates):
         raise TariffError("bad_bands", f"season {s.name!r}: at most {MAX_BANDS} bands")
-    if any(not math.isfinite(r) or r < 0 for r in s.rates.values()):
-        raise TariffError("bad_rate", f"season {s.name!r}: rates are finite and >= 0")
+    if any(not math.isfinite(r) or not 0 <= r <= MAX_CHARGE for r in s.rates.values()):
+        raise TariffError("bad_rate", f"season {s.name!r}: rates are 0..{MAX_CHARGE:,.0f}")
     return set(s.rates)
 
 
@@ -240,8 +244,8 @@ def _check_day_rules(rules: DayRules, bands: set[str]) -> None:
 
 
 def _check_demand_rule(dr: DemandRule) -> None:
-    if not math.isfinite(dr.charge_per_kw) or dr.charge_per_kw < 0:
-        raise TariffError("bad_demand_charge", "the demand charge is finite and >= 0")
+    if not math.isfinite(dr.charge_per_kw) or not 0 <= dr.charge_per_kw <= MAX_CHARGE:
+        raise TariffError("bad_demand_charge", f"the demand charge is 0..{MAX_CHARGE:,.0f} per kW")
     if not 0 <= dr.min_fraction_of_contract <= 1:
         raise TariffError("bad_floor", "min_fraction_of_contract is between 0 and 1")
     if not 1 <= dr.ratchet_lookback_months <= 24:
@@ -537,12 +541,23 @@ def billed_demand(
 
 def _floor(value: float, step: int = 1) -> float:
     """Cut toward minus infinity to a multiple of ``step`` (decimal, so 0.1 + 0.2 is exact)."""
-    d = Decimal(repr(value)) / step
+    d = _decimal(value) / step
     return float(d.quantize(Decimal(1), rounding=ROUND_FLOOR) * step)
 
 
+def _decimal(value: float) -> Decimal:
+    """``value`` as a Decimal that quantizes to whole units.
+
+    A non-finite amount, or one of more digits than Decimal's 28 (stored data beyond the
+    definition bounds), is a TariffError rather than a decimal.InvalidOperation from quantize.
+    """
+    if not math.isfinite(value) or abs(value) >= 1e26:
+        raise TariffError("overflow", "the bill's amounts are too large to compute")
+    return Decimal(repr(value))
+
+
 def _round_half_up(value: float) -> float:
-    return float(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return float(_decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 @dataclass(slots=True)
