@@ -34,6 +34,7 @@ from powerflow_common.db.models import (
 from powerflow_common.report_requests import ReportRequest, insert_report, report_file
 from powerflow_common.savings import DayRange, fit_site_baseline, mark_outdoor, site_savings
 from powerflow_common.settings import Settings
+from powerflow_reporter.facts import _site_cost
 from powerflow_reporter.job import run_report
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -430,3 +431,59 @@ def test_an_organisation_report_costs_per_currency_and_lists_savings_per_site(
     # Every site's alerts: the Plant's three and the other site's device's.
     assert v["alerts_count"]["value"] == 4
     assert v["alerts_open_count"]["value"] == 2
+
+
+@pytest.mark.both_backends  # reads and writes the database: on both engines
+def test_a_tariff_version_ending_mid_month_leaves_that_month_unbilled_not_the_report_failed(
+    engine: Engine,
+) -> None:
+    # The only version ends on 16 July 2025 (Seoul): 1-15 July is costed, 16-31 July is not,
+    # like site_cost's hours without a version; July has no whole-month bill.
+    name = f"cut-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    site = add_site(engine, "Cut", "Asia/Seoul")
+    meter = add_device(
+        engine, "cut-1", last_seen=datetime(2025, 3, 1, tzinfo=UTC), site_id=site,
+        meter_role="main",
+    )  # fmt: skip
+    definition = {
+        "currency": "KRW",
+        "seasons": [
+            {"name": "all", "months": list(range(1, 13)), "hours": ["flat"] * 24,
+             "rates": {"flat": 100.0}},
+        ],
+    }  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            insert(TARIFFS).values(
+                name=name, label="Ends mid-July", valid_from=date(2020, 1, 1),
+                valid_to=date(2025, 7, 16), currency="KRW", definition=definition,
+                source="test", created_at=now,
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(SITE_TARIFFS).values(
+                site_id=site, tariff_name=name, contract_power_kw=10.0,
+                valid_from=date(2025, 1, 1), recorded_at=now, recorded_by="test",
+            )
+        )  # fmt: skip
+        conn.execute(
+            insert(HOURLY_STATS),
+            [
+                {"device_id": meter, "hour_start": _utc(day) + timedelta(hours=h),
+                 "samples": 720, "coverage": 1.0, "energy_kwh": 1.0, "computed_at": now}
+                for day in (date(2025, 7, 10), date(2025, 7, 20))
+                for h in range(24)
+            ],
+        )  # fmt: skip
+    try:
+        with engine.connect() as conn:
+            cost = _site_cost(conn, site, "Cut", _utc(JULY[0]), _utc(JULY[1]), "Asia/Seoul")
+        # 10 July: 24 kWh x 100 KRW = 2,400 KRW; 20 July: 24 kWh uncosted; no July bill.
+        assert (cost.currency, cost.kwh, cost.uncosted_kwh) == ("KRW", 24.0, 24.0)
+        assert cost.energy_related_total == pytest.approx(2400.0)
+        assert cost.bills == ()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(SITE_TARIFFS).where(SITE_TARIFFS.c.site_id == site))
+            conn.execute(delete(TARIFFS).where(TARIFFS.c.name == name))

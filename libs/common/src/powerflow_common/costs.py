@@ -372,7 +372,15 @@ def site_bill(
     plan, row, start, end, peaks = _month_context(conn, scope, year, month, until)
     stop = end if until is None else max(start, min(end, until))
     energy = hourly_intervals(conn, scope, start, stop)
-    bill = month_bill(plan, year, month, start, stop, energy, peaks, row.contract_power_kw)
+    try:
+        bill = month_bill(plan, year, month, start, stop, energy, peaks, row.contract_power_kw)
+    except TariffNotFound as exc:
+        # A version ending mid-month with no successor: site_cost leaves those hours uncosted,
+        # and the month has no whole bill; NoTariff, which callers already skip or report.
+        raise NoTariff(
+            f"Tariff {row.tariff_name!r} has no version valid on every day of "
+            f"{year:04d}-{month:02d} ({exc}); add one with POST /api/v1/tariffs."
+        ) from exc
     bill.complete = stop >= end
     return bill
 
