@@ -487,3 +487,61 @@ def test_a_tariff_version_ending_mid_month_leaves_that_month_unbilled_not_the_re
         with engine.begin() as conn:
             conn.execute(delete(SITE_TARIFFS).where(SITE_TARIFFS.c.site_id == site))
             conn.execute(delete(TARIFFS).where(TARIFFS.c.name == name))
+
+
+@pytest.mark.both_backends  # reads and writes the database: on both engines
+def test_a_site_whose_period_mixes_currencies_keeps_its_kwh_as_uncosted(
+    engine: Engine,
+) -> None:
+    # KRW in July, GBP from August (site_cost refuses the mix): 48 kWh in July-August, none
+    # costed; before, the site reported 0 uncosted kWh and its kWh vanished from the report.
+    names = [f"mix-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    now = datetime.now(UTC)
+    site = add_site(engine, "Mixed", "Asia/Seoul")
+    meter = add_device(
+        engine, "mix-1", last_seen=datetime(2025, 3, 1, tzinfo=UTC), site_id=site,
+        meter_role="main",
+    )  # fmt: skip
+    with engine.begin() as conn:
+        for name, currency, valid_from in zip(
+            names, ("KRW", "GBP"), (date(2025, 1, 1), date(2025, 8, 1)), strict=True
+        ):
+            definition = {
+                "currency": currency,
+                "seasons": [
+                    {"name": "all", "months": list(range(1, 13)), "hours": ["flat"] * 24,
+                     "rates": {"flat": 1.0}},
+                ],
+            }  # fmt: skip
+            conn.execute(
+                insert(TARIFFS).values(
+                    name=name, label=currency, valid_from=date(2020, 1, 1), valid_to=None,
+                    currency=currency, definition=definition, source="test", created_at=now,
+                )
+            )  # fmt: skip
+            conn.execute(
+                insert(SITE_TARIFFS).values(
+                    site_id=site, tariff_name=name, contract_power_kw=10.0,
+                    valid_from=valid_from, recorded_at=now, recorded_by="test",
+                )
+            )  # fmt: skip
+        conn.execute(
+            insert(HOURLY_STATS),
+            [
+                {"device_id": meter, "hour_start": _utc(day) + timedelta(hours=h),
+                 "samples": 720, "coverage": 1.0, "energy_kwh": 1.0, "computed_at": now}
+                for day in (date(2025, 7, 5), date(2025, 8, 20))
+                for h in range(24)
+            ],
+        )  # fmt: skip
+    try:
+        with engine.connect() as conn:
+            cost = _site_cost(
+                conn, site, "Mixed", _utc(JULY[0]), _utc(date(2025, 9, 1)), "Asia/Seoul"
+            )
+        assert cost.currency is None and "mixes currencies" in (cost.reason or "")
+        assert cost.uncosted_kwh == 48.0  # 2 days x 24 h x 1 kWh
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(SITE_TARIFFS).where(SITE_TARIFFS.c.site_id == site))
+            conn.execute(delete(TARIFFS).where(TARIFFS.c.name.in_(names)))

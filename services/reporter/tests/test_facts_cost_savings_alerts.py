@@ -74,6 +74,8 @@ def test_cost_is_summed_per_currency_never_across_and_sites_without_a_tariff_are
     assert facts.value("cost_untariffed_site_count") == 1
     assert facts.value("cost_untariffed_sites") == "Depot"
     assert facts.value("cost_uncosted_kwh") == 100.0
+    # The sentence on sites without a tariff states the depot's own 80 kWh, not Busan's 20.
+    assert facts.value("cost_untariffed_kwh") == 80.0
     assert [r["site"] for r in facts.tables["cost_by_site"]] == [
         "Busan", "Depot", "London", "Seoul HQ",
     ]  # fmt: skip
@@ -85,6 +87,7 @@ def test_without_any_site_cost_facts_are_unknown_not_zero() -> None:
     assert facts.value("cost_currency_count") is None
     assert facts.value("cost1_energy_related_total") is None
     assert facts.value("cost_untariffed_sites") is None
+    assert facts.value("cost_untariffed_kwh") is None
 
 
 @given(
@@ -174,6 +177,8 @@ def test_the_report_carries_the_new_facts_and_the_template_cites_them() -> None:
     narrative = template_narrative(facts, "en")
     assert "{{cost1_energy_related_total}}" in narrative.sections["electricity_cost"]
     assert "{{cost_untariffed_sites}}" in narrative.sections["electricity_cost"]
+    assert "{{cost_untariffed_kwh}}" in narrative.sections["electricity_cost"]
+    assert "{{cost_uncosted_kwh}}" not in narrative.sections["electricity_cost"]
     assert "{{baseline1_uncertainty_pct}}" in narrative.sections["baseline_savings"]
     assert narrative.sections["alerts"] == "No alert was active in the period."
 

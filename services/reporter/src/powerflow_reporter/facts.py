@@ -126,8 +126,9 @@ cost1..3_currency / _site_count / _kwh / _energy_charge / _addons / _fund / _vat
   (ISO code; by code; never added across currencies), the period's costed kWh and their cost
 cost1..3_energy_related_total: energy charge + add-ons + fund + VAT (no demand or fixed charge)
 cost1..3_currency / _bill_months / _bill_demand_charge / _bill_total: whole local months' bills
-cost_currency_count, cost_uncosted_kwh (kWh of hours without a tariff)
+cost_currency_count, cost_uncosted_kwh (kWh of hours without a tariff, at any site)
 cost_untariffed_site_count, cost_untariffed_sites (names of sites without a tariff)
+cost_untariffed_kwh (the kWh of the sites without a tariff only)
 baseline1..5_site / _id / _model / _period_start / _period_end: per site with savings
 baseline1..5_days / _cv_rmse_pct / _nmbe_pct: reporting days used; the baseline's fit
 baseline1..5_days / _savings_kwh / _savings_pct / _uncertainty_kwh / _uncertainty_pct
@@ -783,6 +784,13 @@ def cost_facts(costs: Sequence[SiteCost]) -> Facts:
         ", ".join(c.site_name for c in untariffed[:MAX_NAMED_SITES]) or None,
         "text",
     )
+    # The untariffed sites' own kWh: cost_uncosted_kwh also holds tariffed sites' hours
+    # without a version, which the sentence naming the untariffed sites must not claim.
+    facts.add(
+        "cost_untariffed_kwh",
+        math.fsum(c.uncosted_kwh for c in untariffed) if costs else None,
+        "kwh",
+    )
     for i in range(MAX_CURRENCIES):
         group = by_currency[currencies[i]] if i < len(currencies) else []
         bills = [b for c in group for b in c.bills]
@@ -1204,7 +1212,9 @@ def _site_cost(
     try:
         currency, buckets, uncosted = costs.site_cost(conn, scope, "month", start_utc, end_utc)
     except (costs.CostError, costs.NoTariff) as exc:  # mixed currencies, a tariff gone
-        return SiteCost(site_id, name, None, reason=str(exc))
+        # No hour is costed: all the period's kWh are uncosted, or they vanish from the report.
+        kwh = math.fsum(i.kwh for i in costs.hourly_intervals(conn, scope, start_utc, end_utc))
+        return SiteCost(site_id, name, None, uncosted_kwh=kwh, reason=str(exc))
     parts = [b.cost for b in buckets if b.cost is not None]
     zone = ZoneInfo(scope.timezone)
     bills: list[CostBill] = []

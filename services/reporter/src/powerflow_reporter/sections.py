@@ -337,9 +337,9 @@ SECTIONS: tuple[Section, ...] = (
             Sentence(
                 Text(
                     en="Sites without a tariff: {{cost_untariffed_sites}} "
-                    "({{cost_uncosted_kwh}} not costed).",
+                    "({{cost_untariffed_kwh}} not costed).",
                     ko="요금제가 없는 사업장: {{cost_untariffed_sites}} "
-                    "(요금 미산정 {{cost_uncosted_kwh}}).",
+                    "(요금 미산정 {{cost_untariffed_kwh}}).",
                 ),
                 needs=("cost_untariffed_sites",),
             ),
