@@ -32,7 +32,7 @@ from sqlalchemy import Engine, insert, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import service_env
-from pf_testing import Service, delete_namespace_streams, wait_for
+from pf_testing import Service, delete_namespace_streams, read_rejections, wait_for
 from powerflow.broker import free_port
 from powerflow_aggregator.service import run_aggregator
 from powerflow_alerts.history import latest_complete_day, latest_complete_night
@@ -392,6 +392,66 @@ async def test_daily_kwh_above_is_judged_against_the_same_day_type_and_cleared(
             )
         await publish_rolled_up(settings, [Bucket(dev, noon_hour(day))])
         await eventually(lambda: cleared(engine), what="the clear")
+
+
+async def test_a_rollups_bucket_without_utc_offset_is_dead_lettered_and_the_next_is_judged(
+    engine: Engine, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-N1", last_seen=now)
+    day = latest_complete_day(now, TZ)
+    start, _ = period_bounds_utc(
+        "day", datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo(TZ)), TZ
+    )
+    noon = start + timedelta(hours=12)
+    rows = []
+    for n in range(28, 0, -1):
+        rows += hour_rows(dev, [noon - timedelta(days=n)], 10_000.0)
+    rows += hour_rows(dev, [noon], 30_000.0)
+    with engine.begin() as conn:
+        conn.execute(insert(HOURLY_STATS), rows)
+    rule(engine, "daily_kwh_above", {"k": 3, "min_change_pct": 20}, device_id=dev)
+    async with running(settings) as worker:
+        await eventually(lambda: alerts(engine), what="the daily alert")
+        with engine.begin() as conn:
+            conn.execute(
+                update(HOURLY_STATS)
+                .where(HOURLY_STATS.c.device_id == dev, HOURLY_STATS.c.hour_start == noon)
+                .values(energy_kwh=11.0)
+            )
+        # An hour with no offset: it decodes, but cannot be compared with a period's bounds.
+        naive = noon.replace(tzinfo=None).isoformat()
+        nc = await connect_nats(settings, "test-rollups")
+        body = f'{{"buckets":[[{dev},"{naive}"]],"rolled_up_at":"{now.isoformat()}"}}'
+        await nc.jetstream().publish(settings.names.rollups_subject, body.encode())
+        await close_nats(nc)
+        await publish_rolled_up(settings, [Bucket(dev, noon)])
+        await eventually(lambda: cleared(engine), what="the clear after the good message")
+        assert worker.ready.is_set()
+    [record] = await asyncio.to_thread(
+        read_rejections, settings.nats_url, settings.names.rejected_stream, 1, 15
+    )
+    assert record.reason == "local_time_rolled_up" and record.stage == "alerts"
+    assert naive.encode() in record.payload
+
+
+async def test_a_task_that_dies_ends_run_with_its_error(engine: Engine, settings: Settings) -> None:
+    nc = await connect_nats(settings, "test-alerts")
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    await ensure_alerts_consumer(js, settings)
+    worker = AlertsWorker(nc=nc, js=js, engine=engine, settings=settings)
+
+    async def broken(sub: Any) -> list[Any]:
+        raise OSError("pull broke")
+
+    worker._pull = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError, match="ended before the stop"):
+            await asyncio.wait_for(worker.run(asyncio.Event()), 20)
+        assert not worker.ready.is_set()
+    finally:
+        await close_nats(nc)
 
 
 # --- once, across restarts and copies ---------------------------------------------------------
