@@ -609,6 +609,30 @@ async def test_an_alert_is_mailed_to_the_smtp_server(
     assert [e.channel for e in events(engine)] == ["email"]
 
 
+async def test_a_rule_name_with_a_newline_is_mailed_with_a_space_and_the_batch_goes_on(
+    engine: Engine, mail_settings: Settings, smtp_server: tuple[Mailbox, int]
+) -> None:
+    mailbox, _ = smtp_server
+    now = datetime.now(UTC)
+    first = device(engine, "ALERT-E2", last_seen=now - timedelta(minutes=10))
+    second = device(engine, "ALERT-E3", last_seen=now - timedelta(minutes=10))
+    bad = rule(engine, "silence", {"minutes": 5}, device_id=first)
+    rule(engine, "silence", {"minutes": 5}, device_id=second)
+    # Written before the API refused control characters: the mail library refuses the header.
+    with engine.begin() as conn:
+        conn.execute(
+            update(ALERT_RULES)
+            .where(ALERT_RULES.c.id == bad)
+            .values(name="Boiler\nBcc: evil@example.test")
+        )
+    async with running(mail_settings):
+        await eventually(lambda: len(mailbox.messages) >= 2, what="both e-mails")
+    subjects = sorted(str(message_from_bytes(m)["Subject"]) for m in mailbox.messages)
+    assert subjects[0].startswith("[powerflow] Boiler Bcc: evil@example.test: raised")
+    assert all(message_from_bytes(m)["Bcc"] is None for m in mailbox.messages)
+    assert all(e.delivered_at is not None for e in events(engine))
+
+
 # --- the aggregator's announcement -------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -139,7 +140,9 @@ class Sender:
         message["From"] = s.alerts_email_from
         message["To"] = ", ".join(s.alerts_email_to)
         rule_name, subject = alert.get("rule_name", ""), alert.get("subject", "")
-        message["Subject"] = f"[powerflow] {rule_name}: {event.transition} on {subject}"
+        message["Subject"] = _header_value(
+            f"[powerflow] {rule_name}: {event.transition} on {subject}"
+        )
         # The event id in the Message-ID: a resend after a crash is recognisably the same mail.
         domain = s.alerts_email_from.rpartition("@")[2] or "powerflow"
         message["Message-ID"] = make_msgid(idstring=event.event_id, domain=domain)
@@ -161,6 +164,15 @@ class Sender:
             raise DeliveryFailed(f"smtp: {type(exc).__name__}") from None
 
 
+def _header_value(value: str) -> str:
+    """``value`` with its control characters (a newline in a rule name) made spaces.
+
+    EmailMessage refuses a header value with CR or LF (ValueError), and any control
+    character has no place in a header line.
+    """
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
+
+
 async def deliver_due(
     engine: Engine, sender: Sender, settings: Settings, now: datetime | None = None
 ) -> int:
@@ -175,7 +187,16 @@ async def deliver_due(
     for event in events:
         metrics.DELIVERIES_ATTEMPTED.labels(event.channel).inc()
         try:
-            await sender.send(event)
+            try:
+                await sender.send(event)
+            except DeliveryFailed:
+                raise
+            except Exception as exc:
+                # Any error of one send is a failed attempt of that event, retried with its
+                # backoff: raised, it would leave the event unmarked (retried every round
+                # forever) and the rest of the batch unsent. The type only: a message may
+                # carry a secret (a URL with a token).
+                raise DeliveryFailed(f"{event.channel}: unexpected {type(exc).__name__}") from exc
         except DeliveryFailed as exc:
             metrics.DELIVERIES_FAILED.labels(event.channel).inc()
             delay = jittered_delay(
