@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,9 +26,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 from pf_api_data import add_device, add_site
 from pf_rollup import store
+from pydantic import SecretStr
 from sqlalchemy import Engine, insert, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -42,6 +45,7 @@ from powerflow_common.alerts_store import RuleRow, clear_alert, raise_alert
 from powerflow_common.db.engine import make_engine
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS, DEVICES, HOURLY_STATS
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
+from powerflow_common.logs import configure_logging, register_secrets
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.settings import Settings
 from powerflow_common.wire import (
@@ -194,9 +198,8 @@ def settings(
 
 
 def with_receiver(settings: Settings, receiver: Receiver) -> Settings:
-    return settings.model_copy(
-        update={"alerts_webhook_url": f"http://127.0.0.1:{receiver.port}/hooks/powerflow"}
-    )
+    url = SecretStr(f"http://127.0.0.1:{receiver.port}/hooks/powerflow")
+    return settings.model_copy(update={"alerts_webhook_url": url})
 
 
 # --- data helpers -----------------------------------------------------------------------------
@@ -324,6 +327,36 @@ async def test_silence_is_raised_by_the_timer_and_cleared_by_the_next_reading(
         assert len(alerts(engine)) == 1
         await publish_live(settings, [Reading(device_code="ALERT-S1", ts=now, power_w=3.0)])
         await eventually(lambda: cleared(engine), what="the clear")
+
+
+async def test_a_webhook_url_with_a_token_never_reaches_the_logs(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "tok_9f8e7d6c5b4a3f2e1d0c"
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    with webhook_receiver(failures=1) as receiver:
+        url = f"http://127.0.0.1:{receiver.port}/hooks/{token}?key={token}"
+        tokened = Settings(_env_file=None, **(dict(settings) | {"alerts_webhook_url": url}))
+        configure_logging("debug", "console", secrets=tokened.secret_values())
+        try:
+            dev = device(engine, "ALERT-W9", last_seen=datetime.now(UTC) - timedelta(minutes=10))
+            rule(engine, "silence", {"minutes": 5}, device_id=dev)
+            async with running(tokened):
+                # A failed attempt, then the delivery: both would log the URL.
+                await eventually(lambda: len(receiver.requests) >= 2, what="two deliveries")
+                await eventually(
+                    lambda: all(e.delivered_at for e in events(engine)), what="delivered"
+                )
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            structlog.configure(**config)
+            register_secrets([])
+    out, err = capsys.readouterr()
+    assert "alert_delivered" in out + err
+    assert token not in out + err
+    assert repr(tokened.alerts_webhook_url) == "SecretStr('**********')"
 
 
 async def test_base_load_jump_is_judged_on_its_night_and_cleared_when_the_night_is_rolled_up_again(

@@ -51,7 +51,8 @@ class DeliveryFailed(Retryable):
 def check_channels(settings: Settings) -> None:
     """Refuse half-configured channels at start (ConfigurationError says which setting)."""
     if settings.alerts_webhook_url:
-        if not settings.alerts_webhook_url.startswith(("http://", "https://")):
+        url = settings.alerts_webhook_url.get_secret_value()
+        if not url.startswith(("http://", "https://")):
             raise ConfigurationError("POWERFLOW_ALERTS_WEBHOOK_URL must be an http(s) URL")
         secret = settings.alerts_webhook_secret
         if secret is None:
@@ -118,7 +119,8 @@ class Sender:
             raise DeliveryFailed(f"unknown channel {event.channel!r}")
 
     async def _webhook(self, event: OutboxEvent) -> None:
-        url = self._settings.alerts_webhook_url
+        url_setting = self._settings.alerts_webhook_url
+        url = url_setting.get_secret_value() if url_setting is not None else ""
         secret = self._settings.alerts_webhook_secret
         if not url or secret is None:
             raise DeliveryFailed("POWERFLOW_ALERTS_WEBHOOK_URL and _SECRET must both be set")
