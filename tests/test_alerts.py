@@ -38,10 +38,11 @@ from conftest import service_env
 from pf_testing import Service, delete_namespace_streams, read_rejections, wait_for
 from powerflow.broker import free_port
 from powerflow_aggregator.service import run_aggregator
+from powerflow_alerts.delivery import Sender, deliver_due
 from powerflow_alerts.history import latest_complete_day, latest_complete_night
 from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
 from powerflow_common.alert_rules import SilenceParams, night_bounds_utc
-from powerflow_common.alerts_store import RuleRow, clear_alert, raise_alert
+from powerflow_common.alerts_store import OutboxEvent, RuleRow, clear_alert, raise_alert
 from powerflow_common.db.engine import make_engine
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS, DEVICES, HOURLY_STATS
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
@@ -784,6 +785,33 @@ def test_a_muted_alert_clears_quietly_and_its_next_raise_within_the_mute_sends_n
     assert sent == [(first, "raised"), (third, "raised")]
     by_id = {a.id: a for a in alerts(engine)}
     assert by_id[again].muted_until == by_id[first].muted_until
+
+
+async def test_any_error_of_one_send_is_a_failed_attempt_and_the_batch_goes_on(
+    engine: Engine, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    rows = []
+    for code in ("ALERT-X1", "ALERT-X2"):
+        dev = device(engine, code, last_seen=now)
+        rule_id = rule(engine, "silence", {"minutes": 5}, device_id=dev)
+        row = RuleRow(rule_id, code, "silence", "device", dev, None, SilenceParams(5))
+        rows.append(raise_alert(engine, row, f"device:{dev}", {}, now, ["webhook"]))
+
+    class Breaking(Sender):
+        async def send(self, event: OutboxEvent) -> None:
+            if event.event_id == f"alert-{rows[0]}-raised":
+                raise ValueError("Header values may not contain linefeed")
+
+    sender = Breaking(settings)
+    try:
+        assert await deliver_due(engine, sender, settings) == 1
+    finally:
+        await sender.aclose()
+    first, second = events(engine)
+    assert first.delivered_at is None and first.attempts == 1
+    assert first.last_error == "webhook: unexpected ValueError"
+    assert second.delivered_at is not None
 
 
 def test_two_worker_processes_one_killed_and_restarted_raise_and_clear_each_alert_once(
