@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,23 +26,27 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 from pf_api_data import add_device, add_site
 from pf_rollup import store
+from pydantic import SecretStr
 from sqlalchemy import Engine, insert, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from conftest import service_env
-from pf_testing import Service, delete_namespace_streams, wait_for
+from pf_testing import Service, delete_namespace_streams, read_rejections, wait_for
 from powerflow.broker import free_port
 from powerflow_aggregator.service import run_aggregator
+from powerflow_alerts.delivery import Sender, deliver_due
 from powerflow_alerts.history import latest_complete_day, latest_complete_night
 from powerflow_alerts.worker import AlertsWorker, ensure_alerts_consumer
 from powerflow_common.alert_rules import SilenceParams, night_bounds_utc
-from powerflow_common.alerts_store import RuleRow, clear_alert, raise_alert
+from powerflow_common.alerts_store import OutboxEvent, RuleRow, clear_alert, raise_alert
 from powerflow_common.db.engine import make_engine
 from powerflow_common.db.models import ALERT_EVENTS, ALERT_RULES, ALERTS, DEVICES, HOURLY_STATS
 from powerflow_common.jetstream import close_nats, connect_nats, ensure_streams
+from powerflow_common.logs import configure_logging, register_secrets
 from powerflow_common.periods import period_bounds_utc
 from powerflow_common.settings import Settings
 from powerflow_common.wire import (
@@ -194,9 +199,8 @@ def settings(
 
 
 def with_receiver(settings: Settings, receiver: Receiver) -> Settings:
-    return settings.model_copy(
-        update={"alerts_webhook_url": f"http://127.0.0.1:{receiver.port}/hooks/powerflow"}
-    )
+    url = SecretStr(f"http://127.0.0.1:{receiver.port}/hooks/powerflow")
+    return settings.model_copy(update={"alerts_webhook_url": url})
 
 
 # --- data helpers -----------------------------------------------------------------------------
@@ -326,6 +330,36 @@ async def test_silence_is_raised_by_the_timer_and_cleared_by_the_next_reading(
         await eventually(lambda: cleared(engine), what="the clear")
 
 
+async def test_a_webhook_url_with_a_token_never_reaches_the_logs(
+    engine: Engine, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "tok_9f8e7d6c5b4a3f2e1d0c"
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    with webhook_receiver(failures=1) as receiver:
+        url = f"http://127.0.0.1:{receiver.port}/hooks/{token}?key={token}"
+        tokened = Settings(_env_file=None, **(dict(settings) | {"alerts_webhook_url": url}))
+        configure_logging("debug", "console", secrets=tokened.secret_values())
+        try:
+            dev = device(engine, "ALERT-W9", last_seen=datetime.now(UTC) - timedelta(minutes=10))
+            rule(engine, "silence", {"minutes": 5}, device_id=dev)
+            async with running(tokened):
+                # A failed attempt, then the delivery: both would log the URL.
+                await eventually(lambda: len(receiver.requests) >= 2, what="two deliveries")
+                await eventually(
+                    lambda: all(e.delivered_at for e in events(engine)), what="delivered"
+                )
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            structlog.configure(**config)
+            register_secrets([])
+    out, err = capsys.readouterr()
+    assert "alert_delivered" in out + err
+    assert token not in out + err
+    assert repr(tokened.alerts_webhook_url) == "SecretStr('**********')"
+
+
 async def test_base_load_jump_is_judged_on_its_night_and_cleared_when_the_night_is_rolled_up_again(
     engine: Engine, settings: Settings
 ) -> None:
@@ -392,6 +426,66 @@ async def test_daily_kwh_above_is_judged_against_the_same_day_type_and_cleared(
             )
         await publish_rolled_up(settings, [Bucket(dev, noon_hour(day))])
         await eventually(lambda: cleared(engine), what="the clear")
+
+
+async def test_a_rollups_bucket_without_utc_offset_is_dead_lettered_and_the_next_is_judged(
+    engine: Engine, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    dev = device(engine, "ALERT-N1", last_seen=now)
+    day = latest_complete_day(now, TZ)
+    start, _ = period_bounds_utc(
+        "day", datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo(TZ)), TZ
+    )
+    noon = start + timedelta(hours=12)
+    rows = []
+    for n in range(28, 0, -1):
+        rows += hour_rows(dev, [noon - timedelta(days=n)], 10_000.0)
+    rows += hour_rows(dev, [noon], 30_000.0)
+    with engine.begin() as conn:
+        conn.execute(insert(HOURLY_STATS), rows)
+    rule(engine, "daily_kwh_above", {"k": 3, "min_change_pct": 20}, device_id=dev)
+    async with running(settings) as worker:
+        await eventually(lambda: alerts(engine), what="the daily alert")
+        with engine.begin() as conn:
+            conn.execute(
+                update(HOURLY_STATS)
+                .where(HOURLY_STATS.c.device_id == dev, HOURLY_STATS.c.hour_start == noon)
+                .values(energy_kwh=11.0)
+            )
+        # An hour with no offset: it decodes, but cannot be compared with a period's bounds.
+        naive = noon.replace(tzinfo=None).isoformat()
+        nc = await connect_nats(settings, "test-rollups")
+        body = f'{{"buckets":[[{dev},"{naive}"]],"rolled_up_at":"{now.isoformat()}"}}'
+        await nc.jetstream().publish(settings.names.rollups_subject, body.encode())
+        await close_nats(nc)
+        await publish_rolled_up(settings, [Bucket(dev, noon)])
+        await eventually(lambda: cleared(engine), what="the clear after the good message")
+        assert worker.ready.is_set()
+    [record] = await asyncio.to_thread(
+        read_rejections, settings.nats_url, settings.names.rejected_stream, 1, 15
+    )
+    assert record.reason == "local_time_rolled_up" and record.stage == "alerts"
+    assert naive.encode() in record.payload
+
+
+async def test_a_task_that_dies_ends_run_with_its_error(engine: Engine, settings: Settings) -> None:
+    nc = await connect_nats(settings, "test-alerts")
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    await ensure_alerts_consumer(js, settings)
+    worker = AlertsWorker(nc=nc, js=js, engine=engine, settings=settings)
+
+    async def broken(sub: Any) -> list[Any]:
+        raise OSError("pull broke")
+
+    worker._pull = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError, match="ended before the stop"):
+            await asyncio.wait_for(worker.run(asyncio.Event()), 20)
+        assert not worker.ready.is_set()
+    finally:
+        await close_nats(nc)
 
 
 # --- once, across restarts and copies ---------------------------------------------------------
@@ -549,6 +643,30 @@ async def test_an_alert_is_mailed_to_the_smtp_server(
     assert [e.channel for e in events(engine)] == ["email"]
 
 
+async def test_a_rule_name_with_a_newline_is_mailed_with_a_space_and_the_batch_goes_on(
+    engine: Engine, mail_settings: Settings, smtp_server: tuple[Mailbox, int]
+) -> None:
+    mailbox, _ = smtp_server
+    now = datetime.now(UTC)
+    first = device(engine, "ALERT-E2", last_seen=now - timedelta(minutes=10))
+    second = device(engine, "ALERT-E3", last_seen=now - timedelta(minutes=10))
+    bad = rule(engine, "silence", {"minutes": 5}, device_id=first)
+    rule(engine, "silence", {"minutes": 5}, device_id=second)
+    # Written before the API refused control characters: the mail library refuses the header.
+    with engine.begin() as conn:
+        conn.execute(
+            update(ALERT_RULES)
+            .where(ALERT_RULES.c.id == bad)
+            .values(name="Boiler\nBcc: evil@example.test")
+        )
+    async with running(mail_settings):
+        await eventually(lambda: len(mailbox.messages) >= 2, what="both e-mails")
+    subjects = sorted(str(message_from_bytes(m)["Subject"]) for m in mailbox.messages)
+    assert subjects[0].startswith("[powerflow] Boiler Bcc: evil@example.test: raised")
+    assert all(message_from_bytes(m)["Bcc"] is None for m in mailbox.messages)
+    assert all(e.delivered_at is not None for e in events(engine))
+
+
 # --- the aggregator's announcement -------------------------------------------------------------
 
 
@@ -667,6 +785,33 @@ def test_a_muted_alert_clears_quietly_and_its_next_raise_within_the_mute_sends_n
     assert sent == [(first, "raised"), (third, "raised")]
     by_id = {a.id: a for a in alerts(engine)}
     assert by_id[again].muted_until == by_id[first].muted_until
+
+
+async def test_any_error_of_one_send_is_a_failed_attempt_and_the_batch_goes_on(
+    engine: Engine, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    rows = []
+    for code in ("ALERT-X1", "ALERT-X2"):
+        dev = device(engine, code, last_seen=now)
+        rule_id = rule(engine, "silence", {"minutes": 5}, device_id=dev)
+        row = RuleRow(rule_id, code, "silence", "device", dev, None, SilenceParams(5))
+        rows.append(raise_alert(engine, row, f"device:{dev}", {}, now, ["webhook"]))
+
+    class Breaking(Sender):
+        async def send(self, event: OutboxEvent) -> None:
+            if event.event_id == f"alert-{rows[0]}-raised":
+                raise ValueError("Header values may not contain linefeed")
+
+    sender = Breaking(settings)
+    try:
+        assert await deliver_due(engine, sender, settings) == 1
+    finally:
+        await sender.aclose()
+    first, second = events(engine)
+    assert first.delivered_at is None and first.attempts == 1
+    assert first.last_error == "webhook: unexpected ValueError"
+    assert second.delivered_at is not None
 
 
 def test_two_worker_processes_one_killed_and_restarted_raise_and_clear_each_alert_once(

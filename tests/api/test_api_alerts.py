@@ -95,6 +95,30 @@ def test_bad_rules_are_clear_client_errors_and_viewers_cannot_write(
     assert viewer.status_code == 403
 
 
+def test_a_rule_name_with_a_control_character_is_refused_422(
+    client: Client, engine: Engine, keys: dict[str, str], now: datetime
+) -> None:
+    dev = add_device(engine, "AL-2", last_seen=now)
+    op = bearer(keys["operator"])
+    ok = {
+        "name": "hot",
+        "kind": "power_above",
+        "scope": "device",
+        "device_id": dev,
+        "params": {"threshold_w": 2000, "minutes": 5},
+    }
+    for name in ["hot\nBcc: x@example.test", "hot\n", "hot\rx", "tab\there"]:
+        response = client.post("/api/v1/alert-rules", json={**ok, "name": name}, headers=op)
+        assert response.status_code == 422, (name, response.text)
+        assert "name" in response.text
+    created = client.post("/api/v1/alert-rules", json=ok, headers=op)
+    assert created.status_code == 201, created.text
+    renamed = client.patch(
+        f"/api/v1/alert-rules/{created.json()['id']}", json={"name": "a\nb"}, headers=op
+    )
+    assert renamed.status_code == 422, renamed.text
+
+
 def test_rules_are_bounded_in_number(
     make_client: Any, engine: Engine, keys: dict[str, str], now: datetime
 ) -> None:

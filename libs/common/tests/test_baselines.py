@@ -197,3 +197,11 @@ def test_savings_against_the_baseline_days_themselves_are_zero(
     assert savings.savings_kwh == pytest.approx(0.0, abs=1e-6 * savings.baseline_kwh)
     assert savings.uncertainty_kwh >= 0
     assert all(s.predicted_kwh >= 0 or model.intercept_kwh < 0 for s in savings.days)
+
+
+def test_a_site_that_used_nothing_is_refused_as_zero_consumption() -> None:
+    # A year of 0 kWh days: the monthly CV(RMSE) divides by the monthly mean, 0.
+    points = [DailyPoint(d, t, 0.0) for d, t in seoul_year(date(2024, 1, 1), 366, seed=1)]
+    with pytest.raises(BaselineRefused) as refused:
+        fit(points)
+    assert refused.value.reason == "zero_consumption"

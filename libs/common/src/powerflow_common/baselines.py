@@ -353,8 +353,11 @@ def _stats(
         model = np.array([predicted[ix].sum() for ix in whole])
         m_res = actual - model
         m_dof, m_mean = len(whole) - p, float(actual.mean())
-        monthly_cv = 100.0 * math.sqrt(float(m_res @ m_res) / m_dof) / m_mean
-        monthly_nmbe = 100.0 * float(m_res.sum()) / (m_dof * m_mean)
+        # Guarded as the daily CV is: whole months of 0 kWh in a baseline that is not all 0.
+        monthly_cv = (
+            100.0 * math.sqrt(float(m_res @ m_res) / m_dof) / m_mean if m_mean else math.inf
+        )
+        monthly_nmbe = 100.0 * float(m_res.sum()) / (m_dof * m_mean) if m_mean else math.inf
         meets_monthly = (
             monthly_cv <= G14_MONTHLY_CV_RMSE_PCT and abs(monthly_nmbe) <= G14_MONTHLY_NMBE_PCT
         )
@@ -472,6 +475,14 @@ def fit_baseline(
     )
     t = np.array([p.temperature_c for p in points], dtype=np.float64)
     y = np.array([p.energy_kwh for p in points], dtype=np.float64)
+    # A site that used nothing has nothing to save, and its CV(RMSE) and NMBE divide by a
+    # mean of 0: refused with its reason (422), not a ZeroDivisionError (500).
+    if not y.any():
+        raise BaselineRefused(
+            "zero_consumption",
+            f"The {len(points)} usable days of the baseline period have 0 kWh: a site that used "
+            "nothing has no baseline to save from. Check its meters or choose another period.",
+        )
     found = [c for c in (_search(k, t, y) for k in kinds) if c is not None and _qualifies(c)]
     if not found:
         raise BaselineRefused("no_model", "No change-point model qualifies for these days.")

@@ -118,6 +118,10 @@ def configure_logging(
     root.setLevel(level.upper())
     # nats-py and paho log every reconnect attempt at error level; ours say it once, with context.
     logging.getLogger("nats").setLevel(logging.CRITICAL)
+    # httpx logs "HTTP Request: POST <full URL>" at INFO for every request: a webhook URL often
+    # carries the receiver's token, and one line per delivery says nothing ours do not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

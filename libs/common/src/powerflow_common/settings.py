@@ -32,6 +32,9 @@ STREAM_MIN_BYTES = 1024 * 1024  # NATS's max_payload: one message must always fi
 
 
 ENV_PREFIX = "POWERFLOW_"
+# URL settings that are secret whole, not only their password: a webhook receiver's URL
+# often carries its token in the path or query.
+WHOLE_URL_SECRETS = frozenset({"alerts_webhook_url"})
 FILE_SUFFIX = "_FILE"  # the Docker/Kubernetes convention: POWERFLOW_REDIS_PASSWORD_FILE=/run/...
 # A secret file is a few hundred bytes; anything bigger is the wrong file, not a secret.
 SECRET_FILE_MAX_BYTES = 64 * 1024
@@ -555,8 +558,9 @@ class Settings(BaseSettings):
     """The first wait before a failed notification is retried (jittered, growing)."""
     alerts_delivery_backoff_cap_s: float = Field(default=600.0, gt=0)
     """The longest wait between retries of a notification."""
-    alerts_webhook_url: str | None = None
-    """The alert webhook receiver (with `POWERFLOW_ALERTS_WEBHOOK_SECRET`; both or neither)."""
+    alerts_webhook_url: SecretStr | None = None
+    """The alert webhook receiver (with `POWERFLOW_ALERTS_WEBHOOK_SECRET`; both or neither).
+    A secret (`_FILE`, masked whole in logs): receivers often take a token in the URL."""
     alerts_webhook_secret: SecretStr | None = None
     """The webhook's Standard Webhooks signing secret, `whsec_<base64>`."""
     alerts_smtp_host: str | None = None
@@ -659,6 +663,11 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 secret = value.get_secret_value()
+                if name in WHOLE_URL_SECRETS and secret:
+                    # A token may be anywhere in it (path, query): the URL, and its path
+                    # and query as logged apart, are masked whole.
+                    parts = urlsplit(secret)
+                    found += [secret, parts.path, parts.query]
                 if "://" not in secret:
                     found.append(secret)
                     continue

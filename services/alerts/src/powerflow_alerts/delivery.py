@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -50,7 +51,8 @@ class DeliveryFailed(Retryable):
 def check_channels(settings: Settings) -> None:
     """Refuse half-configured channels at start (ConfigurationError says which setting)."""
     if settings.alerts_webhook_url:
-        if not settings.alerts_webhook_url.startswith(("http://", "https://")):
+        url = settings.alerts_webhook_url.get_secret_value()
+        if not url.startswith(("http://", "https://")):
             raise ConfigurationError("POWERFLOW_ALERTS_WEBHOOK_URL must be an http(s) URL")
         secret = settings.alerts_webhook_secret
         if secret is None:
@@ -117,7 +119,8 @@ class Sender:
             raise DeliveryFailed(f"unknown channel {event.channel!r}")
 
     async def _webhook(self, event: OutboxEvent) -> None:
-        url = self._settings.alerts_webhook_url
+        url_setting = self._settings.alerts_webhook_url
+        url = url_setting.get_secret_value() if url_setting is not None else ""
         secret = self._settings.alerts_webhook_secret
         if not url or secret is None:
             raise DeliveryFailed("POWERFLOW_ALERTS_WEBHOOK_URL and _SECRET must both be set")
@@ -139,7 +142,9 @@ class Sender:
         message["From"] = s.alerts_email_from
         message["To"] = ", ".join(s.alerts_email_to)
         rule_name, subject = alert.get("rule_name", ""), alert.get("subject", "")
-        message["Subject"] = f"[powerflow] {rule_name}: {event.transition} on {subject}"
+        message["Subject"] = _header_value(
+            f"[powerflow] {rule_name}: {event.transition} on {subject}"
+        )
         # The event id in the Message-ID: a resend after a crash is recognisably the same mail.
         domain = s.alerts_email_from.rpartition("@")[2] or "powerflow"
         message["Message-ID"] = make_msgid(idstring=event.event_id, domain=domain)
@@ -161,6 +166,15 @@ class Sender:
             raise DeliveryFailed(f"smtp: {type(exc).__name__}") from None
 
 
+def _header_value(value: str) -> str:
+    """``value`` with its control characters (a newline in a rule name) made spaces.
+
+    EmailMessage refuses a header value with CR or LF (ValueError), and any control
+    character has no place in a header line.
+    """
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
+
+
 async def deliver_due(
     engine: Engine, sender: Sender, settings: Settings, now: datetime | None = None
 ) -> int:
@@ -175,7 +189,16 @@ async def deliver_due(
     for event in events:
         metrics.DELIVERIES_ATTEMPTED.labels(event.channel).inc()
         try:
-            await sender.send(event)
+            try:
+                await sender.send(event)
+            except DeliveryFailed:
+                raise
+            except Exception as exc:
+                # Any error of one send is a failed attempt of that event, retried with its
+                # backoff: raised, it would leave the event unmarked (retried every round
+                # forever) and the rest of the batch unsent. The type only: a message may
+                # carry a secret (a URL with a token).
+                raise DeliveryFailed(f"{event.channel}: unexpected {type(exc).__name__}") from exc
         except DeliveryFailed as exc:
             metrics.DELIVERIES_FAILED.labels(event.channel).inc()
             delay = jittered_delay(

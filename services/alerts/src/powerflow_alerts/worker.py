@@ -464,26 +464,54 @@ class AlertsWorker:
         return await self._dead_letters.screen(got)
 
     async def _handle(self, messages: Sequence[Msg]) -> None:
-        touched: dict[int, set[datetime]] = defaultdict(set)
         for msg in messages:
+            # One message's unexpected failure is logged, counted and dead-lettered, never
+            # raised: an exception here would end consume() and with it every later
+            # judgement of the daily and base-load rules.
             try:
-                rolled: RolledUp = rolled_up_decoder.decode(msg.data)
-            except msgspec.DecodeError:
+                await self._handle_one(msg)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                metrics.EVALUATION_ERRORS.labels("rollups").inc()
+                log.exception("alerts_rollup_failed", error=error)
                 await self._dead_letters.send(
-                    "undecodable_rolled_up",
-                    "a ROLLUPS message that is not a list of buckets",
+                    "alerts_failed",
+                    f"handling a ROLLUPS message failed: {error}",
                     msg.data,
-                    dead_letter_id("u", msg),
+                    dead_letter_id("f", msg),
                 )
                 await settle("term", msg, msg.term)
-                continue
-            for bucket in rolled.buckets:
-                touched[bucket.device_id].add(bucket.hour_start)
+            else:
+                metrics.ROLLUPS_HANDLED.inc()
+
+    async def _handle_one(self, msg: Msg) -> None:
+        try:
+            rolled: RolledUp = rolled_up_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            await self._dead_letters.send(
+                "undecodable_rolled_up",
+                "a ROLLUPS message that is not a list of buckets",
+                msg.data,
+                dead_letter_id("u", msg),
+            )
+            await settle("term", msg, msg.term)
+            return
+        # An hour without a UTC offset cannot be placed on a period (comparing it raises), as
+        # live readings without one are skipped: the message is refused whole, with its reason.
+        if any(bucket.hour_start.tzinfo is None for bucket in rolled.buckets):
+            await self._dead_letters.send(
+                "local_time_rolled_up",
+                "a ROLLUPS bucket whose hour_start has no UTC offset",
+                msg.data,
+                dead_letter_id("l", msg),
+            )
+            await settle("term", msg, msg.term)
+            return
+        touched: dict[int, set[datetime]] = defaultdict(set)
+        for bucket in rolled.buckets:
+            touched[bucket.device_id].add(bucket.hour_start)
         self.schedule_touched(touched)
-        for msg in messages:
-            if not msg._ackd:
-                await settle("ack", msg, msg.ack)
-        metrics.ROLLUPS_HANDLED.inc(len(messages))
+        await settle("ack", msg, msg.ack)
 
     def schedule_touched(self, touched: dict[int, set[datetime]]) -> None:
         """Schedule the period rules whose latest complete period has a rolled-up hour."""
@@ -527,10 +555,16 @@ class AlertsWorker:
         sender = Sender(self._settings)
         s = self._settings
         tasks = [
-            asyncio.create_task(self._live_loop()),
-            asyncio.create_task(self._every(s.alerts_rules_refresh_s, self.refresh_and_seed, stop)),
-            asyncio.create_task(self._every(s.alerts_silence_check_s, self.tick, stop)),
-            asyncio.create_task(outbox_loop(self._engine, sender, s, stop, self.wake_outbox)),
+            asyncio.create_task(self._live_loop(), name="live"),
+            asyncio.create_task(
+                self._every(s.alerts_rules_refresh_s, self.refresh_and_seed, stop), name="refresh"
+            ),
+            asyncio.create_task(
+                self._every(s.alerts_silence_check_s, self.tick, stop), name="tick"
+            ),
+            asyncio.create_task(
+                outbox_loop(self._engine, sender, s, stop, self.wake_outbox), name="outbox"
+            ),
             asyncio.create_task(
                 consume(
                     self._js,
@@ -540,14 +574,30 @@ class AlertsWorker:
                     stop=stop,
                     pull=self._pull,
                     handle=self._handle,
-                )
+                ),
+                name="rollups",
             ),
         ]
         log.info("alerts_running", rules=len(self.rules), channels=self._channels)
         self.ready.set()
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # Waits on the tasks too: one that ends before ``stop`` (an error no loop caught)
+            # ends run() with that error, so the process exits non-zero and its supervisor
+            # restarts it, instead of a copy that says it is ready and judges nothing.
+            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            died = [task for task in tasks if task in done]
+            if died and not stop.is_set():
+                exc = died[0].exception() if not died[0].cancelled() else None
+                log.error(
+                    "alerts_task_died",
+                    task=died[0].get_name(),
+                    error=f"{type(exc).__name__}: {exc}"[:300] if exc else "ended",
+                )
+                self.ready.clear()
+                raise RuntimeError("an alerts task ended before the stop") from exc
         finally:
+            stopped.cancel()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             for task in tasks:

@@ -6,6 +6,7 @@ worker uses too, so a rule the API stores is a rule the worker can judge.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
@@ -71,6 +72,19 @@ def _normalised_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     return structs.asdict(parse_params(kind, params))
 
 
+def _check_name(name: str) -> str:
+    """``name``, or InvalidRule if it has a control character.
+
+    The name goes into the Subject of the alert's e-mail, where a newline is refused by the
+    mail library (and would otherwise start a header of its own).
+    """
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise InvalidRule(
+            "invalid_name", "name: no control characters (newline, tab ...) in a rule name"
+        )
+    return name
+
+
 def _check_subject(
     conn: Connection, scope: str, device_id: int | None, site_id: int | None
 ) -> None:
@@ -107,6 +121,7 @@ def create_rule(
     conn: Connection, data: schemas.AlertRuleCreate, by: str, now: datetime, max_rules: int
 ) -> schemas.AlertRule:
     params = _normalised_params(data.kind, data.params)
+    _check_name(data.name)
     _check_subject(conn, data.scope, data.device_id, data.site_id)
     if conn.execute(select(func.count()).select_from(ALERT_RULES)).scalar_one() >= max_rules:
         raise TooManyRules(
@@ -137,7 +152,7 @@ def update_rule(
     current = get_rule(conn, rule_id)
     values: dict[str, Any] = {"updated_at": now}
     if data.name is not None:
-        values["name"] = data.name
+        values["name"] = _check_name(data.name)
     if data.enabled is not None:
         values["enabled"] = data.enabled
     if data.params is not None:
