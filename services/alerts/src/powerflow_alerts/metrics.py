@@ -33,6 +33,10 @@ LIVE_BATCHES_DROPPED = Counter(
     "Live reading batches dropped because the evaluation queue was full (or undecodable)",
     ["reason"],
 )
+LIVE_BATCHES_JUDGED = Counter(
+    "powerflow_alerts_live_batches_judged_total",
+    "Live reading batches judged (every live rule of their devices evaluated)",
+)
 LIVE_READINGS_SKIPPED = Counter(
     "powerflow_alerts_live_readings_skipped_total",
     "Live readings not judged: unknown_device (until the next refresh), local_time (a device "

@@ -314,6 +314,8 @@ class AlertsWorker:
             except Exception as exc:
                 metrics.EVALUATION_ERRORS.labels("live").inc()
                 log.exception("alerts_live_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            else:
+                metrics.LIVE_BATCHES_JUDGED.inc()
 
     async def on_batch(self, batch: ReadingBatch) -> None:
         """Judge the live rules on one batch of readings."""
